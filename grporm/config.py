@@ -1,0 +1,310 @@
+"""Typed experiment configuration.
+
+A YAML file holds one experiment: the settings of a run plus an optional `matrix` of dotted keys
+to lists of values. Every combination of the matrix is one run, validated as a `RunConfig`.
+Unknown keys, wrong types and out-of-range values become one `ConfigError` line naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from grporm.errors import ConfigError
+
+METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(Strict):
+    name: str = "fashion_mnist"
+    root: Path | None = Field(None, description="folder with the data set's files; default: where its package puts them")
+    download: bool = Field(False, description="allow torchvision to download when the files are missing")
+    train_per_class: int | None = Field(None, ge=1, description="class-balanced training subset; null = all")
+    val_per_class: int = Field(100, ge=1, description="validation images per class, carved from the training split")
+    test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
+    split_seed: int = Field(0, ge=0, description="seed of the subsets and the validation split (fixed across run seeds)")
+    image_size: int = Field(64, ge=8, le=1024)
+
+
+class ModelConfig(Strict):
+    name: str = "tf_efficientnet_lite0"
+    weights: str = Field("packaged", description="packaged | hub | none | <path to a checkpoint file>")
+
+
+class AugmentConfig(Strict):
+    hflip: bool = True
+    shift: float = Field(0.125, ge=0.0, le=0.5, description="random translation, as a fraction of the image size")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(3, ge=0)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    lr_grid: list[float] = Field(default_factory=list, description="learning rates searched on the validation split; empty = use lr")
+    search_epochs: int = Field(1, ge=1)
+    search_train_per_class: int | None = Field(None, ge=1, description="training subset used by the search; null = the whole training split")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
+    log_every: int = Field(10, ge=1)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("lr_grid")
+    @classmethod
+    def _positive(cls, grid: list[float]) -> list[float]:
+        if any(lr <= 0 for lr in grid):
+            raise ValueError("every learning rate must be > 0")
+        return grid
+
+
+class GRPOConfig(Strict):
+    rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "uniformity_prob": 1.0})
+    temperature: float = Field(1.0, gt=0)
+    group: Literal["full", "sampled"] = "full"
+    group_size: int = Field(16, ge=2, description="G when group = sampled")
+    advantage_scale: Literal["group", "batch", "none"] = "group"
+    clip_eps: float = Field(0.2, gt=0, lt=1)
+    clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
+    inner_steps: int = Field(1, ge=1)
+    beta: float = Field(0.0, ge=0, description="KL weight to the model at the start; 0 keeps no reference copy")
+    std_eps: float = Field(1e-4, gt=0)
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
+        from grporm.objectives.rewards import REWARDS
+
+        if not rewards:
+            raise ValueError("at least one reward is needed")
+        for name in rewards:
+            REWARDS.get(name)  # raises ConfigError naming the choices
+        return rewards
+
+
+class EvalConfig(Strict):
+    knn_k: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
+    knn_temperature: float = Field(0.07, gt=0)
+    sr_l2_grid: list[float] = Field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2])
+    sr_max_iter: int = Field(200, ge=1)
+    ece_bins: int = Field(15, ge=1)
+    batch_size: int = Field(256, ge=1)
+    convergence_per_class: int = Field(50, ge=1, description="per-epoch kNN: training images per class in the fixed subset")
+
+
+class TrackingConfig(Strict):
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "grporm"
+    entity: str | None = None
+
+
+class RunConfig(Strict):
+    experiment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    method: str = "grpo_rm"
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    grpo_rm: GRPOConfig = Field(default_factory=GRPOConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    run_id: str = Field("", description="set by the matrix expansion")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        return method
+
+    @model_validator(mode="after")
+    def _data_name_known(self) -> "RunConfig":
+        from grporm.data import DATASETS
+
+        DATASETS.get(self.data.name)
+        return self
+
+    def config_hash(self) -> str:
+        """Hash of everything that can change a result (tracking settings cannot)."""
+        payload = self.model_dump(mode="json", exclude={"tracking", "run_id"})
+        payload["train"].pop("threads", None)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id"}
+EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix"}
+# The axes every run id names, in this order; any other matrix axis is added as key=value.
+ID_AXES = ("data.name", "model.name", "method")
+
+
+def _suggest(key: str, choices: set[str] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_validation_error(err: ValidationError, where: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(first["loc"][:-1])
+        choices = set(parent.model_fields) if parent is not None else set()
+        msg = f"unknown key{_suggest(str(first['loc'][-1]), choices)}"
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+        if "input" in first and not isinstance(first["input"], (dict, list)):
+            msg += f" (got {first['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return ConfigError(f"{where}: {loc}: {msg}{more}")
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a section, cannot set {key}")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_key_path(key: str, where: str) -> None:
+    """A matrix axis or override must name a real setting."""
+    parts = key.split(".")
+    model: type[BaseModel] | None = RunConfig
+    for i, part in enumerate(parts):
+        allowed = set(model.model_fields) - {"run_id"} if model is not None else set()
+        if model is None or part not in allowed:
+            if model is None and i > 0 and parts[i - 1] in ("rewards",):
+                return  # free-form mapping (reward name -> weight)
+            raise ConfigError(f"{where}: {key}: unknown key{_suggest(part, allowed)}")
+        model = _model_at(tuple(parts[: i + 1]))
+        if model is None and i < len(parts) - 1 and parts[i] != "rewards":
+            raise ConfigError(f"{where}: {key}: {'.'.join(parts[: i + 1])} is not a section")
+
+
+def sanitize(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("._") or "_"
+
+
+class Experiment(BaseModel):
+    name: str
+    description: str = ""
+    runs: list[RunConfig]
+    source: str = ""
+
+
+def load_yaml(path: Path) -> dict:
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such experiment file; `grporm list` shows the shipped ones")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
+def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experiment:
+    raw = copy.deepcopy(raw)
+    for key in raw:
+        if key not in EXPERIMENT_KEYS:
+            raise ConfigError(f"{where}: {key}: unknown key{_suggest(key, EXPERIMENT_KEYS)}")
+    name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {name!r})")
+    description = raw.pop("description", "")
+    matrix = raw.pop("matrix", None) or {}
+    if not isinstance(matrix, dict):
+        raise ConfigError(f"{where}: matrix: must map dotted keys to lists of values")
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: write it as key=value, e.g. train.lr=3e-4")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        _check_key_path(key, "override")
+        value = parse_value(text)
+        if key in matrix:
+            matrix[key] = value if isinstance(value, list) else [value]
+        else:
+            set_dotted(raw, key, value, "override")
+
+    axes: list[tuple[str, list]] = []
+    for key, values in matrix.items():
+        _check_key_path(key, f"{where}: matrix")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: matrix.{key}: must be a non-empty list of values")
+        axes.append((key, values))
+
+    runs: list[RunConfig] = []
+    seen: dict[str, int] = {}
+    for combo in itertools.product(*(values for _, values in axes)) if axes else [()]:
+        tree = copy.deepcopy(raw)
+        for (key, _), value in zip(axes, combo):
+            set_dotted(tree, key, copy.deepcopy(value), where)
+        tree["experiment"] = name
+        try:
+            run = RunConfig.model_validate(tree)
+        except ValidationError as err:
+            raise _format_validation_error(err, where) from None
+        axis_values = dict(zip((k for k, _ in axes), combo))
+        run.run_id = run_id_for(run, axis_values)
+        if run.run_id in seen:
+            raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
+        seen[run.run_id] = 1
+        runs.append(run)
+    return Experiment(name=name, description=description, runs=runs, source=where)
+
+
+def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
+    parts = [run.data.name, run.model.name, run.method]
+    for key, value in axis_values.items():
+        if key in ID_AXES or key == "seed":
+            continue
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        parts.append(f"{key.split('.')[-1]}={shown}")
+    parts.append(f"s{run.seed}")
+    return sanitize("-".join(str(p) for p in parts))
+
+
+def load_experiment(path: Path | str, overrides: list[str] = ()) -> Experiment:
+    path = Path(path)
+    return build_experiment(load_yaml(path), str(path), overrides)

@@ -1,0 +1,54 @@
+"""Objectives by name. The training loop is the same for every method; only the loss differs."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+from grporm.objectives.ce import ce_loss
+from grporm.objectives.grpo_rm import grpo_rm_loss
+from grporm.objectives.rewards import REWARDS
+from grporm.registry import Registry
+
+__all__ = ["OBJECTIVES", "REWARDS", "Objective", "build_objective", "ce_loss", "grpo_rm_loss"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss `fn(logits, targets, old_logits=, ref_logits=, generator=) -> (loss, stats)`.
+
+    inner_steps: optimiser steps that reuse one rollout (pi_old); needs_reference: keep a frozen
+    copy of the starting model for a KL term.
+    """
+
+    name: str
+    fn: Callable
+    inner_steps: int = 1
+    needs_reference: bool = False
+
+
+OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
+
+
+@OBJECTIVES.register("ce")
+def _build_ce(run) -> Objective:
+    """Cross-entropy on the head's logits (the baseline)."""
+    return Objective("ce", ce_loss)
+
+
+@OBJECTIVES.register("grpo_rm")
+def _build_grpo_rm(run) -> Objective:
+    """GRPO-RM: group = output set, accuracy + uniformity reward, clipped surrogate, no KL by default."""
+    options = run.grpo_rm.model_dump(exclude={"inner_steps"})
+    return Objective(
+        "grpo_rm",
+        functools.partial(grpo_rm_loss, **options),
+        inner_steps=run.grpo_rm.inner_steps,
+        needs_reference=run.grpo_rm.beta > 0,
+    )
+
+
+def build_objective(run) -> Objective:
+    """The loss of a run's method (linear probing trains its head with CE)."""
+    name = "ce" if run.method == "linear_probe" else run.method
+    return OBJECTIVES.get(name)(run)

@@ -1,0 +1,182 @@
+import pytest
+import torch
+
+from grporm.objectives import OBJECTIVES, REWARDS, ce_loss, grpo_rm_loss
+from grporm.objectives.grpo_rm import advantages, clipped_surrogate, group_actions
+
+
+def full_actions(n, c):
+    return torch.arange(c).expand(n, c)
+
+
+def test_accuracy_reward_marks_only_the_true_class():
+    old = torch.full((2, 3), 1 / 3)
+    r = REWARDS.get("accuracy")(full_actions(2, 3), torch.tensor([1, 2]), old)
+    assert torch.equal(r, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+
+
+def test_uniformity_prob_penalises_wrong_classes_by_their_probability():
+    old = torch.tensor([[0.5, 0.3, 0.2]])
+    r = REWARDS.get("uniformity_prob")(full_actions(1, 3), torch.tensor([0]), old)
+    assert torch.allclose(r, torch.tensor([[0.0, -0.3, -0.2]]))
+
+
+def test_uniformity_flat_is_zero_when_wrong_mass_is_even_and_signed_otherwise():
+    even = torch.tensor([[0.6, 0.2, 0.2]])
+    r = REWARDS.get("uniformity_flat")(full_actions(1, 3), torch.tensor([0]), even)
+    assert torch.allclose(r, torch.zeros(1, 3), atol=1e-7)
+    skewed = torch.tensor([[0.6, 0.3, 0.1]])
+    r = REWARDS.get("uniformity_flat")(full_actions(1, 3), torch.tensor([0]), skewed)
+    assert torch.allclose(r, torch.tensor([[0.0, -0.1, 0.1]]), atol=1e-6)
+
+
+def test_rewards_follow_sampled_actions():
+    old = torch.tensor([[0.5, 0.3, 0.2]])
+    actions = torch.tensor([[2, 2, 0, 1]])
+    r = REWARDS.get("uniformity_prob")(actions, torch.tensor([0]), old)
+    assert torch.allclose(r, torch.tensor([[-0.2, -0.2, 0.0, -0.3]]))
+
+
+def test_advantage_scales():
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0], [2.0, 2.0, 0.0, 0.0]])
+    group = advantages(r, "group", 0.0)
+    assert torch.allclose(group.mean(1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(group.std(1, unbiased=False), torch.ones(2))
+    none = advantages(r, "none", 1e-4)
+    assert torch.allclose(none, r - r.mean(1, keepdim=True))
+    batch = advantages(r, "batch", 0.0)
+    assert torch.allclose(batch, none / r.std(unbiased=False))
+
+
+def test_gradient_identity_on_policy_full_group():
+    """SPEC 2: with mu = 1, beta = 0, tau = 1 and the full group, dL/dz_b = -A_b / (G * B)."""
+    torch.manual_seed(0)
+    b, c = 5, 7
+    logits = torch.randn(b, c, requires_grad=True)
+    targets = torch.randint(0, c, (b,))
+    loss, _ = grpo_rm_loss(logits, targets)
+    loss.backward()
+    probs = logits.detach().softmax(1)
+    reward = REWARDS.get("accuracy")(full_actions(b, c), targets, probs) + REWARDS.get("uniformity_prob")(
+        full_actions(b, c), targets, probs
+    )
+    adv = advantages(reward, "group", 1e-4)
+    assert torch.allclose(logits.grad, -adv / (c * b), atol=1e-7)
+    assert torch.allclose(adv.sum(1), torch.zeros(b), atol=1e-5)
+
+
+def test_on_policy_ratio_is_one_and_clip_never_fires():
+    logits = torch.randn(8, 10)
+    _, stats = grpo_rm_loss(logits, torch.randint(0, 10, (8,)))
+    assert stats["clip_frac"] == 0.0
+    assert stats["ratio_max"] == pytest.approx(1.0)
+
+
+def test_clip_takes_over_outside_the_trust_region_and_stops_the_gradient():
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.1, 0.9]])).requires_grad_()
+    obj, ratio, active = clipped_surrogate(new, old, adv, 0.2, 0.2)
+    assert active.tolist() == [[True, True, False, False]]
+    assert torch.allclose(obj, torch.tensor([[1.2, -0.8, 1.1, -0.9]]))
+    obj.sum().backward()
+    assert new.grad[0, 0] == 0 and new.grad[0, 1] == 0
+    assert new.grad[0, 2] != 0 and new.grad[0, 3] != 0
+
+
+def test_inner_steps_move_off_policy_and_clip_bounds_the_ratio():
+    """Several optimiser steps on one rollout: the clip fires, and further steps cannot push
+    the clipped outputs' ratios on (their gradient is zero)."""
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10, requires_grad=True)
+    targets = torch.randint(0, 10, (16,))
+    old = logits.detach().clone()
+    opt = torch.optim.SGD([logits], lr=50.0)
+    fracs = []
+    for _ in range(4):
+        loss, stats = grpo_rm_loss(logits, targets, old_logits=old, clip_eps=0.2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        fracs.append(stats["clip_frac"])
+    assert fracs[0] == 0.0 and fracs[-1] > 0.0
+    # the clipped outputs contribute no gradient, so the ratio cannot be pushed further by them
+    log_probs = logits.detach().log_softmax(1).requires_grad_()
+    probs = old.softmax(1)
+    reward = REWARDS.get("accuracy")(full_actions(16, 10), targets, probs) + REWARDS.get("uniformity_prob")(
+        full_actions(16, 10), targets, probs
+    )
+    adv = advantages(reward, "group", 1e-4)
+    obj, ratio, active = clipped_surrogate(log_probs, old.log_softmax(1), adv, 0.2, 0.2)
+    obj.sum().backward()
+    assert active.any()
+    assert (log_probs.grad[active] == 0).all()
+    assert ((ratio[active] > 1.2) | (ratio[active] < 0.8)).all()
+
+
+def test_clip_eps_high_is_asymmetric():
+    adv = torch.tensor([[1.0]])
+    new = torch.log(torch.tensor([[1.25]]))
+    _, _, active_sym = clipped_surrogate(new, torch.zeros(1, 1), adv, 0.2, 0.2)
+    _, _, active_high = clipped_surrogate(new, torch.zeros(1, 1), adv, 0.2, 0.28)
+    assert active_sym.item() and not active_high.item()
+
+
+def test_sampled_group_draws_from_the_old_policy():
+    old = torch.tensor([[0.0, 1.0, 0.0]]).expand(4, 3)
+    actions = group_actions(old, "sampled", 6, torch.Generator().manual_seed(0))
+    assert actions.shape == (4, 6) and (actions == 1).all()
+    loss, stats = grpo_rm_loss(torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0]),
+                               group="sampled", group_size=4, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(loss)
+
+
+def test_kl_term_only_with_beta_and_zero_at_the_reference():
+    logits = torch.randn(4, 5)
+    targets = torch.randint(0, 5, (4,))
+    base, _ = grpo_rm_loss(logits, targets)
+    same, stats = grpo_rm_loss(logits, targets, beta=0.5, ref_logits=logits)
+    assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and same.item() == pytest.approx(base.item(), abs=1e-6)
+    moved, stats = grpo_rm_loss(logits, targets, beta=0.5, ref_logits=torch.zeros(4, 5))
+    assert stats["kl"] > 0 and moved.item() > base.item()
+    with pytest.raises(ValueError):
+        grpo_rm_loss(logits, targets, beta=0.5)
+
+
+def test_temperature_sharpens_the_policy():
+    logits = torch.randn(4, 5)
+    targets = torch.randint(0, 5, (4,))
+    _, hot = grpo_rm_loss(logits, targets, temperature=5.0)
+    _, cold = grpo_rm_loss(logits, targets, temperature=0.2)
+    assert hot["entropy"] > cold["entropy"]
+
+
+def test_per_pixel_objectives_match_flattened_queries_and_skip_ignored():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 3)
+    targets = torch.randint(0, 4, (2, 3, 3))
+    targets[0, 0, 0] = -100
+    flat = logits.permute(0, 2, 3, 1).reshape(-1, 4)
+    keep = targets.reshape(-1) != -100
+    for fn in (grpo_rm_loss, ce_loss):
+        pixel, _ = fn(logits, targets)
+        rows, _ = fn(flat[keep], targets.reshape(-1)[keep])
+        assert pixel.item() == pytest.approx(rows.item(), rel=1e-6)
+
+
+def test_ce_matches_torch_and_logs_policy_stats():
+    logits = torch.randn(6, 4)
+    targets = torch.randint(0, 4, (6,))
+    loss, stats = ce_loss(logits, targets)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-6)
+    assert set(stats) >= {"loss", "entropy", "pi_y", "acc"}
+
+
+def test_grpo_stats_have_every_spec_key():
+    _, stats = grpo_rm_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    assert set(stats) >= {"reward_mean", "reward_std", "adv_min", "adv_max", "clip_frac", "entropy", "pi_y", "acc"}
+
+
+def test_registry_lists_both_objectives():
+    assert list(OBJECTIVES) == ["ce", "grpo_rm"]
+    assert set(REWARDS) == {"accuracy", "uniformity_prob", "uniformity_flat"}
