@@ -1,0 +1,71 @@
+"""The classification table: head, SR and kNN@20 test top-1 per (dataset, backbone, method)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis.records import METHOD_LABEL, method_rank
+
+# (column prefix in the table, column in RunSet.runs, Markdown header)
+TABLE_METRICS = (("head", "head_top1", "Head"), ("sr", "sr_top1", "SR"), ("knn20", "knn20_top1", "kNN@20"))
+INDEX = ["dataset", "backbone", "method"]
+TABLE_COLUMNS = [f"{prefix}_{stat}" for prefix, _, _ in TABLE_METRICS for stat in ("mean", "std", "n")] + ["n_seeds"]
+MISSING = "—"
+
+
+def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, backbone, method), methods in METHOD_ORDER.
+
+    Columns ``<m>_mean``, ``<m>_std`` (sample std, ddof=1; NaN with fewer than two values) and ``<m>_n``
+    (number of runs with a value) for m in head, sr, knn20, plus ``n_seeds`` (runs in the row).
+    Values stay fractions, like ``runs``; ``to_markdown`` shows them in %.
+    """
+    rows, keys = [], []
+    if not runs.empty:
+        for key, group in runs.groupby(INDEX, sort=False):
+            row: dict[str, float] = {}
+            for prefix, column, _ in TABLE_METRICS:
+                values = pd.to_numeric(group[column], errors="coerce").dropna()
+                row[f"{prefix}_mean"] = float(values.mean()) if len(values) else math.nan
+                row[f"{prefix}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+                row[f"{prefix}_n"] = len(values)
+            row["n_seeds"] = len(group)
+            rows.append(row)
+            keys.append(key)
+    order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1], method_rank(keys[i][2])))
+    index = pd.MultiIndex.from_tuples([keys[i] for i in order], names=INDEX) if keys else \
+        pd.MultiIndex.from_tuples([], names=INDEX)
+    return pd.DataFrame([rows[i] for i in order], index=index, columns=TABLE_COLUMNS)
+
+
+def format_cell(mean: float, std: float, n: int, n_seeds: int) -> str:
+    """'85.3 ± 0.4' over several seeds, '85.3' for one value, '—' when missing; '(n=k)' when only
+    k of the row's runs have the metric."""
+    if n == 0 or mean is None or math.isnan(mean):
+        return MISSING
+    text = f"{100 * mean:.1f}"
+    if n > 1 and std is not None and not math.isnan(std):
+        text += f" ± {100 * std:.1f}"
+    if n < n_seeds:
+        text += f" (n={n})"
+    return text
+
+
+def _escape(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``classification_table`` output (accuracies in %, one decimal)."""
+    header = ["Dataset", "Backbone", "Method"] + [title for _, _, title in TABLE_METRICS] + ["Seeds"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    for (dataset, backbone, method), row in table.iterrows():
+        n_seeds = int(row["n_seeds"])
+        cells = [_escape(dataset), _escape(backbone), _escape(METHOD_LABEL.get(method, method))]
+        cells += [format_cell(row[f"{p}_mean"], row[f"{p}_std"], int(row[f"{p}_n"]), n_seeds)
+                  for p, _, _ in TABLE_METRICS]
+        cells.append(str(n_seeds))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

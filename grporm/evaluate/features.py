@@ -1,0 +1,24 @@
+"""Features and head logits of a whole image set, extracted once and reused by every metric."""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from grporm.data import ImageSet, preprocess_batch
+
+
+@torch.no_grad()
+def extract(model, images: ImageSet, input_spec, batch_size: int, device: torch.device,
+            desc: str = "features", autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D), logits (N, C)) in float32 on the CPU, in the set's order."""
+    model.eval()
+    feats, logits = [], []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, leave=False, unit="batch", disable=None):
+        batch = images.images[start:start + batch_size]
+        x = preprocess_batch(batch, *input_spec).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            f = model.forward_features(x)
+            z = model.head(f)
+        feats.append(f.float().cpu())
+        logits.append(z.float().cpu())
+    return torch.cat(feats), torch.cat(logits)

@@ -1,0 +1,269 @@
+"""Representation backbones: any timm model, pooled to (B, D) features.
+
+``create_backbone(name, weights)`` with ``weights`` one of
+
+* ``none``      random initialisation;
+* ``packaged``  ImageNet weights shipped in a pip package (see ``packaged.py``), offline;
+* ``hub``       ``timm.create_model(name, pretrained=True)`` (needs network);
+* anything else: a path to a PyTorch checkpoint file (a state dict, possibly nested
+  under ``state_dict`` or ``model``; timm's ``checkpoint_filter_fn`` for the model is
+  applied, e.g. to resample ViT position embeddings).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from grporm.errors import ConfigError, GrpormError, WeightsError
+from grporm.models.packaged import PACKAGED_WEIGHTS
+
+SPECIAL_WEIGHTS = ("none", "packaged", "hub")
+
+
+@dataclass
+class Backbone:
+    """A feature extractor: ``module(images (B,3,H,W) float) -> (B, feature_dim)``.
+
+    Images are expected normalised with ``mean``/``std`` (per RGB channel, after
+    scaling pixels to [0, 1]).  The module is returned in eval mode.
+    """
+
+    module: nn.Module
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    name: str
+    weights: str
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _arch_and_cfg(name: str):
+    import timm
+    from timm.models import get_arch_name, get_pretrained_cfg
+
+    if not isinstance(name, str) or not timm.is_model(name):
+        stem = re.match(r"[A-Za-z]*", str(name)).group(0) or str(name)
+        raise ConfigError(
+            f"unknown backbone {name!r}: not a timm model name; see `grporm list` or "
+            f"python -c \"import timm; print(timm.list_models('*{stem}*'))\""
+        )
+    return get_arch_name(name), get_pretrained_cfg(name)
+
+
+def _classifier_names(model: nn.Module, cfg: Any) -> tuple[str, ...]:
+    model_cfg = getattr(model, "pretrained_cfg", None)
+    names = model_cfg.get("classifier") if isinstance(model_cfg, Mapping) else None
+    if names is None and cfg is not None:
+        names = cfg.classifier
+    if not names:
+        return ()
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _drop_classifier(state: Mapping[str, torch.Tensor], model: nn.Module, cfg: Any) -> dict:
+    """Remove classifier tensors the (num_classes=0) model has no place for."""
+    own = model.state_dict().keys()
+    prefixes = tuple(c + "." for c in _classifier_names(model, cfg))
+    return {k: v for k, v in state.items() if not (k.startswith(prefixes) and k not in own)}
+
+
+def _feature_dim(model: nn.Module) -> int:
+    dim = getattr(model, "head_hidden_size", None) or getattr(model, "num_features", None)
+    if not dim:
+        raise ConfigError(f"cannot tell the feature size of timm model {type(model).__name__}")
+    return int(dim)
+
+
+def _create(name: str, cfg: Any, image_size: int | None, pretrained: bool = False) -> nn.Module:
+    import timm
+
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    # CNNs accept any input size; only fixed-size models (ViTs, MLP-Mixers, ...) take img_size.
+    if image_size is not None and cfg is not None and getattr(cfg, "fixed_input_size", False):
+        kwargs["img_size"] = int(image_size)
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        if "img_size" in str(exc):
+            raise ConfigError(
+                f"backbone {name!r} has a fixed input size and does not accept image_size={image_size}"
+            ) from None
+        raise
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _unwrap_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state or not all(isinstance(k, str) for k in state):
+        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict")
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise WeightsError(
+            f"weights file not found: {str(path)!r} (weights must be none, packaged, hub or a checkpoint path)"
+        )
+    if not p.is_file():
+        raise WeightsError(f"weights path {str(path)!r} is not a file")
+    if p.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            obj = load_file(str(p), device="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise WeightsError(f"{p} is not a readable safetensors file ({_first_line(exc)})") from exc
+    else:
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle, zip, EOF, unsafe-global errors
+            raise WeightsError(
+                f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {_first_line(exc)})"
+            ) from exc
+    return _unwrap_state_dict(obj, str(p))
+
+
+def _checkpoint_filter(name: str, model: nn.Module):
+    """timm's ``checkpoint_filter_fn`` for this model, if its module defines one."""
+    from timm.models import model_entrypoint
+
+    modules = []
+    try:
+        modules.append(model_entrypoint(name).__module__)
+    except Exception:  # noqa: BLE001
+        pass
+    modules.append(type(model).__module__)
+    for mod_name in modules:
+        fn = getattr(sys.modules.get(mod_name), "checkpoint_filter_fn", None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
+    state = read_state_dict(path)
+    fn = _checkpoint_filter(name, model)
+    if fn is not None:
+        try:
+            state = fn(state, model)
+        except Exception as exc:  # noqa: BLE001
+            raise WeightsError(
+                f"{path}: timm's checkpoint filter for {name!r} failed ({_first_line(exc)}); "
+                "is it a checkpoint of this architecture?"
+            ) from exc
+    state = _drop_classifier(state, model, cfg)
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            raise WeightsError(
+                f"{path}: {key!r} has shape {tuple(value.shape)} but backbone {name!r} "
+                f"expects {tuple(own[key].shape)}"
+            )
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise WeightsError(
+            f"{path} lacks {len(missing)} of the {len(own)} tensors of backbone {name!r} "
+            f"(e.g. {shown}); is it a checkpoint of this architecture?"
+        )
+    if result.unexpected_keys:
+        warnings.warn(
+            f"{path}: ignored {len(result.unexpected_keys)} tensors not in backbone {name!r} "
+            f"(e.g. {result.unexpected_keys[0]})",
+            stacklevel=3,
+        )
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_backbone(name: str, weights: str = "packaged", image_size: int | None = None) -> Backbone:
+    """Create timm model ``name`` without classifier, pooled to (B, D), in eval mode.
+
+    ``weights``: ``none`` | ``packaged`` | ``hub`` | path to a checkpoint file.
+    ``image_size`` is passed as ``img_size`` to models with a fixed input size (ViTs);
+    convolutional models ignore it.
+    """
+    import timm
+
+    weights = "none" if weights is None else str(weights)
+    arch, cfg = _arch_and_cfg(name)
+    mean_std = None
+
+    if weights == "packaged":
+        if arch not in PACKAGED_WEIGHTS:
+            raise ConfigError(
+                f"no packaged weights for backbone {name!r}; packaged: "
+                f"{', '.join(PACKAGED_WEIGHTS)} (or use weights: none, hub or a checkpoint path)"
+            )
+        entry = PACKAGED_WEIGHTS.get(arch)
+        state = entry()  # raises WeightsError before building the model if the package is missing
+        model = _create(name, cfg, image_size)
+        state = _drop_classifier(state, model, cfg)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(
+                f"packaged weights {entry.package!r} do not fit backbone {name!r} ({_first_line(exc)})"
+            ) from exc
+        mean_std = (tuple(entry.mean), tuple(entry.std))
+    elif weights == "hub":
+        try:
+            model = _create(name, cfg, image_size, pretrained=True)
+        except GrpormError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network, HF hub, missing-file errors vary widely
+            raise WeightsError(
+                f"could not download pretrained weights for {name!r} ({_first_line(exc)}) (offline?); "
+                "use weights: packaged or weights: <path to file>"
+            ) from exc
+    elif weights == "none":
+        model = _create(name, cfg, image_size)
+    else:
+        path = Path(weights).expanduser()
+        if not path.exists():  # fail before building a possibly large model
+            read_state_dict(path)
+        model = _create(name, cfg, image_size)
+        _load_checkpoint(model, name, cfg, weights)
+
+    if mean_std is None:
+        data_cfg = timm.data.resolve_data_config({}, model=model)
+        mean_std = (tuple(float(x) for x in data_cfg["mean"]), tuple(float(x) for x in data_cfg["std"]))
+    mean, std = mean_std
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError(f"backbone {name!r} is not an RGB model (mean {mean})")
+
+    model.eval()
+    return Backbone(
+        module=model,
+        feature_dim=_feature_dim(model),
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        name=name,
+        weights=weights,
+    )

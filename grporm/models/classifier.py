@@ -1,0 +1,27 @@
+"""Backbone + a fresh linear head: the model every method fine-tunes."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, freeze_backbone: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # linear probing: batch-norm statistics stay as pretrained
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
