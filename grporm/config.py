@@ -132,6 +132,7 @@ class RunConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     run_id: str = Field("", description="set by the matrix expansion")
+    axes: dict[str, Any] = Field(default_factory=dict, description="this run's matrix values, set by the expansion")
 
     @field_validator("method")
     @classmethod
@@ -142,12 +143,12 @@ class RunConfig(Strict):
 
     def config_hash(self) -> str:
         """Hash of everything that can change a result (tracking settings cannot)."""
-        payload = self.model_dump(mode="json", exclude={"tracking", "run_id"})
+        payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
         payload["train"].pop("threads", None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id"}
+RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
@@ -206,7 +207,7 @@ def _check_key_path(key: str, where: str) -> None:
     parts = key.split(".")
     model: type[BaseModel] | None = RunConfig
     for i, part in enumerate(parts):
-        allowed = set(model.model_fields) - {"run_id"} if model is not None else set()
+        allowed = set(model.model_fields) - {"run_id", "axes", "experiment"} if model is not None else set()
         if model is None or part not in allowed:
             if model is None and i > 0 and parts[i - 1] in ("rewards",):
                 return  # free-form mapping (reward name -> weight)
@@ -290,6 +291,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
             raise _format_validation_error(err, where) from None
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
+        run.axes = axis_values
         if run.run_id in seen:
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
         seen[run.run_id] = 1

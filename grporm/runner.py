@@ -60,6 +60,7 @@ class Run:
             "dataset": run.data.name,
             "backbone": run.model.name,
             "seed": run.seed,
+            "axes": run.axes,
             "config_hash": run.config_hash(),
             "config": run.model_dump(mode="json"),
             "lr": None,
