@@ -36,6 +36,7 @@ class DataConfig(Strict):
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
     split_seed: int = Field(0, ge=0, description="seed of the subsets and the validation split (fixed across run seeds)")
     image_size: int = Field(64, ge=8, le=1024)
+    imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
 
     @field_validator("name")
     @classmethod
@@ -49,6 +50,7 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     name: str = "tf_efficientnet_lite0"
     weights: str = Field("packaged", description="packaged | hub | none | <path to a checkpoint file>")
+    pool: Literal["default", "cls+mean"] = Field("default", description="ViT feature: CLS token (default) or CLS + mean patch token")
 
 
 class AugmentConfig(Strict):
@@ -105,6 +107,29 @@ class GRPOConfig(Strict):
         return rewards
 
 
+class OODConfig(Strict):
+    corruptions: list[str] = Field(default_factory=list, description="corruptions of the test split; empty = no OOD evaluation")
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    test_per_class: int | None = Field(100, ge=1, description="class-balanced test subset that is corrupted; null = whole test split")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        from grporm.data.corruptions import CORRUPTIONS
+
+        for name in names:
+            CORRUPTIONS.get(name)
+        return names
+
+    @field_validator("severities")
+    @classmethod
+    def _range(cls, levels: list[int]) -> list[int]:
+        if any(level not in (1, 2, 3, 4, 5) for level in levels):
+            raise ValueError("severities are 1..5")
+        return levels
+
+
 class EvalConfig(Strict):
     knn_k: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
     knn_temperature: float = Field(0.07, gt=0)
@@ -113,6 +138,29 @@ class EvalConfig(Strict):
     ece_bins: int = Field(15, ge=1)
     batch_size: int = Field(256, ge=1)
     convergence_per_class: int = Field(50, ge=1, description="per-epoch kNN: training images per class in the fixed subset")
+    shot_thresholds: tuple[int, int] = Field((20, 100), description="few < first <= medium <= second < many (training images per class)")
+    ood: OODConfig = Field(default_factory=lambda: OODConfig())
+    transfer: list[str] = Field(default_factory=list, description="data sets with the same classes to test on (cross-data-set transfer)")
+
+    @field_validator("transfer")
+    @classmethod
+    def _known_transfer(cls, names: list[str]) -> list[str]:
+        from grporm.data import DATASETS
+
+        for name in names:
+            DATASETS.get(name)
+        return names
+
+
+class SegConfig(Strict):
+    """The embedded segmentation task: real items pasted on canvases of data.image_size pixels."""
+
+    max_items: int = Field(3, ge=1)
+    threshold: int = Field(64, ge=0, le=255, description="item pixels above this are foreground")
+    train_images: int = Field(2000, ge=1)
+    val_images: int = Field(200, ge=1)
+    test_images: int = Field(500, ge=1)
+    feature_index: int = Field(2, description="which timm intermediate feeds the head (CNN stage / ViT block)")
 
 
 class TrackingConfig(Strict):
@@ -123,6 +171,7 @@ class TrackingConfig(Strict):
 
 class RunConfig(Strict):
     experiment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Literal["classification", "segmentation"] = "classification"
     method: str = "grpo_rm"
     seed: int = Field(0, ge=0)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -130,6 +179,7 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     grpo_rm: GRPOConfig = Field(default_factory=GRPOConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    seg: SegConfig = Field(default_factory=SegConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     run_id: str = Field("", description="set by the matrix expansion")
     axes: dict[str, Any] = Field(default_factory=dict, description="this run's matrix values, set by the expansion")

@@ -235,3 +235,17 @@ def test_vit_dinov2_small_image_size_and_checkpoint_resampling(tmp_path):
     assert torch.equal(b42.module.state_dict()["blocks.0.attn.qkv.weight"], b.module.state_dict()["blocks.0.attn.qkv.weight"])
     with torch.no_grad():
         assert b42.module(_images(2, 42)).shape == (2, 384)
+
+
+def test_vit_cls_plus_mean_pooling_doubles_the_feature():
+    from grporm.models import with_pooling
+
+    vit = create_backbone("vit_small_patch14_dinov2", "none", image_size=28)
+    both = with_pooling(vit, "cls+mean")
+    x = torch.randn(2, 3, 28, 28)
+    feats = both.module(x)
+    assert both.feature_dim == 768 and feats.shape == (2, 768)
+    tokens = vit.module.forward_features(x)
+    assert torch.allclose(feats[:, :384], tokens[:, 0]) and torch.allclose(feats[:, 384:], tokens[:, 1:].mean(1))
+    with pytest.raises(ConfigError, match="needs a ViT"):
+        with_pooling(create_backbone("resnet10t", "none"), "cls+mean")

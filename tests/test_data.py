@@ -236,3 +236,16 @@ def test_hflip_mirrors_about_half():
     out = flip_and_shift(x, hflip=True, max_shift=0, generator=torch.Generator().manual_seed(0))
     flipped = (out[:, 0, 0, 0] == 3).sum().item()
     assert 60 < flipped < 140 and torch.equal(out[out[:, 0, 0, 0] == 3][0, 0, 0], torch.tensor([3.0, 2, 1, 0]))
+
+
+def test_long_tail_profile_and_subset():
+    from grporm.data.splits import long_tail, long_tail_counts
+
+    assert long_tail_counts(600, 10, 100) == [600, 360, 216, 129, 77, 46, 28, 17, 10, 6]
+    assert long_tail_counts(500, 10, 10)[0] == 500 and long_tail_counts(500, 10, 10)[-1] == 50
+    labels = torch.arange(300) % 3
+    train = torch.arange(300)
+    kept = long_tail(train, labels, 4.0, torch.Generator().manual_seed(0), 3)
+    assert torch.bincount(labels[kept]).tolist() == [100, 50, 25]
+    again = long_tail(train, labels, 4.0, torch.Generator().manual_seed(0), 3)
+    assert torch.equal(kept, again)

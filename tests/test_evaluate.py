@@ -192,7 +192,9 @@ def test_sr_is_deterministic_and_standardises_with_train_stats():
     x_test, y_test = blobs(6, 60)
     a = softmax_regression(x_train, y_train, x_test, y_test, l2_grid=(1e-3,))
     b = softmax_regression(x_train, y_train, x_test, y_test, l2_grid=(1e-3,))
+    probe_a, probe_b = a.pop("probe"), b.pop("probe")
     assert a == b
+    assert torch.equal(probe_a.w, probe_b.w) and torch.equal(probe_a.b, probe_b.b)
     # An affine change of units per feature (applied to every split) is undone by standardising.
     scale, shift = torch.linspace(0.01, 100, 8), torch.linspace(-50, 50, 8)
     c = softmax_regression(x_train * scale + shift, y_train, x_test * scale + shift, y_test,
@@ -248,3 +250,12 @@ def test_per_class_accuracy_hand_case():
     acc = per_class_accuracy(pred, labels, num_classes=4)
     assert acc[:3] == [1.0, 0.5, 0.5]
     assert len(acc) == 4 and math.isnan(acc[3])  # class 3 has no sample
+
+
+def test_softmax_regression_returns_the_fitted_probe_for_shifted_test_sets():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(120, 6, generator=g)
+    y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    out = softmax_regression(x[:80], y[:80], x[80:], y[80:], x[:20], y[:20], l2_grid=(0.0, 1e-2))
+    pred = out["probe"].predict(x[80:])
+    assert (pred == y[80:]).float().mean().item() == pytest.approx(out["top1"])

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # config imports this package lazily; annotations only, so no
 
 @dataclass
 class ImageSet:
-    """Images as uint8 (N, C, H, W) with C in {1, 3}, int64 labels (N,), and the class names."""
+    """Images as uint8 (N, C, H, W) with C in {1, 3}, int64 labels (N,) or masks (N, H, W), and the class names."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -33,8 +33,9 @@ class ImageSet:
         # Catch a malformed source at load time rather than deep inside training.
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] not in (1, 3):
             raise ValueError(f"images must be uint8 (N, C, H, W) with C 1 or 3, got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"labels must be int64 ({self.images.shape[0]},), got {self.labels.dtype} {tuple(self.labels.shape)}")
+        # Labels are one class per image, or a mask per image (N, H, W) for segmentation.
+        if self.labels.dtype != torch.int64 or self.labels.ndim not in (1, 3) or self.labels.shape[0] != self.images.shape[0]:
+            raise ValueError(f"labels must be int64 ({self.images.shape[0]},) or masks (N, H, W), got {self.labels.dtype} {tuple(self.labels.shape)}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # One random stream per purpose, all derived from split_seed (seed * 3 + stream is injective).
 _VAL_STREAM, _TRAIN_STREAM, _TEST_STREAM = 0, 1, 2
+_LONG_TAIL_STREAM = 3  # a stream of its own; seed * 3 + 3 equals (seed + 1) * 3 + 0, harmless for a subset draw
 
 
 @dataclass
@@ -72,6 +73,25 @@ def balanced_indices(
     return torch.cat(chosen).sort().values
 
 
+def long_tail_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
+    """Exponential profile (Cui et al. 2019): class c keeps n_max * factor^(-c / (C - 1)) images."""
+    if num_classes == 1:
+        return [n_max]
+    return [max(1, round(n_max * factor ** (-c / (num_classes - 1)))) for c in range(num_classes)]
+
+
+def long_tail(train: torch.Tensor, labels: torch.Tensor, factor: float, generator: torch.Generator,
+              num_classes: int) -> torch.Tensor:
+    """A long-tailed subset of the (balanced) training indices: class 0 is the head, the last the tail."""
+    train_labels = labels[train]
+    n_max = int(torch.bincount(train_labels, minlength=num_classes).min())
+    kept = []
+    for c, count in enumerate(long_tail_counts(n_max, num_classes, factor)):
+        members = train[train_labels == c]
+        kept.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return torch.cat(kept).sort().values
+
+
 def _complement(n: int, index: torch.Tensor) -> torch.Tensor:
     keep = torch.ones(n, dtype=torch.bool)
     keep[index] = False
@@ -92,6 +112,8 @@ def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "D
             train = balanced_indices(train_labels, cfg.train_per_class, _stream(seed, _TRAIN_STREAM), exclude=val, class_names=class_names)
         except ConfigError as err:
             raise ConfigError(f"data.train_per_class: {err} (after {cfg.val_per_class} per class went to validation)") from None
+    if cfg.imbalance_factor is not None:
+        train = long_tail(train, train_labels, cfg.imbalance_factor, _stream(seed, _LONG_TAIL_STREAM), len(class_names))
     if cfg.test_per_class is None:
         test = torch.arange(len(test_labels))
     else:

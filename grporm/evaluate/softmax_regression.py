@@ -6,6 +6,7 @@ Full-batch L-BFGS from a zero init, so the result is deterministic for given inp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,20 @@ def _predict(params, x: torch.Tensor) -> torch.Tensor:
     return (x @ w + b).argmax(dim=1)
 
 
+@dataclass(frozen=True)
+class LinearProbe:
+    """The fitted classifier, so shifted test sets can be scored without refitting."""
+
+    w: torch.Tensor
+    b: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        x = (feats.to(self.w.device).float() - self.mean) / self.std
+        return _predict((self.w, self.b), x)
+
+
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return (pred == y).float().mean().item()
 
@@ -55,7 +70,8 @@ def softmax_regression(
     """Fit a linear softmax classifier on train and score it on test.
 
     Returns {"top1": test accuracy, "l2": chosen strength, "val_by_l2": {l2: val acc},
-    "per_class": per-class test accuracies} plus "val_top1" when a val split is given.
+    "per_class": per-class test accuracies, "probe": the fitted LinearProbe} plus "val_top1"
+    when a val split is given.
     The l2 strength is the grid value with the best val accuracy (ties -> larger l2),
     or the first grid value without a val split.
     """
@@ -107,6 +123,7 @@ def softmax_regression(
         "l2": chosen,
         "val_by_l2": val_by_l2,
         "per_class": per_class_accuracy(test_pred, y_test, num_classes),
+        "probe": LinearProbe(*fits[chosen], mean, std),
     }
     if val_feats is not None:
         result["val_top1"] = val_by_l2[chosen]

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import sys
@@ -200,6 +202,31 @@ def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- factory
+
+
+class ClsMeanFeatures(nn.Module):
+    """ViT feature: the CLS token concatenated with the mean patch token (DINO's linear-eval variant)."""
+
+    def __init__(self, vit: nn.Module):
+        super().__init__()
+        self.vit = vit
+        self.feature_info = getattr(vit, "feature_info", None)
+
+    def forward_intermediates(self, *args, **kwargs):
+        return self.vit.forward_intermediates(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit.forward_features(x)
+        return torch.cat([tokens[:, 0], tokens[:, self.vit.num_prefix_tokens:].mean(dim=1)], dim=1)
+
+
+def with_pooling(backbone: Backbone, pool: str) -> Backbone:
+    """`default` keeps timm's pooled feature (CNN: global average; ViT: CLS); `cls+mean` for ViTs."""
+    if pool == "default":
+        return backbone
+    if not hasattr(backbone.module, "num_prefix_tokens"):
+        raise ConfigError(f"model.pool: {pool!r} needs a ViT backbone, {backbone.name!r} has no tokens")
+    return dataclasses.replace(backbone, module=ClsMeanFeatures(backbone.module), feature_dim=2 * backbone.feature_dim)
 
 
 def create_backbone(name: str, weights: str = "packaged", image_size: int | None = None) -> Backbone:

@@ -1,0 +1,37 @@
+"""A linear segmentation head on one feature map of the backbone, upsampled to the input size."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def feature_channels(backbone: nn.Module, index: int) -> int:
+    """Channels of timm's intermediate `index` (a CNN stage, or a ViT block's patch tokens)."""
+    info = backbone.feature_info
+    return info[index]["num_chs"]
+
+
+class Segmenter(nn.Module):
+    def __init__(self, backbone: nn.Module, num_classes: int, feature_index: int, freeze_backbone: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_index = feature_index
+        self.head = nn.Conv2d(feature_channels(backbone, feature_index), num_classes, kernel_size=1)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Segmenter":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        (fmap,) = self.backbone.forward_intermediates(x, indices=[self.feature_index], intermediates_only=True)
+        return fmap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.forward_features(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
