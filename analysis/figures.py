@@ -1,15 +1,24 @@
-"""Convergence figure: kNN@20 (fixed training subset -> validation) per epoch, from history.csv."""
+"""Figures, one style for all (METHOD_STYLE, STYLE): convergence (kNN@20 per epoch and against training
+wall time, from history.csv), accuracy against corruption severity, many/medium/few bars, ablation bars
+and GRPO training statistics over steps (steps.csv). Bands and whiskers are min..max over seeds.
+"""
 from __future__ import annotations
 
+import functools
 import math
+import textwrap
 from pathlib import Path
+from typing import Callable
 
+import matplotlib
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.records import METHOD_LABEL, load_history, method_rank
+from analysis.records import METHOD_LABEL, load_history, load_steps, method_rank
+from analysis.stats import summarize
 
 # One colour / line style per method, used by every figure.
 METHOD_STYLE = {
@@ -19,7 +28,14 @@ METHOD_STYLE = {
     "grpo_rm": {"color": "#d62728", "linestyle": "-", "marker": "D"},
 }
 _EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
+_VARIANT_LINES = ("-", "--", "-.", ":")
 CURVE_COLUMN = "knn20_top1"
+STEP_STATS = (("reward_mean", "reward mean"), ("clip_frac", "clip fraction"), ("entropy", "policy entropy"),
+              ("pi_y", "mean \u03c0(y)"))
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7.5,
+         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+         "font.family": "DejaVu Sans", "pdf.fonttype": 42, "svg.hashsalt": "grporm"}
+BAND = "band = min..max over seeds"
 
 
 def method_style(method: str) -> dict:
@@ -36,70 +52,303 @@ def _run_dir(path: str, results_dir: Path | None) -> Path:
     return run_dir
 
 
-def convergence_curves(runs: pd.DataFrame, results_dir: str | Path | None = None) -> dict:
-    """{(dataset, backbone): {method: DataFrame[epoch, mean, low, high, n]}} over seeds; low/high are
-    the min/max over seeds, n the number of seeds with a value at that epoch (``attrs["runs"]``: the
-    number of runs drawn). Runs without a usable
-    history (missing file, no knn20_top1 values) are skipped."""
+def line_label(method: str, variant: str = "") -> str:
+    """The key of one line (method, plus the variant's axes when the run has any)."""
+    return f"{method} ({variant})" if variant else method
+
+
+def seed_curves(runs: pd.DataFrame, results_dir: str | Path | None, loader: Callable, x: str, y: str,
+                panel: tuple[str, ...] = ("dataset", "backbone"), extra: tuple[str, ...] = ()) -> dict:
+    """{panel key: {line_label: DataFrame[x, mean, low, high, n, *extra]}}: column ``y`` of each run's
+    CSV (``loader``: load_history / load_steps) aligned on ``x`` and summarised over the runs of a line;
+    low/high are min/max over seeds, n the seeds with a value at that x, ``extra`` columns are averaged
+    (e.g. train_seconds, for the wall-time axis); ``attrs``: "runs" drawn and "method". Runs without
+    the file or without values of ``y`` are skipped."""
     base = Path(results_dir) if results_dir is not None else None
-    series: dict[tuple, dict[str, list[pd.Series]]] = {}
-    for run in runs.itertuples(index=False):
-        history = load_history(_run_dir(run.path, base))
-        if history is None or CURVE_COLUMN not in history.columns:
+    series: dict[tuple, dict[str, list[pd.DataFrame]]] = {}
+    methods: dict[str, str] = {}
+    for run in runs.to_dict("records"):
+        table = loader(_run_dir(run["path"], base))
+        if table is None or y not in table.columns:
             continue
-        curve = history.set_index("epoch")[CURVE_COLUMN].dropna()
-        if curve.empty:
+        table = table.set_index(x)[[y] + [e for e in extra if e in table.columns]].dropna(subset=[y])
+        if table.empty:
             continue
-        series.setdefault((run.dataset, run.backbone), {}).setdefault(run.method, []).append(curve)
+        label = line_label(run["method"], run.get("variant") or "")
+        methods[label] = run["method"]
+        series.setdefault(tuple(run[k] for k in panel), {}).setdefault(label, []).append(table)
     curves: dict[tuple, dict[str, pd.DataFrame]] = {}
-    for panel in sorted(series):
-        curves[panel] = {}
-        for method in sorted(series[panel], key=method_rank):
-            wide = pd.concat(series[panel][method], axis=1).sort_index()
-            curve = pd.DataFrame({
-                "epoch": wide.index.to_numpy(),
-                "mean": wide.mean(axis=1).to_numpy(),
-                "low": wide.min(axis=1).to_numpy(),
-                "high": wide.max(axis=1).to_numpy(),
-                "n": wide.count(axis=1).to_numpy(),
-            })
-            curve.attrs["runs"] = len(series[panel][method])
-            curves[panel][method] = curve
+    for key in sorted(series):
+        curves[key] = {}
+        for label in sorted(series[key], key=lambda lab: (method_rank(methods[lab]), lab)):
+            tables = series[key][label]
+            wide = pd.concat([t[y] for t in tables], axis=1).sort_index()
+            curve = pd.DataFrame({x: wide.index.to_numpy(), "mean": wide.mean(axis=1).to_numpy(),
+                                  "low": wide.min(axis=1).to_numpy(), "high": wide.max(axis=1).to_numpy(),
+                                  "n": wide.count(axis=1).to_numpy()})
+            for column in extra:
+                parts = [t[column] for t in tables if column in t.columns]
+                curve[column] = (pd.concat(parts, axis=1).mean(axis=1).reindex(wide.index).to_numpy()
+                                 if parts else np.nan)
+            curve.attrs.update(runs=len(tables), method=methods[label])
+            curves[key][label] = curve
     return curves
+
+
+def convergence_curves(runs: pd.DataFrame, results_dir: str | Path | None = None,
+                       panel: tuple[str, ...] = ("dataset", "backbone")) -> dict:
+    """{(dataset, backbone): {method: DataFrame[epoch, mean, low, high, n, train_seconds]}} of kNN@20
+    per epoch over seeds (see seed_curves); train_seconds is the mean cumulative training time."""
+    return seed_curves(runs, results_dir, load_history, "epoch", CURVE_COLUMN, panel, extra=("train_seconds",))
+
+
+def styled(draw: Callable) -> Callable:
+    """Run a figure builder under STYLE, so every figure looks the same."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def _grid(count: int, ncols: int, width: float = 4.2, height: float = 3.2) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    # at least 5.5 inches wide: a one-panel figure still fits its two-line title
+    fig = Figure(figsize=(max(5.5, width * ncols), height * nrows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def _line_style(curve_method: str, index: int) -> dict:
+    """Method colour and marker; the n-th variant of a method in a panel gets another line style."""
+    style = dict(method_style(curve_method))
+    if index:
+        style["linestyle"] = _VARIANT_LINES[index % len(_VARIANT_LINES)]
+    return style
+
+
+def _title(parts, detail: str = "") -> str:
+    """Panel title: the non-empty key parts joined by ' / ', wrapped, then ``detail`` on its own line."""
+    text = textwrap.fill(" / ".join(str(p) for p in parts if p), 46)
+    return f"{text}\n{detail}" if detail else text
+
+
+def _label(label: str, method: str) -> str:
+    return METHOD_LABEL.get(method, method) + label[len(method):]
+
+
+def _draw_curves(ax, lines: dict[str, pd.DataFrame], x: str, scale: float) -> None:
+    seen: dict[str, int] = {}
+    for label, curve in lines.items():
+        method = curve.attrs["method"]
+        style = _line_style(method, seen.get(method, 0))
+        seen[method] = seen.get(method, 0) + 1
+        xs = curve[x]
+        ax.plot(xs, scale * curve["mean"], label=f"{_label(label, method)} (n={curve.attrs['runs']})",
+                markersize=3.5, linewidth=1.5, **style)
+        if curve["n"].max() > 1:
+            ax.fill_between(xs, scale * curve["low"], scale * curve["high"], color=style["color"], alpha=0.18,
+                            linewidth=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+@styled
+def convergence_plot(curves: dict, x: str = "epoch") -> Figure | None:
+    """kNN@20 against epochs (``x="epoch"``) or against training wall time (``x="train_seconds"``, the
+    mean over seeds of the cumulative seconds at each epoch); one panel per key of ``curves``."""
+    if x == "train_seconds":  # drop lines without a time axis (e.g. runs read from W&B)
+        curves = {k: {lab: c.dropna(subset=[x]) for lab, c in lines.items() if c[x].notna().any()}
+                  for k, lines in curves.items()}
+        curves = {k: lines for k, lines in curves.items() if lines}
+    if not curves:
+        return None
+    fig, axes = _grid(len(curves), 3, 4.4, 3.4)
+    for ax, (key, lines) in zip(axes, curves.items()):
+        _draw_curves(ax, lines, x, 100.0)
+        ax.set_title(_title(key))
+        ax.set_xlabel("epoch (0 = before training)" if x == "epoch" else "training wall time (s)")
+        ax.set_ylabel("kNN@20 top-1 (%)")
+        if x == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    against = "per epoch" if x == "epoch" else "against training wall time"
+    fig.suptitle(f"kNN@20 {against} (fixed train subset \u2192 val)\nmean over seeds, {BAND}")
+    return fig
 
 
 def convergence_figure(runs: pd.DataFrame, results_dir: str | Path, out_path: str | Path) -> Path | None:
     """One panel per (dataset, backbone), one line per method (mean over seeds, band = min..max).
     Writes a PNG (dpi 120) and returns its path; returns None and writes nothing when no run has a
     history to draw."""
-    curves = convergence_curves(runs, results_dir)
-    if not curves:
+    fig = convergence_plot(convergence_curves(runs, results_dir))
+    if fig is None:
         return None
-    ncols = min(3, len(curves))
-    nrows = math.ceil(len(curves) / ncols)
-    fig = Figure(figsize=(4.4 * ncols, 3.4 * nrows + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, ((dataset, backbone), methods) in zip(axes, curves.items()):
-        for method, curve in methods.items():
-            style = method_style(method)
-            seeds = curve.attrs["runs"]
-            ax.plot(curve["epoch"], 100 * curve["mean"], label=f"{METHOD_LABEL.get(method, method)} (n={seeds})",
-                    markersize=3.5, linewidth=1.6, **style)
-            if curve["n"].max() > 1:
-                ax.fill_between(curve["epoch"], 100 * curve["low"], 100 * curve["high"],
-                                color=style["color"], alpha=0.18, linewidth=0)
-        ax.set_title(f"{dataset} / {backbone}", fontsize=10)
-        ax.set_xlabel("epoch (0 = before training)")
-        ax.set_ylabel("kNN@20 top-1 (%)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes[len(curves):]:
-        ax.set_visible(False)
-    fig.suptitle("kNN@20 per epoch (fixed train subset \u2192 val)\nmean over seeds, band = min..max", fontsize=9)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return out
+
+
+def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
+    """``stem``.png (dpi 150) and ``stem``.pdf, byte-identical for the same figure (no dates)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=150)
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None})
+    return [png, pdf]
+
+
+@styled
+def steps_plot(runs: pd.DataFrame, results_dir: str | Path | None = None) -> Figure | None:
+    """GRPO training statistics over optimiser steps (steps.csv): one row of panels per (experiment,
+    data set, backbone), one column per statistic; CE runs appear where they log the statistic
+    (entropy, mean pi(y))."""
+    panel = ("experiment", "dataset", "backbone")
+    per_stat = {column: seed_curves(runs, results_dir, load_steps, "step", column, panel) for column, _ in STEP_STATS}
+    keys = sorted({key for curves in per_stat.values() for key in curves})
+    stats = [(column, title) for column, title in STEP_STATS if per_stat[column]]
+    if not keys or not stats:
+        return None
+    fig, axes = _grid(len(keys) * len(stats), len(stats), 3.6, 2.9)
+    for r, key in enumerate(keys):
+        for c, (column, title) in enumerate(stats):
+            ax = axes[r * len(stats) + c]
+            lines = per_stat[column].get(key, {})
+            if lines:
+                _draw_curves(ax, lines, "step", 1.0)
+            ax.set_title(_title(key, title))
+            ax.set_xlabel("optimiser step")
+    fig.suptitle(f"Training statistics per logged step\nmean over seeds, {BAND}")
+    return fig
+
+
+def _table_panels(table, groups: list[str]) -> dict[tuple, dict[str, list[int]]]:
+    """{row key: {column group: [column indices]}} over the method rows of a section table."""
+    panels: dict[tuple, dict[str, list[int]]] = {}
+    for row in table.rows:
+        if row.method == "diff":
+            continue
+        panels.setdefault(row.key, {g: [i for i, c in enumerate(table.columns) if c.group == g] for g in groups})
+    return panels
+
+
+def _groups_of(table) -> list[str]:
+    return list(dict.fromkeys(column.group for column in table.columns))
+
+
+def _whiskers(cells: list, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.array([scale * c.mean for c in cells])
+    low = np.array([scale * c.low for c in cells])
+    high = np.array([scale * c.high for c in cells])
+    return mean, np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+
+
+def _bars(ax, categories: list[str], series: list[tuple[str, str, list]], scale: float = 100.0) -> None:
+    """Grouped bars: one group per category, one bar per (label, method, cells) series."""
+    width = 0.8 / max(1, len(series))
+    xs = np.arange(len(categories))
+    for i, (label, method, cells) in enumerate(series):
+        mean, err = _whiskers(cells, scale)
+        ax.bar(xs + (i - (len(series) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
+               label=label, color=method_style(method)["color"], alpha=0.85, error_kw={"linewidth": 0.8})
+    ax.set_xticks(xs, categories, rotation=30 if max(map(len, categories), default=0) > 8 else 0, ha="right"
+                  if max(map(len, categories), default=0) > 8 else "center")
+    ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.15)  # room for the legend above the bars
+    ax.legend(loc="upper right")
+
+
+def _key_parts(table, key: tuple) -> list[str]:
+    return [f"IF={v}" if name == "imbalance_factor" else v for name, v in zip(table.keys, key) if v]
+
+
+@styled
+def severity_plot(table) -> Figure | None:
+    """Accuracy against corruption severity (0 = clean) from the ``ood`` section table: one panel per
+    (row key, protocol), one line per method; band = min..max over seeds."""
+    if table is None:
+        return None
+    groups = _groups_of(table)
+    panels = _table_panels(table, groups)
+    fig, axes = _grid(len(panels) * len(groups), len(groups), 4.0, 3.1)
+    for p, (key, by_group) in enumerate(panels.items()):
+        for g, group in enumerate(groups):
+            ax = axes[p * len(groups) + g]
+            points = [(0 if table.columns[i].label == "clean" else table.columns[i].severity, i)
+                      for i in by_group[group] if table.columns[i].label == "clean" or table.columns[i].severity]
+            points.sort()
+            for row in table.rows:
+                if row.key != key or row.method == "diff":
+                    continue
+                xs = [x for x, i in points if row.cells[i].n]
+                cells = [row.cells[i] for _, i in points if row.cells[i].n]
+                if not cells:
+                    continue
+                style = method_style(row.method)
+                mean = [100 * c.mean for c in cells]
+                ax.plot(xs, mean, label=f"{row.label} (n={row.n_runs})", markersize=3.5, linewidth=1.5, **style)
+                if max(c.n for c in cells) > 1:
+                    ax.fill_between(xs, [100 * c.low for c in cells], [100 * c.high for c in cells],
+                                    color=style["color"], alpha=0.18, linewidth=0)
+            ax.set_title(_title(_key_parts(table, key), group))
+            ax.set_xlabel("corruption severity (0 = clean)")
+            ax.set_ylabel("top-1 (%), mean over corruptions")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.suptitle(f"Accuracy against corruption severity\nmean over seeds, {BAND}")
+    return fig
+
+
+@styled
+def grouped_bars_plot(table, category: Callable, panel_key: Callable, title: str) -> Figure | None:
+    """Bars from a section table: panels by ``panel_key(row.key)`` x column group, categories by
+    ``category(row, column)`` (a column label or a row's variant), one bar series per method;
+    whiskers = min..max over seeds."""
+    if table is None:
+        return None
+    groups = _groups_of(table)
+    panels: dict[tuple, list] = {}
+    for row in table.rows:
+        if row.method != "diff":
+            panels.setdefault(panel_key(row.key), []).append(row)
+    fig, axes = _grid(len(panels) * len(groups), len(groups), 4.4, 3.2)
+    for p, (key, rows) in enumerate(panels.items()):
+        for g, group in enumerate(groups):
+            ax = axes[p * len(groups) + g]
+            columns = [i for i, c in enumerate(table.columns) if c.group == group]
+            points: dict[tuple[str, str], dict[str, object]] = {}  # (label, method) -> {category: cell}
+            categories: list[str] = []
+            for row in rows:
+                for i in columns:
+                    name = category(row, table.columns[i])
+                    categories += [name] if name not in categories else []
+                    points.setdefault((row.label, row.method), {})[name] = row.cells[i]
+            series = [(label, method, [cells.get(c, _EMPTY) for c in categories])
+                      for (label, method), cells in points.items()]
+            _bars(ax, categories, series, table.columns[columns[0]].scale)
+            ax.set_title(_title(_key_parts(table, key), group))
+            ax.set_ylabel("top-1 (%)")
+    fig.suptitle(f"{title}\nmean over seeds, whiskers = min..max over seeds")
+    return fig
+
+
+_EMPTY = summarize([])  # a bar with no value (a method without this category)
+
+
+def imbalance_plot(table) -> Figure | None:
+    """Many/medium/few-shot (and overall) accuracy bars per method, from the ``imbalance`` table."""
+    return grouped_bars_plot(table, lambda row, column: column.label, lambda key: key,
+                             "Imbalanced training: accuracy per shot group")
+
+
+def ablation_plot(table) -> Figure | None:
+    """Accuracy per ablation variant (bars per method), from the ``ablations`` table."""
+    return grouped_bars_plot(table, lambda row, column: row.key[3] or "(default)", lambda key: key[:3],
+                             "Ablations: accuracy per variant")
 

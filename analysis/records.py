@@ -3,6 +3,10 @@
 Layout written by the runner: ``RESULTS/<experiment>/runs/<run_id>/record.json`` (+ ``history.csv``,
 ``steps.csv``). Only *finished* runs become rows; failed, still-running (or interrupted), unreadable
 and duplicated records are listed in ``RunSet.excluded`` with a reason, never averaged in.
+
+Two views of the same runs: ``RunSet.runs`` (wide, one row per run) and ``RunSet.metrics`` (tidy, one
+row per run and metric value, every metric family of the record: clean accuracies, cost, and the
+optional ``ood``, ``transfer``, ``imbalance`` and ``seg`` sections).
 """
 from __future__ import annotations
 
@@ -19,21 +23,32 @@ from grporm.errors import GrpormError
 METHOD_ORDER = ("pretrained", "linear_probe", "ce", "grpo_rm")
 METHOD_LABEL = {"pretrained": "Pretrained", "linear_probe": "Linear probe", "ce": "CE", "grpo_rm": "GRPO-RM"}
 
-ID_COLUMNS = ("run_id", "experiment", "method", "dataset", "backbone", "seed", "config_hash", "path")
+ID_COLUMNS = ("run_id", "experiment", "method", "dataset", "backbone", "seed", "config_hash", "path", "variant",
+              "imbalance_factor")
 ACCURACY_COLUMNS = ("head_top1", "sr_top1", "knn10_top1", "knn20_top1", "knn100_top1", "knn200_top1")
 METRIC_COLUMNS = ("head_top1", "ece", "sr_top1", "knn10_top1", "knn20_top1", "knn100_top1", "knn200_top1",
-                  "train_seconds", "train_images_per_second", "peak_memory_mb")
+                  "train_seconds", "total_seconds", "train_images_per_second", "peak_memory_mb")
+COST_COLUMNS = ("train_seconds", "total_seconds", "train_images_per_second", "peak_memory_mb")
+# Matrix axes every run id already names; any other axis makes a "variant" (e.g. an ablation setting).
+STANDARD_AXES = ("seed", "method", "model.name", "data.name")
+TIDY_COLUMNS = ("family", "metric", "condition", "severity", "value")
+ABLATION_PREFIX = "ablation"
 KNN_KS = (10, 20, 100, 200)
 RECORD_GLOBS = ("*/runs/*/record.json", "runs/*/record.json")
 
 
 @dataclass
 class RunSet:
-    """``runs``: one row per finished run (ID_COLUMNS + METRIC_COLUMNS, accuracies as fractions).
-    ``excluded``: (path of the record or run folder, reason) for everything left out."""
+    """``runs``: one row per finished run (ID_COLUMNS + METRIC_COLUMNS + one column per variant axis,
+    accuracies as fractions). ``metrics``: the tidy table, one row per (run, metric value) with the
+    run's ID and axis columns and TIDY_COLUMNS. ``excluded``: (path of the record or run folder,
+    reason) for everything left out. ``records``: the finished records, keyed by the ``path`` column."""
 
     runs: pd.DataFrame
     excluded: list[tuple[Path, str]] = field(default_factory=list)
+    metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ID_COLUMNS + TIDY_COLUMNS)))
+    records: dict[str, dict] = field(default_factory=dict)  # keyed by the ``path`` column
+    roots: tuple[Path, ...] = ()
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -65,7 +80,7 @@ def _flat_metrics(record: dict) -> dict[str, float]:
     raw = {"head_top1": metrics.get("head_top1"), "ece": metrics.get("ece"), "sr_top1": metrics.get("sr_top1")}
     for k in KNN_KS:
         raw[f"knn{k}_top1"] = knn.get(str(k))
-    for key in ("train_seconds", "train_images_per_second", "peak_memory_mb"):
+    for key in COST_COLUMNS:
         raw[key] = timing.get(key)
     flat = {name: _number(name, value) for name, value in raw.items()}
     for name in ACCURACY_COLUMNS:
@@ -101,8 +116,84 @@ def _row(record: dict, record_path: Path) -> dict:
         "seed": int(seed),
         "config_hash": str(record.get("config_hash") or ""),
         "path": str(run_dir.resolve()),
+        "variant": variant(record.get("axes")),
+        "imbalance_factor": _imbalance_factor(record),
         **_flat_metrics(record),
     }
+
+
+def is_ablation(experiment: str) -> bool:
+    return str(experiment).startswith(ABLATION_PREFIX)
+
+
+def _axis_text(value) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def variant_axes(axes, skip: tuple[str, ...] = ()) -> dict:
+    """The run's matrix values other than seed, method, backbone and data set (and ``skip``), in matrix order."""
+    if not isinstance(axes, dict):
+        return {}
+    return {str(k): v for k, v in axes.items() if k not in STANDARD_AXES and k not in skip}
+
+
+def variant(axes, skip: tuple[str, ...] = ()) -> str:
+    """'key=value, key=value' of the non-standard axes ('' for none): tells ablation rows apart."""
+    return ", ".join(f"{key}={_axis_text(value)}" for key, value in variant_axes(axes, skip).items())
+
+
+def _imbalance_factor(record: dict) -> float:
+    data = (record.get("config") or {}).get("data") if isinstance(record.get("config"), dict) else None
+    value = data.get("imbalance_factor") if isinstance(data, dict) else None
+    return _number("config.data.imbalance_factor", value)
+
+
+def _fraction(name: str, value) -> float:
+    number = _number(name, value)
+    if not math.isnan(number) and not 0.0 <= number <= 1.0:
+        raise _Invalid(f"metric {name} = {number:g} is outside [0, 1] (accuracies are fractions)")
+    return number
+
+
+def _section(metrics: dict, name: str) -> dict:
+    section = metrics.get(name) or {}
+    if not isinstance(section, dict):
+        raise _Invalid(f"metrics.{name} is {section!r}, not an object")
+    return section
+
+
+def _leaves(name: str, tree: dict) -> dict:
+    if not isinstance(tree, dict):
+        raise _Invalid(f"{name} is {tree!r}, not an object")
+    return tree
+
+
+def metric_rows(record: dict, flat: dict[str, float]) -> list[tuple]:
+    """(family, metric, condition, severity, value) for every number of a finished record; ``flat`` is
+    its ``_flat_metrics``. Families: clean, cost, ood (condition = corruption, severity 1..5),
+    transfer (condition = target data set), imbalance (condition = overall/many/medium/few), seg.
+    A cost of 0 training seconds means "did not train" (pretrained) and is left out."""
+    rows = [("clean", name, "", 0, flat[name]) for name in ACCURACY_COLUMNS + ("ece",)]
+    rows += [("cost", name, "", 0, flat[name]) for name in COST_COLUMNS
+             if not (name == "train_seconds" and flat[name] == 0)]
+    metrics = record["metrics"]
+    for corruption, severities in sorted(_section(metrics, "ood").items()):
+        for severity, values in sorted(_leaves(f"metrics.ood.{corruption}", severities).items()):
+            try:
+                level = int(severity)
+            except ValueError:
+                raise _Invalid(f"metrics.ood.{corruption}: severity {severity!r} is not an integer") from None
+            for metric, value in sorted(_leaves(f"metrics.ood.{corruption}.{severity}", values).items()):
+                rows.append(("ood", metric, str(corruption), level, _fraction(f"ood.{corruption}.{severity}.{metric}", value)))
+    for target, values in sorted(_section(metrics, "transfer").items()):
+        for metric, value in sorted(_leaves(f"metrics.transfer.{target}", values).items()):
+            rows.append(("transfer", metric, str(target), 0, _fraction(f"transfer.{target}.{metric}", value)))
+    for protocol, groups in sorted(_section(metrics, "imbalance").items()):
+        for group, value in sorted(_leaves(f"metrics.imbalance.{protocol}", groups).items()):
+            rows.append(("imbalance", f"{protocol}_top1", str(group), 0, _fraction(f"imbalance.{protocol}.{group}", value)))
+    for metric, value in sorted(_section(metrics, "seg").items()):
+        rows.append(("seg", str(metric), "", 0, _fraction(f"seg.{metric}", value)))
+    return [row for row in rows if not math.isnan(row[-1])]
 
 
 def _sort_stamp(record: dict) -> float:
@@ -130,25 +221,31 @@ def _runs_without_record(root: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def load_runs(results_dir: str | Path) -> RunSet:
+def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
     """Load every ``<experiment>/runs/<run_id>/record.json`` under ``results_dir`` (a results folder,
-    or a single experiment folder holding ``runs/``)."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise GrpormError(f"results folder {root} does not exist")
-    excluded: list[tuple[Path, str]] = [(d, "no record.json in the run folder (never started, or deleted)")
-                                        for d in _runs_without_record(root)]
+    or a single experiment folder holding ``runs/``) and under each of ``more_dirs`` (e.g. the W&B
+    cache); a run found twice (same config and seed) is counted once."""
+    roots = tuple(Path(d) for d in (results_dir, *more_dirs))
+    excluded: list[tuple[Path, str]] = []
     kept: list[tuple[dict, dict, Path]] = []  # (row, record, path)
-    for path in _record_paths(root):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            excluded.append((path, f"unreadable record.json: {type(err).__name__}: {err}"))
-            continue
-        try:
-            kept.append((_row(record, path), record, path))
-        except _Invalid as err:
-            excluded.append((path, str(err)))
+    long_rows: dict[str, list[tuple]] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise GrpormError(f"results folder {root} does not exist")
+        excluded += [(d, "no record.json in the run folder (never started, or deleted)")
+                     for d in _runs_without_record(root)]
+        for path in _record_paths(root):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                excluded.append((path, f"unreadable record.json: {type(err).__name__}: {err}"))
+                continue
+            try:
+                row = _row(record, path)
+                long_rows[row["path"]] = metric_rows(record, row)
+                kept.append((row, record, path))
+            except _Invalid as err:
+                excluded.append((path, str(err)))
 
     # The same config and seed finished twice (e.g. under another run id): keep the later one only,
     # so that one seed is never counted twice in a mean.
@@ -166,13 +263,33 @@ def load_runs(results_dir: str | Path) -> RunSet:
             excluded.append((path, f"duplicate of run {winner['run_id']} (same config and seed); "
                                    "only the later-finished run is kept"))
 
-    runs = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS))
+    record_of = {row["path"]: record for row, record, _ in kept}
+    records = {row["path"]: record_of[row["path"]] for row in rows}
+    axis_names: list[str] = []
+    for row in rows:  # the variant axes become columns too (the run's config keys)
+        axes = variant_axes(records[row["path"]].get("axes"))
+        axis_names += [k for k in axes if k not in axis_names]
+        row.update({k: _axis_text(v) for k, v in axes.items()})
+    axis_names = [k for k in axis_names if k not in ID_COLUMNS + METRIC_COLUMNS]
+    runs = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS) + axis_names)
     if not runs.empty:
         order = runs["method"].map(method_rank)
-        runs = (runs.assign(_rank=order).sort_values(["experiment", "dataset", "backbone", "_rank", "seed", "run_id"])
+        runs = (runs.assign(_rank=order)
+                .sort_values(["experiment", "dataset", "backbone", "variant", "_rank", "seed", "run_id"])
                 .drop(columns="_rank").reset_index(drop=True))
     excluded.sort(key=lambda item: str(item[0]))
-    return RunSet(runs=runs, excluded=excluded)
+    return RunSet(runs=runs, excluded=excluded, metrics=_tidy_metrics(runs, long_rows, axis_names),
+                  records=records, roots=roots)
+
+
+def _tidy_metrics(runs: pd.DataFrame, long_rows: dict[str, list[tuple]], axis_names: list[str]) -> pd.DataFrame:
+    ids = list(ID_COLUMNS) + axis_names
+    frames = [pd.DataFrame(long_rows[path], columns=list(TIDY_COLUMNS)).assign(**{c: row[c] for c in ids})
+              for path, row in zip(runs["path"], runs.to_dict("records"))] if not runs.empty else []
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=ids + list(TIDY_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[ids + list(TIDY_COLUMNS)]
 
 
 def tidy(runs: pd.DataFrame) -> pd.DataFrame:
@@ -184,24 +301,32 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
-def load_history(run_path: str | Path) -> pd.DataFrame | None:
-    """The run's per-epoch ``history.csv`` (numeric columns, one row per epoch, sorted), or None when
-    it is missing, empty or unreadable. ``run_path`` is the run folder (or a file inside it)."""
+def _load_csv(run_path: str | Path, name: str, index: str) -> pd.DataFrame | None:
     run_dir = Path(run_path)
     if run_dir.is_file():
         run_dir = run_dir.parent
-    path = run_dir / "history.csv"
+    path = run_dir / name
     if not path.is_file():
         return None
     try:
-        history = pd.read_csv(path)
+        table = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
         return None
-    if history.empty or "epoch" not in history.columns:
+    if table.empty or index not in table.columns:
         return None
-    history = history.apply(pd.to_numeric, errors="coerce").dropna(subset=["epoch"])
-    if history.empty:
+    table = table.apply(pd.to_numeric, errors="coerce").dropna(subset=[index])
+    if table.empty:
         return None
-    # a resumed run may have written an epoch twice: the last write wins
-    history = history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
-    return history
+    # a resumed run may have written a row twice: the last write wins
+    return table.drop_duplicates(index, keep="last").sort_values(index).reset_index(drop=True)
+
+
+def load_history(run_path: str | Path) -> pd.DataFrame | None:
+    """The run's per-epoch ``history.csv`` (numeric columns, one row per epoch, sorted), or None when
+    it is missing, empty or unreadable. ``run_path`` is the run folder (or a file inside it)."""
+    return _load_csv(run_path, "history.csv", "epoch")
+
+
+def load_steps(run_path: str | Path) -> pd.DataFrame | None:
+    """The run's per-step training statistics ``steps.csv`` (one row per logged step), like load_history."""
+    return _load_csv(run_path, "steps.csv", "step")

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from analysis.records import METHOD_LABEL, method_rank
+from analysis.stats import summarize
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
 TABLE_METRICS = (("head", "head_top1", "Head"), ("sr", "sr_top1", "SR"), ("knn20", "knn20_top1", "kNN@20"))
@@ -26,10 +27,8 @@ def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
         for key, group in runs.groupby(INDEX, sort=False):
             row: dict[str, float] = {}
             for prefix, column, _ in TABLE_METRICS:
-                values = pd.to_numeric(group[column], errors="coerce").dropna()
-                row[f"{prefix}_mean"] = float(values.mean()) if len(values) else math.nan
-                row[f"{prefix}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-                row[f"{prefix}_n"] = len(values)
+                cell = summarize(pd.to_numeric(group[column], errors="coerce"))
+                row[f"{prefix}_mean"], row[f"{prefix}_std"], row[f"{prefix}_n"] = cell.mean, cell.std, cell.n
             row["n_seeds"] = len(group)
             rows.append(row)
             keys.append(key)
@@ -39,14 +38,15 @@ def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([rows[i] for i in order], index=index, columns=TABLE_COLUMNS)
 
 
-def format_cell(mean: float, std: float, n: int, n_seeds: int) -> str:
+def format_cell(mean: float, std: float, n: int, n_seeds: int, scale: float = 100.0, decimals: int = 1,
+                pm: str = " ± ") -> str:
     """'85.3 ± 0.4' over several seeds, '85.3' for one value, '—' when missing; '(n=k)' when only
-    k of the row's runs have the metric."""
+    k of the row's runs have the metric. Values are multiplied by ``scale`` (fractions -> %)."""
     if n == 0 or mean is None or math.isnan(mean):
         return MISSING
-    text = f"{100 * mean:.1f}"
+    text = f"{scale * mean:.{decimals}f}"
     if n > 1 and std is not None and not math.isnan(std):
-        text += f" ± {100 * std:.1f}"
+        text += f"{pm}{scale * std:.{decimals}f}"
     if n < n_seeds:
         text += f" (n={n})"
     return text

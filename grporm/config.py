@@ -73,6 +73,8 @@ class TrainConfig(Strict):
     log_every: int = Field(10, ge=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on the forward passes")
+    channels_last: bool = Field(False, description="NHWC memory layout for model and inputs (faster convolutions on GPUs)")
+    compile: bool = Field(False, description="torch.compile the training forward on CUDA; ignored on CPU with a warning")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("lr_grid")
@@ -194,12 +196,13 @@ class RunConfig(Strict):
     def config_hash(self) -> str:
         """Hash of everything that can change a result (tracking settings cannot)."""
         payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
-        payload["train"].pop("threads", None)
+        for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
+            payload["train"].pop(how, None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
-EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix"}
+EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
 
@@ -241,7 +244,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def deep_merge(base: dict, update: dict) -> dict:
+    """`update` over `base`; sections merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "rewards":
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+    """Set a dotted key; a mapping set on a section merges into it (e.g. a matrix of grpo_rm variants)."""
     parts = key.split(".")
     node = tree
     for i, part in enumerate(parts[:-1]):
@@ -249,7 +264,8 @@ def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a section, cannot set {key}")
         node = child
-    node[parts[-1]] = value
+    node[parts[-1]] = deep_merge(node.get(parts[-1], {}), value) if (
+        isinstance(value, dict) and isinstance(node.get(parts[-1]), dict) and parts[-1] != "rewards") else value
 
 
 def _check_key_path(key: str, where: str) -> None:
@@ -360,6 +376,23 @@ def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
     return sanitize("-".join(str(p) for p in parts))
 
 
+def load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """An experiment file, merged over the file its `base:` key names (relative to it)."""
+    raw = load_yaml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: must be a path to another experiment file")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: base: {base} includes itself")
+    parent = load_with_base(base_path, (*seen, base_path))
+    parent.pop("name", None)
+    parent.pop("description", None)
+    return deep_merge(parent, raw)
+
+
 def load_experiment(path: Path | str, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
-    return build_experiment(load_yaml(path), str(path), overrides)
+    return build_experiment(load_with_base(path), str(path), overrides)

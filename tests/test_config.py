@@ -91,3 +91,25 @@ def test_dry_run_prints_runs(tmp_path):
     result = runner.invoke(app, ["run", str(path), "--dry-run", "-v", "--results", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "t: 2 run(s)" in result.output and "clip_eps: 0.2" in result.output
+
+
+def test_base_file_is_merged_and_matrix_dicts_merge_into_sections(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\ntrain: {epochs: 7, lr: 0.01}\ngrpo_rm: {clip_eps: 0.3}\n")
+    (tmp_path / "child.yaml").write_text(
+        "base: base.yaml\nname: child\ntrain: {lr: 0.5}\n"
+        "matrix: {grpo_rm: [{group: full}, {group: sampled, group_size: 4}]}\n"
+    )
+    exp = load_experiment(tmp_path / "child.yaml")
+    assert exp.name == "child" and len(exp.runs) == 2
+    full, sampled = exp.runs
+    assert full.train.epochs == 7 and full.train.lr == 0.5
+    assert full.grpo_rm.clip_eps == 0.3 and sampled.grpo_rm.clip_eps == 0.3
+    assert sampled.grpo_rm.group == "sampled" and sampled.grpo_rm.group_size == 4
+    assert full.run_id != sampled.run_id
+
+
+def test_base_cycle_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_experiment(tmp_path / "a.yaml")

@@ -1,0 +1,223 @@
+"""``results/REPORT.md``: every section table (Markdown, LaTeX, CSV under ``tables/``) and figure (PNG,
+PDF under ``figures/``), the environment, the excluded runs, and for every table row the run ids and
+config hashes behind it. Generated from the run records alone and deterministic: the same records
+give byte-identical files (no dates, no absolute paths, sorted everywhere).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+from analysis.figures import (ablation_plot, convergence_curves, convergence_plot, imbalance_plot, save_figure,
+                              severity_plot, steps_plot)
+from analysis.records import METHOD_LABEL, RunSet, is_ablation, load_runs
+from analysis.render import table_csv, table_latex, table_markdown
+from analysis.report import PRODUCE_HINT, write_report
+from analysis.sections import DIFF_LABEL, Table, build_tables
+from grporm.errors import GrpormError
+
+REPORT_NAME = "REPORT.md"
+TABLES_DIR = "tables"
+FIGURES_DIR = "figures"
+OWNED_SUFFIXES = (".md", ".tex", ".csv", ".png", ".pdf")  # what a report may delete when stale
+ENV_FIELDS = (("python", "Python"), ("torch", "torch"), ("timm", "timm"), ("platform", "Platform"),
+              ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("torch_threads", "torch threads"), ("cuda", "GPU"),
+              ("git_commit", "git commit"))
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    stem: str
+    title: str
+    after: str                                        # the section it is shown in
+    draw: Callable[[RunSet, dict], Figure | None]     # (runs, {section name: Table}) -> figure
+    source: str                                       # where its numbers come from
+    absent: str
+
+
+def _main_runs(run_set: RunSet):
+    runs = run_set.runs
+    return runs[~runs["experiment"].map(is_ablation)] if not runs.empty else runs
+
+
+PANEL = ("experiment", "dataset", "backbone")
+FIGURES = (
+    FigureSpec("convergence_epochs", "Convergence: kNN@20 per epoch", "classification",
+               lambda rs, t: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL), "epoch"),
+               "`history.csv` (column knn20_top1) of the runs in the Classification table.",
+               "No run has a history.csv with kNN@20 values."),
+    FigureSpec("convergence_time", "Convergence: kNN@20 against training wall time", "classification",
+               lambda rs, t: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL), "train_seconds"),
+               "`history.csv` (columns knn20_top1, train_seconds) of the runs in the Classification table.",
+               "No run has a history.csv with train_seconds and kNN@20 values."),
+    FigureSpec("ood_severity", "Accuracy against corruption severity", "ood",
+               lambda rs, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table.",
+               "No OOD table."),
+    FigureSpec("imbalance_shots", "Many / medium / few-shot accuracy", "imbalance",
+               lambda rs, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table.",
+               "No imbalance table."),
+    FigureSpec("ablations", "Ablation bars", "ablations",
+               lambda rs, t: ablation_plot(t.get("ablations")), "the Ablations table.", "No ablation table."),
+    FigureSpec("training_stats", "GRPO training statistics over steps", "training",
+               lambda rs, t: steps_plot(rs.runs), "`steps.csv` of every finished run (all experiments).",
+               "No run has a steps.csv (the pretrained rows do not train)."),
+)
+
+
+def _relative(path: Path, roots: tuple[Path, ...]) -> str:
+    for root in roots:
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return Path(path).name
+
+
+def _provenance(table: Table) -> list[str]:
+    """The run ids and config hashes behind every row, folded (the CSV has them per cell too)."""
+    lines = ["<details><summary>Provenance: the runs behind each row (run id, config hash)</summary>", ""]
+    for row in table.rows:
+        if row.method == "diff":
+            continue
+        where = " / ".join(v for v in row.key if v)
+        runs = ", ".join(f"`{run_id}` (`{config_hash or 'no hash'}`)" for run_id, config_hash in row.runs)
+        lines.append(f"- {where} / {row.label}: {runs}")
+    if any(row.method == "diff" for row in table.rows):
+        lines += ["", f"{DIFF_LABEL} rows pair the {METHOD_LABEL['grpo_rm']} and {METHOD_LABEL['ce']} rows above "
+                      "them by seed."]
+    lines += ["", "</details>"]
+    return lines
+
+
+def _environment(run_set: RunSet) -> list[str]:
+    """One line per env field: each distinct value with the number of runs that recorded it."""
+    envs = [record.get("env") or {} for _, record in sorted(run_set.records.items())]
+    if not envs:
+        return ["No finished run, so no environment to report."]
+    lines = ["| Field | Value | Runs |", "|---|---|---:|"]
+    for key, title in ENV_FIELDS + tuple((k, k) for k in sorted({k for e in envs for k in e} - {f for f, _ in ENV_FIELDS})):
+        counts: dict[str, int] = {}
+        for env in envs:
+            counts[str(env.get(key, "not recorded"))] = counts.get(str(env.get(key, "not recorded")), 0) + 1
+        for value, count in sorted(counts.items()):
+            lines.append(f"| {title} | {value.replace('|', '/')} | {'all ' if count == len(envs) else ''}{count} |")
+    return lines
+
+
+def _write(path: Path, text: str, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    written.append(path)
+
+
+def _clean_stale(folder: Path, keep: set[Path]) -> None:
+    """Remove report outputs of an earlier report that this one did not write (e.g. a section whose
+    runs were deleted): a stale table would outlive its records."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix in OWNED_SUFFIXES and path not in keep:
+                path.unlink()
+
+
+def _header(run_set: RunSet, sources: list[str]) -> list[str]:
+    runs = run_set.runs
+    experiments = sorted(set(runs["experiment"])) if not runs.empty else []
+    return [
+        "# GRPO-RM reproduction: report", "",
+        "Generated by `grporm report` (`make report`) from " + " and ".join(sources) + "; nothing here is typed "
+        "by hand, regenerate instead of editing.", "",
+        f"{len(runs)} finished run(s) in {len(experiments)} experiment(s)"
+        + (f" ({', '.join(experiments)})" if experiments else "")
+        + f"; {len(run_set.excluded)} record(s) excluded (see [Excluded runs](#excluded-runs)).", "",
+        "Conventions: mean ± std over seeds (sample std); a cell with one value is that run's number; "
+        "† marks fewer than 3 seeds; bold = best mean of the column among the rows it is compared with; "
+        f"*{DIFF_LABEL}* = GRPO-RM minus CE paired by seed, mean [95% t interval] (no interval with one "
+        "pair), in the column's unit (percentage points for accuracies). Methods: "
+        + ", ".join(f"{label} (`{name}`)" for name, label in METHOD_LABEL.items()) + ".", "",
+    ]
+
+
+def write_paper_report(results_dir: str | Path, extra_dirs: tuple[str | Path, ...] = (),
+                       sources: list[str] | None = None) -> list[Path]:
+    """Write REPORT.md, tables/ and figures/ under ``results_dir`` from its records (plus ``extra_dirs``,
+    e.g. a W&B cache); returns the written paths. Raises GrpormError when there is no record at all."""
+    root = Path(results_dir)
+    run_set = load_runs(root, *extra_dirs)
+    if run_set.runs.empty and not run_set.excluded:
+        command = PRODUCE_HINT if root == Path("results") else f"{PRODUCE_HINT} --results {root}"
+        raise GrpormError(f"no run records under {root}: produce them with `{command}`")
+    sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
+    written: list[Path] = []
+    built = build_tables(run_set)
+    tables = {section.name: table for section, table in built if table is not None}
+    figures = {spec.stem: spec.draw(run_set, tables) for spec in FIGURES}
+    figure_files: dict[str, list[Path]] = {}
+    for stem, fig in figures.items():
+        if fig is not None:
+            figure_files[stem] = save_figure(fig, root / FIGURES_DIR / stem)
+            written += figure_files[stem]
+
+    parts = _header(run_set, sources)
+    for section, table in built:
+        parts += _section_markdown(section, table, root, written)
+        parts += _figures_markdown(section.name, figures, figure_files)
+    parts += ["## Training dynamics", ""] + _figures_markdown("training", figures, figure_files)
+    parts += ["## Excluded runs", ""]
+    parts += ([f"- `{_relative(path, run_set.roots)}`: {reason}" for path, reason in run_set.excluded]
+              or ["None: every record under the results folder is a finished run."]) + [""]
+    parts += ["## Environment", "", "From the `env` of each finished run's record.", ""] + _environment(run_set) + [""]
+    _write(root / REPORT_NAME, "\n".join(parts), written)
+    _clean_stale(root / TABLES_DIR, set(written))
+    _clean_stale(root / FIGURES_DIR, set(written))
+    return written
+
+
+def _section_markdown(section, table: Table | None, root: Path, written: list[Path]) -> list[str]:
+    parts = [f"## {section.title}", ""]
+    if table is None:
+        return parts + [section.absent or "No finished run has these metrics; section skipped.", ""]
+    stem = root / TABLES_DIR / section.name
+    for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
+        _write(stem.with_suffix(suffix), render(table), written)
+    links = " · ".join(f"[{kind}]({TABLES_DIR}/{section.name}{suffix})"
+                       for kind, suffix in (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv")))
+    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", f"Files: {links}", ""] + \
+        _provenance(table) + [""]
+
+
+def _figures_markdown(after: str, figures: dict, files: dict[str, list[Path]]) -> list[str]:
+    parts = []
+    for spec in FIGURES:
+        if spec.after != after:
+            continue
+        if spec.stem not in files:
+            parts += [f"*{spec.title}*: not drawn. {spec.absent}", ""]
+            continue
+        png, pdf = (f"{FIGURES_DIR}/{p.name}" for p in files[spec.stem])
+        parts += [f"### {spec.title}", "", f"![{spec.title}]({png})", "",
+                  f"[PDF]({pdf}) · data: {spec.source}", ""]
+    return parts
+
+
+def report_all(results_dir: str | Path, wandb_project: str | None = None, refresh: bool = False) -> list[Path]:
+    """What `grporm report` does: the per-experiment ``table.md``/``convergence.png`` (local records) and
+    REPORT.md with its tables and figures; with ``wandb_project`` ("entity/project") the runs of that
+    W&B project join in, read through the cache under ``results/.wandb_cache/``."""
+    root = Path(results_dir)
+    extra: tuple[Path, ...] = ()
+    sources = None
+    if wandb_project:
+        from grporm.wandb_tools import fetch_project
+
+        cache = fetch_project(wandb_project, root, refresh=refresh)
+        extra = (cache,)
+        sources = ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)",
+                   f"the runs of W&B project `{wandb_project}` (cached under `{_relative(cache, (root,))}`)"]
+    written = []
+    has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))
+    if has_local or not wandb_project:
+        written += write_report(root)
+    return written + write_paper_report(root, extra, sources)

@@ -1,0 +1,305 @@
+"""The paper's tables as data: one ``Table`` per section (classification, OOD, transfer, imbalance,
+segmentation, ablations, cost), built from ``RunSet.metrics``.
+
+A cell is the ``Summary`` over the seeds of one row (experiment, data set, backbone, variant, method)
+of one per-run value (e.g. "SR top-1 averaged over all corruptions of this run"). After the method rows
+of a comparison comes a row "GRPO-RM − CE": the per-seed paired difference with its t interval.
+Rendering (Markdown, LaTeX, CSV) lives in ``analysis.render``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from analysis.records import METHOD_LABEL, RunSet, is_ablation, method_rank, variant
+from analysis.stats import PairedDiff, paired_difference, summarize
+from analysis.tables import TABLE_METRICS
+
+TREATMENT, CONTROL = "grpo_rm", "ce"
+DIFF = "diff"  # Row.method of the paired-difference row
+DIFF_LABEL = f"Δ {METHOD_LABEL[TREATMENT]} − {METHOD_LABEL[CONTROL]}"
+KEYS = ("experiment", "dataset", "backbone", "variant")
+KEY_TITLES = {"experiment": "Experiment", "dataset": "Dataset", "backbone": "Backbone", "variant": "Variant",
+              "imbalance_factor": "IF"}
+PROTOCOLS = tuple((prefix, title) for prefix, _, title in TABLE_METRICS)  # head, sr, knn20
+SHOT_GROUPS = ("overall", "many", "medium", "few")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: the per-run value is the mean of the run's tidy rows matching
+    (family, metric, condition, severity); None matches any (so: averaged over them)."""
+
+    group: str
+    label: str
+    family: str
+    metric: str
+    condition: str | None = None
+    severity: int | None = None
+    higher_is_better: bool = True
+    scale: float = 100.0  # fractions shown in %
+    decimals: int = 1
+
+    @property
+    def title(self) -> str:
+        return f"{self.group} {self.label}".strip()
+
+
+@dataclass(frozen=True)
+class Row:
+    key: tuple[str, ...]   # display values of Table.keys
+    method: str            # a method name, or DIFF
+    cells: tuple           # Summary (method rows) or PairedDiff (DIFF rows), one per column
+    n_runs: int            # runs in the row (DIFF: most seeds paired in any column)
+    runs: tuple[tuple[str, str], ...]  # (run_id, config_hash) of every run behind the row
+
+    @property
+    def label(self) -> str:
+        return DIFF_LABEL if self.method == DIFF else METHOD_LABEL.get(self.method, self.method)
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    legend: str
+    keys: tuple[str, ...]
+    columns: tuple[Column, ...]
+    rows: list[Row]
+    best: frozenset[tuple[int, int]] = frozenset()  # (row index, column index) of the best means
+
+    @property
+    def shown_keys(self) -> list[int]:
+        """Indices of key columns with any non-empty value (e.g. Variant only when runs vary)."""
+        return [i for i in range(len(self.keys)) if any(row.key[i] for row in self.rows)]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    legend: str
+    family: str                                           # needed in the selected runs' metrics
+    columns: Callable[[pd.DataFrame], list[Column]]       # from the selected tidy rows
+    ablations: bool = False                               # ablation experiments only / excluded
+    keys: tuple[str, ...] = KEYS
+    block: tuple[str, ...] = KEYS                          # rows that compete for bold
+    all_experiments: bool = False
+    absent: str = ""
+    shown_axes: tuple[str, ...] = ()  # matrix axes shown as their own key column, so left out of Variant
+
+
+# -- values ----------------------------------------------------------------------------------------
+def run_values(metrics: pd.DataFrame, column: Column) -> pd.Series:
+    """Per-run value of ``column`` (index: the run's ``path``), averaged over the matching tidy rows."""
+    mask = (metrics["family"] == column.family) & (metrics["metric"] == column.metric)
+    if column.condition is not None:
+        mask &= metrics["condition"] == column.condition
+    if column.severity is not None:
+        mask &= metrics["severity"] == column.severity
+    return metrics.loc[mask].groupby("path", sort=True)["value"].mean()
+
+
+def _key_text(name: str, value) -> str:
+    if name == "imbalance_factor":
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):g}"
+    return str(value)
+
+
+def _key_sort(name: str, value):
+    if name == "imbalance_factor":
+        return -1.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return str(value)
+
+
+def _seed_values(runs: pd.DataFrame, values: pd.Series) -> dict[int, float]:
+    """seed -> value over a method row's runs; a seed seen twice (different configs) is averaged."""
+    by_seed: dict[int, list[float]] = {}
+    for path, seed in zip(runs["path"], runs["seed"]):
+        if path in values.index:
+            by_seed.setdefault(int(seed), []).append(float(values[path]))
+    return {seed: summarize(vals).mean for seed, vals in by_seed.items()}
+
+
+def best_cells(rows: list[Row], columns: tuple[Column, ...], block: list[int]) -> frozenset[tuple[int, int]]:
+    """Per column and per block of rows (same values at key positions ``block``): the method rows
+    whose displayed mean is the best; nothing where fewer than two rows compete or all tie. Comparing displayed
+    (rounded) values keeps two rows that print the same either both bold or both plain."""
+    best = set()
+    blocks: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        if row.method != DIFF:
+            blocks.setdefault(tuple(row.key[j] for j in block), []).append(i)
+    for members in blocks.values():
+        for c, column in enumerate(columns):
+            shown = {i: round(column.scale * rows[i].cells[c].mean, column.decimals)
+                     for i in members if rows[i].cells[c].n > 0}
+            if len(shown) < 2 or len(set(shown.values())) == 1:
+                continue  # nothing to compare, or all tied: bold would say nothing
+            target = max(shown.values()) if column.higher_is_better else min(shown.values())
+            best.update((i, c) for i, value in shown.items() if value == target)
+    return frozenset(best)
+
+
+def build_table(section: Section, run_set: RunSet) -> Table | None:
+    """The section's table, or None when no selected run has its metrics."""
+    runs = run_set.runs
+    if not section.all_experiments and not runs.empty:
+        runs = runs[runs["experiment"].map(is_ablation) == section.ablations]
+    metrics = run_set.metrics[run_set.metrics["path"].isin(set(runs["path"]))]
+    metrics = metrics[metrics["family"].isin({section.family, "clean"})]
+    if runs.empty or not (metrics["family"] == section.family).any():
+        return None
+    if section.shown_axes:
+        runs = runs.assign(variant=[variant(run_set.records[path].get("axes"), skip=section.shown_axes)
+                                    for path in runs["path"]])
+    columns = tuple(section.columns(metrics))
+    values = [run_values(metrics, column) for column in columns]
+
+    keys = list(section.keys)
+    groups = sorted(runs.groupby(keys + ["method"], sort=False, dropna=False),
+                    key=lambda item: (tuple(_key_sort(k, v) for k, v in zip(keys, item[0][:-1])),
+                                      method_rank(item[0][-1])))
+    rows: list[Row] = []
+    by_key: dict[tuple, dict[str, pd.DataFrame]] = {}
+    for (*key_values, method), group in groups:
+        key = tuple(_key_text(k, v) for k, v in zip(keys, key_values))
+        cells = tuple(summarize(v[v.index.isin(set(group["path"]))]) for v in values)
+        if not any(cell.n for cell, column in zip(cells, columns) if column.family == section.family):
+            continue  # e.g. a segmentation run in the classification table, a clean-only run in OOD
+        rows.append(Row(key, method, cells, len(group), _provenance(group)))
+        by_key.setdefault(key, {})[method] = group
+    rows = _with_differences(rows, by_key, values)
+    block = [keys.index(k) for k in section.block]
+    return Table(section.name, section.title, section.legend, tuple(section.keys), columns, rows,
+                 best_cells(rows, columns, block))
+
+
+def _provenance(group: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(zip(group["run_id"], group["config_hash"])))
+
+
+def _with_differences(rows: list[Row], by_key: dict, values: list[pd.Series]) -> list[Row]:
+    """Insert a DIFF row after the last method row of every key that has both GRPO-RM and CE."""
+    out: list[Row] = []
+    for i, row in enumerate(rows):
+        out.append(row)
+        last_of_key = i + 1 == len(rows) or rows[i + 1].key != row.key
+        methods = by_key.get(row.key, {})
+        if not last_of_key or not {TREATMENT, CONTROL} <= set(methods):
+            continue
+        cells: tuple[PairedDiff, ...] = tuple(
+            paired_difference(_seed_values(methods[TREATMENT], v), _seed_values(methods[CONTROL], v))
+            for v in values)
+        runs = tuple(sorted(_provenance(methods[TREATMENT]) + _provenance(methods[CONTROL])))
+        out.append(Row(row.key, DIFF, cells, max(cell.n for cell in cells), runs))
+    return out
+
+
+# -- which columns each section has --------------------------------------------------------------
+def _present(metrics: pd.DataFrame, family: str) -> pd.DataFrame:
+    return metrics[metrics["family"] == family]
+
+
+def _protocols(metrics: pd.DataFrame, family: str) -> list[tuple[str, str]]:
+    """(prefix, title) of head/SR/kNN@20 with a value in ``family``, SR first (the headline protocol)."""
+    have = set(_present(metrics, family)["metric"])
+    ordered = sorted(PROTOCOLS, key=lambda p: ("sr", "knn20", "head").index(p[0]))
+    return [(prefix, title) for prefix, title in ordered if f"{prefix}_top1" in have]
+
+
+def classification_columns(metrics: pd.DataFrame) -> list[Column]:
+    have = set(_present(metrics, "clean")["metric"])
+    return [Column(title, "", "clean", f"{prefix}_top1") for prefix, title in PROTOCOLS if f"{prefix}_top1" in have]
+
+
+def ood_columns(metrics: pd.DataFrame) -> list[Column]:
+    severities = sorted(set(_present(metrics, "ood")["severity"]))
+    columns = []
+    for prefix, title in _protocols(metrics, "ood"):
+        metric = f"{prefix}_top1"
+        columns.append(Column(title, "clean", "clean", metric))
+        columns.append(Column(title, "mean", "ood", metric))
+        columns += [Column(title, f"s{int(s)}", "ood", metric, severity=int(s)) for s in severities]
+    return columns
+
+
+def corruption_columns(metrics: pd.DataFrame) -> list[Column]:
+    corruptions = sorted(set(_present(metrics, "ood")["condition"]))
+    return [Column(title, corruption, "ood", f"{prefix}_top1", condition=corruption)
+            for prefix, title in _protocols(metrics, "ood") for corruption in corruptions]
+
+
+def transfer_columns(metrics: pd.DataFrame) -> list[Column]:
+    targets = sorted(set(_present(metrics, "transfer")["condition"]))
+    return [Column(title, target, "transfer", f"{prefix}_top1", condition=target)
+            for prefix, title in _protocols(metrics, "transfer") for target in targets]
+
+
+def imbalance_columns(metrics: pd.DataFrame) -> list[Column]:
+    present = set(_present(metrics, "imbalance")["condition"])
+    groups = [g for g in SHOT_GROUPS if g in present] + sorted(present - set(SHOT_GROUPS))
+    return [Column(title, group, "imbalance", f"{prefix}_top1", condition=group)
+            for prefix, title in _protocols(metrics, "imbalance") for group in groups]
+
+
+def seg_columns(metrics: pd.DataFrame) -> list[Column]:
+    names = {"miou": "mIoU", "pixel_acc": "Pixel acc."}
+    present = set(_present(metrics, "seg")["metric"])
+    ordered = [m for m in names if m in present] + sorted(present - set(names))
+    return [Column(names.get(m, m), "", "seg", m) for m in ordered]
+
+
+COST = (("Train time (s)", "train_seconds", False), ("Wall time (s)", "total_seconds", False),
+        ("Train images/s", "train_images_per_second", True), ("Peak memory (MB)", "peak_memory_mb", False))
+
+
+def cost_columns(metrics: pd.DataFrame) -> list[Column]:
+    present = set(_present(metrics, "cost")["metric"])
+    return [Column(title, "", "cost", metric, higher_is_better=higher, scale=1.0, decimals=0)
+            for title, metric, higher in COST if metric in present]
+
+
+ACC = "test top-1 in %, mean ± std over seeds"
+SECTIONS: tuple[Section, ...] = (
+    Section("classification", "Classification",
+            f"Clean {ACC}. Head = the fine-tuned classifier, SR = softmax regression on frozen features, "
+            "kNN@20 = DINO kNN (k = 20) on frozen features.", "clean", classification_columns),
+    Section("ood", "Out-of-distribution: corruptions",
+            f"{ACC.capitalize()} on corrupted test sets: clean, mean over every corruption and severity, and "
+            "per severity s1..s5 (mean over corruptions).", "ood", ood_columns,
+            absent="No run has `metrics.ood` (corruption robustness); section skipped."),
+    Section("ood_corruptions", "Out-of-distribution: per corruption",
+            f"{ACC.capitalize()} per corruption, mean over its severities.", "ood", corruption_columns,
+            absent="No run has `metrics.ood`; section skipped."),
+    Section("transfer", "Out-of-distribution: cross-data-set transfer",
+            f"{ACC.capitalize()} on another data set with the same classes (column = target).",
+            "transfer", transfer_columns, absent="No run has `metrics.transfer`; section skipped."),
+    Section("imbalance", "Imbalanced (long-tailed) training",
+            f"{ACC.capitalize()}: overall and on many/medium/few-shot classes; IF = imbalance factor "
+            "(`config.data.imbalance_factor`).", "imbalance", imbalance_columns,
+            keys=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
+            block=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
+            shown_axes=("data.imbalance_factor",),
+            absent="No run has `metrics.imbalance`; section skipped."),
+    Section("segmentation", "Semantic segmentation",
+            "Test mIoU and pixel accuracy in %, mean ± std over seeds.", "seg", seg_columns,
+            absent="No run has `metrics.seg`; section skipped."),
+    Section("ablations", "Ablations",
+            f"Experiments named `ablation*`; the Variant column holds the matrix values that differ. "
+            f"Clean {ACC}; bold = best within the experiment, data set and backbone.", "clean",
+            classification_columns, ablations=True, block=("experiment", "dataset", "backbone"),
+            absent="No ablation experiment (`ablation*`) has finished runs; section skipped."),
+    Section("cost", "Cost",
+            "Per run, mean ± std over seeds: training time (excluding the learning-rate search and "
+            "evaluation), whole-run wall time, training throughput and peak memory (CPU: max RSS of the "
+            "process). Bold = cheapest (fastest for images/s). All experiments, ablations included.",
+            "cost", cost_columns, all_experiments=True),
+)
+
+
+def build_tables(run_set: RunSet) -> list[tuple[Section, Table | None]]:
+    return [(section, build_table(section, run_set)) for section in SECTIONS]

@@ -1,0 +1,24 @@
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "embed.py"
+
+
+def test_generated_section_is_replaced_from_its_file_with_links_rebased(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "t.md").write_text("# Title\n\n| a |\n|---|\n| 1 |\n\n![fig](fig.png)\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- BEGIN generated from r/t.md -->\nstale 99.9\n<!-- END generated -->\nend\n")
+    out = subprocess.run([sys.executable, str(TOOL), str(readme)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = readme.read_text()
+    assert "stale" not in text and "| 1 |" in text and "# Title" not in text
+    assert "![fig](r/fig.png)" in text and text.endswith("<!-- END generated -->\nend\n")
+
+
+def test_missing_source_is_an_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- BEGIN generated from nope.md -->\n<!-- END generated -->\n")
+    out = subprocess.run([sys.executable, str(TOOL), str(readme)], capture_output=True, text=True)
+    assert out.returncode != 0 and "make reproduce" in out.stderr + out.stdout

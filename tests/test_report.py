@@ -1,0 +1,483 @@
+"""The paper report: statistics, section tables (Markdown / LaTeX / CSV), figures, REPORT.md, W&B tools.
+
+Built on fake records with the shapes the runner writes (plus the ood / transfer / imbalance / seg
+sections other issues add); no training, no network.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from analysis.paper import REPORT_NAME
+from analysis.records import load_runs
+from analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
+from analysis.sections import DIFF, SECTIONS, build_table, build_tables
+from analysis.stats import paired_difference, summarize, t_interval
+from grporm import wandb_tools
+from grporm.cli import app
+from grporm.errors import GrpormError
+
+FM, CF, BB = "fashion_mnist", "cifar10", "tf_efficientnet_lite0"
+CORRUPTIONS = ("gaussian_noise", "contrast")
+
+
+def write_run(root: Path, experiment: str, run_id: str, *, method: str, seed: int, sr: float, dataset: str = FM,
+              knn20: float | None = None, head: float | None = None, status: str = "finished", axes: dict | None = None,
+              extra: dict | None = None, imbalance_factor=None, history: list[float] | None = None,
+              steps: bool = False, train_seconds: float = 10.0) -> Path:
+    """One run folder; every accuracy derives from ``sr`` so expected values are easy to compute."""
+    knn20 = sr - 0.02 if knn20 is None and sr is not None else knn20
+    run_dir = root / experiment / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    record = {
+        "run_id": run_id, "experiment": experiment, "status": status,
+        "error": "TrainingDiverged: loss became nan at step 3" if status == "failed" else None,
+        "method": method, "dataset": dataset, "backbone": BB, "seed": seed,
+        "axes": {"model.name": BB, "method": method, "seed": seed, **(axes or {})},
+        "config_hash": hashlib.sha256(run_id.encode()).hexdigest()[:12],
+        "config": {"method": method, "data": {"name": dataset, "imbalance_factor": imbalance_factor}},
+        "metrics": {"head_top1": head, "ece": None, "sr_top1": sr, "knn_top1": {"20": knn20}, **(extra or {})},
+        "timing": {"train_seconds": 0.0 if method == "pretrained" else train_seconds, "total_seconds": 30.0 + seed,
+                   "train_images_per_second": None if method == "pretrained" else 100.0 * (seed + 1),
+                   "peak_memory_mb": 1000.0 + seed},
+        "env": {"python": "3.11.7", "torch": "2.14.1", "cpu": "Fake CPU", "cpu_count": 2, "torch_threads": 2,
+                "git_commit": "abc1234"},
+        "started_at": "2025-01-01T00:00:00+00:00", "finished_at": "2025-01-01T01:00:00+00:00",
+    }
+    (run_dir / "record.json").write_text(json.dumps(record))
+    if history is not None:
+        lines = ["epoch,train_seconds,knn20_top1"] + [f"{e},{e * 4.0 + seed},{v}" for e, v in enumerate(history)]
+        (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
+    if steps:
+        lines = ["step,epoch,loss,reward_mean,clip_frac,entropy,pi_y"]
+        lines += [f"{s},1,0.5,{0.1 * s},0.0,{2.0 - 0.1 * s},{0.1 + 0.05 * s}" for s in range(6)]
+        (run_dir / "steps.csv").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def ood(base: float) -> dict:
+    """Corrupted accuracy = base - 0.02 * severity (same for both corruptions); head missing (null)."""
+    return {"ood": {c: {str(s): {"head_top1": None, "sr_top1": base - 0.02 * s, "knn20_top1": base - 0.03 * s}
+                        for s in range(1, 6)} for c in CORRUPTIONS},
+            "transfer": {"mnist": {"head_top1": base - 0.3, "sr_top1": base - 0.2, "knn20_top1": base - 0.25}}}
+
+
+def imbalance(base: float) -> dict:
+    return {"imbalance": {p: {"overall": base, "many": base + 0.1, "medium": base, "few": base - 0.2}
+                          for p in ("head", "sr", "knn20")}}
+
+
+CE_SR = (0.80, 0.82, 0.84)
+GRPO_SR = (0.85, 0.86, 0.87)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "results"
+    for s in range(3):
+        write_run(root, "main", f"fm-pre-s{s}", method="pretrained", seed=s, sr=0.70 + 0.01 * s)
+        write_run(root, "main", f"fm-ce-s{s}", method="ce", seed=s, sr=CE_SR[s], head=CE_SR[s] + 0.01,
+                  extra=ood(CE_SR[s]), history=[0.5, 0.6 + 0.01 * s, 0.7], steps=True)
+        write_run(root, "main", f"fm-grpo-s{s}", method="grpo_rm", seed=s, sr=GRPO_SR[s], head=GRPO_SR[s] + 0.01,
+                  extra=ood(GRPO_SR[s]), history=[0.5, 0.7, 0.8 + 0.01 * s], steps=True, train_seconds=12.0)
+        write_run(root, "imb", f"imb-ce-s{s}", method="ce", seed=s, sr=0.6, extra=imbalance(0.6 + 0.01 * s),
+                  imbalance_factor=100, axes={"data.imbalance_factor": 100})
+        write_run(root, "imb", f"imb-grpo-s{s}", method="grpo_rm", seed=s, sr=0.65, extra=imbalance(0.65),
+                  imbalance_factor=100, axes={"data.imbalance_factor": 100})
+    for s in range(2):  # two seeds only: daggers
+        write_run(root, "main", f"cf-ce-s{s}", dataset=CF, method="ce", seed=s, sr=0.5 + 0.02 * s)
+        write_run(root, "main", f"cf-grpo-s{s}", dataset=CF, method="grpo_rm", seed=s, sr=0.53 + 0.02 * s)
+        for eps in (0.1, 0.3):
+            write_run(root, "ablation_clip", f"abl-eps{eps}-s{s}", method="grpo_rm", seed=s, sr=0.8 + eps / 10,
+                      axes={"grpo_rm.clip_eps": eps})
+    write_run(root, "seg", "seg-ce-s0", method="ce", seed=0, sr=None, knn20=None, extra={"seg": {"miou": 0.4, "pixel_acc": 0.8}})
+    write_run(root, "seg", "seg-grpo-s0", method="grpo_rm", seed=0, sr=None, knn20=None,
+              extra={"seg": {"miou": 0.45, "pixel_acc": 0.82}})
+    # never averaged in: a failed run and a partial (still running / interrupted) one, with absurd numbers
+    write_run(root, "main", "fm-grpo-s3", method="grpo_rm", seed=3, sr=0.01, status="failed")
+    write_run(root, "main", "fm-ce-s3", method="ce", seed=3, sr=0.99, status="running")
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory) -> Path:
+    """A copy of the results with the report written once by `grporm report` (what `make report` runs)."""
+    root = tmp_path_factory.mktemp("written") / "results"
+    shutil.copytree(results, root)
+    result = CliRunner().invoke(app, ["report", "--results", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"start at {root / REPORT_NAME}" in result.output
+    return root
+
+
+def tables(results: Path) -> dict:
+    return {section.name: table for section, table in build_tables(load_runs(results))}
+
+
+# -- statistics ------------------------------------------------------------------------------------
+def test_summarize_hand_computed():
+    cell = summarize([0.80, 0.82, 0.84])
+    assert (cell.mean, cell.std, cell.n, cell.low, cell.high) == pytest.approx((0.82, 0.02, 3, 0.80, 0.84))
+    assert not cell.few
+    one = summarize([0.5, None, math.nan])  # missing values are not zeros
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.std) and one.few
+    assert summarize([]).n == 0 and not summarize([]).few
+    assert summarize([1.0, 2.0, 4.0]).std == pytest.approx(math.sqrt(7 / 3))
+
+
+def test_paired_difference_hand_computed():
+    # differences 0.05, 0.04, 0.03: mean 0.04, sd 0.01; t(0.975, df=2) = 4.302652729911275
+    diff = paired_difference({0: 0.85, 1: 0.86, 2: 0.87, 5: 0.99}, {0: 0.80, 1: 0.82, 2: 0.84, 4: 0.10})
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)
+    assert diff.seeds == (0, 1, 2)  # seeds 4 and 5 have no partner
+    assert (diff.mean, diff.std, diff.n) == pytest.approx((0.04, 0.01, 3))
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((0.04 - half, 0.04 + half))
+    two = paired_difference({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.5})  # 0.1, 0.2: sd = 0.0707, t(df=1) = 12.7062
+    assert two.few and (two.ci_low, two.ci_high) == pytest.approx(
+        (0.15 - 12.706204736174707 * math.sqrt(0.005) / math.sqrt(2), 0.15 + 12.706204736174707 * math.sqrt(0.005) / math.sqrt(2)))
+    single = paired_difference({0: 0.6}, {0: 0.5, 1: 0.4})
+    assert single.n == 1 and single.mean == pytest.approx(0.1) and math.isnan(single.ci_low)
+    assert math.isnan(t_interval(0.1, math.nan, 1)[0])
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def test_tidy_metrics_cover_every_family(results: Path):
+    run_set = load_runs(results)
+    reasons = {Path(p).parent.name: r for p, r in run_set.excluded}
+    assert set(reasons) == {"fm-grpo-s3", "fm-ce-s3"}
+    assert reasons["fm-grpo-s3"].startswith("failed: TrainingDiverged")
+    long = run_set.metrics
+    assert set(long["family"]) == {"clean", "cost", "ood", "transfer", "imbalance", "seg"}
+    one = long[(long["run_id"] == "fm-ce-s1") & (long["family"] == "ood")]
+    assert len(one) == 2 * 5 * 2  # corruptions x severities x (sr, knn20): null head values are dropped
+    row = one[(one["condition"] == "contrast") & (one["severity"] == 3) & (one["metric"] == "sr_top1")]
+    assert list(row["value"]) == [pytest.approx(0.82 - 0.06)]
+    assert not ((long["run_id"] == "fm-pre-s0") & (long["metric"] == "train_seconds")).any()  # did not train
+    abl = run_set.runs.set_index("run_id").loc["abl-eps0.3-s1"]
+    assert abl["variant"] == "grpo_rm.clip_eps=0.3" and abl["grpo_rm.clip_eps"] == "0.3"  # axes as columns
+    assert run_set.runs.set_index("run_id").loc["imb-ce-s0", "imbalance_factor"] == 100
+    assert "grpo_rm.clip_eps" in long.columns
+
+
+def test_malformed_section_excludes_the_run(tmp_path: Path):
+    write_run(tmp_path, "main", "bad", method="ce", seed=0, sr=0.5, extra={"ood": {"noise": {"x": {"sr_top1": 0.4}}}})
+    write_run(tmp_path, "main", "pct", method="ce", seed=1, sr=0.5, extra={"seg": {"miou": 45.0}})
+    reasons = {Path(p).parent.name: r for p, r in load_runs(tmp_path).excluded}
+    assert "severity 'x' is not an integer" in reasons["bad"]
+    assert "outside [0, 1]" in reasons["pct"]
+
+
+# -- tables ----------------------------------------------------------------------------------------
+def test_classification_rows_stats_and_paired_difference(results: Path):
+    table = tables(results)["classification"]
+    assert [c.title for c in table.columns] == ["Head", "SR", "kNN@20"]
+    rows = {(row.key[:3], row.method): row for row in table.rows}
+    sr = [c.title for c in table.columns].index("SR")
+    ce = rows[(("main", FM, BB), "ce")]
+    assert ce.n_runs == 3 and ce.cells[sr].mean == pytest.approx(0.82) and ce.cells[sr].std == pytest.approx(0.02)
+    diff = rows[(("main", FM, BB), DIFF)]
+    assert diff.cells[sr].mean == pytest.approx(0.04) and diff.cells[sr].n == 3
+    assert diff.runs == tuple(sorted((f"fm-{m}-s{s}", hashlib.sha256(f"fm-{m}-s{s}".encode()).hexdigest()[:12])
+                                     for m in ("ce", "grpo") for s in range(3)))
+    # the failed (sr 0.01) and running (sr 0.99) seeds are in no cell
+    assert rows[(("main", FM, BB), "grpo_rm")].cells[sr].n == 3
+    assert [row.method for row in table.rows if row.key[:3] == ("main", FM, BB)] == ["pretrained", "ce", "grpo_rm", DIFF]
+    assert not any(row.key[0] in ("seg", "ablation_clip") for row in table.rows)  # no SR / an ablation
+    # bold: the best mean per column among the methods of one comparison
+    best_sr = {table.rows[r].method for r, c in table.best if c == sr and table.rows[r].key[:3] == ("main", FM, BB)}
+    assert best_sr == {"grpo_rm"}
+
+
+def test_markdown_cells_dagger_and_bold(results: Path):
+    text = table_markdown(tables(results)["classification"])
+    lines = text.splitlines()
+    # the imbalanced runs (matrix axis data.imbalance_factor) are told apart by the Variant column
+    assert lines[0] == "| Experiment | Dataset | Backbone | Variant | Method | Head | SR | kNN@20 | Seeds |"
+    assert "| imb | fashion_mnist | tf_efficientnet_lite0 | data.imbalance_factor=100 | CE | — | 60.0 ± 0.0 | 58.0 ± 0.0 | 3 |" in lines
+    assert "| main | fashion_mnist | tf_efficientnet_lite0 |  | CE | 83.0 ± 2.0 | 82.0 ± 2.0 | 80.0 ± 2.0 | 3 |" in lines
+    assert "| main | fashion_mnist | tf_efficientnet_lite0 |  | GRPO-RM | **87.0 ± 1.0** | **86.0 ± 1.0** | **84.0 ± 1.0** | 3 |" in lines
+    diff = next(line for line in lines if line.startswith("| main | fashion_mnist") and "Δ" in line)
+    assert "+4.0 [+1.5, +6.5]" in diff  # 4.0 ± 4.3027 * 1.0 / sqrt(3) pp
+    cifar_ce = next(line for line in lines if "| cifar10 |" in line and "| CE |" in line)
+    assert "51.0 ± 1.4†" in cifar_ce and cifar_ce.endswith("| 2 |")
+    assert lines[-1].startswith("† fewer than 3 seeds")
+
+
+def test_section_tables(results: Path):
+    built = tables(results)
+    ood = built["ood"]
+    titles = [c.title for c in ood.columns]
+    assert titles == ["SR clean", "SR mean", "SR s1", "SR s2", "SR s3", "SR s4", "SR s5",
+                      "kNN@20 clean", "kNN@20 mean", "kNN@20 s1", "kNN@20 s2", "kNN@20 s3", "kNN@20 s4", "kNN@20 s5"]
+    ce = next(row for row in ood.rows if row.method == "ce")
+    assert ce.cells[titles.index("SR mean")].mean == pytest.approx(0.82 - 0.06)  # mean over severities 1..5
+    assert ce.cells[titles.index("SR s5")].mean == pytest.approx(0.72)
+    assert [c.title for c in built["transfer"].columns] == ["SR mnist", "kNN@20 mnist", "Head mnist"]
+    assert [c.label for c in built["ood_corruptions"].columns][:2] == ["contrast", "gaussian_noise"]
+    imb = built["imbalance"]
+    assert imb.keys[3] == "imbalance_factor" and {row.key[3] for row in imb.rows} == {"100"}
+    assert [c.label for c in imb.columns[:4]] == ["overall", "many", "medium", "few"]
+    few = next(row for row in imb.rows if row.method == "ce").cells[3]
+    assert few.mean == pytest.approx(0.41)
+    seg = built["segmentation"]
+    assert [c.title for c in seg.columns] == ["mIoU", "Pixel acc."]
+    assert [row.method for row in seg.rows] == ["ce", "grpo_rm", DIFF]
+    abl = built["ablations"]
+    assert {row.key[3] for row in abl.rows} == {"grpo_rm.clip_eps=0.1", "grpo_rm.clip_eps=0.3"}
+    sr = [c.title for c in abl.columns].index("SR")
+    assert {abl.rows[r].key[3] for r, c in abl.best if c == sr} == {"grpo_rm.clip_eps=0.3"}  # bold across variants
+    cost = built["cost"]
+    assert [c.title for c in cost.columns] == ["Train time (s)", "Wall time (s)", "Train images/s", "Peak memory (MB)"]
+    assert any(row.key[0] == "ablation_clip" for row in cost.rows)  # cost covers every experiment
+    train, mem = 0, [c.title for c in cost.columns].index("Peak memory (MB)")
+    main_rows = [i for i, row in enumerate(cost.rows) if row.key[:2] == ("main", FM) and row.method != DIFF]
+    assert {cost.rows[i].method for i in main_rows if (i, train) in cost.best} == {"ce"}  # lower is better
+    assert not any((i, mem) in cost.best for i in main_rows)  # all tied: nothing bold
+
+
+def test_absent_sections_are_none(tmp_path: Path):
+    write_run(tmp_path, "quick", "a", method="ce", seed=0, sr=0.5)
+    built = {s.name: t for s, t in build_tables(load_runs(tmp_path))}
+    assert built["classification"] is not None and built["cost"] is not None
+    assert all(built[name] is None for name in ("ood", "transfer", "imbalance", "segmentation", "ablations"))
+    assert all(s.absent for s in SECTIONS if s.name not in ("classification", "cost"))
+
+
+@pytest.mark.parametrize("name", ["classification", "ood", "imbalance", "ablations", "cost"])
+def test_latex_is_a_balanced_booktabs_tabular(results: Path, name: str):
+    table = tables(results)[name]
+    tex = table_latex(table)
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+    spec = re.search(r"\\begin\{tabular\}\{([lr]+)\}", tex).group(1)
+    toprule, bottomrule = tex.index("\\toprule"), tex.index("\\bottomrule")
+    assert toprule < tex.index("\\midrule") < bottomrule < tex.index("\\end{tabular}")
+    assert tex.count("{") == tex.count("}")
+    assert "\\textbf{" in tex
+    body = tex[toprule:bottomrule].splitlines()[1:]
+    for line in body:
+        if line.startswith("\\midrule") or line.startswith("\\cmidrule"):
+            continue
+        cells = line.removesuffix(" \\\\").split(" & ")
+        spans = sum(int(m) for m in re.findall(r"\\multicolumn\{(\d+)\}", line)) - len(re.findall(r"\\multicolumn", line))
+        assert len(cells) + spans == len(spec), line
+        assert line.endswith("\\\\")
+    for first, last in re.findall(r"\\cmidrule\(lr\)\{(\d+)-(\d+)\}", tex):
+        assert 1 <= int(first) <= int(last) <= len(spec)
+    assert all(ch not in tex.split("\\begin{tabular}")[1] for ch in "±†Δ−")  # unicode only as macros
+    assert "_" not in tex.replace("\\_", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (structure checked above)")
+def test_latex_compiles(results: Path, tmp_path: Path):
+    body = "\n".join(table_latex(t) for t in tables(results).values() if t is not None)
+    doc = "\\documentclass{article}\\usepackage{booktabs}\\usepackage[margin=5mm,paperwidth=90cm]{geometry}" \
+          "\\begin{document}\n" + body + "\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc)
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_latex_escape_and_cells(tmp_path: Path):
+    assert latex_escape("a_b & 50% #1") == "a\\_b \\& 50\\% \\#1"
+    write_run(tmp_path, "q", "c", method="ce", seed=0, sr=0.5)
+    write_run(tmp_path, "q", "g", method="grpo_rm", seed=0, sr=0.6)
+    table = build_table(SECTIONS[0], load_runs(tmp_path))
+    diff = next(row for row in table.rows if row.method == DIFF)
+    assert cell_text(diff.cells[1], table.columns[1], diff.n_runs, latex=True) == "$+$10.0"
+    assert cell_text(diff.cells[1], table.columns[1], diff.n_runs) == "+10.0"
+
+
+def test_csv_has_every_cell_with_provenance(results: Path):
+    table = tables(results)["classification"]
+    text = table_csv(table)
+    header, *lines = text.splitlines()
+    assert header.startswith("experiment,dataset,backbone,variant,method,column_group,column,")
+    assert len(lines) == len(table.rows) * len(table.columns)
+    line = next(l for l in lines if l.startswith(f"main,{FM},{BB},,diff,SR,"))
+    assert "fm-ce-s0 fm-ce-s1 fm-ce-s2 fm-grpo-s0" in line and ",0.04," in line
+
+
+def test_convergence_curves_carry_wall_time(results: Path):
+    from analysis.figures import convergence_curves
+
+    runs = load_runs(results).runs
+    curves = convergence_curves(runs[runs["experiment"] == "main"], None, ("experiment", "dataset", "backbone"))
+    ce = curves[("main", FM, BB)]["ce"]
+    assert list(ce["train_seconds"]) == pytest.approx([1.0, 5.0, 9.0])  # epoch * 4 + seed, mean over seeds 0..2
+    assert list(ce["mean"]) == pytest.approx([0.5, 0.61, 0.7]) and ce.attrs == {"runs": 3, "method": "ce"}
+
+
+# -- the report ------------------------------------------------------------------------------------
+def test_report_files(report: Path):
+    text = (report / REPORT_NAME).read_text()
+    for section in SECTIONS:
+        assert f"## {section.title}" in text
+    for name in ("classification", "ood", "ood_corruptions", "transfer", "imbalance", "segmentation", "ablations", "cost"):
+        for suffix in (".md", ".tex", ".csv"):
+            path = report / "tables" / f"{name}{suffix}"
+            assert path.stat().st_size > 0 and f"tables/{name}{suffix}" in text
+    for stem in ("convergence_epochs", "convergence_time", "ood_severity", "imbalance_shots", "ablations",
+                 "training_stats"):
+        png, pdf = report / "figures" / f"{stem}.png", report / "figures" / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+        assert f"(figures/{stem}.png)" in text
+    assert "- `main/runs/fm-grpo-s3/record.json`: failed: TrainingDiverged" in text
+    assert "- `main/runs/fm-ce-s3/record.json`: status 'running'" in text
+    assert f"main / {FM} / {BB} / GRPO-RM: `fm-grpo-s0` (`{hashlib.sha256(b'fm-grpo-s0').hexdigest()[:12]}`)" in text
+    assert "| Python | 3.11.7 | all 25 |" in text and "| CPU | Fake CPU | all 25 |" in text
+    assert str(report) not in text and "tmp" not in text  # no absolute path
+
+
+def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
+    def digest(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    before = digest(report)
+    assert "main/table.md" in before and "main/convergence.png" in before  # the per-experiment files too
+    stale = report / "figures" / "old_figure.png"
+    stale.write_bytes(b"stale")
+    result = CliRunner().invoke(app, ["report", "--results", str(report)])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert digest(report) == before
+
+
+def test_report_without_records_is_one_line(tmp_path: Path):
+    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "grporm run experiments/quick.yaml" in result.output
+
+
+# -- W&B -------------------------------------------------------------------------------------------
+class FakeRun:
+    def __init__(self, run_id: str, method: str, seed: int, state: str = "finished", sr: float = 0.8):
+        self.id, self.name, self.state = f"wb{seed}{method}", f"quick/{run_id}", state
+        self.url = f"https://wandb.ai/x/y/runs/{self.id}"
+        self.config = {"experiment": "quick", "run_id": run_id, "method": method, "seed": seed,
+                       "data": {"name": FM}, "model": {"name": BB}, "axes": {"method": method, "seed": seed}}
+        self.summary = {"final/sr_top1": sr, "final/knn20_top1": sr - 0.1, "final/head_top1": None,
+                        "final/ood/noise/1/sr_top1": sr - 0.2, "status": "finished", "_runtime": 42.0}
+        self.metadata = {"python": "3.11.7", "os": "Linux", "cpu_count": 2}
+
+    def scan_history(self):
+        return [{"_step": 0, "epoch": 0, "epoch/knn20_top1": 0.5, "epoch/val_head_top1": 0.1},
+                {"_step": 1, "train/reward_mean": 0.3, "train/clip_frac": 0.0},
+                {"_step": 2, "epoch": 1, "epoch/knn20_top1": 0.7, "epoch/val_head_top1": 0.6}]
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self.queries = []
+        self._runs = runs
+
+    def runs(self, path):
+        self.queries.append(path)
+        return self._runs
+
+
+def test_record_from_wandb_shape():
+    record = wandb_tools.record_from_wandb(FakeRun("fm-ce-s0", "ce", 0), "team/proj")
+    assert (record["run_id"], record["experiment"], record["status"], record["method"], record["dataset"],
+            record["backbone"], record["seed"]) == ("fm-ce-s0", "quick", "finished", "ce", FM, BB, 0)
+    assert record["metrics"]["knn_top1"] == {"20": pytest.approx(0.7)} and record["metrics"]["sr_top1"] == 0.8
+    assert record["metrics"]["ood"] == {"noise": {"1": {"sr_top1": pytest.approx(0.6)}}}
+    assert record["timing"]["total_seconds"] == 42.0 and record["wandb"]["path"] == "team/proj/wb0ce"
+    crashed = wandb_tools.record_from_wandb(FakeRun("x", "ce", 1, state="crashed"))
+    assert crashed["status"] == "failed" and "crashed" in crashed["error"]
+    history, steps = wandb_tools.history_from_wandb(FakeRun("x", "ce", 0).scan_history())
+    assert [h["epoch"] for h in history] == [0, 1] and history[1]["knn20_top1"] == 0.7
+    assert steps == [{"step": 1, "reward_mean": 0.3, "clip_frac": 0.0}]
+
+
+def test_from_wandb_is_cached_and_merged(tmp_path: Path):
+    root = tmp_path / "results"
+    write_run(root, "quick", "local-ce-s5", method="ce", seed=5, sr=0.5)
+    api = FakeApi([FakeRun("fm-ce-s0", "ce", 0), FakeRun("fm-grpo_rm-s0", "grpo_rm", 0, sr=0.9),
+                   FakeRun("fm-grpo_rm-s1", "grpo_rm", 1, state="running")])
+    cache = wandb_tools.fetch_project("team/proj", root, api_factory=lambda: api)
+    assert cache == root / ".wandb_cache" / "team__proj" and api.queries == ["team/proj"]
+    assert (cache / "quick" / "runs" / "fm-ce-s0" / "history.csv").is_file()
+
+    def no_network():
+        raise AssertionError("a cached project must not be queried")
+
+    assert wandb_tools.fetch_project("team/proj", root, api_factory=no_network) == cache
+    run_set = load_runs(root, cache)
+    assert sorted(run_set.runs["run_id"]) == ["fm-ce-s0", "fm-grpo_rm-s0", "local-ce-s5"]
+    assert any("running" in reason for _, reason in run_set.excluded)
+    assert load_runs(root).runs["run_id"].tolist() == ["local-ce-s5"]  # the cache is not a local experiment
+
+
+def test_from_wandb_offline_is_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    write_run(tmp_path, "quick", "a", method="ce", seed=0, sr=0.5)
+    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path), "--from-wandb", "team/proj"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "WANDB_MODE=offline" in result.output
+    assert not (tmp_path / ".wandb_cache" / "team__proj").exists()
+
+    def broken():
+        raise ConnectionError("Max retries exceeded\nwith url")
+
+    with pytest.raises(GrpormError, match=r"^cannot read W&B project team/proj: ConnectionError: Max retries exceeded$"):
+        wandb_tools.fetch_project("team/proj", tmp_path, api_factory=lambda: SimpleNamespace(runs=lambda p: broken()))
+    assert not list((tmp_path / ".wandb_cache").iterdir())  # no half-written cache
+    with pytest.raises(GrpormError, match="ENTITY/PROJECT"):
+        wandb_tools.parse_project("just-a-project")
+
+
+def test_dashboard_without_package_exits_2(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # import fails
+    result = CliRunner().invoke(app, ["dashboard", "team/proj"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "wandb-workspaces" in result.output
+
+
+def test_dashboard_blocks_group_like_the_tables():
+    made = []
+
+    def factory(kind):
+        def build(**kwargs):
+            made.append((kind, kwargs))
+            return SimpleNamespace(kind=kind, **kwargs)
+        return build
+
+    wr = SimpleNamespace(**{k: factory(k) for k in ("H1", "H2", "P", "PanelGrid", "Runset", "BarPlot", "LinePlot")})
+    blocks = wandb_tools.dashboard_blocks(wr, "team", "proj")
+    grids = [b for b in blocks if b.kind == "PanelGrid"]
+    assert len(grids) == 2 and all(g.runsets[0].groupby == ["config.experiment", "config.method"] for g in grids)
+    lines = {y for _, kw in made if _ == "LinePlot" for y in kw["y"]}
+    assert {"train/reward_mean", "train/clip_frac", "train/entropy", "train/pi_y", "epoch/knn20_top1"} <= lines
+
+
+def test_sync_finds_offline_runs(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "--results", str(tmp_path / "results")])
+    assert result.exit_code == 0 and result.output.count("\n") == 1 and "no offline W&B runs" in result.output
+    new = tmp_path / "wandb" / "offline-run-20250101_000000-abc"
+    done = tmp_path / "wandb" / "offline-run-20250101_000001-def"
+    elsewhere = tmp_path / "elsewhere" / "wandb" / "offline-run-20250101_000002-ghi"
+    for folder in (new, done, elsewhere):
+        (folder / "files").mkdir(parents=True)
+    (done / "run-def.wandb.synced").write_text("")
+    run_dir = write_run(tmp_path / "results", "quick", "a", method="ce", seed=0, sr=0.5)
+    record = json.loads((run_dir / "record.json").read_text())
+    record["wandb"] = {"mode": "offline", "dir": str(elsewhere / "files")}
+    (run_dir / "record.json").write_text(json.dumps(record))
+    assert wandb_tools.offline_runs(tmp_path / "results") == sorted([new, elsewhere])
+    calls = []
+    code = wandb_tools.sync([new], run=lambda cmd, check: calls.append(cmd) or SimpleNamespace(returncode=0))
+    assert code == 0 and calls[0][1:] == ["sync", str(new)] and Path(calls[0][0]).name == "wandb"
