@@ -53,3 +53,15 @@ def test_segmenter_trains_one_step_with_each_objective(name, index):
         model.zero_grad()
         loss.backward()
         assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+def test_segmentation_splits_from_a_classification_source_are_deterministic():
+    from grporm.config import DataConfig, SegConfig
+    from grporm.data.segmentation import segmentation_splits
+
+    data = DataConfig(name="digits", train_per_class=20, val_per_class=5, test_per_class=5, image_size=24)
+    seg = SegConfig(train_images=12, val_images=4, test_images=6, max_items=2, threshold=32)
+    a, b = segmentation_splits(data, seg), segmentation_splits(data, seg)
+    assert (len(a.train), len(a.val), len(a.test)) == (12, 4, 6)
+    assert a.train.labels.shape == (12, 24, 24) and a.num_classes == 11
+    assert torch.equal(a.test.labels, b.test.labels) and torch.equal(a.train.images, b.train.images)

@@ -33,3 +33,30 @@ def make_canvases(items: ImageSet, count: int, canvas: int, max_items: int, thre
             images[i, 0][region] = torch.where(on, item, images[i, 0][region])
             masks[i][region] = torch.where(on, items.labels[j] + 1, masks[i][region])
     return ImageSet(images, masks, [BACKGROUND, *items.classes])
+
+
+def segmentation_splits(data_cfg, seg_cfg):
+    """Train / val / test for the segmentation task.
+
+    A data set that comes with masks (e.g. VOC) is split as it is: validation images are carved
+    from its training split. Any classification data set becomes canvases of its items, each
+    split pasted from the items of the matching classification split.
+    """
+    from grporm.data.sources import DATASETS
+    from grporm.data.splits import Splits, make_splits
+
+    generator = torch.Generator().manual_seed(data_cfg.split_seed)
+    train_full, test = DATASETS.get(data_cfg.name)(data_cfg)
+    if train_full.labels.ndim == 3:
+        order = torch.randperm(len(train_full), generator=generator)
+        val = train_full.subset(order[:seg_cfg.val_images].sort().values)
+        train = train_full.subset(order[seg_cfg.val_images:][:seg_cfg.train_images].sort().values)
+        return Splits(train=train, val=val, test=test.subset(torch.arange(min(len(test), seg_cfg.test_images))))
+    items = make_splits(data_cfg, (train_full, test))
+    size = data_cfg.image_size
+
+    def canvases(split: ImageSet, count: int) -> ImageSet:
+        return make_canvases(split, count, size, seg_cfg.max_items, seg_cfg.threshold, generator)
+
+    return Splits(train=canvases(items.train, seg_cfg.train_images), val=canvases(items.val, seg_cfg.val_images),
+                  test=canvases(items.test, seg_cfg.test_images))

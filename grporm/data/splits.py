@@ -124,8 +124,8 @@ def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "D
     return {"train": train, "val": val, "test": test}
 
 
-def make_splits(cfg: "DataConfig") -> Splits:
-    """Load `cfg.name` and cut the train / val / test subsets described by `cfg`."""
-    train_full, test_full = DATASETS.get(cfg.name)(cfg)
+def make_splits(cfg: "DataConfig", loaded: tuple[ImageSet, ImageSet] | None = None) -> Splits:
+    """Load `cfg.name` (unless `loaded` already holds its train and test) and cut the subsets of `cfg`."""
+    train_full, test_full = loaded if loaded is not None else DATASETS.get(cfg.name)(cfg)
     idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes)
     return Splits(train=train_full.subset(idx["train"]), val=train_full.subset(idx["val"]), test=test_full.subset(idx["test"]))
