@@ -97,7 +97,9 @@ def _row(record: dict, record_path: Path) -> dict:
     if status == "failed":
         raise _Invalid(f"failed: {record.get('error') or 'no error message recorded'}")
     if status == "running":
-        raise _Invalid("status 'running': still running, or interrupted before it finished")
+        raise _Invalid("status 'running': still running, or killed before it finished")
+    if status == "interrupted":
+        raise _Invalid(f"interrupted ({record.get('error') or 'SIGINT/SIGTERM'}); rerun its command to resume")
     if status != "finished":
         raise _Invalid(f"unknown status {status!r}")
     missing = [key for key in ("method", "dataset", "backbone", "seed") if record.get(key) in (None, "")]

@@ -28,20 +28,29 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --dry-run: print each run's full config"),
     force: bool = typer.Option(False, "--force", help="rerun finished runs and drop their checkpoints"),
     only: Optional[str] = typer.Option(None, "--only", help="run only the runs whose id contains this text"),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
+                                        help="run only shard I of N (I = 0..N-1): every N-th run of the matrix from the I-th"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="processes per run (one per GPU): relaunches under torchrun, DDP"),
+    stale_lock: float = typer.Option(10.0, "--stale-lock", metavar="MINUTES",
+                                     help="take over another process's run lock after this long without its heartbeat"),
     results: Path = typer.Option(Path("results"), "--results", help="where run records go"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="where checkpoints go"),
 ) -> None:
-    """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume."""
-    from grporm.config import load_experiment
+    """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
+    Several processes (or machines sharing the folders) can work on one matrix at once: each run is
+    locked while it runs. On several machines with DDP: torchrun ... -m grporm run EXPERIMENT.yaml.
+    """
+    from grporm import distributed
+    from grporm.config import load_experiment
+    from grporm.runner import is_finished, preflight, run_matrix, select_runs
+    from grporm.train import STOP, Interrupted
+
+    dist = distributed.SINGLE
     try:
         exp = load_experiment(experiment, override)
-        runs = [r for r in exp.runs if only is None or only in r.run_id]
-        if not runs:
-            raise GrpormError(f"no run of {experiment} matches --only {only!r}")
+        runs = select_runs(exp.runs, only, shard)
         if dry_run:
-            from grporm.runner import is_finished
-
             typer.echo(f"{exp.name}: {len(runs)} run(s)")
             for r in runs:
                 done = " (finished)" if is_finished(r, results) else ""
@@ -49,46 +58,82 @@ def run(
                 if verbose:
                     typer.echo("    " + yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False).replace("\n", "\n    "))
             return
-        from grporm.runner import execute_run, is_finished
-
-        failed = []
-        for i, r in enumerate(runs, 1):
-            if not force and is_finished(r, results):
-                typer.echo(f"[{i}/{len(runs)}] {r.run_id}: finished already, skipped (--force reruns it)")
-                continue
-            typer.echo(f"[{i}/{len(runs)}] {r.run_id}")
-            try:
-                record = execute_run(r, results, checkpoints, force=force)
-            except GrpormError as err:
-                if err.exit_code == 2:
-                    raise
-                typer.echo(f"[{i}/{len(runs)}] {r.run_id} failed: {err}", err=True)
-                failed.append(r.run_id)
-                continue
-            m = record["metrics"]
-            head = "—" if m["head_top1"] is None else f"{100 * m['head_top1']:.1f}"
-            typer.echo(f"[{i}/{len(runs)}] {r.run_id}: head {head}  SR {100 * m['sr_top1']:.1f}  "
-                       f"kNN@20 {100 * m['knn_top1'].get('20', float('nan')):.1f}  "
-                       f"({record['timing']['total_seconds']:.0f} s)")
-        if failed:
-            raise GrpormError(f"{len(failed)} run(s) failed: {', '.join(failed)}; their records say why")
+        if not runs:
+            typer.echo(f"shard {shard} of {exp.name} has no runs")
+            return
+        dist = distributed.init_from_env()
+        preflight(runs, max(nproc, dist.world_size))  # before anything is written
+        if nproc > 1 and not dist.active:
+            argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
+                    "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
+                    *(["--only", only] if only else []), *(["--shard", shard] if shard else [])]
+            raise typer.Exit(distributed.launch(nproc, argv))
+        with STOP.installed():
+            run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)
     except GrpormError as err:
         _fail(err)
+    except Interrupted as err:
+        if dist.is_main:
+            typer.echo(f"interrupted: {err}; rerun the same command to resume", err=True)
+        raise typer.Exit(err.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted: rerun the same command to resume from the last checkpoint", err=True)
         raise typer.Exit(130)
+    finally:
+        distributed.shutdown()
 
 
 @app.command()
-def report(results: Path = typer.Option(Path("results"), "--results", help="folder with run records")) -> None:
-    """Write each experiment's table (Markdown) and convergence figure from the run records."""
-    from analysis import write_report
+def report(
+    results: Path = typer.Option(Path("results"), "--results", help="folder with run records"),
+    from_wandb: Optional[str] = typer.Option(None, "--from-wandb", metavar="ENTITY/PROJECT",
+                                             help="also read the runs of this W&B project (cached under RESULTS/.wandb_cache)"),
+    refresh: bool = typer.Option(False, "--refresh", help="with --from-wandb: query W&B again instead of the cache"),
+) -> None:
+    """Write REPORT.md (all tables and figures, under tables/ and figures/) and each experiment's table.md, from the run records."""
+    from analysis.paper import REPORT_NAME, report_all
 
     try:
-        for path in write_report(results):
-            typer.echo(f"wrote {path}")
+        written = report_all(results, from_wandb, refresh)
     except GrpormError as err:
         _fail(err)
+    for path in written:
+        if path.parent.name not in ("tables", "figures"):
+            typer.echo(f"wrote {path}")
+    tables = sum(p.parent.name == "tables" for p in written)
+    figures = sum(p.parent.name == "figures" for p in written)
+    typer.echo(f"wrote {tables} table file(s) under {results / 'tables'} and {figures} figure file(s) under "
+               f"{results / 'figures'}; start at {results / REPORT_NAME}")
+
+
+@app.command()
+def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help="W&B entity/project of the runs")) -> None:
+    """Create a W&B report of the project's runs grouped as in the tables (needs network and wandb-workspaces)."""
+    from grporm.wandb_tools import create_dashboard
+
+    try:
+        typer.echo(f"created W&B report {create_dashboard(project)}")
+    except GrpormError as err:
+        _fail(err)
+
+
+@app.command()
+def sync(results: Path = typer.Option(Path("results"), "--results", help="folder with run records")) -> None:
+    """Upload the offline W&B runs (wandb sync) under ./wandb, or $WANDB_DIR/wandb, and those the records name."""
+    from grporm import wandb_tools
+
+    try:
+        folders = wandb_tools.offline_runs(results)
+        if not folders:
+            typer.echo(f"no offline W&B runs to sync under {wandb_tools.wandb_folder()} or in the records under {results}")
+            return
+        typer.echo(f"syncing {len(folders)} offline W&B run(s)")
+        code = wandb_tools.sync(folders)
+    except GrpormError as err:
+        _fail(err)
+    if code:
+        typer.echo(f"error: wandb sync exited with code {code}", err=True)
+        raise typer.Exit(code)
 
 
 @app.command("list")
@@ -115,6 +160,41 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
             typer.echo(f"{name}:")
             for key, doc in entries.items():
                 typer.echo(f"  {key:28s} {doc}".rstrip())
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Data sets and weight files an experiment needs.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    experiment: Optional[Path] = typer.Argument(None, help="experiment YAML file; without one, every registered data set and packaged weights"),
+    override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, as for `grporm run` (repeatable)"),
+    offline: bool = typer.Option(False, "--offline", help="count what a run would download (weights: hub, data.download) as missing; also HF_HUB_OFFLINE=1"),
+) -> None:
+    """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
+    from grporm.data.check import env_offline, experiment_requirements, format_table, inventory
+
+    try:
+        if experiment is None:
+            if override:
+                raise GrpormError("-o/--override needs an experiment file")
+            items = inventory()
+        else:
+            from grporm.config import load_experiment
+
+            items = experiment_requirements(load_experiment(experiment, override))
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(format_table(items))
+    offline = offline or env_offline()
+    blocking = [r for r in items if r.blocks(offline)]
+    fetched = [r for r in items if not r.present and not r.blocks(offline)]
+    if fetched:
+        typer.echo("fetch = not on disk, the run downloads it (needs network); --offline counts it as missing")
+    typer.echo(f"{sum(r.present for r in items)} of {len(items)} present, {len(blocking)} missing")
+    if blocking:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -20,12 +20,15 @@ def now() -> str:
 
 
 def run_dir(results: Path, experiment: str, run_id: str) -> Path:
-    """results/<experiment>/runs/<run_id>, refusing names that would leave the results folder."""
-    base = results.resolve()
-    path = (base / experiment / "runs" / run_id).resolve()
-    if base not in path.parents or not run_id or run_id in (".", ".."):
-        raise GrpormError(f"run {experiment}/{run_id} would be written outside {results}; rename it")
-    return path
+    """results/<experiment>/runs/<run_id>, refusing names that are not one plain folder name each.
+
+    A lexical check: `..`, separators or an absolute name would leave the run's own folder (into
+    another experiment or outside results/), while symlinked folders inside results/ stay allowed.
+    """
+    for name in (experiment, run_id):
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise GrpormError(f"run {experiment}/{run_id} would be written outside its folder in {results}; rename it")
+    return results.resolve() / experiment / "runs" / run_id
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -62,9 +65,40 @@ def read_record(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise GrpormError(f"run record {path} is corrupted ({err}); delete it to rerun that run") from None
+    if not isinstance(record, dict):
+        raise GrpormError(f"run record {path} is corrupted (a JSON {type(record).__name__}, not an object); "
+                          "delete it to rerun that run")
+    return record
+
+
+def read_record_or_rerun(path: Path) -> dict | None:
+    """The record, or None (so the run is redone) if it is unreadable, with a warning naming it.
+
+    Records are written atomically, so a corrupted one was damaged from outside; an overnight matrix
+    should redo that run rather than stop, and the rerun's record replaces it. `set_aside` keeps the
+    damaged file for inspection before anything overwrites it.
+    """
+    try:
+        return read_record(path)
+    except GrpormError as err:
+        print(f"warning: {err}; the run will be redone (the damaged file is kept as {aside_name(path).name})",
+              file=sys.stderr)
+        return None
+
+
+def aside_name(path: Path) -> Path:
+    return path.with_name(path.name + ".corrupt")
+
+
+def set_aside(path: Path) -> None:
+    """Move an unreadable file out of the way (kept as NAME.corrupt) before a rerun replaces it."""
+    try:
+        read_record(path)
+    except GrpormError:
+        os.replace(path, aside_name(path))
 
 
 def environment() -> dict:

@@ -1,39 +1,59 @@
-"""One run from config to record: data, model, learning-rate search, training, evaluation."""
+"""One run from config to record: data, model, learning-rate search, training, evaluation.
+
+Also what surrounds runs: picking a shard of the matrix, checking every run's inputs before the
+first writes anything (`preflight`), and walking the runs with a lock each (`run_matrix`).
+"""
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
+import signal
+import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from grporm.config import RunConfig
-from grporm.data import ImageSet, Splits, balanced_indices, make_splits
+from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
+from grporm.data.splits import split_indices
+from grporm.distributed import SINGLE, Dist, check_world
+from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate import (
     expected_calibration_error,
     knn_accuracy,
     per_class_accuracy,
     softmax_regression,
 )
+from grporm.data.segmentation import segmentation_splits
 from grporm.evaluate.features import extract
-from grporm.models import create_backbone
+from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
+from grporm.evaluate.segmentation import confusion, segmentation_scores
+from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
+from grporm.models import create_backbone, with_pooling
+from grporm.models.segmentation import Segmenter
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
-from grporm.records import environment, now, read_record, run_dir, write_csv, write_json
+from grporm.records import environment, now, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
-from grporm.train import fit
+from grporm.train import STOP, FitResult, Interrupted, fit
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class RunsFailed(GrpormError):
+    """Some runs failed (their records say why); the others were done."""
+
+    exit_code = 1
+
+
+def pick_device(name: str, dist: Dist = SINGLE) -> torch.device:
+    return dist.device(name)
 
 
 def is_finished(run: RunConfig, results: Path) -> bool:
-    record = read_record(run_dir(results, run.experiment, run.run_id) / "record.json")
+    record = read_record_or_rerun(run_dir(results, run.experiment, run.run_id) / "record.json")
     return bool(record) and record.get("status") == "finished" and record.get("config_hash") == run.config_hash()
 
 
@@ -42,15 +62,19 @@ def checkpoint_dir(run: RunConfig, checkpoints: Path) -> Path:
 
 
 class Run:
-    """Holds what every stage of one run shares; `execute` reads as the stages in order."""
+    """Holds what every stage of one run shares; `execute` reads as the stages in order.
 
-    def __init__(self, run: RunConfig, results: Path, checkpoints: Path):
+    Under DDP every rank builds a Run; only rank 0 (`dist.is_main`) writes files and logs to W&B.
+    """
+
+    def __init__(self, run: RunConfig, results: Path, checkpoints: Path, dist: Dist = SINGLE):
         self.cfg = run
+        self.dist = dist
         self.out = run_dir(results, run.experiment, run.run_id)
         self.ckpt = checkpoint_dir(run, checkpoints)
-        self.device = pick_device(run.train.device)
+        self.device = pick_device(run.train.device, dist)
         self.autocast = run.train.precision == "bf16"
-        self.steps: list[dict] = []
+        self.progress = FitResult()  # filled by fit as it goes, so a failed run still records its steps
         self.record: dict = {
             "run_id": run.run_id,
             "experiment": run.experiment,
@@ -68,6 +92,9 @@ class Run:
             "metrics": {},
             "timing": {},
             "env": {},
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "distributed": dist.info(),
             "started_at": now(),
             "finished_at": None,
         }
@@ -75,15 +102,20 @@ class Run:
     # -- stages -------------------------------------------------------------------------------
     def execute(self) -> dict:
         cfg = self.cfg
-        torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+        # Under torchrun the processes of one machine share its cores.
+        torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world_size))
         self.record["env"] = environment()
         tic = time.perf_counter()
-        self.splits = make_splits(cfg.data)
+        self.segmentation = cfg.task == "segmentation"
+        self.splits = segmentation_splits(cfg.data, cfg.seg) if self.segmentation else make_splits(cfg.data)
         self.model, self.input_spec = self._build_model()
         self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.tracker = Tracker(cfg)
+        self.tracker = Tracker(cfg, enabled=self.dist.is_main)
         self.record["wandb"] = self.tracker.info
-        write_json(self.out / "record.json", self.record)
+        if self.dist.is_main:
+            set_aside(self.out / "record.json")  # a damaged record is kept, not overwritten
+        self._write(self.record)
+        error: BaseException | None = None
         try:
             fit_result = None
             if cfg.method != "pretrained":
@@ -94,49 +126,69 @@ class Run:
             self.record["timing"] = self._timing(fit_result, time.perf_counter() - eval_tic, time.perf_counter() - tic)
             self.record["status"] = "finished"
         except BaseException as err:
-            self.record["status"] = "failed"
+            error = err
+            interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
+            self.record["status"] = "interrupted" if interrupted else "failed"
             self.record["error"] = f"{type(err).__name__}: {err}"
             raise
         finally:
             self.record["finished_at"] = now()
             self.record["wandb"] = self.tracker.info
-            if self.steps:
-                write_csv(self.out / "steps.csv", self.steps)
-            write_json(self.out / "record.json", self.record)
+            if self.progress.steps:
+                self._write_csv("steps.csv", self.progress.steps)
+            self._write(self.record)
             self.tracker.finish(self._summary(), exit_code=0 if self.record["status"] == "finished" else 1)
+            if error is None or isinstance(error, (Interrupted, GrpormError)):  # errors all ranks agree on
+                self.dist.barrier()  # every rank got here together; none exits while rank 0 writes
         return self.record
+
+    def _write(self, record: dict) -> None:
+        if self.dist.is_main:
+            write_json(self.out / "record.json", record)
+
+    def _write_csv(self, name: str, rows: list[dict]) -> None:
+        if self.dist.is_main:
+            write_csv(self.out / name, rows)
 
     def _build_model(self) -> tuple[Classifier, tuple]:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # same head (and random backbone) for every method of a seed
-        backbone = create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size)
-        model = Classifier(backbone.module, backbone.feature_dim, self.splits.num_classes,
-                           freeze_backbone=cfg.method == "linear_probe").to(self.device)
+        backbone = with_pooling(create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size), cfg.model.pool)
+        frozen = cfg.method == "linear_probe"
+        if self.segmentation:
+            model = Segmenter(backbone.module, self.splits.num_classes, cfg.seg.feature_index, frozen)
+        else:
+            model = Classifier(backbone.module, backbone.feature_dim, self.splits.num_classes, frozen)
+        model = model.to(self.device)
         return model, (cfg.data.image_size, backbone.mean, backbone.std)
 
     def _search_lr(self) -> float:
-        """Every method gets the same grid and budget; the choice is by validation head accuracy."""
+        """Every method gets the same grid and budget; the choice is by validation head accuracy
+        (mean IoU for segmentation).
+
+        Each learning rate's result is saved as soon as it is known, so a resumed run redoes only
+        the ones it had not finished."""
         cfg = self.cfg
         grid = cfg.train.lr_grid or [cfg.train.lr]
         if len(grid) == 1:
             self.record["lr"] = grid[0]
             return grid[0]
         saved = self.ckpt / "lr_search.json"
-        found = read_record(saved)
-        if found is None:
-            data = self.splits.train
-            if cfg.train.search_train_per_class is not None:
-                per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
-                data = data.subset(balanced_indices(data.labels, per_class, torch.Generator().manual_seed(cfg.data.split_seed)))
-            found = []
-            for lr in grid:
-                self.model.load_state_dict(self.initial_state)
-                fit(self.model, build_objective(cfg), data, cfg, lr, cfg.train.search_epochs, self.input_spec,
-                    self.device, desc=f"lr search {lr:g}")
-                found.append({"lr": lr, "val_top1": self._head_accuracy(self.splits.val)})
-            write_json(saved, {"results": found})
-        else:
-            found = found["results"]
+        done = {row["lr"]: row for row in self.dist.from_main(lambda: (read_record_or_rerun(saved) or {}).get("results", []))}
+        data = self.splits.train
+        if cfg.train.search_train_per_class is not None and not self.segmentation:
+            per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
+            data = data.subset(balanced_indices(data.labels, per_class, torch.Generator().manual_seed(cfg.data.split_seed)))
+        for lr in grid:
+            if lr in done:
+                continue
+            self.model.load_state_dict(self.initial_state)
+            fit(self.model, build_objective(cfg), data, cfg, lr, cfg.train.search_epochs, self.input_spec,
+                self.device, desc=f"lr search {lr:g}", dist=self.dist)
+            done[lr] = {"lr": lr, "val_top1": self._val_score()}
+            if self.dist.is_main:
+                write_json(saved, {"results": [done[x] for x in grid if x in done]})
+        found = [done[lr] for lr in grid]
         best = max(found, key=lambda row: (row["val_top1"], -row["lr"]))
         self.record["lr_search"], self.record["lr"] = found, best["lr"]
         self.tracker.log({f"lr_search/val_top1@{row['lr']:g}": row["val_top1"] for row in found})
@@ -153,43 +205,77 @@ class Run:
             return metrics
 
         def on_step(step: int, stats: dict) -> None:
-            self.steps.append({"step": step, **stats})
             self.tracker.log({f"train/{k}": v for k, v in stats.items()}, step=None)
 
-        result = fit(self.model, build_objective(cfg), self.splits.train, cfg, lr, cfg.train.epochs, self.input_spec,
-                     self.device, checkpoint=self.ckpt / "last.pt", on_epoch=on_epoch, on_step=on_step,
-                     desc=cfg.method)
-        write_csv(self.out / "history.csv", result.history)
+        result = fit(self.model, build_objective(cfg), self.splits.train, cfg, lr, cfg.train.epochs,
+                     self.input_spec, self.device, checkpoint=self.ckpt / "last.pt", on_epoch=on_epoch,
+                     on_step=on_step, desc=cfg.method, dist=self.dist, result=self.progress)
+        self._write_csv("history.csv", result.history)
         return result
 
     # -- evaluation ---------------------------------------------------------------------------
     def _extract(self, images: ImageSet, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits of the whole set; under DDP each rank does its slice and all gather."""
+        n = len(images)
+        mine = images if not self.dist.active else images.subset(torch.arange(n)[self.dist.part(n)])
+        feats, logits = extract(self.model, mine, self.input_spec, self.cfg.eval.batch_size, self.device, desc,
+                                self.autocast)
+        return self.dist.gather_rows(feats, n), self.dist.gather_rows(logits, n)
+
+    def _extract_here(self, images: ImageSet, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process alone: for evaluations only rank 0 makes."""
         return extract(self.model, images, self.input_spec, self.cfg.eval.batch_size, self.device, desc, self.autocast)
 
-    def _head_accuracy(self, images: ImageSet) -> float:
-        _, logits = self._extract(images, "val")
-        return (logits.argmax(1) == images.labels).float().mean().item()
+    def _val_score(self) -> float:
+        if self.segmentation:
+            return self._segmentation_scores(self.splits.val, "val")["miou"]
+        _, logits = self._extract(self.splits.val, "val")
+        return (logits.argmax(1) == self.splits.val.labels).float().mean().item()
 
-    def _convergence_subset(self) -> ImageSet:
+    def _segmentation_scores(self, images: ImageSet, desc: str) -> dict:
+        """mIoU and pixel accuracy from a confusion matrix accumulated batch by batch."""
+        num_classes = self.splits.num_classes
+        conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        for start in range(0, len(images), self.cfg.eval.batch_size):
+            batch = images.subset(torch.arange(start, min(start + self.cfg.eval.batch_size, len(images))))
+            _, logits = self._extract(batch, desc)
+            conf += confusion(logits.argmax(1), batch.labels, num_classes)
+        return segmentation_scores(conf)
+
+    def _convergence_subset(self) -> ImageSet | None:
+        if self.segmentation:
+            return None  # segmentation converges on validation mIoU instead
         train = self.splits.train
         per_class = min(self.cfg.eval.convergence_per_class, int(torch.bincount(train.labels).min()))
         return train.subset(balanced_indices(train.labels, per_class, torch.Generator().manual_seed(self.cfg.data.split_seed)))
 
     def _convergence_metrics(self, conv_train: ImageSet) -> dict:
         """Cheap per-epoch probe: val head accuracy and kNN@20 from a fixed training subset."""
+        if self.segmentation:
+            scores = self._segmentation_scores(self.splits.val, "probe val")
+            return {"val_miou": scores["miou"], "val_pixel_acc": scores["pixel_acc"]} if self.dist.is_main else {}
         train_feats, _ = self._extract(conv_train, "probe")
         val_feats, val_logits = self._extract(self.splits.val, "probe val")
+        if not self.dist.is_main:
+            return {}  # only rank 0 records metrics
         knn = knn_accuracy(train_feats, conv_train.labels, val_feats, self.splits.val.labels, ks=(20,),
                            temperature=self.cfg.eval.knn_temperature, num_classes=self.splits.num_classes)
         return {"val_head_top1": (val_logits.argmax(1) == self.splits.val.labels).float().mean().item(),
                 "knn20_top1": knn[20]}
 
     def _evaluate(self) -> dict:
-        """SPEC 4: features extracted once per split, then SR, kNN, head accuracy and calibration."""
+        """SPEC 4: features extracted once per split, then SR, kNN, head accuracy and calibration,
+        and the shifted-data protocols the config asks for (corruptions, transfer, imbalance)."""
         cfg, splits, num_classes = self.cfg, self.splits, self.splits.num_classes
+        if self.segmentation:
+            scores = self._segmentation_scores(splits.test, "test")
+            return {"seg": {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"]},
+                    "per_class": {"iou": scores["iou"]}}
         train_f, _ = self._extract(splits.train, "features train")
         val_f, val_z = self._extract(splits.val, "features val")
         test_f, test_z = self._extract(splits.test, "features test")
+        if not self.dist.is_main:
+            return {}  # the features are everywhere, the metrics are needed once
         sr = softmax_regression(train_f, splits.train.labels, test_f, splits.test.labels, val_f, splits.val.labels,
                                 l2_grid=tuple(cfg.eval.sr_l2_grid), max_iter=cfg.eval.sr_max_iter, num_classes=num_classes)
         knn = knn_accuracy(train_f, splits.train.labels, test_f, splits.test.labels, ks=tuple(cfg.eval.knn_k),
@@ -206,10 +292,31 @@ class Run:
             metrics["val_head_top1"] = (val_z.argmax(1) == splits.val.labels).float().mean().item()
             metrics["ece"] = expected_calibration_error(test_z.softmax(1), splits.test.labels, cfg.eval.ece_bins)
             metrics["per_class"]["head"] = per_class_accuracy(pred, splits.test.labels, num_classes)
+        metrics.update(self._shifted_metrics(train_f, sr.pop("probe"), test_f, test_z))
         rows = [[name, *(metrics["per_class"][m][i] for m in metrics["per_class"])]
                 for i, name in enumerate(splits.classes)]
         self.tracker.table("per_class_accuracy", ["class", *metrics["per_class"]], rows)
         return metrics
+
+    def _shifted_metrics(self, train_f: torch.Tensor, probe, test_f: torch.Tensor, test_z: torch.Tensor) -> dict:
+        """Out-of-distribution (corruptions, transfer) and imbalance metrics, each only when configured.
+
+        SR is the probe fitted on the clean training features; kNN uses those features too. Runs on
+        rank 0 alone (the others have returned), so it extracts without gathering."""
+        cfg, splits = self.cfg, self.splits
+        scorer = FrozenScorer(train_f, splits.train.labels, probe, splits.num_classes, cfg.eval.knn_temperature,
+                              has_head=cfg.method != "pretrained")
+        out: dict = {}
+        if cfg.eval.ood.corruptions:
+            ood = cfg.eval.ood
+            out["ood"], out["ood_clean"] = ood_metrics(self._extract_here, splits.test, scorer, ood.corruptions, ood.severities,
+                                     ood.test_per_class, ood.seed)
+        if cfg.eval.transfer:
+            out["transfer"] = transfer_metrics(self._extract_here, cfg.data, cfg.eval.transfer, scorer, splits.classes)
+        if cfg.data.imbalance_factor is not None:
+            out["imbalance"] = imbalance_metrics(scorer.predictions(test_f, test_z), splits.test.labels,
+                                                 splits.train.labels, splits.num_classes, cfg.eval.shot_thresholds)
+        return out
 
     def _timing(self, fit_result, eval_seconds: float, total_seconds: float) -> dict:
         peak = (torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda"
@@ -230,7 +337,12 @@ class Run:
         return {"final/" + k: v for k, v in flat.items()} | {"status": self.record["status"]}
 
 
-def execute_run(run: RunConfig, results: Path, checkpoints: Path, force: bool = False) -> dict:
+def execute_run(run: RunConfig, results: Path, checkpoints: Path, force: bool = False, dist: Dist = SINGLE) -> dict:
+    dist.from_main(lambda: _prepare_checkpoints(run, checkpoints, force))
+    return Run(run, results, checkpoints, dist).execute()
+
+
+def _prepare_checkpoints(run: RunConfig, checkpoints: Path, force: bool) -> None:
     if force:
         shutil.rmtree(checkpoint_dir(run, checkpoints), ignore_errors=True)
     stale = checkpoint_dir(run, checkpoints) / "config_hash"
@@ -238,4 +350,119 @@ def execute_run(run: RunConfig, results: Path, checkpoints: Path, force: bool = 
         shutil.rmtree(stale.parent)  # a checkpoint of another config must never be resumed
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text(run.config_hash())
-    return Run(run, results, checkpoints).execute()
+
+
+# -- the matrix ---------------------------------------------------------------------------------
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    index, count = (int(match[1]), int(match[2])) if match else (-1, 0)
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text!r}: write it as I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
+    return index, count
+
+
+def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> list[RunConfig]:
+    """The runs of this process: shard I/N takes every N-th run of the matrix from the I-th (so each
+    shard gets a mix of methods), then --only filters by id."""
+    if only is not None and not any(only in r.run_id for r in runs):
+        raise ConfigError(f"no run matches --only {only!r}")
+    if shard is not None:
+        index, count = parse_shard(shard)
+        runs = runs[index::count]
+    return [r for r in runs if only is None or only in r.run_id]
+
+
+SPLIT_ONLY = {"train_per_class", "val_per_class", "test_per_class", "split_seed", "imbalance_factor"}
+
+
+def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
+    """Load what each run needs (backbone and weights, data files and class counts) before the first
+    run starts, so bad input fails in seconds with nothing written instead of hours into a matrix.
+    Each backbone is built once and each data set read once, whatever the number of runs."""
+    from grporm.config import Experiment
+    from grporm.data.check import preflight as check_requirements
+
+    if runs:  # first everything missing at once (data sets, weight files), then a real load of each
+        check_requirements(Experiment(name=runs[0].experiment, runs=runs))
+    backbones: set[tuple] = set()
+    datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names)
+    for r in runs:
+        try:
+            check_world(r.train.batch_size, world_size, "--nproc")
+            if (key := (r.model.name, r.model.weights, r.data.image_size)) not in backbones:
+                create_backbone(*key)
+                backbones.add(key)
+            if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:
+                train, test = DATASETS.get(r.data.name)(r.data)
+                datasets[key] = (train.labels, test.labels, train.classes)
+            if datasets[key][0].ndim == 1:  # enough images per class? (mask data sets split by image)
+                split_indices(*datasets[key][:2], r.data, datasets[key][2])
+        except GrpormError as err:
+            err.args = (f"run {r.run_id}: {err}",)
+            raise
+
+
+def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force: bool = False,
+               stale_seconds: float = DEFAULT_STALE_SECONDS, dist: Dist = SINGLE,
+               echo: Callable[..., None] = print) -> None:
+    """Each run not finished and not locked by another process, in order; raises RunsFailed at the end
+    if any failed, Interrupted at once on SIGINT/SIGTERM."""
+    say = echo if dist.is_main else (lambda *a, **k: None)
+    failed: list[tuple[RunConfig, GrpormError]] = []
+    for i, r in enumerate(runs, 1):
+        tag = f"[{i}/{len(runs)}] {r.run_id}"
+        lock = RunLock(run_dir(results, r.experiment, r.run_id) / ".lock", stale_seconds)
+        verdict = dist.from_main(lambda: _claim(r, results, lock, force))
+        if verdict != "run":
+            say(f"{tag}: {verdict}")
+            continue
+        say(tag)
+        try:
+            record = execute_run(r, results, checkpoints, force=force, dist=dist)
+        except GrpormError as err:
+            if err.exit_code == 2:
+                raise
+            say(f"{tag} failed: {err}")
+            failed.append((r, err))
+            continue
+        finally:
+            if dist.is_main:
+                lock.release()
+        if dist.is_main:
+            say(f"{tag}: {_headline(record)}")
+        if dist.agree(STOP.requested):  # the signal came during evaluation: the run is done, stop before the next
+            raise Interrupted(STOP.signum or signal.SIGTERM, f"{signal.Signals(STOP.signum or signal.SIGTERM).name} "
+                              f"after run {r.run_id} finished")
+    if failed:
+        raise RunsFailed(_failure_summary(failed, results))
+
+
+def _claim(r: RunConfig, results: Path, lock: RunLock, force: bool) -> str:
+    """'run' with the lock held, else why this run is skipped."""
+    finished = "finished already, skipped (--force reruns it)"
+    if not force and is_finished(r, results):
+        return finished
+    try:
+        lock.acquire()
+    except Locked as err:
+        return f"skipped, {err}"
+    if not force and is_finished(r, results):  # finished by the lock's previous holder meanwhile
+        lock.release()
+        return finished
+    return "run"
+
+
+def _headline(record: dict) -> str:
+    m = record["metrics"]
+    took = f"({record['timing']['total_seconds']:.0f} s)"
+    if "seg" in m:
+        return f"mIoU {100 * m['seg']['miou']:.1f}  pixel acc {100 * m['seg']['pixel_acc']:.1f}  {took}"
+    head = "—" if m["head_top1"] is None else f"{100 * m['head_top1']:.1f}"
+    return f"head {head}  SR {100 * m['sr_top1']:.1f}  kNN@20 {100 * m['knn_top1'].get('20', float('nan')):.1f}  {took}"
+
+
+def _failure_summary(failed: list[tuple[RunConfig, GrpormError]], results: Path) -> str:
+    if len(failed) == 1:
+        r, err = failed[0]
+        return f"run {r.run_id} failed: {err} (record: {run_dir(results, r.experiment, r.run_id) / 'record.json'})"
+    return f"{len(failed)} runs failed: {', '.join(r.run_id for r, _ in failed)}; their records say why"

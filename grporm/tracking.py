@@ -10,10 +10,11 @@ from grporm.config import RunConfig
 class Tracker:
     """Logs to W&B (offline by default). Any W&B failure disables it with one warning."""
 
-    def __init__(self, run: RunConfig):
+    def __init__(self, run: RunConfig, enabled: bool = True):
+        """enabled=False: a silent tracker (DDP ranks other than 0, so one run is one W&B run)."""
         self.wb = None
-        self.info: dict = {"mode": run.tracking.mode}
-        if run.tracking.mode == "disabled":
+        self.info: dict = {"mode": run.tracking.mode if enabled else "disabled"}
+        if run.tracking.mode == "disabled" or not enabled:
             return
         try:
             import wandb
@@ -28,10 +29,10 @@ class Tracker:
                 tags=[run.method, run.model.name, run.data.name],
                 config=run.model_dump(mode="json"),
                 mode=run.tracking.mode,
-                dir=os.environ.get("WANDB_DIR", "."),
+                dir=os.path.abspath(os.environ.get("WANDB_DIR", ".")),  # absolute: the record must find it
                 reinit="finish_previous",
             )
-            self.info.update(id=self.wb.id, dir=str(self.wb.dir), url=self.wb.url)
+            self.info.update(id=self.wb.id, dir=os.path.abspath(self.wb.dir), url=self.wb.url)
         except Exception as err:  # noqa: BLE001 - tracking must never stop a run
             self._fail("start", err)
 

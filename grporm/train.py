@@ -3,12 +3,23 @@
 Reads top to bottom: optimiser and schedule, resume, then epochs of batches; each batch is one
 rollout (pi_old = the model's logits at its first forward pass) followed by `inner_steps`
 optimiser steps; after each epoch, the caller's evaluation and a checkpoint.
+
+Determinism is what makes every fault recoverable: the batch order and augmentation of an epoch
+derive from (seed, epoch) alone and the generator state is saved, so a run resumed from any
+checkpoint (end of epoch, or mid-epoch after SIGINT/SIGTERM) replays exactly what an uninterrupted
+run would have done. Under DDP every rank walks the same global batches and keeps its slice.
 """
 from __future__ import annotations
 
 import copy
 import math
+import os
+import signal
+import sys
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,15 +30,70 @@ from tqdm.auto import tqdm
 from grporm.checkpoints import load_checkpoint, save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import ImageSet, preprocess_batch
+from grporm.distributed import SINGLE, Dist
 from grporm.errors import TrainingDiverged
 from grporm.objectives import Objective
+
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
 
 @dataclass
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch, epoch 0 = before training
+    steps: list[dict] = field(default_factory=list)  # the logged steps (every log_every-th and each epoch's last)
     train_seconds: float = 0.0
     images_seen: int = 0
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped training; a checkpoint was written if the fit had a checkpoint path."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum  # the shell convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to checkpoint at the next step boundary and stop.
+
+    A third signal stops at once: under torchrun a terminal's Ctrl-C reaches each worker twice
+    (directly, then forwarded as SIGTERM), so a second one cannot mean "hurry up".
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.count = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, _frame) -> None:
+        self.count += 1
+        if self.count >= 3:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, one message for all ranks
+                print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next training step, "
+                      "then stopping (send it twice more to stop at once)", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signal handlers live there only
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.signum, self.count = None, 0
+
+
+STOP = StopRequest()
 
 
 def make_optimizer(params, run: RunConfig, lr: float) -> torch.optim.Optimizer:
@@ -53,6 +119,84 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def training_view(model: torch.nn.Module, run: RunConfig, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """What the steps call: `model` in channels_last, wrapped in DDP, compiled. `model` itself stays
+    the plain module that is checkpointed and evaluated."""
+    if run.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    view = dist.wrap(model, device)
+    if run.train.compile:
+        if device.type == "cuda":
+            view = torch.compile(view)
+        else:  # inductor on CPU needs a C++ toolchain and its compile time dwarfs small CPU runs
+            warnings.warn("train.compile is ignored on CPU (it pays off on CUDA only)", stacklevel=2)
+    return view
+
+
+def local_batch(data: ImageSet, index: torch.Tensor, input_spec: tuple, run: RunConfig,
+                generator: torch.Generator, dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of one global batch, augmented exactly as one process would augment it."""
+    mine = index[dist.part(len(index))]
+    augment = run.train.augment
+    if dist.active and (augment.hflip or augment.shift > 0):
+        # The random draws span the whole global batch: make them all, keep this rank's rows.
+        x = preprocess_batch(data.images[index], *input_spec, augment, generator)[dist.part(len(index))]
+    else:
+        x = preprocess_batch(data.images[mine], *input_spec, augment, generator)
+    if run.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, data.labels[mine]
+
+
+def _restore(state: dict, model, optimizer, scheduler, reference, result: FitResult, dist: Dist) -> tuple[int, int, dict]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if reference is not None:
+        reference.load_state_dict(state["reference"])
+    rng = state.get("rng_cpu", [])
+    rng = [rng] if isinstance(rng, torch.Tensor) else rng  # checkpoints from before DDP hold one state
+    if rng:  # one state per rank; a different world size keeps rank 0's (only dropout masks differ)
+        torch.set_rng_state(rng[dist.rank] if len(rng) == dist.world_size else rng[0])
+    result.history, result.steps = state["history"], state.get("steps", [])
+    result.train_seconds, result.images_seen = state.get("train_seconds", 0.0), state.get("images_seen", 0)
+    return state["epoch"], state.get("step_in_epoch", 0), state.get("partial", {})
+
+
+def _optimise(train_model, model, reference, objective: Objective, optimizer, x: torch.Tensor, targets: torch.Tensor,
+              run: RunConfig, step: int, dist: Dist, share: float, where: str) -> dict:
+    """One rollout (pi_old = the logits of the first forward pass) and its `inner_steps` optimiser steps.
+
+    `share`: local losses are means over local images and DDP averages gradients over ranks; scaling
+    by this rank's share of the global batch makes that average the global-batch mean even when the
+    slices differ in size."""
+    device = x.device
+    old_logits = ref_logits = None
+    for _ in range(objective.inner_steps):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.train.precision == "bf16"):
+            logits = train_model(x)
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logits = reference(x) if ref_logits is None else ref_logits
+        if old_logits is None:
+            old_logits = logits.detach()
+        loss, stats = objective.fn(
+            logits, targets, old_logits=old_logits, ref_logits=ref_logits,
+            generator=torch.Generator(device=device).manual_seed(run.seed * 7_919 + step),
+        )
+        finite = bool(torch.isfinite(loss))
+        if dist.agree(not finite):  # every rank stops together, before a NaN reaches the weights
+            value = "non-finite on another rank" if finite else loss.item()
+            raise TrainingDiverged(f"loss became {value} at {where}; lower train.lr or set train.grad_clip "
+                                   "(the last good checkpoint is kept)")
+        optimizer.zero_grad(set_to_none=True)
+        (loss * share if dist.active else loss).backward()
+        if run.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
+        optimizer.step()
+    return stats
+
+
 def fit(
     model: torch.nn.Module,
     objective: Objective,
@@ -66,96 +210,105 @@ def fit(
     on_epoch: Callable[[int], dict] | None = None,
     on_step: Callable[[int, dict], None] | None = None,
     desc: str = "train",
+    dist: Dist = SINGLE,
+    result: FitResult | None = None,
 ) -> FitResult:
+    """Train `model` in place. Pass `result` to keep what was done (e.g. the logged steps) when
+    fit raises: it is filled as training goes."""
     batch_size = min(run.train.batch_size, len(data))
     steps_per_epoch = len(data) // batch_size  # drop the ragged last batch: batch norm needs > 1
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], run, lr)
     scheduler = warmup_cosine(optimizer, steps_per_epoch * epochs, run.train.warmup_fraction)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if objective.needs_reference else None
-    autocast = run.train.precision == "bf16"
-    result = FitResult()
-    start_epoch = 0
+    result = result if result is not None else FitResult()
+    start_epoch = skip_steps = 0
+    partial: dict = {}
+    # Dropout draws from the global stream: seed it so a fit depends on nothing run before it in this
+    # process (e.g. whether the lr search ran or was read back), and give each rank its own masks.
+    torch.manual_seed(run.seed + 1_000_003 * dist.rank)
 
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS)) if checkpoint is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if reference is not None:
-            reference.load_state_dict(state["reference"])
-        torch.set_rng_state(state["rng_cpu"])
-        start_epoch = state["epoch"]
-        result.history, result.train_seconds, result.images_seen = (
-            state["history"], state["train_seconds"], state["images_seen"]
-        )
-        tqdm.write(f"resumed {desc} from {checkpoint} at epoch {start_epoch}/{epochs}")
+        start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist)
+        where = f"epoch {start_epoch}/{epochs}" + (f", step {skip_steps}/{steps_per_epoch}" if skip_steps else "")
+        if dist.is_main:
+            tqdm.write(f"resumed {desc} from {checkpoint} at {where}")
     elif on_epoch is not None:
         result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
+    train_model = training_view(model, run, dist, device)
+
+    def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
+        rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save
+        if checkpoint is None or not dist.is_main:
+            return
+        save_checkpoint(checkpoint, {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "reference": reference.state_dict() if reference is not None else None,
+            "rng_cpu": rng,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "partial": {"generator": generator.get_state(), "sums": sums} if step_in_epoch else {},
+            "history": result.history,
+            "steps": result.steps,
+            "train_seconds": result.train_seconds,
+            "images_seen": result.images_seen,
+        })
 
     for epoch in range(start_epoch, epochs):
-        model.train()
+        train_model.train()
         generator = epoch_generator(run.seed, epoch)
         order = torch.randperm(len(data), generator=generator)
+        first = skip_steps if epoch == start_epoch else 0
+        sums = [0.0, 0.0, 0.0]  # loss * images, accuracy * images, images: weighted over ranks
+        if first:
+            generator.set_state(partial["generator"])
+            sums = list(partial["sums"])
         tic = time.perf_counter()
-        loss_sum = acc_sum = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, unit="step", disable=None)
+        bar = tqdm(range(first, steps_per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, unit="step",
+                   disable=None if dist.is_main else True)
         for step_in_epoch in bar:
+            if dist.agree(STOP.requested):
+                result.train_seconds += time.perf_counter() - tic
+                save(epoch, step_in_epoch, generator, sums)
+                dist.barrier()  # nobody exits while rank 0 writes: torchrun would kill it mid-write
+                raise _interrupted(epoch, step_in_epoch, steps_per_epoch, checkpoint)
             index = order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
-            x = preprocess_batch(data.images[index], *input_spec, run.train.augment, generator).to(device)
-            targets = data.labels[index].to(device)
+            x, targets = local_batch(data, index, input_spec, run, generator, dist)
+            x, targets = x.to(device), targets.to(device)
             step = epoch * steps_per_epoch + step_in_epoch
-            old_logits = ref_logits = None
-            for _ in range(objective.inner_steps):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(x)
-                    if reference is not None:
-                        with torch.no_grad():
-                            ref_logits = reference(x) if ref_logits is None else ref_logits
-                if old_logits is None:
-                    old_logits = logits.detach()  # the rollout: pi_old for every inner step
-                loss, stats = objective.fn(
-                    logits, targets, old_logits=old_logits, ref_logits=ref_logits,
-                    generator=torch.Generator(device=device).manual_seed(run.seed * 7_919 + step),
-                )
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower train.lr "
-                        f"or set train.grad_clip (the last good checkpoint is kept)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if run.train.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
-                optimizer.step()
+            stats = _optimise(train_model, model, reference, objective, optimizer, x, targets, run, step, dist,
+                              share=len(targets) * dist.world_size / len(index), where=f"epoch {epoch + 1}, step {step}")
             scheduler.step()
-            loss_sum += stats["loss"]
-            acc_sum += stats["acc"]
+            n = len(targets)
+            sums = [sums[0] + stats["loss"] * n, sums[1] + stats["acc"] * n, sums[2] + n]
             result.images_seen += len(index)
-            if on_step is not None and (step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1):
-                on_step(step, {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **stats})
+            if step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1:
+                row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **stats}
+                result.steps.append({"step": step, **row})
+                if on_step is not None:
+                    on_step(step, row)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['acc']:.2f}")
         result.train_seconds += time.perf_counter() - tic
 
+        loss_sum, acc_sum, images = dist.sum(sums)
         row = {
             "epoch": epoch + 1,
             "train_seconds": result.train_seconds,
             "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum / max(1, steps_per_epoch),
-            "train_acc": acc_sum / max(1, steps_per_epoch),
+            "train_loss": loss_sum / max(1.0, images),
+            "train_acc": acc_sum / max(1.0, images),
         }
         if on_epoch is not None:
             row.update(on_epoch(epoch + 1))
         result.history.append(row)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "reference": reference.state_dict() if reference is not None else None,
-                "rng_cpu": torch.get_rng_state(),
-                "epoch": epoch + 1,
-                "history": result.history,
-                "train_seconds": result.train_seconds,
-                "images_seen": result.images_seen,
-            })
+        save(epoch + 1, 0, None, [])
     return result
+
+
+def _interrupted(epoch: int, step_in_epoch: int, steps_per_epoch: int, checkpoint: Path | None) -> Interrupted:
+    signum = STOP.signum or signal.SIGTERM  # under DDP another rank may have received it
+    where = f"at epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
+    saved = f"checkpoint saved to {checkpoint}" if checkpoint is not None else "no checkpoint in this phase"
+    return Interrupted(signum, f"{signal.Signals(signum).name} {where}; {saved}")

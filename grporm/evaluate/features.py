@@ -17,8 +17,7 @@ def extract(model, images: ImageSet, input_spec, batch_size: int, device: torch.
         batch = images.images[start:start + batch_size]
         x = preprocess_batch(batch, *input_spec).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            f = model.forward_features(x)
-            z = model.head(f)
+            f, z = model.features_and_logits(x)
         feats.append(f.float().cpu())
         logits.append(z.float().cpu())
     return torch.cat(feats), torch.cat(logits)

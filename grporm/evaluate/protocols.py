@@ -47,18 +47,19 @@ class FrozenScorer:
 
 
 def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corruptions: list[str],
-                severities: list[int], per_class: int | None, seed: int) -> dict:
-    """{corruption: {severity: scores}} plus "clean" on the same (sub)set for reference."""
+                severities: list[int], per_class: int | None, seed: int) -> tuple[dict, dict]:
+    """{corruption: {severity: scores}}, and the scores on the same (sub)set uncorrupted."""
     if per_class is not None:
         per_class = min(per_class, int(torch.bincount(test.labels).min()))
         test = test.subset(balanced_indices(test.labels, per_class, torch.Generator().manual_seed(seed)))
-    out: dict = {"clean": scorer.scores(*extract(test, "ood clean"), test.labels)}
+    clean = scorer.scores(*extract(test, "ood clean"), test.labels)
+    out: dict = {}
     for name in corruptions:
         out[name] = {}
         for severity in severities:
             shifted = corrupt(test, name, severity, seed)
             out[name][str(severity)] = scorer.scores(*extract(shifted, f"ood {name} {severity}"), shifted.labels)
-    return out
+    return out, clean
 
 
 def transfer_metrics(extract: Extract, data_cfg, targets: list[str], scorer: FrozenScorer, classes: list[str]) -> dict:

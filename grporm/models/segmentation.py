@@ -32,6 +32,11 @@ class Segmenter(nn.Module):
         (fmap,) = self.backbone.forward_intermediates(x, indices=[self.feature_index], intermediates_only=True)
         return fmap
 
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Globally pooled feature map (for the frozen-feature protocols) and per-pixel logits."""
+        fmap = self.forward_features(x)
+        logits = F.interpolate(self.head(fmap), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return fmap.mean(dim=(2, 3)), logits
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.forward_features(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.features_and_logits(x)[1]
