@@ -12,7 +12,9 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: install data test reproduce report clean-runs
+GRPORM := $(VENV)/bin/grporm
+.PHONY: install data test reproduce report bench \
+	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
 
@@ -37,9 +39,35 @@ data:
 test: install data
 	$(PY) -m pytest -q
 
+# The embedded default (README): CE vs GRPO-RM on Fashion-MNIST, two packaged backbones.
 reproduce: install data
-	$(VENV)/bin/grporm run experiments/quick.yaml --results $(RESULTS)
-	$(VENV)/bin/grporm report --results $(RESULTS)
+	$(GRPORM) run experiments/quick.yaml --results $(RESULTS)
+	$(GRPORM) report --results $(RESULTS)
+	$(PY) tools/embed.py README.md
+
+# The embedded studies, one claim of the paper each (3 seeds, both packaged backbones).
+# Classification also yields the convergence curves (history.csv of every run).
+reproduce-ood: install data
+	$(GRPORM) run experiments/studies/classification.yaml --results $(RESULTS)
+	$(GRPORM) run experiments/studies/transfer.yaml --results $(RESULTS)
+
+reproduce-imbalance: install data
+	$(GRPORM) run experiments/studies/imbalance.yaml --results $(RESULTS)
+
+reproduce-seg: install data
+	$(GRPORM) run experiments/studies/segmentation.yaml --results $(RESULTS)
+
+reproduce-ablations: install data
+	for f in experiments/ablations/*.yaml; do $(GRPORM) run $$f --results $(RESULTS) || exit $$?; done
+
+reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations report
 
 report: install
-	$(VENV)/bin/grporm report --results $(RESULTS)
+	$(GRPORM) report --results $(RESULTS)
+	$(PY) tools/embed.py README.md
+
+# Benchmarks (results/bench/bench.json and BENCH.md), about 6 minutes on 2 cores. BENCH_ARGS e.g.
+# "--threads 2" (every core of an idle machine) or "--quick" (smoke sizes).
+BENCH_ARGS ?=
+bench: install
+	$(PY) -m benchmarks.run --out $(RESULTS)/bench $(BENCH_ARGS)

@@ -101,6 +101,26 @@ def set_aside(path: Path) -> None:
         os.replace(path, aside_name(path))
 
 
+def peak_memory_mib() -> float:
+    """This process's peak RSS so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process image. Not ru_maxrss:
+    Linux carries the parent's peak across fork + exec into ru_maxrss, so a child started by a
+    big process (a torchrun worker, a test's subprocess) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
 def environment() -> dict:
     import timm
     import torch

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -37,7 +36,7 @@ from grporm.models import create_backbone, with_pooling
 from grporm.models.segmentation import Segmenter
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
-from grporm.records import environment, now, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
+from grporm.records import environment, now, peak_memory_mib, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import STOP, FitResult, Interrupted, fit
 
@@ -160,6 +159,8 @@ class Run:
         else:
             model = Classifier(backbone.module, backbone.feature_dim, self.splits.num_classes, frozen)
         model = model.to(self.device)
+        if cfg.train.channels_last:  # also for runs that only evaluate
+            model = model.to(memory_format=torch.channels_last)
         return model, (cfg.data.image_size, backbone.mean, backbone.std)
 
     def _search_lr(self) -> float:
@@ -218,13 +219,13 @@ class Run:
         """Features and logits of the whole set; under DDP each rank does its slice and all gather."""
         n = len(images)
         mine = images if not self.dist.active else images.subset(torch.arange(n)[self.dist.part(n)])
-        feats, logits = extract(self.model, mine, self.input_spec, self.cfg.eval.batch_size, self.device, desc,
-                                self.autocast)
+        feats, logits = self._extract_here(mine, desc)
         return self.dist.gather_rows(feats, n), self.dist.gather_rows(logits, n)
 
     def _extract_here(self, images: ImageSet, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
         """This process alone: for evaluations only rank 0 makes."""
-        return extract(self.model, images, self.input_spec, self.cfg.eval.batch_size, self.device, desc, self.autocast)
+        return extract(self.model, images, self.input_spec, self.cfg.eval.batch_size, self.device, desc,
+                       self.autocast, self.cfg.train.channels_last)
 
     def _val_score(self) -> float:
         if self.segmentation:
@@ -320,7 +321,7 @@ class Run:
 
     def _timing(self, fit_result, eval_seconds: float, total_seconds: float) -> dict:
         peak = (torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                else peak_memory_mib())
         train_seconds = fit_result.train_seconds if fit_result else 0.0
         return {
             "train_seconds": train_seconds,

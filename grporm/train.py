@@ -64,12 +64,23 @@ class StopRequest:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.count = 0
+        self.deferring = False  # only a training step can wait for its boundary
+
+    @contextmanager
+    def training(self):
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
     def _handle(self, signum, _frame) -> None:
+        if not self.deferring:  # evaluation, data loading: nothing to checkpoint, stop now
+            raise Interrupted(signum, f"{signal.Signals(signum).name} outside training; the last checkpoint is kept")
         self.count += 1
         if self.count >= 3:
             raise KeyboardInterrupt
@@ -78,6 +89,11 @@ class StopRequest:
             if os.environ.get("RANK", "0") == "0":  # under torchrun, one message for all ranks
                 print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next training step, "
                       "then stopping (send it twice more to stop at once)", file=sys.stderr, flush=True)
+
+    def deferring_over(self, steps):
+        """Iterate the steps of an epoch with signals deferred to the next step boundary."""
+        with self.training():
+            yield from steps
 
     @contextmanager
     def installed(self):
@@ -268,7 +284,7 @@ def fit(
         tic = time.perf_counter()
         bar = tqdm(range(first, steps_per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, unit="step",
                    disable=None if dist.is_main else True)
-        for step_in_epoch in bar:
+        for step_in_epoch in STOP.deferring_over(bar):
             if dist.agree(STOP.requested):
                 result.train_seconds += time.perf_counter() - tic
                 save(epoch, step_in_epoch, generator, sums)

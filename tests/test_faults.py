@@ -233,3 +233,17 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
         assert rec["status"] == "finished" and rec["seed"] == seed
     leftovers = [p.name for p in (tmp_path / "results").rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # no lock, no half-written temporary file
+
+
+def test_a_signal_outside_training_stops_at_once_and_inside_waits_for_the_step():
+    import signal as _signal
+
+    from grporm.train import Interrupted, StopRequest
+
+    stop = StopRequest()
+    with pytest.raises(Interrupted) as info:
+        stop._handle(_signal.SIGTERM, None)  # e.g. during a long evaluation
+    assert info.value.exit_code == 143 and not stop.requested
+    for _ in stop.deferring_over(range(1)):
+        stop._handle(_signal.SIGTERM, None)
+        assert stop.requested
