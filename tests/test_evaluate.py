@@ -259,3 +259,27 @@ def test_softmax_regression_returns_the_fitted_probe_for_shifted_test_sets():
     out = softmax_regression(x[:80], y[:80], x[80:], y[80:], x[:20], y[:20], l2_grid=(0.0, 1e-2))
     pred = out["probe"].predict(x[80:])
     assert (pred == y[80:]).float().mean().item() == pytest.approx(out["top1"])
+
+
+def test_sr_closed_form_gradient_matches_autograd(monkeypatch):
+    """The hand-written gradient of the SR objective equals autograd's."""
+    import importlib
+
+    import torch.nn.functional as F
+
+    sr_module = importlib.import_module("grporm.evaluate.softmax_regression")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 7, generator=g), torch.randint(0, 4, (50,), generator=g)
+    w = torch.randn(7, 4, generator=g, requires_grad=True)
+    b = torch.randn(4, generator=g, requires_grad=True)
+    (F.cross_entropy(x @ w + b, y) + 0.1 * w.pow(2).sum()).backward()
+    captured = {}
+
+    class OneCall(torch.optim.LBFGS):
+        def step(self, closure):
+            closure()
+            captured["w"], captured["b"] = (p.grad.clone() for p in self.param_groups[0]["params"])
+
+    monkeypatch.setattr(sr_module.torch.optim, "LBFGS", OneCall)
+    sr_module._fit(x, y, 4, 0.1, 1, start=(w.detach(), b.detach()))
+    assert torch.allclose(captured["w"], w.grad, atol=1e-6) and torch.allclose(captured["b"], b.grad, atol=1e-6)

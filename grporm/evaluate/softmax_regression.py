@@ -18,15 +18,17 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter
     """(W, b) minimising mean CE + l2 * ||W||^2; the bias is not penalised.
 
     `start` warm-starts from another strength's solution: the problem is convex, so the optimum
-    is the same, reached in fewer iterations.
+    is the same, reached in fewer iterations. The gradient is written out instead of autograd's,
+    because autograd's x.T @ g is a slow skinny product on CPUs; (g.T @ x).T and (W.T @ x.T).T
+    with x.T stored once are 3-6x faster (benchmarks/, evaluation).
     """
     if start is None:
         w = torch.zeros(x.shape[1], num_classes, device=x.device)
         b = torch.zeros(num_classes, device=x.device)
     else:
         w, b = (t.clone() for t in start)
-    w.requires_grad_(True)
-    b.requires_grad_(True)
+    xt = x.t().contiguous()
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
     # history_size 10 instead of 100: memory is history * |W|, and the problem is convex.
     # tolerance_grad 1e-5: accuracy does not move past it, iterations do (see benchmarks/).
     opt = torch.optim.LBFGS(
@@ -34,10 +36,13 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter
         tolerance_grad=1e-5, tolerance_change=1e-9,
     )
 
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + l2 * w.pow(2).sum()
-        loss.backward()
+        logits = (w.t() @ xt).t() + b
+        loss = F.cross_entropy(logits, y) + l2 * w.pow(2).sum()
+        residual = (logits.softmax(dim=1) - onehot) / len(y)  # d(mean CE) / d(logits)
+        w.grad = (residual.t() @ x).t().contiguous() + 2 * l2 * w
+        b.grad = residual.sum(dim=0)
         return loss
 
     opt.step(closure)  # one step runs up to max_iter L-BFGS iterations
