@@ -137,10 +137,11 @@ def sync(results: Path = typer.Option(Path("results"), "--results", help="folder
 
 
 @app.command("list")
-def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones | objectives | rewards | methods | experiments")) -> None:
+def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones | objectives | rewards | corruptions | methods | experiments")) -> None:
     """List the registered data sets, packaged backbones, objectives, rewards and shipped experiments."""
     from grporm.config import METHODS
     from grporm.data import DATASETS
+    from grporm.data.corruptions import CORRUPTIONS
     from grporm.models import PACKAGED_WEIGHTS
     from grporm.objectives import OBJECTIVES, REWARDS
 
@@ -150,6 +151,7 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
         | {"<any timm model>": "weights: hub | none | <path to checkpoint>"},
         "objectives": OBJECTIVES.describe(),
         "rewards": REWARDS.describe(),
+        "corruptions": CORRUPTIONS.describe(),
         "methods": {m: "" for m in METHODS},
         "experiments": {str(p): "" for p in sorted(EXPERIMENTS.rglob("*.yaml"))},
     }
