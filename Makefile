@@ -68,7 +68,7 @@ reproduce-seg: install data
 	$(call run_sharded,experiments/studies/segmentation.yaml)
 
 reproduce-ablations: install data
-	for f in experiments/ablations/*.yaml; do ( $(call run_sharded,$$f) ) || exit 1; done
+	fail=0; for f in experiments/ablations/*.yaml; do ( $(call run_sharded,$$f) ) || fail=1; done; exit $$fail
 
 reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations report
 
