@@ -255,3 +255,14 @@ def gaussian_features(n: int, dim: int, num_classes: int, seed: int, *, centres_
     z = centres[labels] + torch.randn(n, latent, generator=g) * 0.5
     feats = torch.nn.functional.softplus(z @ projection + noise * torch.randn(n, dim, generator=g))
     return feats.contiguous(), labels
+
+
+def time_ms(fn, repeats: int) -> dict:
+    """Milliseconds per call of `fn` (after one warm-up call): median, min and max of `repeats`."""
+    fn()
+    values = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        values.append((time.perf_counter() - tic) * 1e3)
+    return summary(values)

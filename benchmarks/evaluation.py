@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import Sizes, gaussian_features, summary
+from benchmarks.common import Sizes, gaussian_features, summary, time_ms
 
 
 def sklearn_logreg(l2: float, n_train: int, max_iter: int):
@@ -130,16 +130,7 @@ def matmul_diagnostic(n: int, dim: int, classes: int, repeats: int) -> dict:
         "torch X.T @ G": lambda: x.T @ grad,
         "numpy X.T @ G": lambda: xn.T @ gn,
     }
-    out = {}
-    for name, fn in cases.items():
-        fn()
-        values = []
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            fn()
-            values.append((time.perf_counter() - tic) * 1e3)
-        out[name] = summary(values)
-    return out
+    return {name: time_ms(fn, repeats) for name, fn in cases.items()}
 
 
 def run(sizes: Sizes, log=print) -> dict:

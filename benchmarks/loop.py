@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import Sizes, build_model, run_config, summary, synthetic_images
+from benchmarks.common import Sizes, build_model, run_config, summary, synthetic_images, time_ms
 
 
 def bare_epoch(model, x_all: torch.Tensor, y_all: torch.Tensor, batch: int, lr: float, seed: int) -> int:
@@ -49,16 +49,6 @@ def fit_epoch(model, data, cfg, input_spec) -> int:
     result = fit(model, build_objective(cfg), data, cfg, cfg.train.lr, 1, input_spec, torch.device("cpu"),
                  desc="bench")
     return result.images_seen
-
-
-def _median_ms(fn, repeats: int) -> dict:
-    fn()
-    values = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        values.append((time.perf_counter() - tic) * 1e3)
-    return summary(values)
 
 
 def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default, repeats: int) -> dict:
@@ -100,7 +90,7 @@ def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default,
         "scheduler.step": scheduler.step,
         "tqdm update + set_postfix": tqdm_tick,
     }
-    out = {name: _median_ms(fn, repeats) for name, fn in parts.items()}
+    out = {name: time_ms(fn, repeats) for name, fn in parts.items()}
     bar.close()
     out["ce_loss stats overhead"] = summary([
         a - c for a, c in zip(out["ce_loss with stats (vs F.cross_entropy)"]["values"],

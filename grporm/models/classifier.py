@@ -5,20 +5,27 @@ import torch
 from torch import nn
 
 
-class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, freeze_backbone: bool = False):
+class BackboneWithHead(nn.Module):
+    """A backbone and a head; with `freeze_backbone` (linear probing) only the head learns."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, freeze_backbone: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = head
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Classifier":
+    def train(self, mode: bool = True) -> "BackboneWithHead":
         super().train(mode)
         if self.freeze_backbone:
-            self.backbone.eval()  # linear probing: batch-norm statistics stay as pretrained
+            self.backbone.eval()  # batch-norm statistics stay as pretrained
         return self
+
+
+class Classifier(BackboneWithHead):
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, freeze_backbone: bool = False):
+        super().__init__(backbone, nn.Linear(feature_dim, num_classes), freeze_backbone)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grporm.models.classifier import BackboneWithHead
+
 
 def feature_channels(backbone: nn.Module, index: int) -> int:
     """Channels of timm's intermediate `index` (a CNN stage, or a ViT block's patch tokens)."""
@@ -12,21 +14,11 @@ def feature_channels(backbone: nn.Module, index: int) -> int:
     return info[index]["num_chs"]
 
 
-class Segmenter(nn.Module):
+class Segmenter(BackboneWithHead):
     def __init__(self, backbone: nn.Module, num_classes: int, feature_index: int, freeze_backbone: bool = False):
-        super().__init__()
-        self.backbone = backbone
+        head = nn.Conv2d(feature_channels(backbone, feature_index), num_classes, kernel_size=1)
+        super().__init__(backbone, head, freeze_backbone)
         self.feature_index = feature_index
-        self.head = nn.Conv2d(feature_channels(backbone, feature_index), num_classes, kernel_size=1)
-        self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "Segmenter":
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()
-        return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         (fmap,) = self.backbone.forward_intermediates(x, indices=[self.feature_index], intermediates_only=True)
