@@ -23,6 +23,15 @@ from grporm.errors import ConfigError
 METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
 
 
+def _registered(registry, names):
+    """`names` unchanged if every one is in `registry`; else ConfigError naming the choices.
+
+    Registries are imported inside the validators: data and objectives import this module."""
+    for name in names:
+        registry.get(name)
+    return names
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -104,9 +113,7 @@ class GRPOConfig(Strict):
 
         if not rewards:
             raise ValueError("at least one reward is needed")
-        for name in rewards:
-            REWARDS.get(name)  # raises ConfigError naming the choices
-        return rewards
+        return _registered(REWARDS, rewards)
 
 
 class OODConfig(Strict):
@@ -120,9 +127,7 @@ class OODConfig(Strict):
     def _known(cls, names: list[str]) -> list[str]:
         from grporm.data.corruptions import CORRUPTIONS
 
-        for name in names:
-            CORRUPTIONS.get(name)
-        return names
+        return _registered(CORRUPTIONS, names)
 
     @field_validator("severities")
     @classmethod
@@ -149,9 +154,7 @@ class EvalConfig(Strict):
     def _known_transfer(cls, names: list[str]) -> list[str]:
         from grporm.data import DATASETS
 
-        for name in names:
-            DATASETS.get(name)
-        return names
+        return _registered(DATASETS, names)
 
 
 class SegConfig(Strict):
