@@ -7,7 +7,7 @@ from grporm.errors import GrpormError
 
 from analysis.figures import convergence_figure
 from analysis.records import METHOD_LABEL, RunSet, load_runs, method_rank
-from analysis.tables import classification_table, to_markdown
+from analysis.tables import classification_table, row_keys, to_markdown
 
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
 TABLE_NAME = "table.md"
@@ -25,12 +25,13 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _sources(runs) -> list[str]:
-    """'dataset / backbone / Method: id, id, id' per table row, in table order."""
+    """'dataset / backbone / [variant /] Method: id, id, id' per table row, in table order."""
     lines = []
-    groups = sorted(runs.groupby(["dataset", "backbone", "method"], sort=False),
-                    key=lambda item: (item[0][0], item[0][1], method_rank(item[0][2])))
-    for (dataset, backbone, method), group in groups:
-        line = f"- {dataset} / {backbone} / {METHOD_LABEL.get(method, method)}: {', '.join(group['run_id'])}"
+    groups = sorted(runs.groupby(row_keys(runs), sort=False),
+                    key=lambda item: (*item[0][:-1], method_rank(item[0][-1])))
+    for key, group in groups:
+        method = key[-1]
+        line = f"- {' / '.join(map(str, key[:-1]))} / {METHOD_LABEL.get(method, method)}: {', '.join(group['run_id'])}"
         repeated = sorted(int(s) for s, count in group["seed"].value_counts().items() if count > 1)
         if repeated:
             line += (f" — note: seed(s) {', '.join(map(str, repeated))} appear in several runs with different "

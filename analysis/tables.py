@@ -1,4 +1,4 @@
-"""The classification table: head, SR and kNN@20 test top-1 per (dataset, backbone, method)."""
+"""The classification table: head, SR and kNN@20 test top-1 per (dataset, backbone, [variant,] method)."""
 from __future__ import annotations
 
 import math
@@ -15,16 +15,23 @@ TABLE_COLUMNS = [f"{prefix}_{stat}" for prefix, _, _ in TABLE_METRICS for stat i
 MISSING = "—"
 
 
+def row_keys(runs: pd.DataFrame) -> list[str]:
+    """Rows also split by variant (the matrix values of an ablation) when the runs have any."""
+    has_variants = "variant" in runs.columns and runs["variant"].fillna("").astype(bool).any()
+    return INDEX[:2] + ["variant"] + INDEX[2:] if has_variants else INDEX
+
+
 def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, backbone, method), methods in METHOD_ORDER.
+    """One row per (dataset, backbone, method), methods in METHOD_ORDER; per (dataset, backbone,
+    variant, method) when some run has a variant.
 
     Columns ``<m>_mean``, ``<m>_std`` (sample std, ddof=1; NaN with fewer than two values) and ``<m>_n``
     (number of runs with a value) for m in head, sr, knn20, plus ``n_seeds`` (runs in the row).
     Values stay fractions, like ``runs``; ``to_markdown`` shows them in %.
     """
-    rows, keys = [], []
+    rows, keys, index = [], [], row_keys(runs)
     if not runs.empty:
-        for key, group in runs.groupby(INDEX, sort=False):
+        for key, group in runs.groupby(index, sort=False):
             row: dict[str, float] = {}
             for prefix, column, _ in TABLE_METRICS:
                 cell = summarize(pd.to_numeric(group[column], errors="coerce"))
@@ -32,10 +39,9 @@ def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
             row["n_seeds"] = len(group)
             rows.append(row)
             keys.append(key)
-    order = sorted(range(len(keys)), key=lambda i: (keys[i][0], keys[i][1], method_rank(keys[i][2])))
-    index = pd.MultiIndex.from_tuples([keys[i] for i in order], names=INDEX) if keys else \
-        pd.MultiIndex.from_tuples([], names=INDEX)
-    return pd.DataFrame([rows[i] for i in order], index=index, columns=TABLE_COLUMNS)
+    order = sorted(range(len(keys)), key=lambda i: (*keys[i][:-1], method_rank(keys[i][-1])))
+    return pd.DataFrame([rows[i] for i in order], columns=TABLE_COLUMNS,
+                        index=pd.MultiIndex.from_tuples([keys[i] for i in order], names=index))
 
 
 def format_cell(mean: float, std: float, n: int, n_seeds: int, scale: float = 100.0, decimals: int = 1,
@@ -58,12 +64,13 @@ def _escape(text: object) -> str:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table of ``classification_table`` output (accuracies in %, one decimal)."""
-    header = ["Dataset", "Backbone", "Method"] + [title for _, _, title in TABLE_METRICS] + ["Seeds"]
+    keys = list(table.index.names)
+    header = [name.capitalize() for name in keys] + [title for _, _, title in TABLE_METRICS] + ["Seeds"]
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
-    for (dataset, backbone, method), row in table.iterrows():
+             "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(header) - len(keys))) + "|"]
+    for key, row in table.iterrows():
         n_seeds = int(row["n_seeds"])
-        cells = [_escape(dataset), _escape(backbone), _escape(METHOD_LABEL.get(method, method))]
+        cells = [_escape(part) for part in key[:-1]] + [_escape(METHOD_LABEL.get(key[-1], key[-1]))]
         cells += [format_cell(row[f"{p}_mean"], row[f"{p}_std"], int(row[f"{p}_n"]), n_seeds)
                   for p, _, _ in TABLE_METRICS]
         cells.append(str(n_seeds))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grporm.errors import ConfigError
 
@@ -102,6 +102,7 @@ class GRPOConfig(Strict):
     advantage_scale: Literal["group", "batch", "none"] = "group"
     clip_eps: float = Field(0.2, gt=0, lt=1)
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
+    dual_clip: float | None = Field(None, gt=1, description="not in SPEC: bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
     inner_steps: int = Field(1, ge=1)
     beta: float = Field(0.0, ge=0, description="KL weight to the model at the start; 0 keeps no reference copy")
     std_eps: float = Field(1e-4, gt=0)
@@ -114,6 +115,13 @@ class GRPOConfig(Strict):
         if not rewards:
             raise ValueError("at least one reward is needed")
         return _registered(REWARDS, rewards)
+
+    @model_validator(mode="after")
+    def _dual_clip_above_clip(self) -> "GRPOConfig":
+        high = self.clip_eps if self.clip_eps_high is None else self.clip_eps_high
+        if self.dual_clip is not None and self.dual_clip <= 1 + high:
+            raise ValueError(f"dual_clip must be > 1 + clip_eps = {1 + high:g} (got {self.dual_clip:g}); 3 is usual")
+        return self
 
 
 class OODConfig(Strict):
@@ -201,9 +209,14 @@ class RunConfig(Strict):
         payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
+        for section, key in ADDED_OPTIONS:  # at their default, options added later hash as before
+            if payload[section][key] == type(self).model_fields[section].default_factory().model_dump()[key]:
+                payload[section].pop(key)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# Options added after records were committed; at their default they leave a run's hash unchanged.
+ADDED_OPTIONS = (("grpo_rm", "dual_clip"),)
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.

@@ -179,6 +179,17 @@ def _restore(state: dict, model, optimizer, scheduler, reference, result: FitRes
     return state["epoch"], state.get("step_in_epoch", 0), state.get("partial", {})
 
 
+def divergence_fix(run: RunConfig) -> str:
+    """What to change after a non-finite loss, most likely cause first."""
+    fixes = []
+    if run.method == "grpo_rm" and run.grpo_rm.inner_steps > 1 and run.grpo_rm.dual_clip is None:
+        fixes.append("set grpo_rm.dual_clip=3 (with inner_steps > 1 the policy ratio can overflow)")
+    fixes.append("lower train.lr")
+    if run.train.grad_clip is None:
+        fixes.append("set train.grad_clip")
+    return " or ".join(fixes)
+
+
 def _optimise(train_model, model, reference, objective: Objective, optimizer, x: torch.Tensor, targets: torch.Tensor,
               run: RunConfig, step: int, dist: Dist, share: float, where: str) -> dict:
     """One rollout (pi_old = the logits of the first forward pass) and its `inner_steps` optimiser steps.
@@ -203,7 +214,7 @@ def _optimise(train_model, model, reference, objective: Objective, optimizer, x:
         finite = bool(torch.isfinite(loss))
         if dist.agree(not finite):  # every rank stops together, before a NaN reaches the weights
             value = "non-finite on another rank" if finite else loss.item()
-            raise TrainingDiverged(f"loss became {value} at {where}; lower train.lr or set train.grad_clip "
+            raise TrainingDiverged(f"loss became {value} at {where}; {divergence_fix(run)} "
                                    "(the last good checkpoint is kept)")
         optimizer.zero_grad(set_to_none=True)
         (loss * share if dist.active else loss).backward()

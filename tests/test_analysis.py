@@ -20,7 +20,8 @@ BB = "tf_efficientnet_lite0"
 
 def write_run(root: Path, run_id: str, *, method: str, dataset: str = FM, seed: int = 0, head=None, sr=0.5,
               knn20=0.5, status: str = "finished", error=None, history=None, experiment: str = EXP,
-              config_hash: str | None = None, finished_at: str = "2025-01-01T00:00:00+00:00") -> Path:
+              config_hash: str | None = None, finished_at: str = "2025-01-01T00:00:00+00:00",
+              axes: dict | None = None) -> Path:
     run_dir = root / experiment / "runs" / run_id
     run_dir.mkdir(parents=True)
     record = {
@@ -33,6 +34,7 @@ def write_run(root: Path, run_id: str, *, method: str, dataset: str = FM, seed: 
         "timing": {"train_seconds": 10.0, "eval_seconds": 2.0, "total_seconds": 12.0,
                    "train_images_per_second": None if method == "pretrained" else 500.0, "peak_memory_mb": 900.0},
         "env": {}, "started_at": "2025-01-01T00:00:00+00:00", "finished_at": finished_at,
+        "axes": axes or {"method": method, "seed": seed},
     }
     (run_dir / "record.json").write_text(json.dumps(record))
     if history is not None:
@@ -213,3 +215,20 @@ def test_empty_table_markdown_is_header_only():
                                                        "sr_top1", "knn20_top1"]))
     assert table.empty
     assert to_markdown(table).count("\n") == 2
+
+
+def test_experiment_table_keeps_ablation_variants_apart(tmp_path: Path):
+    root = tmp_path / "results"
+    for s in (0, 1):
+        for eps, sr in ((0.1, 0.60), (0.3, 0.80)):
+            write_run(root, f"eps{eps}-s{s}", method="grpo_rm", seed=s, sr=sr + 0.01 * s, experiment="ablation_x",
+                      axes={"method": "grpo_rm", "seed": s, "grpo_rm.clip_eps": eps})
+    table = classification_table(load_runs(root / "ablation_x").runs)
+    assert list(table.index.names) == ["dataset", "backbone", "variant", "method"]
+    assert table.loc[(FM, BB, "grpo_rm.clip_eps=0.1", "grpo_rm"), "sr_mean"] == pytest.approx(0.605)
+    assert table.loc[(FM, BB, "grpo_rm.clip_eps=0.3", "grpo_rm"), "n_seeds"] == 2
+    write_report(root)
+    text = (root / "ablation_x" / "table.md").read_text()
+    assert "| Dataset | Backbone | Variant | Method | Head | SR | kNN@20 | Seeds |" in text
+    assert "| grpo_rm.clip_eps=0.3 | GRPO-RM | — | 80.5 ± 0.7 |" in text
+    assert "appear in several runs" not in text

@@ -1,9 +1,12 @@
 """Every class of config error gives one line naming the key, exit code 2, no traceback."""
+import hashlib
+import json
+
 import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.config import build_experiment, load_experiment
+from grporm.config import RunConfig, build_experiment, load_experiment
 from grporm.errors import ConfigError
 
 runner = CliRunner()
@@ -113,3 +116,14 @@ def test_base_cycle_is_refused(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="includes itself"):
         load_experiment(tmp_path / "a.yaml")
+
+
+def test_an_option_added_later_keeps_old_hashes_at_its_default():
+    run = RunConfig(method="grpo_rm")
+    payload = run.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
+    for how in ("threads", "channels_last", "compile"):
+        payload["train"].pop(how)
+    payload["grpo_rm"].pop("dual_clip")  # what a record written before the option existed hashed
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    assert run.config_hash() == before
+    assert RunConfig(method="grpo_rm", grpo_rm={"dual_clip": 3.0}).config_hash() != before

@@ -247,3 +247,14 @@ def test_a_signal_outside_training_stops_at_once_and_inside_waits_for_the_step()
     for _ in stop.deferring_over(range(1)):
         stop._handle(_signal.SIGTERM, None)
         assert stop.requested
+
+
+def test_divergence_fix_names_the_likely_cause():
+    from grporm.config import RunConfig
+    from grporm.train import divergence_fix
+
+    assert divergence_fix(RunConfig(method="ce")) == "lower train.lr"
+    assert divergence_fix(RunConfig(method="ce", train={"grad_clip": None})) == "lower train.lr or set train.grad_clip"
+    off_policy = RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2})
+    assert divergence_fix(off_policy).startswith("set grpo_rm.dual_clip=3")
+    assert "dual_clip" not in divergence_fix(RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0}))

@@ -180,3 +180,32 @@ def test_grpo_stats_have_every_spec_key():
 def test_registry_lists_both_objectives():
     assert list(OBJECTIVES) == ["ce", "grpo_rm"]
     assert set(REWARDS) == {"accuracy", "uniformity_prob", "uniformity_flat"}
+
+
+def test_dual_clip_bounds_negative_advantages_and_keeps_the_gradient_finite():
+    adv = torch.tensor([[-1.0, -1.0, 1.0, 1.0]])
+    old = torch.zeros(1, 4)
+    # ratios: 200 (overflowing regime), 2, 200, 1.1
+    new = torch.log(torch.tensor([[200.0, 2.0, 200.0, 1.1]])).requires_grad_()
+    plain, _, plain_active = clipped_surrogate(new, old, adv, 0.2, 0.2)
+    dual, ratio, active = clipped_surrogate(new, old, adv, 0.2, 0.2, dual_clip=3.0)
+    assert plain[0, 0].item() == pytest.approx(-200.0)  # SPEC's objective: unbounded below
+    assert torch.allclose(dual, torch.tensor([[-3.0, -2.0, 1.2, 1.1]]))  # c*A, then unchanged
+    assert ratio[0, 0].item() == pytest.approx(3.0)
+    assert active.tolist() == [[True, False, True, False]] and not plain_active[0, 0]
+    dual.sum().backward()
+    assert torch.isfinite(new.grad).all()
+    assert new.grad[0, 0] == 0 and new.grad[0, 2] == 0 and new.grad[0, 1] != 0
+    # an overflowing ratio: without the cap exp() is inf and the gradient NaN
+    huge = torch.tensor([[100.0]], requires_grad=True)
+    obj, _, _ = clipped_surrogate(huge, torch.zeros(1, 1), torch.tensor([[-1.0]]), 0.2, 0.2, dual_clip=3.0)
+    obj.sum().backward()
+    assert obj.item() == pytest.approx(-3.0) and huge.grad.item() == 0.0
+
+
+def test_dual_clip_must_sit_above_the_clip():
+    from grporm.config import GRPOConfig
+
+    with pytest.raises(ValueError, match="dual_clip must be > 1 \\+ clip_eps"):
+        GRPOConfig(dual_clip=1.1)
+    assert GRPOConfig(dual_clip=3.0).dual_clip == 3.0

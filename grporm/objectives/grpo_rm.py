@@ -8,8 +8,14 @@ For each query q (an image, or a pixel in segmentation) with true class y and lo
   ratio      rho_i = exp(log pi_theta(o_i|q) - log pi_old(o_i|q))
   loss       L = -(1/G) sum_i min(rho_i A_i, clip(rho_i, 1-eps_lo, 1+eps_hi) A_i), mean over queries
              + beta * KL(pi_theta || pi_ref)                         (only when beta > 0)
+
+Not in SPEC (off by default): `dual_clip` c bounds the objective of a negative advantage below
+by c * A_i (dual-clip PPO, Ye et al. 2020). Without it, inner_steps > 1 let the ratio of a
+negative-advantage output grow until exp() overflows (see experiments/ablations/inner_steps.yaml).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +51,23 @@ def advantages(rewards: torch.Tensor, scale: str, eps: float) -> torch.Tensor:
 
 
 def clipped_surrogate(
-    log_probs: torch.Tensor, old_log_probs: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float,
+    dual_clip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped objective per output; returns (objective, ratio, where the clip took over)."""
-    ratio = torch.exp(log_probs - old_log_probs)
+    """PPO's clipped objective per output; returns (objective, ratio, where a clip took over).
+
+    `dual_clip` c (> 1 + eps_high): capping the ratio at c is the dual-clip objective
+    max(min(rho A, clip(rho) A), c A) for A < 0, and leaves A > 0 unchanged (clipped at 1 + eps
+    already); the cap also keeps exp() finite, so no inf * 0 reaches the gradient."""
+    log_ratio = log_probs - old_log_probs
+    dual_active = torch.zeros_like(adv, dtype=torch.bool)
+    if dual_clip is not None:
+        dual_active = (log_ratio > math.log(dual_clip)) & (adv < 0)
+        log_ratio = log_ratio.clamp(max=math.log(dual_clip))
+    ratio = torch.exp(log_ratio)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
-    clip_active = clipped < unclipped
+    clip_active = (clipped < unclipped) | dual_active
     return torch.minimum(unclipped, clipped), ratio, clip_active
 
 
@@ -72,6 +88,7 @@ def grpo_rm_loss(
     advantage_scale: str = "group",
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
+    dual_clip: float | None = None,
     beta: float = 0.0,
     ref_logits: torch.Tensor | None = None,
     std_eps: float = 1e-4,
@@ -98,6 +115,7 @@ def grpo_rm_loss(
         adv,
         clip_eps,
         clip_eps if clip_eps_high is None else clip_eps_high,
+        dual_clip,
     )
     loss = -objective.mean(dim=1).mean()
     kl = None
