@@ -209,3 +209,17 @@ def test_dual_clip_must_sit_above_the_clip():
     with pytest.raises(ValueError, match="dual_clip must be > 1 \\+ clip_eps"):
         GRPOConfig(dual_clip=1.1)
     assert GRPOConfig(dual_clip=3.0).dual_clip == 3.0
+
+
+def test_every_grpo_option_reaches_the_loss_by_name():
+    """The loss accepts **kwargs (the training loop passes extras); a config option it did not
+    name would be dropped silently."""
+    import inspect
+
+    from grporm.config import GRPOConfig, RunConfig
+    from grporm.objectives import build_objective
+
+    named = set(inspect.signature(grpo_rm_loss).parameters) - {"_"}
+    assert set(GRPOConfig.model_fields) - {"inner_steps"} <= named
+    objective = build_objective(RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0}))
+    assert objective.fn.keywords["dual_clip"] == 3.0 and objective.inner_steps == 2
