@@ -90,6 +90,7 @@ class Section:
     all_experiments: bool = False
     absent: str = ""
     shown_axes: tuple[str, ...] = ()  # matrix axes shown as their own key column, so left out of Variant
+    note: Callable[[list[dict]], str] | None = None  # more legend, from the records of the table's runs
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -174,7 +175,10 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
         by_key.setdefault(key, {})[method] = group
     rows = _with_differences(rows, by_key, values)
     block = [keys.index(k) for k in section.block]
-    return Table(section.name, section.title, section.legend, tuple(section.keys), columns, rows,
+    legend = section.legend
+    if section.note is not None:
+        legend += " " + section.note([run_set.records[path] for path in runs["path"]])
+    return Table(section.name, section.title, legend, tuple(section.keys), columns, rows,
                  best_cells(rows, columns, block))
 
 
@@ -263,6 +267,17 @@ def cost_columns(metrics: pd.DataFrame) -> list[Column]:
             for title, metric, higher in COST if metric in present]
 
 
+def shot_thresholds_note(records: list[dict]) -> str:
+    """The many/medium/few-shot boundaries the runs used (their config's eval.shot_thresholds)."""
+    used = sorted({tuple(((r.get("config") or {}).get("eval") or {}).get("shot_thresholds") or ())
+                   for r in records} - {()})
+    if not used:
+        return ""
+    text = "; ".join(f"many-shot = more than {high} training images, medium-shot = {low} to {high}, "
+                     f"few-shot = fewer than {low}" for low, high in used)
+    return f"Classes by training images: {text} (`eval.shot_thresholds`); — = no class in that group."
+
+
 ACC = "test top-1 in %, mean ± std over seeds"
 SECTIONS: tuple[Section, ...] = (
     Section("classification", "Classification",
@@ -283,7 +298,7 @@ SECTIONS: tuple[Section, ...] = (
             "(`config.data.imbalance_factor`).", "imbalance", imbalance_columns,
             keys=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
             block=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
-            shown_axes=("data.imbalance_factor",),
+            shown_axes=("data.imbalance_factor",), note=shot_thresholds_note,
             absent="No run has `metrics.imbalance`; section skipped."),
     Section("segmentation", "Semantic segmentation",
             "Test mIoU and pixel accuracy in %, mean ± std over seeds.", "seg", seg_columns,

@@ -45,7 +45,8 @@ def write_run(root: Path, experiment: str, run_id: str, *, method: str, seed: in
         "method": method, "dataset": dataset, "backbone": BB, "seed": seed,
         "axes": {"model.name": BB, "method": method, "seed": seed, **(axes or {})},
         "config_hash": hashlib.sha256(run_id.encode()).hexdigest()[:12],
-        "config": {"method": method, "data": {"name": dataset, "imbalance_factor": imbalance_factor}},
+        "config": {"method": method, "data": {"name": dataset, "imbalance_factor": imbalance_factor},
+                   "eval": {"shot_thresholds": [20, 100]}},
         "metrics": {"head_top1": head, "ece": None, "sr_top1": sr, "knn_top1": {"20": knn20}, **(extra or {})},
         "timing": {"train_seconds": 0.0 if method == "pretrained" else train_seconds, "total_seconds": 30.0 + seed,
                    "train_images_per_second": None if method == "pretrained" else 100.0 * (seed + 1),
@@ -227,6 +228,8 @@ def test_section_tables(results: Path):
     imb = built["imbalance"]
     assert imb.keys[3] == "imbalance_factor" and {row.key[3] for row in imb.rows} == {"100"}
     assert [c.label for c in imb.columns[:4]] == ["overall", "many", "medium", "few"]
+    assert "many-shot = more than 100 training images, medium-shot = 20 to 100, few-shot = fewer than 20" in imb.legend
+    assert "shot" not in built["classification"].legend
     few = next(row for row in imb.rows if row.method == "ce").cells[3]
     assert few.mean == pytest.approx(0.41)
     seg = built["segmentation"]
