@@ -30,6 +30,8 @@ METHOD_STYLE = {
 _EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 _VARIANT_LINES = ("-", "--", "-.", ":")
 CURVE_COLUMN = "knn20_top1"
+# the per-epoch probes of history.csv that convergence figures can draw: column -> label
+CURVES = {"knn20_top1": "kNN@20", "sr_top1": "SR"}
 STEP_STATS = (("reward_mean", "reward mean"), ("clip_frac", "clip fraction"), ("entropy", "policy entropy"),
               ("pi_y", "mean \u03c0(y)"))
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7.5,
@@ -96,10 +98,11 @@ def seed_curves(runs: pd.DataFrame, results_dir: str | Path | None, loader: Call
 
 
 def convergence_curves(runs: pd.DataFrame, results_dir: str | Path | None = None,
-                       panel: tuple[str, ...] = ("dataset", "backbone")) -> dict:
-    """{(dataset, backbone): {method: DataFrame[epoch, mean, low, high, n, train_seconds]}} of kNN@20
-    per epoch over seeds (see seed_curves); train_seconds is the mean cumulative training time."""
-    return seed_curves(runs, results_dir, load_history, "epoch", CURVE_COLUMN, panel, extra=("train_seconds",))
+                       panel: tuple[str, ...] = ("dataset", "backbone"), column: str = CURVE_COLUMN) -> dict:
+    """{(dataset, backbone): {method: DataFrame[epoch, mean, low, high, n, train_seconds]}} of a
+    per-epoch probe (``column`` of CURVES) over seeds (see seed_curves); train_seconds is the mean
+    cumulative training time."""
+    return seed_curves(runs, results_dir, load_history, "epoch", column, panel, extra=("train_seconds",))
 
 
 def styled(draw: Callable) -> Callable:
@@ -158,9 +161,10 @@ def _draw_curves(ax, lines: dict[str, pd.DataFrame], x: str, scale: float) -> No
 
 
 @styled
-def convergence_plot(curves: dict, x: str = "epoch") -> Figure | None:
-    """kNN@20 against epochs (``x="epoch"``) or against training wall time (``x="train_seconds"``, the
-    mean over seeds of the cumulative seconds at each epoch); one panel per key of ``curves``."""
+def convergence_plot(curves: dict, x: str = "epoch", column: str = CURVE_COLUMN) -> Figure | None:
+    """A per-epoch probe (``column`` of CURVES) against epochs (``x="epoch"``) or against training
+    wall time (``x="train_seconds"``, the mean over seeds of the cumulative seconds at each epoch);
+    one panel per key of ``curves``."""
     if x == "train_seconds":  # drop lines without a time axis (e.g. runs read from W&B)
         curves = {k: {lab: c.dropna(subset=[x]) for lab, c in lines.items() if c[x].notna().any()}
                   for k, lines in curves.items()}
@@ -172,11 +176,11 @@ def convergence_plot(curves: dict, x: str = "epoch") -> Figure | None:
         _draw_curves(ax, lines, x, 100.0)
         ax.set_title(_title(key))
         ax.set_xlabel("epoch (0 = before training)" if x == "epoch" else "training wall time (s)")
-        ax.set_ylabel("kNN@20 top-1 (%)")
+        ax.set_ylabel(f"{CURVES[column]} top-1 (%)")
         if x == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     against = "per epoch" if x == "epoch" else "against training wall time"
-    fig.suptitle(f"kNN@20 {against} (fixed train subset \u2192 val)\nmean over seeds, {BAND}")
+    fig.suptitle(f"{CURVES[column]} {against} (fixed train subset \u2192 val)\nmean over seeds, {BAND}")
     return fig
 
 

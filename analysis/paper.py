@@ -44,15 +44,20 @@ def _main_runs(run_set: RunSet):
 
 
 PANEL = ("experiment", "dataset", "backbone")
+# (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
+CONVERGENCE = (("knn20_top1", "kNN@20", ""), ("sr_top1", "SR", "_sr"))
 FIGURES = (
-    FigureSpec("convergence_epochs", "Convergence: kNN@20 per epoch", "classification",
-               lambda rs, t: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL), "epoch"),
-               "`history.csv` (column knn20_top1) of the runs in the Classification table.",
-               "No run has a history.csv with kNN@20 values."),
-    FigureSpec("convergence_time", "Convergence: kNN@20 against training wall time", "classification",
-               lambda rs, t: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL), "train_seconds"),
-               "`history.csv` (columns knn20_top1, train_seconds) of the runs in the Classification table.",
-               "No run has a history.csv with train_seconds and kNN@20 values."),
+    *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
+                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c), "epoch", c),
+                 f"`history.csv` (column {column}) of the runs in the Classification table.",
+                 f"No run has a history.csv with {label} values.")
+      for column, label, stem in CONVERGENCE),
+    *(FigureSpec(f"convergence{stem}_time", f"Convergence: {label} against training wall time", "classification",
+                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c),
+                                                          "train_seconds", c),
+                 f"`history.csv` (columns {column}, train_seconds) of the runs in the Classification table.",
+                 f"No run has a history.csv with train_seconds and {label} values.")
+      for column, label, stem in CONVERGENCE),
     FigureSpec("ood_severity", "Accuracy against corruption severity", "ood",
                lambda rs, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table.",
                "No OOD table."),

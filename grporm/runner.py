@@ -251,7 +251,9 @@ class Run:
         return train.subset(balanced_indices(train.labels, per_class, torch.Generator().manual_seed(self.cfg.data.split_seed)))
 
     def _convergence_metrics(self, conv_train: ImageSet) -> dict:
-        """Cheap per-epoch probe: val head accuracy and kNN@20 from a fixed training subset."""
+        """Cheap per-epoch probe: val head accuracy, and kNN@20 and SR from a fixed training subset
+        (SR with the strongest L2 of eval.sr_l2_grid: the subset is small, and val cannot both pick
+        the strength and score it)."""
         if self.segmentation:
             scores = self._segmentation_scores(self.splits.val, "probe val")
             return {"val_miou": scores["miou"], "val_pixel_acc": scores["pixel_acc"]} if self.dist.is_main else {}
@@ -261,8 +263,11 @@ class Run:
             return {}  # only rank 0 records metrics
         knn = knn_accuracy(train_feats, conv_train.labels, val_feats, self.splits.val.labels, ks=(20,),
                            temperature=self.cfg.eval.knn_temperature, num_classes=self.splits.num_classes)
+        sr = softmax_regression(train_feats, conv_train.labels, val_feats, self.splits.val.labels,
+                                l2_grid=[max(self.cfg.eval.sr_l2_grid)], max_iter=self.cfg.eval.sr_max_iter,
+                                num_classes=self.splits.num_classes)
         return {"val_head_top1": (val_logits.argmax(1) == self.splits.val.labels).float().mean().item(),
-                "knn20_top1": knn[20]}
+                "knn20_top1": knn[20], "sr_top1": sr["top1"]}
 
     def _evaluate(self) -> dict:
         """SPEC 4: features extracted once per split, then SR, kNN, head accuracy and calibration,

@@ -29,7 +29,8 @@ TIMEOUT_SECONDS = 10
 SUMMARY_PREFIX = "final/"
 STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"
 # what the dashboard plots: (title, W&B key), keys as grporm.tracking logs them
-DASHBOARD_LINES = (("kNN@20 per epoch (val)", "epoch/knn20_top1"), ("val head top-1 per epoch", "epoch/val_head_top1"),
+DASHBOARD_LINES = (("kNN@20 per epoch (val)", "epoch/knn20_top1"), ("SR per epoch (val)", "epoch/sr_top1"),
+                   ("val head top-1 per epoch", "epoch/val_head_top1"),
                    ("reward mean", "train/reward_mean"), ("clip fraction", "train/clip_frac"),
                    ("policy entropy", "train/entropy"), ("mean pi(y)", "train/pi_y"))
 DASHBOARD_BARS = (("SR top-1 (test)", "final/sr_top1"), ("kNN@20 top-1 (test)", "final/knn20_top1"),

@@ -47,7 +47,8 @@ def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch
 
     history = pd.read_csv(runs / "fashion_mnist-tf_efficientnet_lite0-grpo_rm-s0" / "history.csv")
     assert list(history["epoch"]) == [0, 1]
-    assert {"knn20_top1", "val_head_top1", "train_loss", "train_seconds"} <= set(history.columns)
+    assert {"knn20_top1", "sr_top1", "val_head_top1", "train_loss", "train_seconds"} <= set(history.columns)
+    assert history["sr_top1"].between(0, 1).all() and history["knn20_top1"].between(0, 1).all()
     steps = pd.read_csv(runs / "fashion_mnist-tf_efficientnet_lite0-grpo_rm-s0" / "steps.csv")
     assert {"reward_mean", "clip_frac", "entropy", "pi_y", "adv_min", "adv_max"} <= set(steps.columns)
 

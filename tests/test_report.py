@@ -57,7 +57,8 @@ def write_run(root: Path, experiment: str, run_id: str, *, method: str, seed: in
     }
     (run_dir / "record.json").write_text(json.dumps(record))
     if history is not None:
-        lines = ["epoch,train_seconds,knn20_top1"] + [f"{e},{e * 4.0 + seed},{v}" for e, v in enumerate(history)]
+        lines = ["epoch,train_seconds,knn20_top1,sr_top1"] + [f"{e},{e * 4.0 + seed},{v},{v + 0.01}"
+                                                              for e, v in enumerate(history)]
         (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
     if steps:
         lines = ["step,epoch,loss,reward_mean,clip_frac,entropy,pi_y"]
@@ -319,6 +320,8 @@ def test_convergence_curves_carry_wall_time(results: Path):
     ce = curves[("main", FM, BB)]["ce"]
     assert list(ce["train_seconds"]) == pytest.approx([1.0, 5.0, 9.0])  # epoch * 4 + seed, mean over seeds 0..2
     assert list(ce["mean"]) == pytest.approx([0.5, 0.61, 0.7]) and ce.attrs == {"runs": 3, "method": "ce"}
+    sr = convergence_curves(runs[runs["experiment"] == "main"], None, ("experiment", "dataset", "backbone"), "sr_top1")
+    assert list(sr[("main", FM, BB)]["ce"]["mean"]) == pytest.approx([0.51, 0.62, 0.71])  # the SR column
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -330,8 +333,8 @@ def test_report_files(report: Path):
         for suffix in (".md", ".tex", ".csv"):
             path = report / "tables" / f"{name}{suffix}"
             assert path.stat().st_size > 0 and f"tables/{name}{suffix}" in text
-    for stem in ("convergence_epochs", "convergence_time", "ood_severity", "imbalance_shots", "ablations",
-                 "training_stats"):
+    for stem in ("convergence_epochs", "convergence_time", "convergence_sr_epochs", "convergence_sr_time",
+                 "ood_severity", "imbalance_shots", "ablations", "training_stats"):
         png, pdf = report / "figures" / f"{stem}.png", report / "figures" / f"{stem}.pdf"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
