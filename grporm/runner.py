@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from grporm.checkpoints import save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
 from grporm.data.splits import split_indices
@@ -39,6 +40,8 @@ from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import STOP, FitResult, Interrupted, fit
+
+FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
 
 class RunsFailed(GrpormError):
@@ -124,6 +127,8 @@ class Run:
             self.record["metrics"] = self._evaluate()
             self.record["timing"] = self._timing(fit_result, time.perf_counter() - eval_tic, time.perf_counter() - tic)
             self.record["status"] = "finished"
+            if fit_result is not None and self.dist.is_main:
+                self._keep_final_weights()
         except BaseException as err:
             error = err
             interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
@@ -140,6 +145,13 @@ class Run:
             if error is None or isinstance(error, (Interrupted, GrpormError)):  # errors all ranks agree on
                 self.dist.barrier()  # every rank got here together; none exits while rank 0 writes
         return self.record
+
+    def _keep_final_weights(self) -> None:
+        """A finished run needs no resume state: keep the fine-tuned weights alone (model.pt, a
+        third of a training checkpoint with Adam's moments) and drop last.pt and last.prev.pt."""
+        save_checkpoint(self.ckpt / FINAL_WEIGHTS, {"model": self.model.state_dict()})
+        for name in ("last.pt", "last.prev.pt"):
+            (self.ckpt / name).unlink(missing_ok=True)
 
     def _write(self, record: dict) -> None:
         if self.dist.is_main:

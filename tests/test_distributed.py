@@ -52,7 +52,7 @@ def assert_close_runs(a, b) -> None:
     for column, tolerance in (("train_loss", 1e-4), ("train_acc", 1 / 60)):  # 60 training images
         assert ha[column][1:].tolist() == pytest.approx(hb[column][1:].tolist(), abs=tolerance), column
     assert ha["knn20_top1"].tolist() == pytest.approx(hb["knn20_top1"].tolist(), abs=1 / 30)
-    wa, wb = (torch.load(checkpoint(f), weights_only=True)["model"] for f in (a, b))
+    wa, wb = (torch.load(checkpoint(f, name="model.pt"), weights_only=True)["model"] for f in (a, b))
     assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-3
 
 

@@ -34,7 +34,7 @@ def reference(tmp_path_factory):
     write_experiment(folder)
     result = invoke(folder)
     assert result.exit_code == 0, result.output
-    return {"record": record(folder), "weights": torch.load(checkpoint(folder), weights_only=True)["model"],
+    return {"record": record(folder), "weights": torch.load(checkpoint(folder, name="model.pt"), weights_only=True)["model"],
             "history": pd.read_csv(run_folder(folder) / "history.csv"),
             "steps": pd.read_csv(run_folder(folder) / "steps.csv")}
 
@@ -42,7 +42,8 @@ def reference(tmp_path_factory):
 def assert_same_as(reference, folder) -> None:
     assert record(folder)["status"] == "finished"
     assert comparable(record(folder)) == comparable(reference["record"])
-    weights = torch.load(checkpoint(folder), weights_only=True)["model"]
+    weights = torch.load(checkpoint(folder, name="model.pt"), weights_only=True)["model"]
+    assert not checkpoint(folder).exists() and not checkpoint(folder, name="last.prev.pt").exists()
     for name, value in reference["weights"].items():
         assert torch.equal(value, weights[name]), name
     history = pd.read_csv(run_folder(folder) / "history.csv")

@@ -62,8 +62,9 @@ def record(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny") -> dict
     return json.loads((run_folder(folder, run_id, experiment) / "record.json").read_text())
 
 
-def checkpoint(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny") -> Path:
-    return folder / "checkpoints" / experiment / "runs" / run_id / "last.pt"
+def checkpoint(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny", name: str = "last.pt") -> Path:
+    """The training checkpoint of an unfinished run; name="model.pt": the weights a finished run keeps."""
+    return folder / "checkpoints" / experiment / "runs" / run_id / name
 
 
 def env() -> dict:
