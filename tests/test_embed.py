@@ -7,7 +7,7 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "embed.py"
 
 def test_generated_section_is_replaced_from_its_file_with_links_rebased(tmp_path):
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "t.md").write_text("# Title\n\n| a |\n|---|\n| 1 |\n\n![fig](fig.png)\n")
+    (tmp_path / "r" / "t.md").write_text("# Title\n\n| a |\n|---|\n| 1 |\n\n![fig](fig.png)\n\n## Runs\n")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- BEGIN generated from r/t.md -->\nstale 99.9\n<!-- END generated -->\nend\n")
     out = subprocess.run([sys.executable, str(TOOL), str(readme)], capture_output=True, text=True)
@@ -15,6 +15,7 @@ def test_generated_section_is_replaced_from_its_file_with_links_rebased(tmp_path
     text = readme.read_text()
     assert "stale" not in text and "| 1 |" in text and "# Title" not in text
     assert "![fig](r/fig.png)" in text and text.endswith("<!-- END generated -->\nend\n")
+    assert "\n### Runs\n" in text  # headings nest under the section that embeds them
 
 
 def test_missing_source_is_an_error(tmp_path):

@@ -26,6 +26,7 @@ def refresh(markdown: Path) -> bool:
             raise SystemExit(f"error: {markdown} embeds {source}, which does not exist; run `make reproduce` first")
         body = source.read_text()
         body = re.sub(r"^#+ .*\n+", "", body, count=1)  # the README has its own heading
+        body = re.sub(r"^(#+) ", r"\1# ", body, flags=re.M)  # one level down: under the section that embeds it
         # Links in the source are relative to its folder; make them relative to the README.
         folder = Path(match["path"]).parent.as_posix()
         body = re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda link: f"]({folder}/{link[1]})", body)
