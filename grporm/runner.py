@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -118,8 +119,8 @@ class Run:
             set_aside(self.out / "record.json")  # a damaged record is kept, not overwritten
         self._write(self.record)
         error: BaseException | None = None
+        fit_result = None
         try:
-            fit_result = None
             if cfg.method != "pretrained":
                 lr = self._search_lr()
                 fit_result = self._train(lr)
@@ -127,8 +128,6 @@ class Run:
             self.record["metrics"] = self._evaluate()
             self.record["timing"] = self._timing(fit_result, time.perf_counter() - eval_tic, time.perf_counter() - tic)
             self.record["status"] = "finished"
-            if fit_result is not None and self.dist.is_main:
-                self._keep_final_weights()
         except BaseException as err:
             error = err
             interrupted = isinstance(err, (Interrupted, KeyboardInterrupt))
@@ -141,6 +140,8 @@ class Run:
             if self.progress.steps:
                 self._write_csv("steps.csv", self.progress.steps)
             self._write(self.record)
+            if self.record["status"] == "finished" and fit_result is not None and self.dist.is_main:
+                self._keep_final_weights()  # after the record: the results are safe whatever happens here
             self.tracker.finish(self._summary(), exit_code=0 if self.record["status"] == "finished" else 1)
             if error is None or isinstance(error, (Interrupted, GrpormError)):  # errors all ranks agree on
                 self.dist.barrier()  # every rank got here together; none exits while rank 0 writes
@@ -149,7 +150,12 @@ class Run:
     def _keep_final_weights(self) -> None:
         """A finished run needs no resume state: keep the fine-tuned weights alone (model.pt, a
         third of a training checkpoint with Adam's moments) and drop last.pt and last.prev.pt."""
-        save_checkpoint(self.ckpt / FINAL_WEIGHTS, {"model": self.model.state_dict()})
+        try:
+            save_checkpoint(self.ckpt / FINAL_WEIGHTS, {"model": self.model.state_dict()})
+        except OSError as err:
+            print(f"warning: could not save {self.ckpt / FINAL_WEIGHTS} ({err}); the run's results are "
+                  "recorded and its training checkpoint is kept", file=sys.stderr)
+            return
         for name in ("last.pt", "last.prev.pt"):
             (self.ckpt / name).unlink(missing_ok=True)
 

@@ -259,3 +259,19 @@ def test_divergence_fix_names_the_likely_cause():
     off_policy = RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2})
     assert divergence_fix(off_policy).startswith("set grpo_rm.dual_clip=3")
     assert "dual_clip" not in divergence_fix(RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0}))
+
+
+def test_a_failure_to_save_the_final_weights_loses_no_result(tmp_path, monkeypatch):
+    def disk_full(path, state):
+        if path.name == grporm.runner.FINAL_WEIGHTS:
+            raise OSError(28, "No space left on device")
+        return save(path, state)
+
+    save = grporm.runner.save_checkpoint
+    monkeypatch.setattr(grporm.runner, "save_checkpoint", disk_full)
+    write_experiment(tmp_path)
+    result = invoke(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "warning: could not save" in result.stderr and "No space left on device" in result.stderr
+    assert record(tmp_path)["status"] == "finished"
+    assert checkpoint(tmp_path).exists()  # the training checkpoint stays when the weights could not be kept
