@@ -129,8 +129,9 @@ def _grid(count: int, ncols: int, width: float = 4.2, height: float = 3.2) -> tu
 def _line_style(curve_method: str, index: int) -> dict:
     """Method colour and marker; the n-th variant of a method in a panel gets another line style."""
     style = dict(method_style(curve_method))
-    if index:
-        style["linestyle"] = _VARIANT_LINES[index % len(_VARIANT_LINES)]
+    if index:  # the method's own line style stays its first variant's
+        others = [line for line in _VARIANT_LINES if line != style["linestyle"]]
+        style["linestyle"] = others[(index - 1) % len(others)]
     return style
 
 

@@ -232,3 +232,12 @@ def test_experiment_table_keeps_ablation_variants_apart(tmp_path: Path):
     assert "| Dataset | Backbone | Variant | Method | Head | SR | kNN@20 | Seeds |" in text
     assert "| grpo_rm.clip_eps=0.3 | GRPO-RM | — | 80.5 ± 0.7 |" in text
     assert "appear in several runs" not in text
+
+
+def test_variants_of_one_method_get_distinct_line_styles():
+    from analysis.figures import _line_style
+
+    for method in ("ce", "grpo_rm", "pretrained"):
+        lines = [_line_style(method, i)["linestyle"] for i in range(4)]
+        assert len(set(lines)) == 4, (method, lines)
+        assert _line_style(method, 1)["color"] == _line_style(method, 0)["color"]
