@@ -159,10 +159,9 @@ def markdown(result: dict) -> str:
         sec, sp, acc = e["times_s"], e["speedup_sklearn_over_ours"], e["accuracy"]
         lines += _table(["", "ours (s)", "scikit-learn (s)", "speed-up sklearn / ours", "ours top-1",
                          "sklearn top-1", "diff (points)"], [
-            ["SR", spread(sec["ours"]["sr"]), spread(sec["sklearn"]["sr"]), spread(sp["sr"]),
-             _f(acc["ours"]["sr"], 4), _f(acc["sklearn"]["sr"], 4), _f(e["accuracy_diff_points"]["sr"], 2)],
-            ["kNN", spread(sec["ours"]["knn"]), spread(sec["sklearn"]["knn"]), spread(sp["knn"]),
-             _f(acc["ours"]["knn"], 4), _f(acc["sklearn"]["knn"], 4), _f(e["accuracy_diff_points"]["knn"], 2)],
+            *([title, spread(sec["ours"][k]), spread(sec["sklearn"][k]), spread(sp[k]),
+               _f(acc["ours"][k], 4), _f(acc["sklearn"][k], 4), _f(e["accuracy_diff_points"][k], 2)]
+              for title, k in (("SR", "sr"), ("kNN", "knn"))),
             ["SR + kNN", spread(sec["ours"]["total"]), spread(sec["sklearn"]["total"]), spread(sp["total"]),
              "", "", ""],
         ])

@@ -210,7 +210,7 @@ class RunConfig(Strict):
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
         for section, key in ADDED_OPTIONS:  # at their default, options added later hash as before
-            if payload[section][key] == type(self).model_fields[section].default_factory().model_dump()[key]:
+            if payload[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
                 payload[section].pop(key)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -60,14 +60,15 @@ def clipped_surrogate(
     max(min(rho A, clip(rho) A), c A) for A < 0, and leaves A > 0 unchanged (clipped at 1 + eps
     already); the cap also keeps exp() finite, so no inf * 0 reaches the gradient."""
     log_ratio = log_probs - old_log_probs
-    dual_active = torch.zeros_like(adv, dtype=torch.bool)
     if dual_clip is not None:
         dual_active = (log_ratio > math.log(dual_clip)) & (adv < 0)
         log_ratio = log_ratio.clamp(max=math.log(dual_clip))
     ratio = torch.exp(log_ratio)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
-    clip_active = (clipped < unclipped) | dual_active
+    clip_active = clipped < unclipped
+    if dual_clip is not None:
+        clip_active |= dual_active
     return torch.minimum(unclipped, clipped), ratio, clip_active
 
 
