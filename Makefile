@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 RESULTS ?= results
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench \
+.PHONY: install data test test-fast lint reproduce report bench \
 	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
@@ -38,6 +38,14 @@ data:
 
 test: install data
 	$(PY) -m pytest -q
+
+# The tests not marked slow (no real training runs, subprocesses or DDP): well under a minute.
+test-fast: install data
+	$(PY) -m pytest -q -m "not slow"
+
+# ruff from the venv (pinned in the dev extra); checks only, never reformats.
+lint: install
+	$(VENV)/bin/ruff check .
 
 # The embedded default (README): CE vs GRPO-RM on Fashion-MNIST, two packaged backbones.
 reproduce: install data

@@ -11,8 +11,15 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from analysis.figures import (ablation_plot, convergence_curves, convergence_plot, imbalance_plot, save_figure,
-                              severity_plot, steps_plot)
+from analysis.figures import (
+    ablation_plot,
+    convergence_curves,
+    convergence_plot,
+    imbalance_plot,
+    save_figure,
+    severity_plot,
+    steps_plot,
+)
 from analysis.records import METHOD_LABEL, RunSet, is_ablation, load_runs
 from analysis.render import table_csv, table_latex, table_markdown
 from analysis.report import PRODUCE_HINT, write_report

@@ -261,7 +261,7 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
         items.sort(key=lambda item: (_sort_stamp(item[1]), item[0]["run_id"]))
         winner = items[-1][0]
         rows.append(winner)
-        for row, _, path in items[:-1]:
+        for _, _, path in items[:-1]:
             excluded.append((path, f"duplicate of run {winner['run_id']} (same config and seed); "
                                    "only the later-finished run is kept"))
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grporm.errors import GrpormError
-
 from analysis.figures import convergence_figure
 from analysis.records import METHOD_LABEL, RunSet, load_runs, method_rank
 from analysis.tables import classification_table, row_keys, to_markdown
+from grporm.errors import GrpormError
 
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
 TABLE_NAME = "table.md"

@@ -58,7 +58,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    m, b, sz = result["machine"], result["benchmarks"], result["sizes"]
+    m, b = result["machine"], result["benchmarks"]
     lines = [
         "# grporm benchmarks",
         "",

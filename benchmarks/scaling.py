@@ -32,7 +32,7 @@ def memory(sizes: Sizes, threads: int, weights: str, log=print) -> dict:
     rows = []
     for batch in sizes.memory_batches:
         peaks, stages = [], []
-        for r in range(sizes.memory_repeats):
+        for _ in range(sizes.memory_repeats):
             cmd = [sys.executable, "-m", "benchmarks.memory_probe", "--batch", str(batch),
                    "--images", str(max(sizes.memory_images, 2 * batch)), "--eval-images",
                    str(sizes.memory_eval_images), "--size", str(sizes.image_size), "--classes",
@@ -101,7 +101,7 @@ def objective_vs_classes(sizes: Sizes, log=print) -> dict:
         y = torch.randint(0, c, (b,), generator=g)
         inner = 20
 
-        def call(fn):
+        def call(fn, base=base, y=y):
             logits = base.clone().requires_grad_()
             loss, _ = fn(logits, y, old_logits=logits.detach())
             loss.backward()

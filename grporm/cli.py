@@ -75,10 +75,10 @@ def run(
     except Interrupted as err:
         if dist.is_main:
             typer.echo(f"interrupted: {err}; rerun the same command to resume", err=True)
-        raise typer.Exit(err.exit_code)
+        raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: rerun the same command to resume from the last checkpoint", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     finally:
         distributed.shutdown()
 

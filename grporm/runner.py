@@ -436,7 +436,7 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
     for i, r in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {r.run_id}"
         lock = RunLock(run_dir(results, r.experiment, r.run_id) / ".lock", stale_seconds)
-        verdict = dist.from_main(lambda: _claim(r, results, lock, force))
+        verdict = dist.from_main(lambda: _claim(r, results, lock, force))  # noqa: B023 - called at once
         if verdict != "run":
             say(f"{tag}: {verdict}")
             continue

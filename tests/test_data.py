@@ -125,7 +125,10 @@ def test_balanced_indices_sorted_balanced_excluding():
 
 def test_balanced_indices_seeded():
     labels = torch.arange(5).repeat(40)
-    draw = lambda seed: balanced_indices(labels, 10, torch.Generator().manual_seed(seed))
+
+    def draw(seed):
+        return balanced_indices(labels, 10, torch.Generator().manual_seed(seed))
+
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
 
@@ -204,7 +207,10 @@ def test_preprocess_rgb_and_no_resize():
 def test_augment_deterministic_and_effective():
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
     aug = AugmentConfig(hflip=True, shift=0.125)
-    run = lambda seed: preprocess_batch(images, 32, MEAN, STD, aug, torch.Generator().manual_seed(seed))
+
+    def run(seed):
+        return preprocess_batch(images, 32, MEAN, STD, aug, torch.Generator().manual_seed(seed))
+
     assert run(0).shape == (8, 3, 32, 32)
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))

@@ -23,6 +23,7 @@ from grporm.config import build_experiment
 from grporm.data import ImageSet
 from grporm.distributed import Dist
 from grporm.train import epoch_generator, local_batch
+
 from tiny_runs import BASE, checkpoint, env, invoke, record, run_folder, write_experiment
 
 SEARCH = {"train": {"lr_grid": [1.0e-3, 3.0e-3], "search_train_per_class": 4}}  # the lr search runs under DDP too

@@ -13,7 +13,6 @@ from grporm.evaluate import (
     softmax_regression,
 )
 
-
 # ---------------------------------------------------------------- kNN
 
 

@@ -308,7 +308,7 @@ def test_csv_has_every_cell_with_provenance(results: Path):
     header, *lines = text.splitlines()
     assert header.startswith("experiment,dataset,backbone,variant,method,column_group,column,")
     assert len(lines) == len(table.rows) * len(table.columns)
-    line = next(l for l in lines if l.startswith(f"main,{FM},{BB},,diff,SR,"))
+    line = next(row for row in lines if row.startswith(f"main,{FM},{BB},,diff,SR,"))
     assert "fm-ce-s0 fm-ce-s1 fm-ce-s2 fm-grpo-s0" in line and ",0.04," in line
 
 

@@ -13,6 +13,7 @@ from grporm.config import build_experiment
 from grporm.errors import ConfigError
 from grporm.locks import Locked, RunLock
 from grporm.runner import select_runs
+
 from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
 
 MATRIX = {"matrix": {"method": ["ce", "grpo_rm"], "seed": [0, 1, 2]}}

@@ -24,7 +24,6 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     inner_edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64, device=conf.device)[1:-1]
     # right=False: bin i holds edges[i] < conf <= edges[i+1].
     bins = torch.bucketize(conf, inner_edges, right=False)
-    count = torch.bincount(bins, minlength=n_bins).double()
     acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
     conf_sum = torch.bincount(bins, weights=conf, minlength=n_bins)
     # |acc - conf| * (count / N) == |acc_sum - conf_sum| / N; empty bins contribute 0.
