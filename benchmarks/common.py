@@ -163,13 +163,6 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - tic, out
 
 
-def repeat_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
-    """Summary of the wall time of `fn()` over `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    return summary([timed(fn)[0] for _ in range(repeats)])
-
-
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     """Least-squares exponent a in y ~ x^a (how a time grows with a size)."""
     points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]

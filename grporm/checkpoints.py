@@ -1,19 +1,19 @@
 """Checkpoints written atomically, loaded safely (weights_only), with the previous one kept.
 
-`save_checkpoint` writes a temporary file, syncs it, then renames: a kill at any moment leaves
+`save_checkpoint` writes through `records.write_atomic` (temporary file, sync, rename): a kill at any moment leaves
 either the old or the new checkpoint, never half of one. `load_checkpoint` falls back to the
 previous checkpoint, with a warning, when the last one is unreadable or incomplete; resuming from
 it is still exact because training replays deterministically from any checkpoint.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-from grporm.errors import GrpormError
+from grporm.errors import GrpormError, first_line
+from grporm.records import write_atomic
 
 
 def previous_of(path: Path) -> Path:
@@ -21,15 +21,7 @@ def previous_of(path: Path) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if path.exists():
-        os.replace(path, previous_of(path))
-    os.replace(tmp, path)
+    write_atomic(path, lambda handle: torch.save(state, handle), binary=True, previous=previous_of(path))
 
 
 def _read(path: Path, required: tuple[str, ...]) -> dict:
@@ -51,7 +43,7 @@ def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict | None:
         try:
             state = _read(candidate, required)
         except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, unsafe global, wrong content
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             problems.append(f"{candidate} ({reason[:200]})")
             print(f"warning: checkpoint {candidate} is unreadable ({reason[:200]}); trying the previous one",
                   file=sys.stderr)

@@ -23,3 +23,15 @@ class TrainingDiverged(GrpormError):
     """The loss became NaN or inf; the run is recorded as failed."""
 
     exit_code = 1
+
+
+def first_line(err: BaseException, *, with_type: bool = False) -> str:
+    """An exception's message cut to its first line, for one-line error messages.
+
+    Messages of library errors (network, decoders, torch.load) often span many lines; an empty
+    message gives the exception's type name. `with_type` prefixes the type (`OSError: ...`).
+    """
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    return f"{type(err).__name__}: {lines[0]}" if with_type else lines[0]

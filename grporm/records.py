@@ -11,6 +11,7 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO, Callable
 
 from grporm.errors import GrpormError
 
@@ -31,19 +32,31 @@ def run_dir(results: Path, experiment: str, run_id: str) -> Path:
     return results.resolve() / experiment / "runs" / run_id
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+def write_atomic(path: Path, write: Callable[[IO], object], *, binary: bool = False,
+                 previous: Path | None = None) -> None:
+    """`write(handle)` into a temporary file in the same folder, synced, then renamed over `path`.
+
+    Readers and a kill at any moment see the old file or the new one, never half of one (the one
+    home of this for records and checkpoints). `previous`: keep the file being replaced under that
+    name (the checkpoint fallback).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda handle: handle.write(text))
 
 
 def write_json(path: Path, data: dict) -> None:

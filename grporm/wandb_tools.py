@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
-from grporm.errors import GrpormError
+from grporm.errors import GrpormError, first_line
 from grporm.records import write_csv, write_json
 
 CACHE_DIR = ".wandb_cache"
@@ -177,15 +177,10 @@ def fetch_project(entity_project: str, results: str | Path, refresh: bool = Fals
         shutil.rmtree(staged, ignore_errors=True)
         if isinstance(err, GrpormError):
             raise
-        raise GrpormError(f"cannot read W&B project {entity}/{project}: {_one_line(err)}") from None
+        raise GrpormError(f"cannot read W&B project {entity}/{project}: {first_line(err, with_type=True)}") from None
     shutil.rmtree(cache, ignore_errors=True)
     staged.rename(cache)
     return cache
-
-
-def _one_line(err: Exception) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _ensure(folder: Path) -> Path:
@@ -231,7 +226,7 @@ def create_dashboard(entity_project: str) -> str:
         report.save()
         return str(report.url)
     except Exception as err:  # noqa: BLE001
-        raise GrpormError(f"cannot create a W&B report in {entity}/{project}: {_one_line(err)}") from None
+        raise GrpormError(f"cannot create a W&B report in {entity}/{project}: {first_line(err, with_type=True)}") from None
 
 
 # -- sync ------------------------------------------------------------------------------------------

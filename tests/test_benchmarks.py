@@ -31,6 +31,7 @@ def quick(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_quick_run_writes_json_with_every_benchmark_and_goal(quick):
     out, result = quick
     data = json.loads((out / "bench.json").read_text())
@@ -60,6 +61,7 @@ def test_quick_run_writes_json_with_every_benchmark_and_goal(quick):
         assert "load_average_1min_before" in b[name] and b[name]["wall_seconds"] >= 0
 
 
+@pytest.mark.slow
 def test_quick_run_writes_markdown_tables(quick):
     out, _ = quick
     md = (out / "BENCH.md").read_text()
@@ -74,6 +76,7 @@ def test_quick_run_writes_markdown_tables(quick):
     assert len(rows) == 2 + len(GOAL_IDS) and len({line.count("|") for line in rows}) == 1  # no stray pipes
 
 
+@pytest.mark.slow
 def test_render_rewrites_markdown_from_json(quick, tmp_path):
     out, _ = quick
     again = run.main(["--render", str(out / "bench.json"), "--out", str(tmp_path)], log=lambda msg: None)

@@ -57,6 +57,7 @@ def assert_close_runs(a, b) -> None:
     assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-3
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path, one_process):
     write_experiment(tmp_path, **SEARCH)
     done = subprocess.run([sys.executable, "-m", "grporm", "run", "exp.yaml", "--nproc", "2"], cwd=tmp_path, env=env(),
@@ -67,6 +68,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert_close_runs(one_process, tmp_path)
 
 
+@pytest.mark.slow
 def test_gpu_switches_do_no_harm_on_cpu(tmp_path, one_process):
     write_experiment(tmp_path, train={**SEARCH["train"], "channels_last": True, "compile": True})
     with pytest.warns(UserWarning, match="train.compile is ignored on CPU"):

@@ -27,6 +27,7 @@ tracking: {mode: offline}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed; make test installs it")
 def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -92,6 +93,7 @@ def train_tiny(tmp_path, ckpt, on_step=None):
     return model
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_at_end_of_epoch_one_gives_identical_weights(tmp_path):
     straight = train_tiny(tmp_path, tmp_path / "a" / "last.pt")
 

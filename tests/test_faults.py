@@ -52,6 +52,7 @@ def assert_same_as(reference, folder) -> None:
     pd.testing.assert_frame_equal(pd.read_csv(run_folder(folder) / "steps.csv"), reference["steps"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_results(tmp_path, reference):
     write_experiment(tmp_path)
     killed = run_with_signal(tmp_path, STEPS_PER_EPOCH + 3, "SIGKILL")  # epoch 2, step 3
@@ -68,6 +69,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_results(tmp_pa
     assert not (run_folder(tmp_path) / ".lock").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_signal_checkpoints_mid_epoch_exits_cleanly_and_resume_is_exact(tmp_path, reference, signame, code):
     write_experiment(tmp_path)
@@ -130,6 +132,7 @@ def stop_in_epoch(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(grporm.train, "local_batch", local_batch)
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_falls_back_to_the_previous_one_and_still_ends_identical(tmp_path, reference, monkeypatch):
     write_experiment(tmp_path)
     with monkeypatch.context() as patch:
@@ -168,6 +171,7 @@ def test_checkpoint_missing_its_contents_is_not_resumed(tmp_path):
     assert load_checkpoint(path, ("model", "epoch"))["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_corrupted_record_is_kept_aside_and_the_run_redone(tmp_path, reference):
     write_experiment(tmp_path)
     assert invoke(tmp_path).exit_code == 0
@@ -217,6 +221,7 @@ def test_wandb_failing_at_start_or_mid_run_leaves_a_complete_local_record(tmp_pa
     assert (run_folder(tmp_path) / "history.csv").exists() and (run_folder(tmp_path) / "steps.csv").exists()
 
 
+@pytest.mark.slow
 def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_run_twice(tmp_path):
     """A shard process and a whole-matrix process at once, contending for seeds 0 and 2: the locks
     keep them apart."""

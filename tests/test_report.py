@@ -325,6 +325,7 @@ def test_convergence_curves_carry_wall_time(results: Path):
 
 
 # -- the report ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_files(report: Path):
     text = (report / REPORT_NAME).read_text()
     for section in SECTIONS:
@@ -346,6 +347,7 @@ def test_report_files(report: Path):
     assert str(report) not in text and "tmp" not in text  # no absolute path
 
 
+@pytest.mark.slow
 def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
     def digest(root: Path) -> dict[str, str]:
         return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -38,7 +38,7 @@ def test_miou_by_hand():
     assert math.isnan(segmentation_scores(confusion(torch.tensor([0]), torch.tensor([0]), 2))["iou"][1])
 
 
-@pytest.mark.parametrize("name, index", [("tf_efficientnet_lite0", 2), ("vit_small_patch14_dinov2", 11)])
+@pytest.mark.parametrize("name, index", [("tf_efficientnet_lite0", 2), pytest.param("vit_small_patch14_dinov2", 11, marks=pytest.mark.slow)])
 def test_segmenter_trains_one_step_with_each_objective(name, index):
     kwargs = {"img_size": 28} if "vit" in name else {}
     backbone = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)

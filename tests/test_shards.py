@@ -164,6 +164,7 @@ def test_a_run_locked_by_a_live_process_is_skipped_with_a_message(tmp_path, live
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_stale_lock_minutes_are_configurable(tmp_path, live_pid):
     write_experiment(tmp_path, train={"epochs": 1})
     holder(run_folder(tmp_path) / ".lock", live_pid, host="elsewhere", age=90)

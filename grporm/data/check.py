@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
-from grporm.errors import DataMissingError, GrpormError, WeightsError
+from grporm.errors import DataMissingError, GrpormError, WeightsError, first_line
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig, Experiment, ModelConfig, RunConfig
@@ -136,8 +136,7 @@ def _hub_requirement(name: str) -> Requirement:
     try:
         where, hit, source = hub_cache_files(name)
     except Exception as err:  # noqa: BLE001 - unknown model, timm / hub API changes: report, never crash
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return Requirement("weights", label, (), False, f"{first}, use model.weights=<checkpoint path>")
+        return Requirement("weights", label, (), False, f"{first_line(err)}, use model.weights=<checkpoint path>")
     if hit is not None:
         return Requirement("weights", label, tuple(where), True, "", found=hit)
     return Requirement("weights", label, tuple(where), False,

@@ -51,13 +51,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from grporm.data.sources import DATASETS, LOCATORS, ImageSet, Location
-from grporm.errors import DataMissingError
+from grporm.data.sources import DATASETS, IGNORE_INDEX, LOCATORS, ImageSet, Location
+from grporm.errors import DataMissingError, first_line
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig
 
-IGNORE_INDEX = -100  # the ignore index of the losses and of the segmentation metrics
 CACHE_DIR = Path("~/.cache/grporm")
 
 
@@ -172,8 +171,7 @@ def _torchvision_cifar(kind: str, root: Path) -> tuple[ImageSet, ImageSet]:
         try:
             ds = getattr(tvd, kind)(root=str(root), train=train, download=True)
         except Exception as err:  # network errors come in many types; one line
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataMissingError(f"downloading {kind} into {root} failed: {first}") from None
+            raise DataMissingError(f"downloading {kind} into {root} failed: {first_line(err)}") from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # (N, 32, 32, 3) -> NCHW
         out.append(ImageSet(images, torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)))
     return out[0], out[1]
@@ -268,8 +266,7 @@ def load_stl10(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
         try:
             STL10(root=str(root), split="test", download=True)  # fetches and extracts the whole binary archive
         except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataMissingError(f"downloading STL-10 into {root} failed: {first}") from None
+            raise DataMissingError(f"downloading STL-10 into {root} failed: {first_line(err)}") from None
         loc = locate_stl10(cfg)
     if loc.found is None:
         raise missing_error(f"STL-10 binary files ({STL10_DIR}/{{train,test}}_{{X,y}}.bin)", loc)
@@ -380,7 +377,7 @@ def decode_images(paths: list[Path], size: tuple[int, int] | None) -> torch.Tens
                     im = im.resize(size_hw[::-1], Image.BILINEAR)
                 out[i] = np.asarray(im)
         except (OSError, UnidentifiedImageError) as err:
-            raise DataMissingError(f"{paths[i]}: cannot decode ({str(err).splitlines()[0]})") from None
+            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err)})") from None
 
     with ThreadPoolExecutor(_threads()) as pool:
         list(pool.map(one, range(len(paths))))
@@ -462,7 +459,7 @@ def _read_voc_split(folder: Path, split: str, size: int) -> ImageSet:
                     raise DataMissingError(f"{path}: mask mode {im.mode}, expected a palette (P) or grey (L) PNG of class indices")
                 mask = np.asarray(im.resize((size, size), Image.NEAREST), dtype=np.int64)
         except OSError as err:
-            raise DataMissingError(f"{path}: cannot read ({str(err).splitlines()[0]})") from None
+            raise DataMissingError(f"{path}: cannot read ({first_line(err)})") from None
         bad = (mask >= len(VOC_CLASSES)) & (mask != VOC_BORDER)
         if bad.any():
             raise DataMissingError(f"{path}: label {int(mask[bad][0])} is neither a class 0..{len(VOC_CLASSES) - 1} nor {VOC_BORDER}")

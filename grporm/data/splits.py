@@ -73,6 +73,16 @@ def balanced_indices(
     return torch.cat(chosen).sort().values
 
 
+def balanced_subset(images: ImageSet, per_class: int, seed: int) -> ImageSet:
+    """`per_class` random images of every class, capped at the smallest class's count, drawn with `seed`.
+
+    For the fixed subsets that only need to be balanced (learning-rate search, convergence probe,
+    corrupted test images), where asking for more than a class has is no error.
+    """
+    per_class = min(per_class, int(torch.bincount(images.labels).min()))
+    return images.subset(balanced_indices(images.labels, per_class, torch.Generator().manual_seed(seed)))
+
+
 def long_tail_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
     """Exponential profile (Cui et al. 2019): class c keeps n_max * factor^(-c / (C - 1)) images."""
     if num_classes == 1:

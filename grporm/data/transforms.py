@@ -68,8 +68,3 @@ def preprocess_batch(
     if augment_cfg is not None:
         x = flip_and_shift(x, augment_cfg.hflip, int(round(augment_cfg.shift * image_size)), generator)
     return _normalise(x, mean, std).contiguous()
-
-
-def to_model_input(images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Evaluation-time preprocessing: `preprocess_batch` without augmentation."""
-    return preprocess_batch(images, image_size, mean, std)

@@ -1,10 +1,15 @@
-"""Classification metrics on predictions: expected calibration error, per-class accuracy."""
+"""Classification metrics on predictions: top-1 accuracy, expected calibration error, per-class accuracy."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+
+
+def top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of predictions equal to the labels (top-1 accuracy, in [0, 1])."""
+    return (pred == labels).float().mean().item()
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .calibration import top1
+
 
 def _knn_predictions(
     train_feats: torch.Tensor,
@@ -97,4 +99,4 @@ def knn_accuracy(
         train_feats, train_labels, test_feats, tuple(ks), temperature, num_classes, chunk_size
     )
     labels = test_labels.to(device=train_feats.device, dtype=torch.long)
-    return {k: (p == labels).float().mean().item() for k, p in preds.items()}
+    return {k: top1(p, labels) for k, p in preds.items()}

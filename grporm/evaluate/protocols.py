@@ -10,17 +10,14 @@ from typing import Callable
 
 import torch
 
-from grporm.data import DATASETS, ImageSet, balanced_indices
+from grporm.data import DATASETS, ImageSet, balanced_subset
 from grporm.data.corruptions import corrupt
 from grporm.errors import ConfigError
+from grporm.evaluate.calibration import top1
 from grporm.evaluate.imbalance import shot_accuracy
 from grporm.evaluate.knn import knn_predict
 
 Extract = Callable[[ImageSet, str], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
-    return (pred == labels).float().mean().item()
 
 
 class FrozenScorer:
@@ -42,7 +39,7 @@ class FrozenScorer:
 
     def scores(self, feats: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
         preds = self.predictions(feats, logits)
-        return {f"{name}_top1": _accuracy(preds[name], labels) if name in preds else None
+        return {f"{name}_top1": top1(preds[name], labels) if name in preds else None
                 for name in ("head", "sr", "knn20")}
 
 
@@ -50,8 +47,7 @@ def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corrupti
                 severities: list[int], per_class: int | None, seed: int) -> tuple[dict, dict]:
     """{corruption: {severity: scores}}, and the scores on the same (sub)set uncorrupted."""
     if per_class is not None:
-        per_class = min(per_class, int(torch.bincount(test.labels).min()))
-        test = test.subset(balanced_indices(test.labels, per_class, torch.Generator().manual_seed(seed)))
+        test = balanced_subset(test, per_class, seed)
     clean = scorer.scores(*extract(test, "ood clean"), test.labels)
     out: dict = {}
     for name in corruptions:

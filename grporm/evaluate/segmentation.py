@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from grporm.data.sources import IGNORE_INDEX
 
-def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = -100) -> torch.Tensor:
+
+def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """(C, C) counts, rows = true class, columns = predicted; ignored pixels left out."""
     keep = target != ignore_index
     index = target[keep] * num_classes + pred[keep]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .calibration import per_class_accuracy
+from .calibration import per_class_accuracy, top1
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int, start=None):
@@ -66,10 +66,6 @@ class LinearProbe:
     def predict(self, feats: torch.Tensor) -> torch.Tensor:
         x = (feats.to(self.w.device).float() - self.mean) / self.std
         return _predict((self.w, self.b), x)
-
-
-def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return (pred == y).float().mean().item()
 
 
 def softmax_regression(
@@ -128,7 +124,7 @@ def softmax_regression(
         previous = None
         for l2 in sorted(l2_grid, reverse=True):  # strongest first: each warm-starts the next
             fits[l2] = previous = _fit(x_train, y_train, num_classes, l2, max_iter, previous)
-            val_by_l2[l2] = _accuracy(_predict(fits[l2], x_val), y_val)
+            val_by_l2[l2] = top1(_predict(fits[l2], x_val), y_val)
         chosen = max(l2_grid, key=lambda l2: (val_by_l2[l2], l2))
     else:
         chosen = l2_grid[0]
@@ -136,7 +132,7 @@ def softmax_regression(
 
     test_pred = _predict(fits[chosen], x_test)
     result = {
-        "top1": _accuracy(test_pred, y_test),
+        "top1": top1(test_pred, y_test),
         "l2": chosen,
         "val_by_l2": val_by_l2,
         "per_class": per_class_accuracy(test_pred, y_test, num_classes),

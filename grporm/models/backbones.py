@@ -23,10 +23,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from grporm.errors import ConfigError, GrpormError, WeightsError
+from grporm.errors import ConfigError, GrpormError, WeightsError, first_line
 from grporm.models.packaged import PACKAGED_WEIGHTS
-
-SPECIAL_WEIGHTS = ("none", "packaged", "hub")
 
 
 @dataclass
@@ -43,11 +41,6 @@ class Backbone:
     std: tuple[float, float, float]
     name: str
     weights: str
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _arch_and_cfg(name: str):
@@ -137,13 +130,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
             obj = load_file(str(p), device="cpu")
         except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{p} is not a readable safetensors file ({_first_line(exc)})") from exc
+            raise WeightsError(f"{p} is not a readable safetensors file ({first_line(exc, with_type=True)})") from exc
     else:
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - pickle, zip, EOF, unsafe-global errors
             raise WeightsError(
-                f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {_first_line(exc)})"
+                f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {first_line(exc, with_type=True)})"
             ) from exc
     return _unwrap_state_dict(obj, str(p))
 
@@ -173,7 +166,7 @@ def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
             state = fn(state, model)
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(
-                f"{path}: timm's checkpoint filter for {name!r} failed ({_first_line(exc)}); "
+                f"{path}: timm's checkpoint filter for {name!r} failed ({first_line(exc, with_type=True)}); "
                 "is it a checkpoint of this architecture?"
             ) from exc
     state = _drop_classifier(state, model, cfg)
@@ -255,7 +248,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise WeightsError(
-                f"packaged weights {entry.package!r} do not fit backbone {name!r} ({_first_line(exc)})"
+                f"packaged weights {entry.package!r} do not fit backbone {name!r} ({first_line(exc, with_type=True)})"
             ) from exc
         mean_std = (tuple(entry.mean), tuple(entry.std))
     elif weights == "hub":
@@ -265,7 +258,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
             raise
         except Exception as exc:  # noqa: BLE001 - network, HF hub, missing-file errors vary widely
             raise WeightsError(
-                f"could not download pretrained weights for {name!r} ({_first_line(exc)}) (offline?); "
+                f"could not download pretrained weights for {name!r} ({first_line(exc, with_type=True)}) (offline?); "
                 "use weights: packaged or weights: <path to file>"
             ) from exc
     elif weights == "none":
