@@ -1,4 +1,4 @@
-"""Benchmarks of the grporm suite (issue 5, item 6): `python -m benchmarks.run [--quick]`.
+"""Benchmarks of the grporm suite: `python -m benchmarks.run [--quick]`.
 
 Four benchmarks, each measured side by side in one process, every figure the median of several
 repeats with its min and max:

@@ -112,7 +112,7 @@ def run(sizes: Sizes, weights: str = "none", log=print) -> dict:
                          list(data_default.classes))
     cfg_default = run_config("ce", b, s, lr=1e-4)
     cfg_lean = run_config("ce", b, s, lr=1e-4, grad_clip=None, augment={"hflip": False, "shift": 0.0})
-    # The bare loop's tensors: preprocessed once, up front (issue 5: "data already in memory").
+    # The bare loop's tensors: preprocessed once, up front (data already in memory).
     x_all = preprocess_batch(data_lean.images, *input_spec)
     y_all = data_lean.labels.clone()
 

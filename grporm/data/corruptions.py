@@ -1,4 +1,5 @@
-"""Deterministic image corruptions for the out-of-distribution protocol (SPEC section 4).
+"""Deterministic image corruptions for the out-of-distribution protocol (docs/method.md,
+'Out of distribution: corruptions and transfer').
 
 Each corruption maps float images in [0, 1], (N, C, H, W), to corrupted ones at severity 1..5,
 drawing any randomness from the given generator, so every run sees the same corrupted test set.

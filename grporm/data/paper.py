@@ -1,7 +1,7 @@
 """Paper-scale data sets, read from local files: CIFAR-10/100, STL-10, Tiny-ImageNet, any
 ImageFolder tree, and Pascal VOC 2012 segmentation.
 
-Nothing here ships in a package (SPEC section 5): the user puts the files on disk, or sets
+Nothing here ships in a package: the user puts the files on disk, or sets
 `data.download: true` where torchvision can fetch them (CIFAR, STL-10; needs network). A missing
 data set raises a one-line `DataMissingError` naming the folders searched and how to get the data.
 

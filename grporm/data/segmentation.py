@@ -1,4 +1,4 @@
-"""An embedded semantic-segmentation task built from real images (SPEC section 2, issue 3).
+"""An embedded semantic-segmentation task built from real images (docs/method.md, 'Segmentation').
 
 Every canvas holds 1..max_items real items (Fashion-MNIST or MNIST images) pasted at random
 places; the mask gives each item pixel brighter than `threshold` its class + 1, everything else

@@ -1,4 +1,5 @@
-"""The shifted-data protocols of SPEC section 4, on features a run has already extracted.
+"""The shifted-data protocols (docs/method.md, 'Out of distribution: corruptions and transfer' and
+'Imbalance'), on features a run has already extracted.
 
 Each function gets `extract(images, desc) -> (features, logits)` from the run, so the model and
 preprocessing stay the run's business, and scores SR (the probe fitted on clean training
