@@ -68,8 +68,10 @@ def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tup
     """Two-sided Student-t interval for a mean of n values; (NaN, NaN) when n < 2."""
     if n < 2 or not math.isfinite(std):
         return math.nan, math.nan
-    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return mean - half, mean + half
+    if std == 0:  # scipy wants a positive scale; identical differences give a zero-width interval
+        return mean, mean
+    low, high = _scipy_stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return float(low), float(high)
 
 
 def paired_difference(treatment: Mapping[int, float], control: Mapping[int, float],

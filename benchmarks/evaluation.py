@@ -137,6 +137,8 @@ def run(sizes: Sizes, log=print) -> dict:
     f = features(sizes)
     n = {k: {"torch": v, "numpy": (v[0].numpy(), v[1].numpy())} for k, v in f.items()}
     (xtr, ytr), (xva, yva), (xte, yte) = (n[s]["numpy"] for s in ("train", "val", "test"))
+    from grporm.evaluate import top1
+
     grid = sizes.l2_grid
 
     def ours():
@@ -145,7 +147,7 @@ def run(sizes: Sizes, log=print) -> dict:
         t1 = time.perf_counter()
         pred = ours_knn(f, sizes.knn_k)
         t2 = time.perf_counter()
-        knn_top1 = (pred == f["test"][1]).float().mean().item()
+        knn_top1 = top1(pred, f["test"][1])
         return {"sr": t1 - t0, "knn": t2 - t1}, {"sr": sr["top1"], "knn": knn_top1, "sr_l2": sr["l2"],
                                                   "sr_val_by_l2": sr["val_by_l2"]}
 
