@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 RESULTS ?= results
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test test-fast lint reproduce report bench \
+.PHONY: install data test reproduce report bench \
 	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
@@ -40,6 +40,7 @@ test: install data
 	$(PY) -m pytest -q
 
 # The tests not marked slow (no real training runs, subprocesses or DDP): well under a minute.
+.PHONY: test-fast lint
 test-fast: install data
 	$(PY) -m pytest -q -m "not slow"
 
