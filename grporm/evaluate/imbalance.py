@@ -1,4 +1,4 @@
-"""Accuracy on long-tailed training data, split by how many training images a class had."""
+"""Accuracy on long-tailed training data, split by how many training images a class had (docs/method.md, 'Imbalance')."""
 from __future__ import annotations
 
 import torch

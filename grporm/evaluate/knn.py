@@ -1,4 +1,4 @@
-"""Weighted k-nearest-neighbour classification on frozen features (DINO protocol).
+"""Weighted k-nearest-neighbour classification on frozen features (docs/method.md, 'kNN (DINO protocol)').
 
 Features are L2-normalised so the dot product is the cosine similarity; the k most
 similar training rows vote for their label with weight exp(sim / T).

@@ -1,4 +1,4 @@
-"""Segmentation metrics from a confusion matrix: mIoU over classes and pixel accuracy."""
+"""Segmentation metrics from a confusion matrix: mIoU over classes and pixel accuracy (docs/method.md, 'Segmentation mIoU')."""
 from __future__ import annotations
 
 import torch

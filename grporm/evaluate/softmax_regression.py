@@ -1,4 +1,5 @@
-"""Linear probe: multinomial logistic regression on frozen, standardised features.
+"""Linear probe: multinomial logistic regression on frozen, standardised features (docs/method.md,
+'Softmax regression (SR)').
 
 Full-batch L-BFGS from a zero init, so the result is deterministic for given inputs.
 """
