@@ -93,3 +93,30 @@ def test_fit_logs_the_diagnostics_on_logged_steps_only(tmp_path, monkeypatch, me
         assert DIAGNOSTICS <= set(row)
     if method == "ce":
         assert all(row["zero_adv_frac"] == 0.0 for row in result.steps)
+
+
+def test_segmentation_diagnostics_per_pixel_with_pooled_features():
+    from grporm.models.segmentation import Segmenter
+
+    class Backbone(nn.Module):  # the one timm method Segmenter uses, on a 4-channel stride-1 map
+        feature_info = [{"num_chs": 4}]
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward_intermediates(self, x, indices, intermediates_only):
+            return [self.conv(x)]
+
+    torch.manual_seed(0)
+    model = Segmenter(Backbone(), 3, 0)
+    x, masks = torch.randn(2, 3, 6, 6), torch.randint(0, 3, (2, 6, 6))
+    masks[0, :2] = -100
+    features, logits = model(x, with_features=True)
+    assert features.shape == (2, 4) and torch.equal(logits, model(x))
+    for fn in (ce_loss, grpo_rm_loss):
+        loss, stats = fn(logits, masks)
+        diagnostics = training_diagnostics(loss, logits, features, masks, model.head)
+        assert diagnostics["logit_gap"] == pytest.approx(logit_gap(logits, masks))
+        assert 0 < diagnostics["miscls_grad_share"] < 1 and diagnostics["feature_norm"] > 0
+        assert "zero_adv_frac" in stats
