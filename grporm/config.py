@@ -99,7 +99,7 @@ class GRPOConfig(Strict):
     temperature: float = Field(1.0, gt=0)
     group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (the sampled group's exact expectation)")
     group_size: int = Field(16, ge=2, description="G when group = sampled")
-    advantage_scale: Literal["group", "batch", "none"] = "group"
+    advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
     dual_clip: float | None = Field(None, gt=1, description="not in SPEC: bound a negative advantage's objective at c*A (dual-clip PPO); null = off")

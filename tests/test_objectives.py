@@ -51,7 +51,8 @@ def test_advantage_scales():
 
 
 def test_gradient_identity_on_policy_full_group():
-    """SPEC 2: with mu = 1, beta = 0, tau = 1 and the full group, dL/dz_b = -A_b / (G * B)."""
+    """docs/method.md, 'The GRPO-RM objective': with mu = 1, beta = 0, tau = 1 and the full group,
+    dL/dz_b = -A_b / (G * B)."""
     torch.manual_seed(0)
     b, c = 5, 7
     logits = torch.randn(b, c, requires_grad=True)
@@ -191,7 +192,7 @@ def test_dual_clip_bounds_negative_advantages_and_keeps_the_gradient_finite():
     new = torch.log(torch.tensor([[200.0, 2.0, 200.0, 1.1]])).requires_grad_()
     plain, _, plain_active = clipped_surrogate(new, old, adv, 0.2, 0.2)
     dual, ratio, active = clipped_surrogate(new, old, adv, 0.2, 0.2, dual_clip=3.0)
-    assert plain[0, 0].item() == pytest.approx(-200.0)  # SPEC's objective: unbounded below
+    assert plain[0, 0].item() == pytest.approx(-200.0)  # the default objective: unbounded below
     assert torch.allclose(dual, torch.tensor([[-3.0, -2.0, 1.2, 1.1]]))  # c*A, then unchanged
     assert ratio[0, 0].item() == pytest.approx(3.0)
     assert active.tolist() == [[True, False, True, False]] and not plain_active[0, 0]
