@@ -208,26 +208,44 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     return [png, pdf]
 
 
+# the training diagnostics (grporm.objectives.diagnostics), drawn as a second row of panels when a
+# run's steps.csv has them (older runs do not)
+STEP_DIAGNOSTICS = (("logit_gap", "logit gap (max \u2212 min)"), ("head_weight_norm", "head weight norm"),
+                    ("feature_norm", "feature norm"), ("miscls_grad_share", "misclassified share of |dL/dz|"),
+                    ("zero_adv_frac", "zero-advantage fraction"))
+
+
 @styled
 def steps_plot(runs: pd.DataFrame, results_dir: str | Path | None = None) -> Figure | None:
     """GRPO training statistics over optimiser steps (steps.csv): one row of panels per (experiment,
     data set, backbone), one column per statistic; CE runs appear where they log the statistic
-    (entropy, mean pi(y))."""
+    (entropy, mean pi(y), and every diagnostic). Runs that log the training diagnostics add a second
+    row per key with those."""
     panel = ("experiment", "dataset", "backbone")
-    per_stat = {column: seed_curves(runs, results_dir, load_steps, "step", column, panel) for column, _ in STEP_STATS}
-    keys = sorted({key for curves in per_stat.values() for key in curves})
-    stats = [(column, title) for column, title in STEP_STATS if per_stat[column]]
-    if not keys or not stats:
+    rows_of_stats = []
+    for group in (STEP_STATS, STEP_DIAGNOSTICS):
+        per_stat = {column: seed_curves(runs, results_dir, load_steps, "step", column, panel) for column, _ in group}
+        present = [(column, title, per_stat[column]) for column, title in group if per_stat[column]]
+        if present:
+            rows_of_stats.append(present)
+    keys = sorted({key for row in rows_of_stats for _, _, curves in row for key in curves})
+    if not keys or not rows_of_stats:
         return None
-    fig, axes = _grid(len(keys) * len(stats), len(stats), 3.6, 2.9)
-    for r, key in enumerate(keys):
-        for c, (column, title) in enumerate(stats):
-            ax = axes[r * len(stats) + c]
-            lines = per_stat[column].get(key, {})
-            if lines:
-                _draw_curves(ax, lines, "step", 1.0)
-            ax.set_title(_title(key, title))
-            ax.set_xlabel("optimiser step")
+    ncols = max(len(row) for row in rows_of_stats)
+    fig, axes = _grid(len(keys) * len(rows_of_stats) * ncols, ncols, 3.6, 2.9)
+    for k, key in enumerate(keys):
+        for g, row in enumerate(rows_of_stats):
+            first = (k * len(rows_of_stats) + g) * ncols
+            drawn = any(key in curves for _, _, curves in row)
+            for c in range(len(row) if drawn else 0, ncols):  # a short row, or a key without these columns
+                axes[first + c].set_visible(False)
+            for c, (column, title, curves) in enumerate(row if drawn else []):
+                ax = axes[first + c]
+                lines = curves.get(key, {})
+                if lines:
+                    _draw_curves(ax, lines, "step", 1.0)
+                ax.set_title(_title(key, title))
+                ax.set_xlabel("optimiser step")
     fig.suptitle(f"Training statistics per logged step\nmean over seeds, {BAND}")
     return fig
 

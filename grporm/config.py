@@ -97,15 +97,18 @@ class TrainConfig(Strict):
 class GRPOConfig(Strict):
     rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "uniformity_prob": 1.0})
     temperature: float = Field(1.0, gt=0)
-    group: Literal["full", "sampled"] = "full"
+    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (the sampled group's exact expectation)")
     group_size: int = Field(16, ge=2, description="G when group = sampled")
-    advantage_scale: Literal["group", "batch", "none"] = "group"
+    advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
     dual_clip: float | None = Field(None, gt=1, description="not in SPEC: bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
     inner_steps: int = Field(1, ge=1)
     beta: float = Field(0.0, ge=0, description="KL weight to the model at the start; 0 keeps no reference copy")
     std_eps: float = Field(1e-4, gt=0)
+    solved_threshold: float | None = Field(None, gt=0, le=1, description="queries with pi_old(y) >= this get zero advantage; null = off")
+    feature_uniformity: float = Field(0.0, ge=0, description="weight of Wang & Isola's feature uniformity term (per rank under DDP); 0 = off")
+    feature_uniformity_t: float = Field(2.0, gt=0, description="t of the feature uniformity term")
 
     @field_validator("rewards")
     @classmethod
@@ -216,7 +219,8 @@ class RunConfig(Strict):
 
 
 # Options added after records were committed; at their default they leave a run's hash unchanged.
-ADDED_OPTIONS = (("grpo_rm", "dual_clip"),)
+ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
+                 ("grpo_rm", "feature_uniformity_t"))
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.

@@ -2,7 +2,9 @@
 
 Reads top to bottom: optimiser and schedule, resume, then epochs of batches; each batch is one
 rollout (pi_old = the model's logits at its first forward pass) followed by `inner_steps`
-optimiser steps; after each epoch, the caller's evaluation and a checkpoint.
+optimiser steps; after each epoch, the caller's evaluation and a checkpoint. Logged steps (every
+`train.log_every`-th and each epoch's last) also carry the training diagnostics
+(`grporm.objectives.diagnostics`); the other steps compute nothing beyond the objective.
 
 Determinism is what makes every fault recoverable: the batch order and augmentation of an epoch
 derive from (seed, epoch) alone and the generator state is saved, so a run resumed from any
@@ -33,6 +35,7 @@ from grporm.data import ImageSet, preprocess_batch
 from grporm.distributed import SINGLE, Dist
 from grporm.errors import TrainingDiverged
 from grporm.objectives import Objective
+from grporm.objectives.diagnostics import training_diagnostics
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
@@ -191,17 +194,22 @@ def divergence_fix(run: RunConfig) -> str:
 
 
 def _optimise(train_model, model, reference, objective: Objective, optimizer, x: torch.Tensor, targets: torch.Tensor,
-              run: RunConfig, step: int, dist: Dist, share: float, where: str) -> dict:
+              run: RunConfig, step: int, dist: Dist, share: float, where: str, diagnose: bool = False) -> dict:
     """One rollout (pi_old = the logits of the first forward pass) and its `inner_steps` optimiser steps.
 
     `share`: local losses are means over local images and DDP averages gradients over ranks; scaling
     by this rank's share of the global batch makes that average the global-batch mean even when the
-    slices differ in size."""
+    slices differ in size. `diagnose` (logged steps only: it costs a backward through the loss) adds
+    the training diagnostics of the last inner step, taken before its update."""
     device = x.device
-    old_logits = ref_logits = None
-    for _ in range(objective.inner_steps):
+    old_logits = ref_logits = features = None
+    with_features = objective.needs_features or diagnose
+    for inner in range(objective.inner_steps):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.train.precision == "bf16"):
-            logits = train_model(x)
+            if with_features:
+                features, logits = train_model(x, with_features=True)
+            else:
+                logits = train_model(x)
             if reference is not None:
                 with torch.no_grad():
                     ref_logits = reference(x) if ref_logits is None else ref_logits
@@ -210,12 +218,15 @@ def _optimise(train_model, model, reference, objective: Objective, optimizer, x:
         loss, stats = objective.fn(
             logits, targets, old_logits=old_logits, ref_logits=ref_logits,
             generator=torch.Generator(device=device).manual_seed(run.seed * 7_919 + step),
+            **({"features": features} if objective.needs_features else {}),
         )
         finite = bool(torch.isfinite(loss))
         if dist.agree(not finite):  # every rank stops together, before a NaN reaches the weights
             value = "non-finite on another rank" if finite else loss.item()
             raise TrainingDiverged(f"loss became {value} at {where}; {divergence_fix(run)} "
                                    "(the last good checkpoint is kept)")
+        if diagnose and inner == objective.inner_steps - 1:
+            stats = {**stats, **training_diagnostics(loss, logits, features, targets, model.head)}
         optimizer.zero_grad(set_to_none=True)
         (loss * share if dist.active else loss).backward()
         if run.train.grad_clip is not None:
@@ -305,13 +316,15 @@ def fit(
             x, targets = local_batch(data, index, input_spec, run, generator, dist)
             x, targets = x.to(device), targets.to(device)
             step = epoch * steps_per_epoch + step_in_epoch
+            logged = step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1
             stats = _optimise(train_model, model, reference, objective, optimizer, x, targets, run, step, dist,
-                              share=len(targets) * dist.world_size / len(index), where=f"epoch {epoch + 1}, step {step}")
+                              share=len(targets) * dist.world_size / len(index), where=f"epoch {epoch + 1}, step {step}",
+                              diagnose=logged)
             scheduler.step()
             n = len(targets)
             sums = [sums[0] + stats["loss"] * n, sums[1] + stats["acc"] * n, sums[2] + n]
             result.images_seen += len(index)
-            if step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1:
+            if logged:
                 row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **stats}
                 result.steps.append({"step": step, **row})
                 if on_step is not None:

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -49,7 +51,8 @@ def test_advantage_scales():
 
 
 def test_gradient_identity_on_policy_full_group():
-    """SPEC 2: with mu = 1, beta = 0, tau = 1 and the full group, dL/dz_b = -A_b / (G * B)."""
+    """docs/method.md, 'The GRPO-RM objective': with mu = 1, beta = 0, tau = 1 and the full group,
+    dL/dz_b = -A_b / (G * B)."""
     torch.manual_seed(0)
     b, c = 5, 7
     logits = torch.randn(b, c, requires_grad=True)
@@ -179,7 +182,7 @@ def test_grpo_stats_have_every_spec_key():
 
 def test_registry_lists_both_objectives():
     assert list(OBJECTIVES) == ["ce", "grpo_rm"]
-    assert set(REWARDS) == {"accuracy", "uniformity_prob", "uniformity_flat"}
+    assert set(REWARDS) == {"accuracy", "uniformity_prob", "uniformity_flat", "uniformity_all"}
 
 
 def test_dual_clip_bounds_negative_advantages_and_keeps_the_gradient_finite():
@@ -189,7 +192,7 @@ def test_dual_clip_bounds_negative_advantages_and_keeps_the_gradient_finite():
     new = torch.log(torch.tensor([[200.0, 2.0, 200.0, 1.1]])).requires_grad_()
     plain, _, plain_active = clipped_surrogate(new, old, adv, 0.2, 0.2)
     dual, ratio, active = clipped_surrogate(new, old, adv, 0.2, 0.2, dual_clip=3.0)
-    assert plain[0, 0].item() == pytest.approx(-200.0)  # SPEC's objective: unbounded below
+    assert plain[0, 0].item() == pytest.approx(-200.0)  # the default objective: unbounded below
     assert torch.allclose(dual, torch.tensor([[-3.0, -2.0, 1.2, 1.1]]))  # c*A, then unchanged
     assert ratio[0, 0].item() == pytest.approx(3.0)
     assert active.tolist() == [[True, False, True, False]] and not plain_active[0, 0]
@@ -212,14 +215,165 @@ def test_dual_clip_must_sit_above_the_clip():
 
 
 def test_every_grpo_option_reaches_the_loss_by_name():
-    """The loss accepts **kwargs (the training loop passes extras); a config option it did not
-    name would be dropped silently."""
+    """Every config option is a named keyword of the loss (which takes no **kwargs)."""
     import inspect
 
     from grporm.config import GRPOConfig, RunConfig
     from grporm.objectives import build_objective
 
-    named = set(inspect.signature(grpo_rm_loss).parameters) - {"_"}
+    named = set(inspect.signature(grpo_rm_loss).parameters)
     assert set(GRPOConfig.model_fields) - {"inner_steps"} <= named
     objective = build_objective(RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0}))
     assert objective.fn.keywords["dual_clip"] == 3.0 and objective.inner_steps == 2
+
+
+# -- readings of the objective (docs/method.md, 'Readings of the objective') ---------------------
+
+
+def on_policy_grad(b=6, c=5, seed=0, **options):
+    torch.manual_seed(seed)
+    logits = torch.randn(b, c, requires_grad=True)
+    targets = torch.randint(0, c, (b,))
+    loss, stats = grpo_rm_loss(logits, targets, **options)
+    loss.backward()
+    return logits.detach(), targets, logits.grad, stats
+
+
+def test_expected_group_accuracy_reward_no_scale_is_pi_y_times_ce_gradient():
+    """dL/dz_b = pi_y (pi - e_y) / B."""
+    logits, targets, grad, _ = on_policy_grad(group="expected", rewards={"accuracy": 1.0}, advantage_scale="none")
+    pi = logits.softmax(1)
+    pi_y = pi.gather(1, targets[:, None])
+    ce_grad = (pi - torch.nn.functional.one_hot(targets, 5)) / len(targets)
+    assert torch.allclose(grad, pi_y * ce_grad, atol=1e-7)
+
+
+def test_expected_group_accuracy_reward_group_scale_true_class_component():
+    """True-class component -sqrt(pi_y (1 - pi_y)) / B, up to std_eps (exact with std_eps -> 0)."""
+    for std_eps, tol in ((1e-12, 1e-6), (1e-4, 1e-4)):
+        logits, targets, grad, _ = on_policy_grad(group="expected", rewards={"accuracy": 1.0}, std_eps=std_eps)
+        pi_y = logits.softmax(1).gather(1, targets[:, None]).squeeze(1)
+        expected = -torch.sqrt(pi_y * (1 - pi_y)) / len(targets)
+        assert torch.allclose(grad.gather(1, targets[:, None]).squeeze(1), expected, atol=tol)
+    assert not torch.allclose(grad.gather(1, targets[:, None]).squeeze(1), expected, atol=1e-9)  # std_eps shows
+
+
+def test_expected_group_is_the_large_group_limit_of_the_sampled_group():
+    """Off-policy (ratios != 1, some clipped): the expected loss is what sampled GRPO tends to."""
+    torch.manual_seed(0)
+    logits, old = torch.randn(64, 6), torch.randn(64, 6)
+    targets = torch.randint(0, 6, (64,))
+    for scale in ("group", "none", "batch"):
+        expected, stats = grpo_rm_loss(logits, targets, old_logits=old, group="expected", advantage_scale=scale)
+        sampled, _ = grpo_rm_loss(logits, targets, old_logits=old, group="sampled", group_size=20_000,
+                                  advantage_scale=scale, generator=torch.Generator().manual_seed(0))
+        assert expected.item() == pytest.approx(sampled.item(), abs=3e-3), scale
+    assert 0 < stats["clip_frac"] < 1
+    # a different reading: the equally weighted full group is not this limit
+    full, _ = grpo_rm_loss(logits, targets, old_logits=old)
+    assert abs(full.item() - expected.item()) > 1e-2
+
+
+def test_solved_threshold_zeroes_solved_queries_and_leaves_the_others():
+    torch.manual_seed(1)
+    logits = torch.randn(12, 4) * 3
+    targets = torch.randint(0, 4, (12,))
+    pi_y = logits.softmax(1).gather(1, targets[:, None]).squeeze(1)
+    ordered = pi_y.sort().values
+    tau = float(ordered[5:7].mean())  # between two queries' pi(y), far from rounding
+    solved = pi_y >= tau
+    assert solved.any() and (~solved).any()
+    for group in ("full", "sampled", "expected"):
+        grads = []
+        for threshold in (None, tau):
+            z = logits.clone().requires_grad_()
+            loss, stats = grpo_rm_loss(z, targets, group=group, solved_threshold=threshold,
+                                       generator=torch.Generator().manual_seed(0))
+            loss.backward()
+            grads.append(z.grad)
+        assert (grads[1][solved] == 0).all(), group
+        assert torch.equal(grads[1][~solved], grads[0][~solved]), group
+        assert (grads[0][solved] != 0).any(), group  # the test can fail: they had a gradient before
+        if group == "sampled":  # plus the unsolved queries whose draws all earned the same reward
+            assert stats["zero_adv_frac"] >= solved.float().mean().item()
+        else:
+            assert stats["zero_adv_frac"] == pytest.approx(solved.float().mean().item())
+
+
+def test_zero_adv_frac_counts_degenerate_sampled_groups():
+    certain = torch.tensor([[20.0, -20.0, -20.0], [-20.0, 20.0, -20.0]])  # every draw is class 0, then 1
+    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), group="sampled", group_size=4,
+                            rewards={"accuracy": 1.0}, generator=torch.Generator().manual_seed(0))
+    assert stats["zero_adv_frac"] == 1.0
+    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), rewards={"accuracy": 1.0})
+    assert stats["zero_adv_frac"] == 0.0  # the full group always holds the true class
+
+
+def test_uniformity_all_reward_and_its_ce_anchor_identity():
+    old = torch.tensor([[0.5, 0.3, 0.2]])
+    r = REWARDS.get("uniformity_all")(full_actions(1, 3), torch.tensor([0]), old)
+    assert torch.allclose(r, torch.tensor([[0.5, -0.3, -0.2]]))
+    logits, targets, grad, _ = on_policy_grad(b=7, c=9, rewards={"uniformity_all": 1.0}, advantage_scale="none")
+    z = logits.clone().requires_grad_()
+    torch.nn.functional.cross_entropy(z, targets).backward()
+    assert torch.allclose(grad, z.grad / 9, atol=1e-8, rtol=1e-6)
+
+
+def test_feature_uniformity_term():
+    from grporm.objectives.common import feature_uniformity_loss
+
+    orthogonal = torch.eye(3)  # every pair at squared distance 2
+    assert feature_uniformity_loss(orthogonal, t=2.0).item() == pytest.approx(-4.0, abs=1e-6)
+    assert feature_uniformity_loss(5 * orthogonal, t=1.0).item() == pytest.approx(-2.0, abs=1e-6)  # scale-free
+    assert feature_uniformity_loss(torch.ones(4, 3)).item() == pytest.approx(0.0, abs=1e-6)  # collapsed: the max
+    pair = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # two identical, one orthogonal: mean of 1, e^-4, e^-4
+    assert feature_uniformity_loss(pair).item() == pytest.approx(math.log((1 + 2 * math.exp(-4)) / 3), abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        feature_uniformity_loss(torch.ones(1, 3))
+
+
+def test_feature_uniformity_enters_the_loss_only_when_on_and_needs_features():
+    torch.manual_seed(0)
+    logits, targets, features = torch.randn(5, 4), torch.randint(0, 4, (5,)), torch.randn(5, 8, requires_grad=True)
+    base, _ = grpo_rm_loss(logits, targets)
+    loss, stats = grpo_rm_loss(logits, targets, feature_uniformity=0.5, features=features)
+    assert loss.item() == pytest.approx(base.item() + 0.5 * stats["feature_uniformity"], abs=1e-6)
+    loss.backward()
+    assert features.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="features"):
+        grpo_rm_loss(logits, targets, feature_uniformity=0.5)
+
+
+def test_misspelt_loss_options_are_refused():
+    logits, targets = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    with pytest.raises(TypeError, match="bogus"):
+        grpo_rm_loss(logits, targets, bogus=1)
+    with pytest.raises(TypeError, match="solved_treshold"):
+        grpo_rm_loss(logits, targets, solved_treshold=0.9)
+    with pytest.raises(TypeError, match="bogus"):
+        ce_loss(logits, targets, bogus=1)
+
+
+def test_ce_accepts_exactly_what_the_training_loop_passes():
+    """The keywords `grporm.train._optimise` passes every objective (plus ignore_index); a new one
+    there must be added here and to ce_loss on purpose."""
+    import inspect
+
+    keywords = {n for n, p in inspect.signature(ce_loss).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert keywords == {"old_logits", "ref_logits", "generator", "ignore_index"}
+    loss, stats = ce_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), old_logits=None, ref_logits=None,
+                          generator=torch.Generator())
+    assert stats["zero_adv_frac"] == 0.0
+
+
+def test_expected_group_and_new_options_reach_the_loss_from_the_config():
+    from grporm.config import GRPOConfig, RunConfig
+    from grporm.objectives import build_objective
+
+    objective = build_objective(RunConfig(method="grpo_rm", grpo_rm={
+        "group": "expected", "solved_threshold": 0.9, "feature_uniformity": 0.1}))
+    assert objective.fn.keywords["group"] == "expected" and objective.needs_features
+    assert objective.fn.keywords["solved_threshold"] == 0.9
+    assert not build_objective(RunConfig(method="grpo_rm")).needs_features
+    with pytest.raises(ValueError):
+        GRPOConfig(solved_threshold=1.5)

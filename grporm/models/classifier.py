@@ -34,5 +34,9 @@ class Classifier(BackboneWithHead):
         features = self.backbone(x)
         return features, self.head(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits, or (features, logits) with `with_features`: the training loop asks through the
+        forward (not `features_and_logits`) so that DDP and torch.compile see the call."""
+        features = self.backbone(x)
+        logits = self.head(features)
+        return (features, logits) if with_features else logits

@@ -30,5 +30,7 @@ class Segmenter(BackboneWithHead):
         logits = F.interpolate(self.head(fmap), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return fmap.mean(dim=(2, 3)), logits
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(x)[1]
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel logits, or (pooled features, logits) with `with_features` (see Classifier.forward)."""
+        features, logits = self.features_and_logits(x)
+        return (features, logits) if with_features else logits

@@ -1,4 +1,5 @@
-"""Objectives by name. The training loop is the same for every method; only the loss differs."""
+"""Objectives by name (docs/method.md, 'The GRPO-RM objective' and 'The baseline'). The training
+loop is the same for every method; only the loss differs."""
 from __future__ import annotations
 
 import functools
@@ -15,16 +16,18 @@ __all__ = ["OBJECTIVES", "REWARDS", "Objective", "build_objective", "ce_loss", "
 
 @dataclass(frozen=True)
 class Objective:
-    """A loss `fn(logits, targets, old_logits=, ref_logits=, generator=) -> (loss, stats)`.
+    """A loss `fn(logits, targets, old_logits=, ref_logits=, generator=) -> (loss, stats)`, plus
+    `features=` (the batch's backbone features) when `needs_features`.
 
     inner_steps: optimiser steps that reuse one rollout (pi_old); needs_reference: keep a frozen
-    copy of the starting model for a KL term.
+    copy of the starting model for a KL term; needs_features: a feature term (feature uniformity).
     """
 
     name: str
     fn: Callable
     inner_steps: int = 1
     needs_reference: bool = False
+    needs_features: bool = False
 
 
 OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
@@ -32,7 +35,8 @@ OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
 
 @OBJECTIVES.register("ce")
 def _build_ce(run) -> Objective:
-    """Cross-entropy on the head's logits (the baseline)."""
+    """Cross-entropy on the head's logits (the baseline). Feature uniformity is a GRPO-RM option only:
+    CE has no options section, and its anchor comparison needs plain CE."""
     return Objective("ce", ce_loss)
 
 
@@ -45,6 +49,7 @@ def _build_grpo_rm(run) -> Objective:
         functools.partial(grpo_rm_loss, **options),
         inner_steps=run.grpo_rm.inner_steps,
         needs_reference=run.grpo_rm.beta > 0,
+        needs_features=run.grpo_rm.feature_uniformity > 0,
     )
 
 

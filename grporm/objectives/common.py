@@ -1,7 +1,11 @@
-"""Pieces every objective shares: one row per query, and the policy statistics both log."""
+"""Pieces every objective shares: one row per query, the policy statistics both log, and the
+optional feature-uniformity term (docs/method.md, 'Readings of the objective')."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 
 def flatten_queries(
@@ -30,3 +34,16 @@ def policy_stats(log_policy: torch.Tensor, targets: torch.Tensor) -> dict[str, f
         "pi_y": probs.gather(1, targets[:, None]).mean().item(),
         "acc": (log_policy.argmax(dim=1) == targets).float().mean().item(),
     }
+
+
+def feature_uniformity_loss(features: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Wang & Isola (2020)'s uniformity of (B, D) features: log mean_{i != j} exp(-t ||f_i - f_j||^2)
+    over the L2-normalised rows; lower = spread more evenly on the sphere. Needs B >= 2.
+
+    Under DDP each rank sees its own slice, so the term is per rank (pairs across ranks are not
+    formed)."""
+    if len(features) < 2:
+        raise ValueError(f"feature uniformity needs at least 2 images per batch (got {len(features)})")
+    unit = F.normalize(features.float(), dim=1)
+    sq_dist = torch.pdist(unit).square()  # the i < j pairs: the mean over i != j is the same
+    return torch.logsumexp(-t * sq_dist, dim=0) - math.log(len(sq_dist))

@@ -1,4 +1,5 @@
-"""Rewards of GRPO-RM (SPEC section 2), one small pure function each.
+"""Rewards of GRPO-RM, one small pure function each (docs/method.md, 'The GRPO-RM objective' for
+`accuracy`, `uniformity_prob`, `uniformity_flat`; 'Readings of the objective' for `uniformity_all`).
 
 Every reward maps the group's outputs to a reward per output:
     actions (N, G) long   -- the output set sampled or enumerated for each query
@@ -40,6 +41,14 @@ def uniformity_flat_reward(actions: torch.Tensor, targets: torch.Tensor, old_pro
     drawn = old_probs.gather(1, actions)
     even_share = (1.0 - old_probs.gather(1, targets[:, None])) / (num_classes - 1)
     return torch.where(_is_correct(actions, targets), torch.zeros_like(drawn), -(drawn - even_share))
+
+
+@REWARDS.register("uniformity_all")
+def uniformity_all_reward(actions: torch.Tensor, targets: torch.Tensor, old_probs: torch.Tensor) -> torch.Tensor:
+    """1[o = y] - pi_old(o) for every output, the true class included: with the full group and no
+    advantage scaling its group mean is 0 and the advantage is e_y - pi_old, so GRPO-RM's gradient is
+    exactly cross-entropy's divided by G (the suite's CE anchor)."""
+    return _is_correct(actions, targets).to(old_probs.dtype) - old_probs.gather(1, actions)
 
 
 def total_reward(
