@@ -1,4 +1,4 @@
-"""Objectives by name (docs/method.md, 'The GRPO-RM objective' and 'The baseline'). The training
+"""Objectives by name (docs/method.md, 'The GRPO-RM objective' and 'Baseline and reference rows'). The training
 loop is the same for every method; only the loss differs."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The baseline: standard cross-entropy fine-tuning (docs/method.md, 'The baseline')."""
+"""The baseline: standard cross-entropy fine-tuning (docs/method.md, 'Baseline and reference rows')."""
 from __future__ import annotations
 
 import torch
