@@ -97,6 +97,10 @@ def check_report(name: str, folder: Path) -> None:
     assert "0 record(s) excluded" in report
 
 
+def test_every_paper_file_has_a_toy_run():
+    assert sorted(p.stem for p in PAPER.glob("*.yaml")) == sorted(CASES)
+
+
 @pytest.mark.parametrize("name", [n for n in CASES if n != DDP])
 def test_paper_file_runs_at_toy_size(name, tmp_path, paper_env):
     result = CliRunner().invoke(app, arguments(name, tmp_path))
