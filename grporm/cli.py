@@ -35,6 +35,13 @@ def run(
                                      help="take over another process's run lock after this long without its heartbeat"),
     results: Path = typer.Option(Path("results"), "--results", help="where run records go"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="where checkpoints go"),
+    launcher: Optional[str] = typer.Option(None, "--launcher", metavar="slurm|local",
+                                           help="submit the matrix as a job array of shards through submitit (local: "
+                                                "processes on this machine, waited for); see --slurm"),
+    slurm: list[str] = typer.Option([], "--slurm", metavar="KEY=VALUE",
+                                    help="with --launcher (repeatable): partition, account, qos, constraint, gpus_per_task, "
+                                         "cpus_per_task, mem_gb, time (minutes), tasks, array_parallelism, setup, "
+                                         "log_dir (default logs/slurm), extra.<sbatch option>"),
 ) -> None:
     """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
@@ -61,13 +68,17 @@ def run(
         if not runs:
             typer.echo(f"shard {shard} of {exp.name} has no runs")
             return
+        argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
+                "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
+                *(["--only", only] if only else [])]
+        if launcher is not None or slurm:
+            from grporm import launch
+
+            raise typer.Exit(launch.launch_cli(launcher, slurm, exp, runs, shard, nproc, argv, typer.echo))
         dist = distributed.init_from_env()
         preflight(runs, max(nproc, dist.world_size))  # before anything is written
         if nproc > 1 and not dist.active:
-            argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
-                    "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
-                    *(["--only", only] if only else []), *(["--shard", shard] if shard else [])]
-            raise typer.Exit(distributed.launch(nproc, argv))
+            raise typer.Exit(distributed.launch(nproc, [*argv, *(["--shard", shard] if shard else [])]))
         with STOP.installed():
             run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)
     except GrpormError as err:

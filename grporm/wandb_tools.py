@@ -216,7 +216,7 @@ def create_dashboard(entity_project: str) -> str:
         import wandb_workspaces.reports.v2 as wr
     except ImportError:
         raise GrpormError("grporm dashboard needs the package wandb-workspaces: "
-                          "pip install wandb-workspaces") from None
+                          "pip install 'grporm[dashboard]' (or pip install wandb-workspaces)") from None
     reason = offline_reason()
     if reason:
         raise GrpormError(f"cannot create a W&B report: {reason}")

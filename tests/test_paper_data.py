@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from grporm.cli import app
@@ -17,6 +16,8 @@ from grporm.data import check as check_mod
 from grporm.data.check import Requirement, preflight, requirements
 from grporm.data.paper import CIFAR10_CLASSES, STL10_CIFAR10_SHARED, stl10_as_cifar10
 from grporm.errors import DataMissingError, GrpormError
+
+from fakes import fake_cifar10, fake_cifar100, fake_stl10, fake_voc, png
 
 runner = CliRunner()
 PAPER = sorted(Path("experiments/paper").glob("*.yaml"))
@@ -31,69 +32,6 @@ def empty_data_home(tmp_path, monkeypatch):
 
 def load(name: str, root: Path | None = None, **kw):
     return DATASETS.get(name)(DataConfig(name=name, root=root, **kw))
-
-
-# ---------------------------------------------------------------- fake files
-
-
-def cifar_record(labels: list[int], seed: int) -> tuple[bytes, np.ndarray]:
-    """One binary record: label byte(s), then R, G, B planes of a random 32x32 image."""
-    image = np.random.default_rng(seed).integers(0, 256, (3, 32, 32), dtype=np.uint8)
-    return bytes(labels) + image.tobytes(), image
-
-
-def fake_cifar10(root: Path, per_batch: int = 2) -> dict:
-    folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    known = {}
-    for b, name in enumerate([f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]):
-        data = b""
-        for j in range(per_batch):
-            label = (b * per_batch + j) % 10
-            record, image = cifar_record([label], seed=100 * b + j)
-            data += record
-            known[(name, j)] = (label, image)
-        (folder / name).write_bytes(data)
-    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n\n")
-    return known
-
-
-def fake_cifar100(root: Path) -> dict:
-    folder = root / "cifar-100-binary"
-    folder.mkdir(parents=True)
-    known = {}
-    for name, fine in (("train.bin", [42, 99, 0]), ("test.bin", [7])):
-        data = b""
-        for j, f in enumerate(fine):
-            record, image = cifar_record([f % 20, f], seed=j)  # coarse first, then fine
-            data += record
-            known[(name, j)] = (f, image)
-        (folder / name).write_bytes(data)
-    (folder / "fine_label_names.txt").write_text("\n".join(f"fine{i}" for i in range(100)) + "\n")
-    return known
-
-
-def fake_stl10(root: Path) -> np.ndarray:
-    """Train: 3 images labelled 1, 3, 8 (car, cat, monkey); test: 2 images labelled 10, 1."""
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, labels in (("train", [3, 4, 8]), ("test", [10, 1])):
-        images = rng.integers(0, 256, (len(labels), 3, 96, 96), dtype=np.uint8)
-        if split == "train":
-            images[0, 0, 10, 20] = 250  # row 10, column 20 of the red plane
-            images[0, 0, 20, 10] = 3
-            train_images = images
-        # The official files store each plane column-major: plane.T in row-major order.
-        (folder / f"{split}_X.bin").write_bytes(images.transpose(0, 1, 3, 2).tobytes())
-        (folder / f"{split}_y.bin").write_bytes(bytes(labels))
-    (folder / "class_names.txt").write_text("airplane\nbird\ncar\ncat\ndeer\ndog\nhorse\nmonkey\nship\ntruck\n")
-    return train_images
-
-
-def png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
 
 
 # ---------------------------------------------------------------- CIFAR / STL-10
@@ -204,22 +142,7 @@ def test_tiny_imagenet_missing_names_the_folder_and_the_val_rearrangement(tmp_pa
 
 
 def test_voc_resizes_and_ignores_the_border(tmp_path):
-    voc = tmp_path / "VOCdevkit" / "VOC2012"
-    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
-    (voc / "JPEGImages").mkdir()
-    (voc / "SegmentationClass").mkdir()
-    palette = [0] * 768
-    palette[15 * 3: 15 * 3 + 3] = [192, 128, 128]
-    for k, name in enumerate(["a", "b", "c"]):
-        Image.fromarray(np.full((20, 24, 3), 40 * k, np.uint8)).save(voc / "JPEGImages" / f"{name}.jpg")
-        mask = np.zeros((20, 24), np.uint8)
-        mask[:, 12:] = 15
-        mask[0, :] = 255  # the VOC border label
-        m = Image.fromarray(mask, mode="P")
-        m.putpalette(palette)
-        m.save(voc / "SegmentationClass" / f"{name}.png")
-    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\n")
-    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("c\n")
+    fake_voc(tmp_path, train=["a", "b"], val=["c"])
     train, test = load("voc2012_seg", tmp_path, image_size=16)
     assert train.images.shape == (2, 3, 16, 16) and train.labels.shape == (2, 16, 16)
     assert test.images.shape == (1, 3, 16, 16) and train.labels.dtype == torch.int64

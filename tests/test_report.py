@@ -453,23 +453,6 @@ def test_dashboard_without_package_exits_2(monkeypatch):
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "wandb-workspaces" in result.output
 
 
-def test_dashboard_blocks_group_like_the_tables():
-    made = []
-
-    def factory(kind):
-        def build(**kwargs):
-            made.append((kind, kwargs))
-            return SimpleNamespace(kind=kind, **kwargs)
-        return build
-
-    wr = SimpleNamespace(**{k: factory(k) for k in ("H1", "H2", "P", "PanelGrid", "Runset", "BarPlot", "LinePlot")})
-    blocks = wandb_tools.dashboard_blocks(wr, "team", "proj")
-    grids = [b for b in blocks if b.kind == "PanelGrid"]
-    assert len(grids) == 2 and all(g.runsets[0].groupby == ["config.experiment", "config.method"] for g in grids)
-    lines = {y for _, kw in made if _ == "LinePlot" for y in kw["y"]}
-    assert {"train/reward_mean", "train/clip_frac", "train/entropy", "train/pi_y", "epoch/knn20_top1"} <= lines
-
-
 def test_sync_finds_offline_runs(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     runner = CliRunner()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from grporm.data.sources import ImageSet
+from grporm.errors import ConfigError
 
 BACKGROUND = "background"
 
@@ -48,6 +49,9 @@ def segmentation_splits(data_cfg, seg_cfg):
     generator = torch.Generator().manual_seed(data_cfg.split_seed)
     train_full, test = DATASETS.get(data_cfg.name)(data_cfg)
     if train_full.labels.ndim == 3:
+        if seg_cfg.val_images >= len(train_full):  # else an empty training split fails deep in the loop
+            raise ConfigError(f"seg.val_images={seg_cfg.val_images} leaves none of the {len(train_full)} training "
+                              f"images of {data_cfg.name} to train on; set seg.val_images below {len(train_full)}")
         order = torch.randperm(len(train_full), generator=generator)
         val = train_full.subset(order[:seg_cfg.val_images].sort().values)
         train = train_full.subset(order[seg_cfg.val_images:][:seg_cfg.train_images].sort().values)

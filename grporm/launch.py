@@ -1,0 +1,192 @@
+"""`grporm run X.yaml --launcher slurm`: the matrix as a Slurm job array through submitit.
+
+Each array task runs `grporm run X.yaml --shard I/N` (same overrides, same folders) in a fresh
+process, so a task is exactly what a user would type on a node: the run locks keep two tasks off
+one run, finished runs are skipped and interrupted ones resume from their checkpoint. By default
+every task gets one run; `--slurm tasks=N` packs the matrix into N shards. Tasks that would have no
+run (an --only filter) are not submitted. `--launcher local` uses submitit's LocalExecutor (the
+tasks are processes on this machine, waited for): the same path, testable without a cluster.
+
+Options come as `--slurm KEY=VALUE` (repeatable), checked against `SlurmOptions`; any other sbatch
+option as `--slurm extra.KEY=VALUE` (e.g. `extra.reservation=mine`). submitit writes each task's
+stdout/stderr and pickles under `<log_dir>/<experiment>/` (`%j` = the job id, `<array>_<task>`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from grporm.errors import ConfigError, GrpormError
+
+LAUNCHERS = ("slurm", "local")
+
+
+class SlurmOptions(BaseModel):
+    """What `--slurm KEY=VALUE` may set."""
+
+    model_config = ConfigDict(extra="forbid")
+    partition: str | None = Field(None, description="sbatch --partition")
+    account: str | None = Field(None, description="sbatch --account")
+    qos: str | None = Field(None, description="sbatch --qos")
+    constraint: str | None = Field(None, description="sbatch --constraint, e.g. a100")
+    gpus_per_task: int | None = Field(None, ge=0, description="GPUs of each task; default: --nproc (1)")
+    cpus_per_task: int = Field(8, ge=1, description="CPU cores of each task (data loading, evaluation)")
+    mem_gb: int | None = Field(None, ge=1, description="memory of each task in GB; default: the partition's")
+    time: int = Field(24 * 60, ge=1, description="time limit of each task in minutes")
+    tasks: int | None = Field(None, ge=1, description="array size: the matrix in this many shards; default: one run per task")
+    array_parallelism: int = Field(64, ge=1, description="at most this many tasks at once")
+    setup: list[str] = Field(default_factory=list, description="shell lines before each task, e.g. 'module load cuda'")
+    extra: dict[str, Any] = Field(default_factory=dict, description="any other sbatch option, e.g. extra.reservation=X")
+    log_dir: Path = Field(Path("logs/slurm"), description="submitit's folder; each experiment gets its own under it")
+
+
+def parse_options(items: list[str]) -> SlurmOptions:
+    """`KEY=VALUE` strings (values read as YAML, `extra.KEY` into extra) -> SlurmOptions, or a one-line ConfigError."""
+    from grporm.config import _suggest, parse_value
+
+    raw: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--slurm {item!r}: write it as KEY=VALUE, e.g. --slurm partition=gpu")
+        if key.startswith("extra."):
+            raw.setdefault("extra", {})[key[len("extra."):]] = parse_value(text)
+        elif key not in SlurmOptions.model_fields:
+            raise ConfigError(f"--slurm {key}: unknown option{_suggest(key, set(SlurmOptions.model_fields))}; "
+                              f"known: {', '.join(SlurmOptions.model_fields)} (any other sbatch option: extra.KEY=VALUE)")
+        else:
+            raw[key] = parse_value(text)
+    try:
+        return SlurmOptions.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--slurm {where}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def shard_plan(run_ids: list[str], selected: set[str], tasks: int | None) -> tuple[int, list[int]]:
+    """(N, the shard indices worth a task): shard I/N is every N-th run of the matrix from the I-th,
+    as `grporm run --shard` takes it, restricted to the selected (--only) runs."""
+    count = len(run_ids) if tasks is None else min(tasks, len(run_ids))
+    if tasks is None and len(selected) == len(run_ids):
+        return count, list(range(count))
+    return count, [i for i in range(count) if any(r in selected for r in run_ids[i::count])]
+
+
+class ShardTask:
+    """One array task: `python -m grporm run ... --shard I/N` in a child process whose output goes
+    to submitit's log file. On Slurm's timeout or preemption signal submitit calls `checkpoint`: the
+    child gets SIGTERM (grporm saves its checkpoint and exits) and the task is requeued to resume."""
+
+    def __init__(self, argv: list[str], cwd: str):
+        self.argv, self.cwd = argv, cwd
+        self._child: subprocess.Popen | None = None
+
+    def __call__(self, shard: str) -> str:
+        self._child = subprocess.Popen([sys.executable, "-m", "grporm", *self.argv, "--shard", shard], cwd=self.cwd)
+        code = self._child.wait()
+        if code:
+            raise RuntimeError(f"grporm run --shard {shard} exited with code {code}; see this task's log")
+        return shard
+
+    def checkpoint(self, shard: str):
+        import submitit
+
+        if self._child is not None and self._child.poll() is None:
+            self._child.send_signal(signal.SIGTERM)
+            try:
+                self._child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        return submitit.helpers.DelayedSubmission(ShardTask(self.argv, self.cwd), shard)
+
+    def __getstate__(self) -> dict:  # a running child cannot travel with a requeued task
+        return {"argv": self.argv, "cwd": self.cwd, "_child": None}
+
+
+def make_executor(launcher: str, options: SlurmOptions, folder: Path, nproc: int, name: str):
+    try:
+        import submitit
+    except ImportError:
+        raise GrpormError("--launcher needs the package submitit: pip install 'grporm[slurm]' (or pip install submitit)") from None
+    try:
+        executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm" if launcher == "slurm" else "local")
+    except RuntimeError as err:  # submitit: 'Could not detect "srun"'
+        raise GrpormError(f"--launcher {launcher}: {err} Submit from a machine of the cluster, or use --launcher local") from None
+    gpus = nproc if options.gpus_per_task is None else options.gpus_per_task
+    common: dict[str, Any] = {"name": name, "timeout_min": options.time, "cpus_per_task": options.cpus_per_task,
+                              "mem_gb": options.mem_gb}
+    if launcher == "slurm":
+        executor.update_parameters(
+            **common, tasks_per_node=1, slurm_gpus_per_task=gpus or None, slurm_partition=options.partition,
+            slurm_account=options.account, slurm_qos=options.qos, slurm_constraint=options.constraint,
+            slurm_array_parallelism=options.array_parallelism, slurm_setup=options.setup or None,
+            slurm_additional_parameters=options.extra or None)
+    else:  # a local task sees this machine's GPUs as they are; slurm-only options do not apply
+        executor.update_parameters(timeout_min=options.time, name=name)
+    return executor
+
+
+def submit(launcher: str, experiment: str, run_ids: list[str], selected: list[str], argv: list[str], options: SlurmOptions,
+           nproc: int = 1, echo: Callable[[str], None] = print) -> list:
+    """Submit the shards of `run_ids` that hold a `selected` run, each task running `grporm <argv> --shard I/N`
+    (argv already names the experiment file, overrides, folders, --only and --nproc). Returns the jobs."""
+    count, shards = shard_plan(run_ids, set(selected), options.tasks)
+    folder = options.log_dir / experiment
+    executor = make_executor(launcher, options, folder, nproc, f"grporm-{experiment}")
+    task = ShardTask(argv, os.getcwd())
+    try:
+        jobs = executor.map_array(task, [f"{i}/{count}" for i in shards])
+    except Exception as err:  # sbatch missing or refusing: one line
+        text = str(err).strip().splitlines()
+        raise GrpormError(f"submitting {len(shards)} task(s) to {launcher} failed: "
+                          f"{text[0] if text else type(err).__name__}") from None
+    echo(f"{experiment}: {len(selected)} run(s) in {len(jobs)} {launcher} task(s) (shards of {count}); "
+         f"logs under {folder}/")
+    for job, shard in zip(jobs, shards):
+        echo(f"  job {job.job_id}  --shard {shard}/{count}")
+    return jobs
+
+
+def wait(jobs: list, echo: Callable[[str], None] = print) -> int:
+    """Wait for every job; the number that failed (each failure's last line is echoed)."""
+    failed = 0
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as err:  # noqa: BLE001 - submitit re-raises the task's failure
+            failed += 1
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            echo(f"  job {job.job_id} failed: {lines[-1] if lines else type(err).__name__} (log: {job.paths.stdout})")
+    return failed
+
+
+def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: str | None, nproc: int, argv: list[str],
+               echo: Callable[[str], None] = print) -> int:
+    """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code."""
+    from grporm.config import Experiment
+    from grporm.data.check import preflight as check_files
+
+    if launcher is None:
+        raise ConfigError("--slurm needs --launcher slurm (or local)")
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    if shard is not None:
+        raise ConfigError("--shard and --launcher: the launcher makes the shards; use --slurm tasks=N instead")
+    options = parse_options(slurm)
+    check_files(Experiment(name=exp.name, runs=runs))  # missing data fails here, not after hours in the queue
+    task_argv = [*argv, *(["--nproc", str(nproc)] if nproc > 1 else [])]
+    jobs = submit(launcher, exp.name, [r.run_id for r in exp.runs], [r.run_id for r in runs], task_argv, options,
+                  nproc, echo)
+    if launcher == "local":
+        failed = wait(jobs, echo)
+        echo(f"{len(jobs) - failed} of {len(jobs)} task(s) done" + (f", {failed} failed" if failed else ""))
+        return 1 if failed else 0
+    return 0
