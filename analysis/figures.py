@@ -239,7 +239,7 @@ def steps_plot(runs: pd.DataFrame, results_dir: str | Path | None = None) -> Fig
             drawn = any(key in curves for _, _, curves in row)
             for c in range(len(row) if drawn else 0, ncols):  # a short row, or a key without these columns
                 axes[first + c].set_visible(False)
-            for c, (column, title, curves) in enumerate(row if drawn else []):
+            for c, (_column, title, curves) in enumerate(row if drawn else []):
                 ax = axes[first + c]
                 lines = curves.get(key, {})
                 if lines:

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from grporm.objectives import ce_loss, grpo_rm_loss
-from grporm.objectives.diagnostics import (feature_norm, head_weight_norm, logit_gap, miscls_grad_share,
-                                           training_diagnostics)
+from grporm.objectives.diagnostics import feature_norm, head_weight_norm, logit_gap, miscls_grad_share, training_diagnostics
 
 DIAGNOSTICS = {"logit_gap", "head_weight_norm", "feature_norm", "miscls_grad_share", "zero_adv_frac"}
 
@@ -76,9 +75,10 @@ def test_full_group_pushes_every_image_alike_ce_mostly_the_wrong_ones():
 
 @pytest.mark.parametrize("method", ["ce", "grpo_rm"])
 def test_fit_logs_the_diagnostics_on_logged_steps_only(tmp_path, monkeypatch, method):
+    from test_end_to_end import tiny_setup
+
     import grporm.train as train
     from grporm.objectives import build_objective
-    from test_end_to_end import tiny_setup
 
     calls = []
     original = train.training_diagnostics

@@ -11,9 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+
 from grporm import launch
 from grporm.config import load_experiment
 from grporm.errors import ConfigError
+
 from tiny_runs import env, invoke, write_experiment
 
 submitit = pytest.importorskip("submitit")

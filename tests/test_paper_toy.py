@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
+
 from fakes import fake_cifar10, fake_cifar100, fake_stl10, fake_tiny_imagenet, fake_voc
 from tiny_runs import env
 
