@@ -7,10 +7,35 @@ from typing import Optional
 
 import typer
 import yaml
+from typer._click import exceptions as click_errors  # typer vendors click; its own classes
+from typer.core import TyperGroup
 
 from grporm.errors import GrpormError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class OneLineErrors(TyperGroup):
+    """A command-line usage error (unknown option, `--nproc abc`, a missing argument) is one line on
+    stderr and exit code 2, like every other bad input, instead of click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as err:  # `grporm` alone: the help, as before
+            typer.echo(err.format_message(), err=True)
+            code = err.exit_code
+        except click_errors.ClickException as err:
+            command = f" ({err.ctx.command_path})" if getattr(err, "ctx", None) is not None else ""
+            typer.echo(f"error: {err.format_message()}{command}; see --help", err=True)
+            code = err.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO-RM vs cross-entropy fine-tuning of representation models.")
 EXPERIMENTS = Path("experiments")
 
@@ -46,8 +71,11 @@ def run(
     from grporm.runner import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
+    from grporm.inputs import check_environment, output_folder
+
     dist = distributed.SINGLE
     try:
+        check_environment()
         exp = load_experiment(experiment, override)
         runs = select_runs(exp.runs, only, shard)
         if dry_run:
@@ -61,6 +89,8 @@ def run(
         if not runs:
             typer.echo(f"shard {shard} of {exp.name} has no runs")
             return
+        output_folder(results, "--results")
+        output_folder(checkpoints, "--checkpoints")
         dist = distributed.init_from_env()
         preflight(runs, max(nproc, dist.world_size))  # before anything is written
         if nproc > 1 and not dist.active:
@@ -177,7 +207,10 @@ def data_check(
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
     from grporm.data.check import env_offline, experiment_requirements, format_table, inventory
 
+    from grporm.inputs import check_environment
+
     try:
+        check_environment()
         if experiment is None:
             if override:
                 raise GrpormError("-o/--override needs an experiment file")
