@@ -137,6 +137,26 @@ def report(
 
 
 @app.command()
+def verify(
+    rerun: Path = typer.Argument(..., metavar="RERUN_DIR", help="the --results folder of a rerun, e.g. of make verify"),
+    against: Path = typer.Option(Path("results"), "--against", help="folder with the committed records"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="compare only this experiment"),
+) -> None:
+    """Compare a rerun's records with the committed ones: per run and metric the committed value, the
+    rerun's, Δ, the tolerance and a verdict (exact / within / OUTSIDE); exit 1 if any is outside, or a
+    committed run is missing or was rerun with another config."""
+    from grporm.verify import verify as compare_runs
+
+    try:
+        report, text = compare_runs(rerun, against, experiment)
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(text)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help="W&B entity/project of the runs")) -> None:
     """Create a W&B report of the project's runs grouped as in the tables (needs network and wandb-workspaces)."""
     from grporm.wandb_tools import create_dashboard
