@@ -43,6 +43,17 @@ def verify(*args: str):
     return CliRunner().invoke(app, ["verify", *args, "--against", str(COMMITTED)])
 
 
+def block(output: str, run_id: str) -> dict[str, str]:
+    """metric -> its line, in the block of one run of verify's output."""
+    out, inside = {}, False
+    for line in output.splitlines():
+        if not line.startswith("  "):
+            inside = line.startswith(f"quick/{run_id} ")
+        elif inside and "committed" not in line:
+            out[line.split()[0]] = line
+    return out
+
+
 def test_the_cross_machine_tolerance_is_read_from_the_committed_measurement():
     points, where = cross_machine_tolerance()
     assert points == pytest.approx(2.6) and "tf_efficientnet_lite0-grpo_rm-s0 kNN@20" in where
@@ -62,8 +73,7 @@ def test_within_outside_missing_and_not_comparable(tmp_path):
                                                                   head_top1=r["metrics"]["head_top1"] - 0.03))
     result = verify(str(tmp_path))
     assert result.exit_code == 1, result.output
-    lines = {l.split()[0]: l for l in result.output.splitlines() if l.startswith("  ") and "committed" not in l
-             and QUICK in result.output}
+    lines = block(result.output, QUICK)
     assert "within" in lines["SR"] and "+2.00" in lines["SR"] and "OUTSIDE" in lines["head"] and "-3.00" in lines["head"]
 
     shutil.rmtree(tmp_path / "quick" / "runs" / "fashion_mnist-mobilenetv2_100-ce-s0")
