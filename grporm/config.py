@@ -179,8 +179,17 @@ class SegConfig(Strict):
 
 class TrackingConfig(Strict):
     mode: Literal["offline", "online", "disabled"] = "offline"
-    project: str = "grporm"
+    project: str = Field("grporm", description="W&B project: 1 to 128 characters, none of / \\ # ? % :")
     entity: str | None = None
+
+    @field_validator("project", "entity")
+    @classmethod
+    def _wandb_name(cls, name: str | None) -> str | None:
+        # W&B refuses these names only when a run starts, and a failed start only warns: refuse them
+        # here, with the rest of the config, before anything runs.
+        if name is not None and (not name.strip() or len(name) > 128 or any(c in name for c in "/\\#?%:")):
+            raise ValueError("a W&B name has 1 to 128 characters, none of / \\ # ? % : (use tracking.entity for the team)")
+        return name
 
 
 class RunConfig(Strict):

@@ -408,6 +408,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> list[RunConfig]:
     """The runs of this process: shard I/N takes every N-th run of the matrix from the I-th (so each
     shard gets a mix of methods), then --only filters by id."""
+    if only is not None and not only.strip():
+        raise ConfigError("--only '': give part of a run id (see --dry-run), or leave --only out to run them all")
     if only is not None and not any(only in r.run_id for r in runs):
         raise ConfigError(f"no run matches --only {only!r}")
     if shard is not None:

@@ -241,6 +241,8 @@ EXPERIMENT_FILES = {  # what exp.yaml is -> a fragment of the error
     "a FIFO": (_fifo, "not a regular file"),
     "description not text": (lambda p: p.write_text("description: [a, b]\nmethod: ce\n"), "description: must be text"),
     "matrix key not a name": (lambda p: p.write_text("matrix: {1: [2]}\n"), "is not a dotted setting name"),
+    "W&B project with a slash": (lambda p: p.write_text("tracking: {project: team/proj}\n"), "tracking.project: a W&B name"),
+    "W&B entity empty": (lambda p: p.write_text("tracking: {entity: ''}\n"), "tracking.entity: a W&B name"),
     "deeply nested YAML": (lambda p: p.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n"), "exp.yaml"),
 }
 
@@ -341,6 +343,8 @@ OPTIONS = {  # CLI options -> fragment
     "--shard index too large": (("--shard", "2/2"), "0 <= I < N"),
     "--shard of zero": (("--shard", "0/0"), "0 <= I < N"),
     "--only matching nothing": (("--only", "nothing-like-this"), "no run matches --only"),
+    "--only empty": (("--only", ""), "--only '': give part of a run id"),
+    "--stale-lock negative": (("--stale-lock", "-1"), "--stale-lock"),
     "--nproc not a number": (("--nproc", "two"), "Invalid value for '--nproc'"),
     "--nproc zero": (("--nproc", "0"), "--nproc"),
     "unknown option": (("--resutls", "x"), "No such option"),
