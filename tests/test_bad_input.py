@@ -604,3 +604,15 @@ def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
             if re.search(pattern, text):
                 found.add((path.name, name))
     assert found - allowed == set(), sorted(found - allowed)
+
+
+def test_a_checkpoint_with_the_wrong_schema_falls_back_to_the_previous_one(tmp_path):
+    from grporm.checkpoints import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1, "history": []})
+    save_checkpoint(path, {"model": {}, "epoch": "two", "history": []})  # readable, wrong type
+    assert load_checkpoint(path, ("model", "epoch", "history"))["epoch"] == 1
+    save_checkpoint(path, {"model": [], "epoch": 3, "history": []})
+    with pytest.raises(GrpormError, match="'epoch' is a str, not int.*delete"):
+        load_checkpoint(path, ("model", "epoch", "history"))  # both damaged: one line naming both
