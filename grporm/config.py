@@ -435,7 +435,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
             run = RunConfig.model_validate(tree)
         except ValidationError as err:
             loc = tuple(str(p) for p in err.errors()[0]["loc"])
-            source = next((b for k, b in blame.items() if loc[:len(k)] == k), where)
+            # the override set this value, or set a key inside the mapping the error is about
+            source = next((b for k, b in blame.items() if loc[:len(k)] == k or k[:len(loc)] == loc), where)
             raise _format_validation_error(err, source) from None
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)

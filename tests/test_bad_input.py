@@ -309,6 +309,7 @@ OVERRIDES = {  # -o value -> fragment
     "out of range": ("train.lr=-1", "override 'train.lr=-1': train.lr: Input should be greater than 0"),
     "a section set to a number": ("train=5", "override 'train=5': train"),
     "unknown key inside a mapping": ("train={lrr: 1}", "override 'train={lrr: 1}': train.lrr: unknown key"),
+    "unknown reward in the mapping": ("grpo_rm.rewards.acc=1", "override 'grpo_rm.rewards.acc=1': grpo_rm.rewards: unknown reward 'acc'"),
     "empty list on a matrix axis": ("seed=[]", "override 'seed=[]': matrix.seed: must be a non-empty list"),
     "wrong type on a matrix axis": ("seed=[0, x]", "override 'seed=[0, x]': seed: Input should be a valid integer"),
 }
