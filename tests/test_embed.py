@@ -36,10 +36,10 @@ def test_another_results_folder_fills_a_copy_and_leaves_the_readme(tmp_path):
     readme.write_text(original)
     run = lambda *args: subprocess.run([sys.executable, str(TOOL), "README.md", *args], cwd=tmp_path,
                                        capture_output=True, text=True)
-    refused = run("--results", "mine")
-    assert refused.returncode != 0 and "--out" in refused.stderr and readme.read_text() == original
-    out = run("--results", "mine", "--out", "mine/README.md")
+    out = run("--results", "mine")
     assert out.returncode == 0, out.stderr
+    assert "mine/README.md: updated" in out.stdout
     assert readme.read_text() == original
     copy = (tmp_path / "mine" / "README.md").read_text()
     assert "| rerun |" in copy and "![fig](q/fig.png)" in copy  # links relative to the copy
+    assert run("--results", "results").returncode == 0 and readme.read_text() == original  # the default: in place

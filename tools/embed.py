@@ -9,8 +9,8 @@ so the README shows tables produced by runs, never numbers typed by hand.
 Usage: python tools/embed.py README.md [--results DIR --out FILE]
 
 --results DIR reads the sections' `results/...` files from DIR instead (a rerun's own folder, e.g.
-`make reproduce RESULTS=dir`); with it, --out is required unless DIR is results/ itself, because
-a rerun must never overwrite the committed README: its tables describe the committed records.
+`make reproduce RESULTS=dir`) and writes DIR/README.md (or --out FILE), unless DIR is results/
+itself: a rerun never overwrites the committed README, whose tables describe the committed records.
 """
 from __future__ import annotations
 
@@ -75,14 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     results = args.results
     if results is not None and results.resolve() == (Path.cwd() / DEFAULT_RESULTS).resolve():
         results = None  # the committed folder: the sections name it already
-    if results is not None and args.out is None:
-        parser.error(f"--results {args.results} is not {DEFAULT_RESULTS}/: give --out, the committed "
-                     "README describes the committed records and is not overwritten by a rerun")
-    if args.out is not None and len(args.markdown) != 1:
-        parser.error("--out takes one Markdown file")
+    if (args.out is not None or results is not None) and len(args.markdown) != 1:
+        parser.error("--out and --results take one Markdown file")
     for name in args.markdown:
-        target = args.out or name
-        print(f"{target}: {'updated' if refresh(name, results, args.out) else 'up to date'}")
+        target = args.out or (results / name.name if results is not None else name)
+        print(f"{target}: {'updated' if refresh(name, results, target) else 'up to date'}")
 
 
 if __name__ == "__main__":
