@@ -13,7 +13,12 @@ from pathlib import Path
 import torch
 
 from grporm.errors import GrpormError, first_line
+from grporm.inputs import check_fields
 from grporm.records import write_atomic
+
+# The types of the keys a training checkpoint must hold (grporm.train.REQUIRED_KEYS).
+KEY_TYPES = {"model": dict, "optimizer": dict, "scheduler": dict, "epoch": int, "step_in_epoch": int,
+             "history": list, "steps": list}
 
 
 def previous_of(path: Path) -> Path:
@@ -31,6 +36,9 @@ def _read(path: Path, required: tuple[str, ...]) -> dict:
     missing = [key for key in required if key not in state]
     if missing:
         raise ValueError(f"lacks {', '.join(missing)}")
+    problem = check_fields(state, {key: KEY_TYPES[key] for key in required if key in KEY_TYPES})
+    if problem is not None:  # readable, but not what resuming would read: treat it as damaged
+        raise ValueError(problem)
     return state
 
 

@@ -7,10 +7,35 @@ from typing import Optional
 
 import typer
 import yaml
+from typer._click import exceptions as click_errors  # typer vendors click; its own classes
+from typer.core import TyperGroup
 
 from grporm.errors import GrpormError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class OneLineErrors(TyperGroup):
+    """A command-line usage error (unknown option, `--nproc abc`, a missing argument) is one line on
+    stderr and exit code 2, like every other bad input, instead of click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as err:  # `grporm` alone: the help, as before
+            typer.echo(err.format_message(), err=True)
+            code = err.exit_code
+        except click_errors.ClickException as err:
+            command = f" ({err.ctx.command_path})" if getattr(err, "ctx", None) is not None else ""
+            typer.echo(f"error: {err.format_message()}{command}; see --help", err=True)
+            code = err.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO-RM vs cross-entropy fine-tuning of representation models.")
 EXPERIMENTS = Path("experiments")
 
@@ -31,7 +56,7 @@ def run(
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
                                         help="run only shard I of N (I = 0..N-1): every N-th run of the matrix from the I-th"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="processes per run (one per GPU): relaunches under torchrun, DDP"),
-    stale_lock: float = typer.Option(10.0, "--stale-lock", metavar="MINUTES",
+    stale_lock: float = typer.Option(10.0, "--stale-lock", metavar="MINUTES", min=0.0,
                                      help="take over another process's run lock after this long without its heartbeat"),
     results: Path = typer.Option(Path("results"), "--results", help="where run records go"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="where checkpoints go"),
@@ -50,11 +75,13 @@ def run(
     """
     from grporm import distributed
     from grporm.config import load_experiment
+    from grporm.inputs import check_environment, output_folder
     from grporm.runner import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
     dist = distributed.SINGLE
     try:
+        check_environment()
         exp = load_experiment(experiment, override)
         runs = select_runs(exp.runs, only, shard)
         if dry_run:
@@ -68,6 +95,8 @@ def run(
         if not runs:
             typer.echo(f"shard {shard} of {exp.name} has no runs")
             return
+        output_folder(results, "--results")
+        output_folder(checkpoints, "--checkpoints")
         argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
                 "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
                 *(["--only", only] if only else [])]
@@ -115,6 +144,26 @@ def report(
     figures = sum(p.parent.name == "figures" for p in written)
     typer.echo(f"wrote {tables} table file(s) under {results / 'tables'} and {figures} figure file(s) under "
                f"{results / 'figures'}; start at {results / REPORT_NAME}")
+
+
+@app.command()
+def verify(
+    rerun: Path = typer.Argument(..., metavar="RERUN_DIR", help="the --results folder of a rerun, e.g. of make verify"),
+    against: Path = typer.Option(Path("results"), "--against", help="folder with the committed records"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="compare only this experiment"),
+) -> None:
+    """Compare a rerun's records with the committed ones: per run and metric the committed value, the
+    rerun's, Δ, the tolerance and a verdict (exact / within / OUTSIDE); exit 1 if any is outside, or a
+    committed run is missing or was rerun with another config."""
+    from grporm.verify import verify as compare_runs
+
+    try:
+        report, text = compare_runs(rerun, against, experiment)
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(text)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -188,7 +237,10 @@ def data_check(
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
     from grporm.data.check import env_offline, experiment_requirements, format_table, inventory
 
+    from grporm.inputs import check_environment
+
     try:
+        check_environment()
         if experiment is None:
             if override:
                 raise GrpormError("-o/--override needs an experiment file")

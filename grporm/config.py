@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grporm.errors import ConfigError
+from grporm.inputs import read_text
 
 METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
 
@@ -181,8 +182,17 @@ class SegConfig(Strict):
 
 class TrackingConfig(Strict):
     mode: Literal["offline", "online", "disabled"] = "offline"
-    project: str = "grporm"
+    project: str = Field("grporm", description="W&B project: 1 to 128 characters, none of / \\ # ? % :")
     entity: str | None = None
+
+    @field_validator("project", "entity")
+    @classmethod
+    def _wandb_name(cls, name: str | None) -> str | None:
+        # W&B refuses these names only when a run starts, and a failed start only warns: refuse them
+        # here, with the rest of the config, before anything runs.
+        if name is not None and (not name.strip() or len(name) > 128 or any(c in name for c in "/\\#?%:")):
+            raise ValueError("a W&B name has 1 to 128 characters, none of / \\ # ? % : (use tracking.entity for the team)")
+        return name
 
 
 class RunConfig(Strict):
@@ -257,11 +267,52 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
     return model
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, where: str = "value") -> Any:
+    """A YAML scalar, list or mapping; text YAML cannot read is refused rather than taken as a string
+    (`[1e-4, 1e-3` was a typo, not a name), and so is anything tagged (`!!python/...`)."""
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: value {text!r} is not valid YAML ({problem}); "
+                          "quote it if it is text, e.g. -o 'model.weights=\"@my file.pt\"'") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: value is nested too deeply") from None
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`-o KEY=VALUE` -> (dotted key, parsed value): the key must name a real setting, the value
+    must be YAML. Types and ranges are checked with the whole run (and named as this override)."""
+    where = f"override {item!r}"
+    if "=" not in item:
+        raise ConfigError(f"{where}: write it as key=value, e.g. -o train.lr=3e-4")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{where}: the key before '=' is empty; write it as key=value, e.g. -o train.lr=3e-4")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
+        raise ConfigError(f"{where}: {key!r} is not a dotted setting name like train.lr")
+    if not text.strip():
+        raise ConfigError(f"{where}: the value after '=' is empty; write null for none, '' for empty text")
+    _check_key_path(key, where)
+    return key, parse_value(text, where)
+
+
+def matrix_values(key: str, value: Any) -> list:
+    """An override of a matrix axis: a list gives the axis its values, anything else one value. For
+    a setting that is itself a list (e.g. train.lr_grid) a flat list is one value, a list of lists the
+    values."""
+    is_list_setting = _field_is_list(key)
+    if isinstance(value, list) and not (is_list_setting and not all(isinstance(v, list) for v in value)):
+        return value
+    return [value]
+
+
+def _field_is_list(key: str) -> bool:
+    parts = key.split(".")
+    model = _model_at(tuple(parts[:-1]))
+    field = model.model_fields.get(parts[-1]) if model is not None else None
+    return field is not None and "list" in str(field.annotation)
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -314,21 +365,32 @@ class Experiment(BaseModel):
     source: str = ""
 
 
-def load_yaml(path: Path) -> dict:
-    where = str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: no such experiment file; `grporm list` shows the shipped ones")
+EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
+
+
+def load_yaml(path: Path, what: str = "experiment file") -> dict:
+    """One experiment file as a mapping; every problem (missing, a folder, binary, empty or only
+    comments, malformed YAML, not a mapping) is one ConfigError naming the file."""
+    text = read_text(path, what, EXPERIMENT_FIX)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
-    if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    if raw is None:  # only comments: running every default by accident is never what was meant
+        raise ConfigError(f"{path}: {what} holds no settings (only comments or blank lines); "
+                          "start from experiments/quick.yaml")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: the top level must be a mapping of settings, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, got {type(raw).__name__}")
+    if not raw:
+        raise ConfigError(f"{path}: {what} holds an empty mapping; start from experiments/quick.yaml")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: top-level key {bad[0]!r} is not a name; keys are setting names like train or matrix")
     return raw
 
 
@@ -341,27 +403,29 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {name!r})")
     description = raw.pop("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description: must be text (got {type(description).__name__})")
     matrix = raw.pop("matrix", None) or {}
     if not isinstance(matrix, dict):
         raise ConfigError(f"{where}: matrix: must map dotted keys to lists of values")
 
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: write it as key=value, e.g. train.lr=3e-4")
-        key, text = item.split("=", 1)
-        key = key.strip()
-        _check_key_path(key, "override")
-        value = parse_value(text)
+        key, value = parse_override(item)
         if key in matrix:
-            matrix[key] = value if isinstance(value, list) else [value]
+            matrix[key] = matrix_values(key, value)
         else:
-            set_dotted(raw, key, value, "override")
+            set_dotted(raw, key, value, f"override {item!r}")
+    # A wrong type or value in an override is reported as the override's, not the file's.
+    blame = {tuple(parse_override(item)[0].split(".")): f"override {item!r}" for item in overrides}
 
     axes: list[tuple[str, list]] = []
     for key, values in matrix.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: matrix: key {key!r} is not a dotted setting name like train.lr")
         _check_key_path(key, f"{where}: matrix")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: matrix.{key}: must be a non-empty list of values")
+            source = next((f"override {o!r}" for o in overrides if parse_override(o)[0] == key), where)
+            raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
         axes.append((key, values))
 
     runs: list[RunConfig] = []
@@ -374,7 +438,10 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
         try:
             run = RunConfig.model_validate(tree)
         except ValidationError as err:
-            raise _format_validation_error(err, where) from None
+            loc = tuple(str(p) for p in err.errors()[0]["loc"])
+            # the override set this value, or set a key inside the mapping the error is about
+            source = next((b for k, b in blame.items() if loc[:len(k)] == k or k[:len(loc)] == loc), where)
+            raise _format_validation_error(err, source) from None
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
         run.axes = axis_values
@@ -398,16 +465,20 @@ def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
 
 def load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """An experiment file, merged over the file its `base:` key names (relative to it)."""
-    raw = load_yaml(path)
+    raw = load_yaml(path, "base experiment file" if seen else "experiment file")
     base = raw.pop("base", None)
     if base is None:
         return raw
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: base: must be a path to another experiment file")
-    base_path = (path.parent / base).resolve()
-    if base_path in seen:
-        raise ConfigError(f"{path}: base: {base} includes itself")
-    parent = load_with_base(base_path, (*seen, base_path))
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: base: must be the path of another experiment file (got {base!r})")
+    try:
+        here = path.resolve()
+        base_path = (path.parent / base).resolve()
+    except (OSError, RuntimeError, ValueError) as err:  # a symlink loop on the way, a NUL byte
+        raise ConfigError(f"{path}: base: {base!r} cannot be resolved ({err}); fix the path") from None
+    if base_path in (*seen, here):
+        raise ConfigError(f"{path}: base: {base} includes itself (a cycle of base: keys); remove one")
+    parent = load_with_base(base_path, (*seen, here))
     parent.pop("name", None)
     parent.pop("description", None)
     return deep_merge(parent, raw)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from grporm.errors import GrpormError
+from grporm.inputs import InputError, read_json
 
 
 def now() -> str:
@@ -74,20 +75,22 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def read_record(path: Path) -> dict | None:
-    if not path.exists():
+# What every run record holds, whatever its status: the fields the runner and verify read back.
+RECORD_FIELDS = {"run_id": str, "experiment": str, "status": str, "config_hash": str, "metrics": dict}
+
+
+def read_record(path: Path, fields=RECORD_FIELDS, what: str = "run record", check=None) -> dict | None:
+    """The JSON object at `path`, None if there is no file; unreadable, not JSON, or without the
+    `fields` (key -> type) -> GrpormError naming it. `fields={}` reads any JSON object."""
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GrpormError(f"run record {path} is corrupted ({err}); delete it to rerun that run") from None
-    if not isinstance(record, dict):
-        raise GrpormError(f"run record {path} is corrupted (a JSON {type(record).__name__}, not an object); "
-                          "delete it to rerun that run")
-    return record
+        return read_json(path, what, "delete it to rerun that run", fields, check)
+    except InputError as err:
+        raise GrpormError(f"{what} {path} is corrupted ({err.problem}); delete it to rerun that run") from None
 
 
-def read_record_or_rerun(path: Path) -> dict | None:
+def read_record_or_rerun(path: Path, fields=RECORD_FIELDS, check=None) -> dict | None:
     """The record, or None (so the run is redone) if it is unreadable, with a warning naming it.
 
     Records are written atomically, so a corrupted one was damaged from outside; an overnight matrix
@@ -95,7 +98,7 @@ def read_record_or_rerun(path: Path) -> dict | None:
     damaged file for inspection before anything overwrites it.
     """
     try:
-        return read_record(path)
+        return read_record(path, fields, check=check)
     except GrpormError as err:
         print(f"warning: {err}; the run will be redone (the damaged file is kept as {aside_name(path).name})",
               file=sys.stderr)
@@ -106,10 +109,10 @@ def aside_name(path: Path) -> Path:
     return path.with_name(path.name + ".corrupt")
 
 
-def set_aside(path: Path) -> None:
+def set_aside(path: Path, fields=RECORD_FIELDS) -> None:
     """Move an unreadable file out of the way (kept as NAME.corrupt) before a rerun replaces it."""
     try:
-        read_record(path)
+        read_record(path, fields)
     except GrpormError:
         os.replace(path, aside_name(path))
 

@@ -22,7 +22,8 @@ from grporm.config import RunConfig
 from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
 from grporm.data.splits import split_indices
 from grporm.distributed import SINGLE, Dist, check_world
-from grporm.errors import ConfigError, GrpormError
+from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.inputs import read_text
 from grporm.evaluate import (
     expected_calibration_error,
     knn_accuracy,
@@ -42,7 +43,17 @@ from grporm.records import environment, now, peak_memory_mib, read_record_or_rer
 from grporm.tracking import Tracker
 from grporm.train import STOP, FitResult, Interrupted, fit
 
-FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
+FINAL_WEIGHTS = "model.pt"
+# lr_search.json, the search's progress read back on resume: a list of {"lr", "val_top1"} rows.
+LR_SEARCH_FIELDS = {"results": list}
+
+
+def _lr_rows_problem(state: dict) -> str | None:
+    for row in state["results"]:
+        if not (isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                                              for k in ("lr", "val_top1"))):
+            return f"results row {row!r} is not {{'lr': number, 'val_top1': number}}"
+    return None  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
 
 class RunsFailed(GrpormError):
@@ -193,7 +204,8 @@ class Run:
             self.record["lr"] = grid[0]
             return grid[0]
         saved = self.ckpt / "lr_search.json"
-        done = {row["lr"]: row for row in self.dist.from_main(lambda: (read_record_or_rerun(saved) or {}).get("results", []))}
+        done = {row["lr"]: row for row in self.dist.from_main(
+            lambda: (read_record_or_rerun(saved, LR_SEARCH_FIELDS, _lr_rows_problem) or {}).get("results", []))}
         data = self.splits.train
         if cfg.train.search_train_per_class is not None and not self.segmentation:
             per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
@@ -370,10 +382,18 @@ def _prepare_checkpoints(run: RunConfig, checkpoints: Path, force: bool) -> None
     if force:
         shutil.rmtree(checkpoint_dir(run, checkpoints), ignore_errors=True)
     stale = checkpoint_dir(run, checkpoints) / "config_hash"
-    if stale.exists() and stale.read_text().strip() != run.config_hash():
-        shutil.rmtree(stale.parent)  # a checkpoint of another config must never be resumed
+    if stale.exists() and _read_hash(stale) != run.config_hash():
+        shutil.rmtree(stale.parent)  # a checkpoint of another (or an unknown) config must never be resumed
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text(run.config_hash())
+
+
+def _read_hash(path: Path) -> str | None:
+    """The config hash a checkpoint folder was written for; None if the file is damaged."""
+    try:
+        return read_text(path, "checkpoint config hash", "delete its folder").strip()
+    except ConfigError:
+        return None
 
 
 # -- the matrix ---------------------------------------------------------------------------------
@@ -388,6 +408,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> list[RunConfig]:
     """The runs of this process: shard I/N takes every N-th run of the matrix from the I-th (so each
     shard gets a mix of methods), then --only filters by id."""
+    if only is not None and not only.strip():
+        raise ConfigError("--only '': give part of a run id (see --dry-run), or leave --only out to run them all")
     if only is not None and not any(only in r.run_id for r in runs):
         raise ConfigError(f"no run matches --only {only!r}")
     if shard is not None:
@@ -414,16 +436,32 @@ def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
         try:
             check_world(r.train.batch_size, world_size, "--nproc")
             if (key := (r.model.name, r.model.weights, r.data.image_size)) not in backbones:
-                create_backbone(*key)
+                _as_input_error(lambda: create_backbone(*key), WeightsError,
+                                f"backbone {r.model.name} with weights {r.model.weights}",
+                                "check model.weights (a checkpoint of this architecture) or model.name")
                 backbones.add(key)
             if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:
-                train, test = DATASETS.get(r.data.name)(r.data)
+                train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,
+                                              f"data {r.data.name} (data.root {r.data.root})",
+                                              "fetch the data set again or fix data.root")
                 datasets[key] = (train.labels, test.labels, train.classes)
             if datasets[key][0].ndim == 1:  # enough images per class? (mask data sets split by image)
                 split_indices(*datasets[key][:2], r.data, datasets[key][2])
         except GrpormError as err:
             err.args = (f"run {r.run_id}: {err}",)
             raise
+
+
+def _as_input_error(load: Callable, kind: type[GrpormError], what: str, fix: str):
+    """`load()`; any failure that is not already a GrpormError is the input's fault here (a corrupt
+    image, a truncated file a library chokes on...), so it becomes one line of `kind`."""
+    try:
+        return load()
+    except GrpormError:
+        raise
+    except Exception as err:  # noqa: BLE001 - libraries raise many types on a bad file
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise kind(f"{what}: cannot be loaded ({type(err).__name__}{': ' + first if first else ''}); {fix}") from None
 
 
 def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force: bool = False,

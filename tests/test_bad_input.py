@@ -182,3 +182,438 @@ def test_base_experiment_is_valid(tmp_path):
     write_experiment(tmp_path)
     result = invoke(tmp_path, "--dry-run")
     assert result.exit_code == 0 and BASE["name"] in result.output
+
+
+# ---------------------------------------------------------------- every way input enters, by class
+# Each class of input gets one parametrised test through the real `grporm run` (in process, CliRunner):
+# exit code 2, exactly one line on stderr, no traceback, no results/ (or any other file) written.
+
+import gzip  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads and writes through permissions
+
+
+def refused_line(folder: Path, args: tuple[str, ...], fragment: str, experiment: str = "exp.yaml") -> str:
+    """`grporm run EXPERIMENT ARGS` in `folder` fails cleanly; returns the error line."""
+    before = files(folder)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        from typer.testing import CliRunner
+
+        from grporm.cli import app
+
+        result = CliRunner().invoke(app, ["run", experiment, *args])
+    finally:
+        os.chdir(cwd)
+    err = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert len(err) == 1 and err[0].startswith("error: "), result.stderr
+    assert fragment in err[0], err[0]
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert not (folder / "results").exists() and files(folder) == before, sorted(map(str, files(folder) - before))
+    return err[0]
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+EXPERIMENT_FILES = {  # what exp.yaml is -> a fragment of the error
+    "binary (not UTF-8)": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x01"), "is a binary file, not text"),
+    "latin-1 text": (lambda p: p.write_bytes("name: caf\xe9\n".encode("latin-1")), "is not UTF-8 text"),
+    "NUL bytes only": (lambda p: p.write_bytes(b"\0" * 64), "is a binary file"),
+    "empty": (lambda p: p.write_text(""), "is empty"),
+    "blank lines": (lambda p: p.write_text("\n  \n\n"), "is empty"),
+    "only comments": (lambda p: p.write_text("# nothing here\n# yet\n"), "holds no settings"),
+    "empty mapping": (lambda p: p.write_text("{}\n"), "holds an empty mapping"),
+    "a list": (lambda p: p.write_text("- train\n- lr\n"), "top level must be a mapping"),
+    "a number key": (lambda p: p.write_text("1: 2\n"), "top-level key 1 is not a name"),
+    "a folder": (lambda p: p.mkdir(), "is a folder, not a file"),
+    "missing": (lambda p: None, "does not exist"),
+    "dangling symlink": (lambda p: p.symlink_to(p.parent / "gone.yaml"), "does not exist"),
+    "symlink loop": (lambda p: p.symlink_to(p), "symlink loop"),
+    "a FIFO": (_fifo, "not a regular file"),
+    "description not text": (lambda p: p.write_text("description: [a, b]\nmethod: ce\n"), "description: must be text"),
+    "matrix key not a name": (lambda p: p.write_text("matrix: {1: [2]}\n"), "is not a dotted setting name"),
+    "W&B project with a slash": (lambda p: p.write_text("tracking: {project: team/proj}\n"), "tracking.project: a W&B name"),
+    "W&B entity empty": (lambda p: p.write_text("tracking: {entity: ''}\n"), "tracking.entity: a W&B name"),
+    "deeply nested YAML": (lambda p: p.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n"), "exp.yaml"),
+}
+
+
+@pytest.mark.parametrize("case", EXPERIMENT_FILES)
+def test_bad_experiment_file(tmp_path, case):
+    make, fragment = EXPERIMENT_FILES[case]
+    make(tmp_path / "exp.yaml")
+    line = refused_line(tmp_path, (), fragment)
+    assert "exp.yaml" in line  # names the file
+
+
+@pytest.mark.skipif(ROOT_USER, reason="root reads files whatever their permissions")
+def test_unreadable_experiment_file(tmp_path):
+    path = write_experiment(tmp_path)
+    path.chmod(0)
+    refused_line(tmp_path, (), "permission denied")
+
+
+def test_a_binary_experiment_file_in_a_real_process_is_one_line(tmp_path):
+    """The case a new user hit: a real process, the real entry point, not only CliRunner."""
+    (tmp_path / "exp.yaml").write_bytes(bytes(range(256)))
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "grporm", "run", "exp.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "exp.yaml" in done.stderr and not (tmp_path / "results").exists()
+
+
+BASES = {  # base: value (or a file it names) -> fragment
+    "a folder": ("sub", lambda d: (d / "sub").mkdir(), "is a folder, not a file"),
+    "missing": ("nope.yaml", lambda d: None, "nope.yaml: does not exist"),
+    "binary": ("bin.yaml", lambda d: (d / "bin.yaml").write_bytes(b"\xff\xd8\xff\xe0JFIF"), "not UTF-8 text"),
+    "empty": ("empty.yaml", lambda d: (d / "empty.yaml").write_text(""), "is empty"),
+    "itself": ("exp.yaml", lambda d: None, "includes itself"),
+    "a cycle of two": ("a.yaml", lambda d: (d / "a.yaml").write_text("base: exp.yaml\n"), "includes itself"),
+    "not a string": (["a.yaml"], lambda d: None, "base: must be the path of another experiment file"),
+    "empty string": ("", lambda d: None, "base: must be the path"),
+    "a number": (3, lambda d: None, "base: must be the path"),
+}
+
+
+@pytest.mark.parametrize("case", BASES)
+def test_bad_base_chain(tmp_path, case):
+    base, make, fragment = BASES[case]
+    make(tmp_path)
+    write_experiment(tmp_path, base=base)
+    refused_line(tmp_path, (), fragment)
+
+
+OVERRIDES = {  # -o value -> fragment
+    "no '='": ("train.lr", "write it as key=value"),
+    "empty key": ("=3", "the key before '=' is empty"),
+    "blank key": ("  =3", "the key before '=' is empty"),
+    "key with spaces": ("train. lr=3", "is not a dotted setting name"),
+    "unknown key": ("train.lrr=0.1", "train.lrr: unknown key (did you mean 'lr'?)"),
+    "unknown section": ("trian.lr=0.1", "unknown key (did you mean 'train'?)"),
+    "not a section": ("seed.x=1", "seed is not a section"),
+    "matrix is not a setting": ("matrix.seed=[0]", "matrix.seed: unknown key"),
+    "malformed YAML value": ("train.lr_grid=[1e-4, 1e-3", "is not valid YAML"),
+    "YAML that would run code": ("train.lr=!!python/object/apply:os.system [touch marker]", "is not valid YAML"),
+    "empty value": ("train.lr=", "the value after '=' is empty"),
+    "wrong type": ("train.epochs=many", "override 'train.epochs=many': train.epochs: Input should be a valid integer"),
+    "out of range": ("train.lr=-1", "override 'train.lr=-1': train.lr: Input should be greater than 0"),
+    "a section set to a number": ("train=5", "override 'train=5': train"),
+    "unknown key inside a mapping": ("train={lrr: 1}", "override 'train={lrr: 1}': train.lrr: unknown key"),
+    "unknown reward in the mapping": ("grpo_rm.rewards.acc=1", "override 'grpo_rm.rewards.acc=1': grpo_rm.rewards: unknown reward 'acc'"),
+    "empty list on a matrix axis": ("seed=[]", "override 'seed=[]': matrix.seed: must be a non-empty list"),
+    "wrong type on a matrix axis": ("seed=[0, x]", "override 'seed=[0, x]': seed: Input should be a valid integer"),
+}
+
+
+@pytest.mark.parametrize("case", OVERRIDES)
+def test_bad_override(tmp_path, case):
+    item, fragment = OVERRIDES[case]
+    write_experiment(tmp_path, matrix={"seed": [0]})
+    refused_line(tmp_path, ("-o", item), fragment)
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_list_override_of_a_list_setting_on_a_matrix_axis_is_one_value(tmp_path):
+    """matrix train.lr_grid: [[...], [...]]; -o train.lr_grid=[1e-3, 1e-2] is one grid, not two axis values."""
+    from grporm.config import build_experiment
+
+    raw = {"matrix": {"train.lr_grid": [[1e-4], [1e-3]]}}
+    runs = build_experiment(raw, "x.yaml", ["train.lr_grid=[1e-3, 1e-2]"]).runs
+    assert [r.train.lr_grid for r in runs] == [[1e-3, 1e-2]]
+    runs = build_experiment(raw, "x.yaml", ["train.lr_grid=[[1e-3], [1e-2]]"]).runs
+    assert [r.train.lr_grid for r in runs] == [[1e-3], [1e-2]]
+
+
+def _a_file(d: Path) -> str:
+    (d / "afile").write_text("x")
+    return "afile"
+
+
+OPTIONS = {  # CLI options -> fragment
+    "--shard not I/N": (("--shard", "1"), "--shard '1': write it as I/N"),
+    "--shard index too large": (("--shard", "2/2"), "0 <= I < N"),
+    "--shard of zero": (("--shard", "0/0"), "0 <= I < N"),
+    "--only matching nothing": (("--only", "nothing-like-this"), "no run matches --only"),
+    "--only empty": (("--only", ""), "--only '': give part of a run id"),
+    "--stale-lock negative": (("--stale-lock", "-1"), "--stale-lock"),
+    "--nproc not a number": (("--nproc", "two"), "Invalid value for '--nproc'"),
+    "--nproc zero": (("--nproc", "0"), "--nproc"),
+    "unknown option": (("--resutls", "x"), "No such option"),
+    "--results is a file": (("--results", "@afile"), "--results afile: is a file, not a folder"),
+    "--checkpoints is a file": (("--checkpoints", "@afile"), "--checkpoints afile: is a file, not a folder"),
+    "--results under a file": (("--results", "@afile/sub"), "a part of the path is a file"),
+}
+
+
+@pytest.mark.parametrize("case", OPTIONS)
+def test_bad_command_line_option(tmp_path, case):
+    args, fragment = OPTIONS[case]
+    write_experiment(tmp_path)
+    args = tuple(a.replace("@afile", _a_file(tmp_path)) if "@afile" in a else a for a in args)
+    refused_line(tmp_path, args, fragment)
+
+
+@pytest.mark.skipif(ROOT_USER, reason="root writes through permissions")
+def test_results_folder_not_writable(tmp_path):
+    write_experiment(tmp_path)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    refused_line(tmp_path, ("--results", "ro/results"), "is not writable")
+
+
+ENVIRONMENT = {  # variable, value (@file: a file in the folder) -> fragment
+    "WANDB_MODE garbage": ("WANDB_MODE", "sometimes", "WANDB_MODE='sometimes': not one of"),
+    "GRPORM_DATA a file": ("GRPORM_DATA", "@afile", "GRPORM_DATA="),
+    "WANDB_DIR a file": ("WANDB_DIR", "@afile", "WANDB_DIR="),
+    "HF_HUB_OFFLINE garbage": ("HF_HUB_OFFLINE", "maybe", "HF_HUB_OFFLINE='maybe'"),
+    "WORLD_SIZE not a number": ("WORLD_SIZE", "two", "WORLD_SIZE='two': must be an integer"),
+    "LOCAL_RANK negative": ("LOCAL_RANK", "-1", "LOCAL_RANK='-1'"),
+    "OMP_NUM_THREADS zero": ("OMP_NUM_THREADS", "0", "OMP_NUM_THREADS='0'"),
+}
+
+
+@pytest.mark.parametrize("case", ENVIRONMENT)
+def test_bad_environment_variable(tmp_path, monkeypatch, case):
+    name, value, fragment = ENVIRONMENT[case]
+    write_experiment(tmp_path)
+    if value == "@afile":
+        value = str(tmp_path / _a_file(tmp_path))
+    monkeypatch.setenv(name, value)
+    refused_line(tmp_path, (), fragment)
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def fashion_root(folder: Path, damage: str) -> Path:
+    """A data.root with the four Fashion-MNIST IDX files (20 train / 10 test images), one damaged."""
+    from grporm.data.sources import FASHION_FILES
+
+    root = folder / "fashion"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {"train_images": rng.integers(0, 255, (20, 28, 28)), "train_labels": np.arange(20) % 10,
+              "test_images": rng.integers(0, 255, (10, 28, 28)), "test_labels": np.arange(10) % 10}
+    for key, stem in FASHION_FILES.items():
+        raw = _idx(arrays[key])
+        if key == "train_images" and damage == "truncated":
+            raw = raw[: len(raw) // 2]
+        data = gzip.compress(raw)
+        if key == "train_images" and damage == "corrupt gzip":
+            data = data[:10] + b"\0" * 40
+        if key == "train_labels" and damage == "bad magic":
+            data = gzip.compress(b"\x01\x02" + raw[2:])
+        if key == "test_labels" and damage == "label out of range":
+            data = gzip.compress(_idx(np.full(10, 12)))
+        if key == "test_images" and damage == "a folder":
+            (root / (stem + ".gz")).mkdir()
+            continue
+        (root / (stem + ".gz")).write_bytes(data)
+    return root
+
+
+DATA_ROOTS = {
+    "truncated": "IDX header says",
+    "corrupt gzip": "cannot read",
+    "bad magic": "not an unsigned-byte IDX file",
+    "label out of range": "out of range",
+    "a folder": "data fashion_mnist: not in",
+}
+
+
+@pytest.mark.parametrize("damage", DATA_ROOTS)
+def test_damaged_data_root(tmp_path, damage):
+    root = fashion_root(tmp_path, damage)
+    write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
+                                     "val_per_class": 1, "test_per_class": 1})
+    refused_line(tmp_path, (), DATA_ROOTS[damage])
+
+
+def test_data_root_that_is_a_file(tmp_path):
+    write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(tmp_path / _a_file(tmp_path))})
+    refused_line(tmp_path, (), "data fashion_mnist: not in")
+
+
+def test_undamaged_data_root_is_accepted(tmp_path):
+    """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
+    from grporm.config import load_experiment
+    from grporm.runner import preflight
+
+    root = fashion_root(tmp_path, "none")
+    path = write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
+                                            "val_per_class": 1, "test_per_class": 1})
+    preflight(load_experiment(path).runs)
+
+
+def _test_vit_state() -> dict:
+    import timm
+
+    return timm.create_model("test_vit", pretrained=False, num_classes=0).state_dict()
+
+
+def more_weights(folder: Path, kind: str) -> str:
+    path = folder / f"w-{kind}.pt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        torch.save(_test_vit_state(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "wrong shapes":
+        state = _test_vit_state()
+        state["cls_token"] = torch.zeros(1, 1, 32)
+        torch.save(state, path)
+    elif kind == "random bytes":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "safetensors garbage":
+        path = folder / "w.safetensors"
+        path.write_bytes(b"\x08\0\0\0\0\0\0\0{bad json")
+    return str(path)
+
+
+MORE_WEIGHTS = {
+    "empty": "is not a PyTorch checkpoint",
+    "truncated": "is not a PyTorch checkpoint",
+    "wrong shapes": "'cls_token' has shape (1, 1, 32)",
+    "random bytes": "is not a PyTorch checkpoint",
+    "safetensors garbage": "is not a readable safetensors file",
+}
+
+
+@pytest.mark.parametrize("kind", MORE_WEIGHTS)
+def test_damaged_weights_file(tmp_path, kind):
+    write_experiment(tmp_path, model={"weights": more_weights(tmp_path, kind)})
+    refused_line(tmp_path, (), MORE_WEIGHTS[kind])
+
+
+# ---------------------------------------------------------------- files read back, and the shared reader
+
+def _record(**changes) -> dict:
+    rec = {"run_id": "r", "experiment": "e", "status": "finished", "config_hash": "abc", "metrics": {}}
+    rec.update(changes)
+    return rec
+
+
+READ_BACK = {  # content of a record.json -> fragment of the problem
+    "not JSON": ('{"status": "finished", "metr', "is not valid JSON"),
+    "binary": (b"\x80\x81\x82", "is not UTF-8 text"),
+    "NUL bytes": (b"\0\0\0\0", "is a binary file"),
+    "empty": ("", "is empty"),
+    "a list": ("[1, 2]", "holds a JSON list, not an object"),
+    "no status": (_record(status=None) | {"status": None}, "'status' is a NoneType, not str"),
+    "no metrics": ({k: v for k, v in _record().items() if k != "metrics"}, "lacks the key 'metrics'"),
+    "metrics not an object": (_record(metrics="high"), "'metrics' is a str, not dict"),
+    "hash a number": (_record(config_hash=12), "'config_hash' is a int, not str"),
+}
+
+
+@pytest.mark.parametrize("case", READ_BACK)
+def test_damaged_record_is_refused_with_its_name_and_set_aside(tmp_path, case):
+    import json
+
+    from grporm.records import aside_name, read_record, read_record_or_rerun, set_aside
+
+    content, fragment = READ_BACK[case]
+    path = tmp_path / "record.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(GrpormError, match=re.escape(f"run record {path} is corrupted")) as err:
+        read_record(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert read_record_or_rerun(path) is None  # the run is redone...
+    set_aside(path)
+    assert aside_name(path).exists() and not path.exists()  # ...and the damaged file kept
+
+
+def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
+    """A record that parses but is not a record (metrics a string) is not taken as finished."""
+    import json
+
+    from grporm.config import load_experiment
+    from grporm.runner import is_finished
+
+    path = write_experiment(tmp_path)
+    run = load_experiment(path).runs[0]
+    folder = run_dir(tmp_path / "results", run.experiment, run.run_id)
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps(_record(run_id=run.run_id, experiment=run.experiment,
+                                                           config_hash=run.config_hash(), metrics="x")))
+    assert not is_finished(run, tmp_path / "results")
+
+
+def test_the_shared_json_reader_for_other_records(tmp_path):
+    """What a tuning record (results/tuning/*.json) reader uses: fields and an extra check."""
+    from grporm.inputs import read_json, read_text
+
+    path = tmp_path / "t.json"
+    path.write_text('{"best": {"lr": 0.1}, "trials": []}')
+    assert read_json(path, "tuning record", "rerun grporm tune", {"best": dict, "trials": list})["best"] == {"lr": 0.1}
+    with pytest.raises(GrpormError, match=r"tuning record .*t.json: 'trials' is a list, not dict; rerun grporm tune"):
+        read_json(path, "tuning record", "rerun grporm tune", {"trials": dict})
+    with pytest.raises(GrpormError, match="no trial"):
+        read_json(path, "tuning record", "fix", check=lambda d: None if d["trials"] else "no trial")
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * 100)
+    with pytest.raises(GrpormError, match="larger than"):
+        read_text(big, "tuning record", "fix", max_bytes=10)
+
+
+def test_lr_search_state_with_a_damaged_schema_is_redone_not_a_traceback(tmp_path):
+    from grporm.records import read_record_or_rerun
+    from grporm.runner import LR_SEARCH_FIELDS, _lr_rows_problem
+
+    path = tmp_path / "lr_search.json"
+    path.write_text('{"results": [{"lr": "high"}]}')
+    assert read_record_or_rerun(path, LR_SEARCH_FIELDS, _lr_rows_problem) is None
+    path.write_text('{"results": [{"lr": 0.001, "val_top1": 0.5}]}')
+    assert read_record_or_rerun(path, LR_SEARCH_FIELDS, _lr_rows_problem)["results"][0]["lr"] == 0.001
+
+
+def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
+    """A new `read_text()` / `open()` / `json.loads(...read_text())` on a user's file would bring back
+    the traceback class this file tests; the allowed exceptions are files the suite writes itself or
+    system files, each named here."""
+    allowed = {
+        ("inputs.py", "open("), ("inputs.py", "json.load"),  # the reader itself
+        ("records.py", "open("),  # /proc/self/status
+        ("records.py", ".read_text"),  # /proc/cpuinfo
+        ("locks.py", ".read_text"), ("locks.py", "json.load"),  # other processes' locks: unreadable = no holder
+        ("wandb_tools.py", ".read_text"), ("wandb_tools.py", "json.load"),  # records scanned for W&B folders: failures skipped
+        ("checkpoints.py", "open("),  # writes
+        ("paper.py", ".read_text"),  # class-name / annotation lists of the paper data sets
+        ("sources.py", ".read_bytes"),  # IDX files: every failure wrapped in read_idx
+    }
+    patterns = {".read_text": r"\.read_text\(", ".read_bytes": r"\.read_bytes\(", "open(": r"(?<![.\w])open\(",
+                "json.load": r"json\.loads?\("}
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        for name, pattern in patterns.items():
+            if re.search(pattern, text):
+                found.add((path.name, name))
+    assert found - allowed == set(), sorted(found - allowed)
+
+
+def test_a_checkpoint_with_the_wrong_schema_falls_back_to_the_previous_one(tmp_path):
+    from grporm.checkpoints import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1, "history": []})
+    save_checkpoint(path, {"model": {}, "epoch": "two", "history": []})  # readable, wrong type
+    assert load_checkpoint(path, ("model", "epoch", "history"))["epoch"] == 1
+    save_checkpoint(path, {"model": [], "epoch": 3, "history": []})
+    with pytest.raises(GrpormError, match="'epoch' is a str, not int.*delete"):
+        load_checkpoint(path, ("model", "epoch", "history"))  # both damaged: one line naming both

@@ -52,7 +52,7 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path, text, expected):
 
 def test_missing_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--dry-run"])
-    assert result.exit_code == 2 and "no such experiment file" in result.output
+    assert result.exit_code == 2 and "nope.yaml: does not exist" in result.output
 
 
 def test_matrix_expands_and_ids_name_the_axes():

@@ -23,3 +23,23 @@ def test_missing_source_is_an_error(tmp_path):
     readme.write_text("<!-- BEGIN generated from nope.md -->\n<!-- END generated -->\n")
     out = subprocess.run([sys.executable, str(TOOL), str(readme)], capture_output=True, text=True)
     assert out.returncode != 0 and "make reproduce" in out.stderr + out.stdout
+
+
+def test_another_results_folder_fills_a_copy_and_leaves_the_readme(tmp_path):
+    """make reproduce RESULTS=dir: the tables come from dir, into dir/README.md; README.md is untouched."""
+    (tmp_path / "results" / "q").mkdir(parents=True)
+    (tmp_path / "results" / "q" / "t.md").write_text("| committed |\n")
+    (tmp_path / "mine" / "q").mkdir(parents=True)
+    (tmp_path / "mine" / "q" / "t.md").write_text("| rerun |\n\n![fig](fig.png)\n")
+    readme = tmp_path / "README.md"
+    original = "<!-- BEGIN generated from results/q/t.md -->\n| committed |\n<!-- END generated -->\n"
+    readme.write_text(original)
+    run = lambda *args: subprocess.run([sys.executable, str(TOOL), "README.md", *args], cwd=tmp_path,
+                                       capture_output=True, text=True)
+    out = run("--results", "mine")
+    assert out.returncode == 0, out.stderr
+    assert "mine/README.md: updated" in out.stdout
+    assert readme.read_text() == original
+    copy = (tmp_path / "mine" / "README.md").read_text()
+    assert "| rerun |" in copy and "![fig](q/fig.png)" in copy  # links relative to the copy
+    assert run("--results", "results").returncode == 0 and readme.read_text() == original  # the default: in place

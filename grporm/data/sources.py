@@ -6,6 +6,7 @@ official train and test splits as `ImageSet`s. Nothing here downloads unless `cf
 from __future__ import annotations
 
 import gzip
+import zlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataMissingError(f"{path}: cannot read ({err}); delete it and fetch the data set again") from None
     # Header: two zero bytes, the element type, the number of dims, then one big-endian uint32 per dim.
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
