@@ -236,7 +236,6 @@ def data_check(
 ) -> None:
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
     from grporm.data.check import env_offline, experiment_requirements, format_table, inventory
-
     from grporm.inputs import check_environment
 
     try:

@@ -20,24 +20,24 @@ import torch
 from grporm.checkpoints import save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
+from grporm.data.segmentation import segmentation_splits
 from grporm.data.splits import split_indices
 from grporm.distributed import SINGLE, Dist, check_world
 from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
-from grporm.inputs import read_text
 from grporm.evaluate import (
     expected_calibration_error,
     knn_accuracy,
     per_class_accuracy,
     softmax_regression,
 )
-from grporm.data.segmentation import segmentation_splits
 from grporm.evaluate.features import extract
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
 from grporm.evaluate.segmentation import confusion, segmentation_scores
+from grporm.inputs import read_text
 from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
 from grporm.models import create_backbone, with_pooling
-from grporm.models.segmentation import Segmenter
 from grporm.models.classifier import Classifier
+from grporm.models.segmentation import Segmenter
 from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
@@ -441,7 +441,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
                                 "check model.weights (a checkpoint of this architecture) or model.name")
                 backbones.add(key)
             if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:
-                train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,
+                train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,  # noqa: B023 - called at once
                                               f"data {r.data.name} (data.root {r.data.root})",
                                               "fetch the data set again or fix data.root")
                 datasets[key] = (train.labels, test.labels, train.classes)

@@ -93,7 +93,7 @@ def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> tuple[float, str]:
 
     The file: '#' comment lines (provenance), then CSV with columns run_id, metric, committed, rerun."""
     text = read_text(path, "cross-machine table", "restore it from git (results/quick/cross_machine.csv)")
-    rows = list(csv.DictReader(io.StringIO("\n".join(l for l in text.splitlines() if not l.startswith("#")))))
+    rows = list(csv.DictReader(io.StringIO("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")))))
     deltas = []
     for row in rows:
         try:
@@ -164,7 +164,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.not_comparable and all(l.verdict != "OUTSIDE" for l in self.lines)
+        return not self.missing and not self.not_comparable and all(ln.verdict != "OUTSIDE" for ln in self.lines)
 
 
 def env_difference(a: dict, b: dict) -> str:
@@ -203,7 +203,7 @@ def compare(committed: dict, rerun: dict, cross: tuple[float, str], problems: li
 def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
     out = [f"tolerance (accuracy points): seeds (n) = {SEED_MULTIPLE:.2f} x the sample std of the committed n seeds "
            f"of that setting; cross-machine = ±{report.cross[0]:.2f}, {report.cross[1]}"]
-    width = max([len(l.metric) for l in report.lines] + [6])
+    width = max([len(ln.metric) for ln in report.lines] + [6])
     current = None
     for line in report.lines:
         key = (line.experiment, line.run_id)
@@ -222,8 +222,8 @@ def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
         out.append(f"not committed (ignored)  {experiment}/{run_id}")
     for problem in report.problems:
         out.append(f"skipped: {problem}")
-    counts = {v: sum(l.verdict == v for l in report.lines) for v in VERDICTS}
-    runs = len({(l.experiment, l.run_id) for l in report.lines})
+    counts = {v: sum(ln.verdict == v for ln in report.lines) for v in VERDICTS}
+    runs = len({(ln.experiment, ln.run_id) for ln in report.lines})
     out.append(f"{runs} run(s), {len(report.lines)} value(s): {counts['exact']} exact, {counts['within']} within, "
                f"{counts['OUTSIDE']} OUTSIDE; {len(report.missing)} missing, {len(report.not_comparable)} not comparable"
                f" -> {'reproduced' if report.ok else 'NOT reproduced'}")

@@ -18,6 +18,7 @@ import torch
 
 from grporm.errors import GrpormError
 from grporm.records import run_dir
+
 from tiny_runs import BASE, invoke, write_experiment
 
 PACKAGE = Path(__file__).resolve().parent.parent / "grporm"

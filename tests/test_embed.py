@@ -34,8 +34,8 @@ def test_another_results_folder_fills_a_copy_and_leaves_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     original = "<!-- BEGIN generated from results/q/t.md -->\n| committed |\n<!-- END generated -->\n"
     readme.write_text(original)
-    run = lambda *args: subprocess.run([sys.executable, str(TOOL), "README.md", *args], cwd=tmp_path,
-                                       capture_output=True, text=True)
+    def run(*args):
+        return subprocess.run([sys.executable, str(TOOL), "README.md", *args], cwd=tmp_path, capture_output=True, text=True)
     out = run("--results", "mine")
     assert out.returncode == 0, out.stderr
     assert "mine/README.md: updated" in out.stdout

@@ -14,8 +14,16 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.verify import (CROSS_MACHINE, SEED_MULTIPLE, compare, cross_machine_tolerance, load_finished,
-                           metric_values, seed_spreads)
+from grporm.verify import (
+    CROSS_MACHINE,
+    SEED_MULTIPLE,
+    compare,
+    cross_machine_tolerance,
+    load_finished,
+    metric_values,
+    seed_spreads,
+)
+
 from tiny_runs import RUN_ID, env, write_experiment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +65,7 @@ def block(output: str, run_id: str) -> dict[str, str]:
 def test_the_cross_machine_tolerance_is_read_from_the_committed_measurement():
     points, where = cross_machine_tolerance()
     assert points == pytest.approx(2.6) and "tf_efficientnet_lite0-grpo_rm-s0 kNN@20" in where
-    rows = [r for r in csv.DictReader(l for l in CROSS_MACHINE.read_text().splitlines() if not l.startswith("#"))]
+    rows = [r for r in csv.DictReader(ln for ln in CROSS_MACHINE.read_text().splitlines() if not ln.startswith("#"))]
     assert len(rows) == 18  # the 6 rows x 3 metrics of the reported table
 
 
@@ -96,14 +104,14 @@ def test_tolerance_from_the_seeds_where_there_are_several(tmp_path):
     key = ("study_classification", setting + "-s1")
     rerun[key]["metrics"]["sr_top1"] += 0.9 * SEED_MULTIPLE * std / 100
     report = compare({k: v for k, v in committed.items()}, rerun, (2.6, "x"))
-    line = next(l for l in report.lines if l.metric == "SR")
+    line = next(ln for ln in report.lines if ln.metric == "SR")
     assert line.tolerance == pytest.approx(SEED_MULTIPLE * std) and line.verdict == "within" and line.basis == "seeds (3)"
     rerun[key]["metrics"]["sr_top1"] += 0.2 * SEED_MULTIPLE * std / 100
-    assert next(l for l in compare(committed, rerun, (2.6, "x")).lines if l.metric == "SR").verdict == "OUTSIDE"
+    assert next(ln for ln in compare(committed, rerun, (2.6, "x")).lines if ln.metric == "SR").verdict == "OUTSIDE"
     # the pretrained backbone: the seed changes nothing (std 0), so the cross-machine figure applies
     pre = ("study_classification", "fashion_mnist-tf_efficientnet_lite0-pretrained-s0")
     lines = compare(committed, {pre: committed[pre]}, (2.6, "x")).lines
-    assert {l.basis for l in lines} == {"cross-machine"} and all(l.tolerance == 2.6 for l in lines)
+    assert {ln.basis for ln in lines} == {"cross-machine"} and all(ln.tolerance == 2.6 for ln in lines)
 
 
 def test_metrics_compared_include_what_the_records_share():
@@ -159,5 +167,5 @@ def test_two_fresh_processes_write_identical_records_and_verify_says_exact(tmp_p
     result = CliRunner().invoke(app, ["verify", str(tmp_path / "tmpB"), "--against", str(tmp_path / "tmpA")])
     assert result.exit_code == 0, result.output
     assert "0 within, 0 OUTSIDE" in result.output and "expected exact" in result.output
-    assert all(l.rstrip().endswith("exact") for l in result.output.splitlines()
-               if l.startswith("  ") and "committed" not in l)
+    assert all(ln.rstrip().endswith("exact") for ln in result.output.splitlines()
+               if ln.startswith("  ") and "committed" not in ln)

@@ -6,8 +6,8 @@ official train and test splits as `ImageSet`s. Nothing here downloads unless `cf
 from __future__ import annotations
 
 import gzip
-import zlib
 import importlib.util
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
