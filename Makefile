@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 RESULTS ?= results
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench \
+.PHONY: install data test reproduce report bench tune \
 	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
@@ -56,6 +56,19 @@ run_sharded = fail=0; pids=""; \
 		OMP_NUM_THREADS=$$t $(GRPORM) run $(1) --results $(RESULTS) --shard $$i/$(JOBS) -o train.threads=$$t & pids="$$pids $$!"; \
 	done; \
 	for p in $$pids; do wait $$p || fail=1; done; exit $$fail
+
+# The learning-rate decisions the quick experiment needs (results/tuning/<key>.json; `make reproduce`
+# reuses them). Shard I decides every JOBS-th setting; a setting's lock keeps it from being tuned twice.
+tune: install data
+	fail=0; pids=""; \
+	for i in $$(seq 0 $$(($(JOBS) - 1))); do \
+		t=$$(( $(JOBS) > 1 ? 1 : $$(nproc) )); \
+		OMP_NUM_THREADS=$$t $(GRPORM) tune experiments/quick.yaml --results $(RESULTS) --shard $$i/$(JOBS) \
+			-o train.threads=$$t & pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || fail=1; done; \
+	if [ $$fail = 0 ]; then $(GRPORM) tune experiments/quick.yaml --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; fi; \
+	exit $$fail
 
 reproduce-ood: install data
 	$(call run_sharded,experiments/studies/classification.yaml)
