@@ -175,7 +175,9 @@ class Run:
         """Data splits (given, or made from the config), the model and its initial weights."""
         cfg = self.cfg
         self.segmentation = cfg.task == "segmentation"
-        self.splits = splits or (segmentation_splits(cfg.data, cfg.seg) if self.segmentation else make_splits(cfg.data))
+        if splits is None:
+            splits = segmentation_splits(cfg.data, cfg.seg) if self.segmentation else make_splits(cfg.data)
+        self.splits = splits
         self.model, self.input_spec = self._build_model()
         self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
 

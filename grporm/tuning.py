@@ -147,7 +147,8 @@ def needs_decision(run: RunConfig) -> bool:
 def tuning_config(run: RunConfig) -> RunConfig:
     """The run tuning trains: the run's setting at tune.seed, for tuning_epochs, no per-run search."""
     train = run.train.model_copy(update={"epochs": tuning_epochs(run), "lr_grid": []})
-    return run.model_copy(update={"seed": run.tune.seed, "train": train, "run_id": f"tune-{tuning_key(run)}", "axes": {}})
+    return run.model_copy(update={"experiment": TUNING_DIR, "seed": run.tune.seed, "train": train,
+                                  "run_id": f"tune-{tuning_key(run)}", "axes": {}})
 
 
 def record_path(results: Path, key: str) -> Path:

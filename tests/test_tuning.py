@@ -237,3 +237,31 @@ def test_report_section_lists_every_decision_with_flags(tmp_path):
     assert len(files[".csv"].splitlines()) == 1 + len(GRID)
     empty, none = tuning_section(tmp_path / "nothing")
     assert "No tuning record" in "\n".join(empty) and none == {}
+
+
+def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    write_experiment(tmp_path, tune=TUNE)
+    run = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs[0]
+    scored = []
+
+    def slow(self, lr):
+        scored.append(lr)
+        time.sleep(0.1)
+        return {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr]
+
+    monkeypatch.setattr(runner.TuningTrial, "score", slow)
+    outcomes, messages = [], []
+    workers = [threading.Thread(target=lambda: outcomes.append(runner.decision_for(
+        run, tmp_path / "results", poll_seconds=0.05, echo=messages.append))) for _ in range(2)]
+    for w in workers:
+        w.start()
+        time.sleep(0.02)
+    for w in workers:
+        w.join()
+    assert scored == GRID  # once each, by one of them
+    assert sorted(how for _, how in outcomes) == ["found", "tuned"]
+    assert outcomes[0][0]["winner"] == outcomes[1][0]["winner"] == 1e-3
+    assert any("waiting for it" in m for m in messages)
