@@ -233,7 +233,8 @@ class Run:
         record, _ = decision_for(self.cfg, self.results, self.dist, splits=self.splits)
         summary = {k: record[k] for k in ("key", "winner", "margin", "close_call", "edge")}
         self.record["lr"], self.record["tuning"] = record["winner"], summary
-        self.tracker.log({"tuning/lr": record["winner"]} | ({} if record["margin"] is None else {"tuning/margin": record["margin"]}))
+        margin = {} if record["margin"] is None else {"tuning/margin": record["margin"]}
+        self.tracker.log({"tuning/lr": record["winner"]} | margin)
         return record["winner"]
 
     def _train(self, lr: float):
@@ -445,7 +446,7 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
             waiting = True
         time.sleep(poll_seconds)
     try:
-        say(f"tuning the learning rate of {label(run)} first (key {key}; every later run of this setting reuses it)")
+        say(f"tuning the learning rate of {label(run)} (key {key}; every run of this setting reuses it)")
         return _tune(run, results, key, dist, splits, say), "tuned"
     finally:
         if dist.is_main:
