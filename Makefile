@@ -16,7 +16,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify \
+.PHONY: install data test reproduce report bench verify tune \
 	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
@@ -77,6 +77,19 @@ run_sharded = fail=0; pids=""; \
 		OMP_NUM_THREADS=$$t $(GRPORM) run $(1) --results $(RESULTS) --shard $$i/$(JOBS) -o train.threads=$$t & pids="$$pids $$!"; \
 	done; \
 	for p in $$pids; do wait $$p || fail=1; done; exit $$fail
+
+# The learning-rate decisions the quick experiment needs (results/tuning/<key>.json; `make reproduce`
+# reuses them). Shard I decides every JOBS-th setting; a setting's lock keeps it from being tuned twice.
+tune: install data
+	fail=0; pids=""; \
+	for i in $$(seq 0 $$(($(JOBS) - 1))); do \
+		t=$$(( $(JOBS) > 1 ? 1 : $$(nproc) )); \
+		OMP_NUM_THREADS=$$t $(GRPORM) tune experiments/quick.yaml --results $(RESULTS) --shard $$i/$(JOBS) \
+			-o train.threads=$$t & pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || fail=1; done; \
+	if [ $$fail = 0 ]; then $(GRPORM) tune experiments/quick.yaml --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; fi; \
+	exit $$fail
 
 reproduce-ood: install data
 	$(call run_sharded,experiments/studies/classification.yaml)

@@ -24,6 +24,8 @@ from analysis.records import METHOD_LABEL, RunSet, is_ablation, load_runs
 from analysis.render import table_csv, table_latex, table_markdown
 from analysis.report import PRODUCE_HINT, write_report
 from analysis.sections import DIFF_LABEL, Table, build_tables
+from analysis.tuning import NAME as TUNING_NAME
+from analysis.tuning import tuning_section
 from grporm.errors import GrpormError
 
 REPORT_NAME = "REPORT.md"
@@ -176,6 +178,10 @@ def write_paper_report(results_dir: str | Path, extra_dirs: tuple[str | Path, ..
     for section, table in built:
         parts += _section_markdown(section, table, root, written)
         parts += _figures_markdown(section.name, figures, figure_files)
+    tuning_lines, tuning_files = tuning_section(root)
+    for suffix, text in tuning_files.items():
+        _write(root / TABLES_DIR / f"{TUNING_NAME}{suffix}", text, written)
+    parts += tuning_lines
     parts += ["## Training dynamics", ""] + _figures_markdown("training", figures, figure_files)
     parts += ["## Excluded runs", ""]
     parts += ([f"- `{_relative(path, run_set.roots)}`: {reason}" for path, reason in run_set.excluded]

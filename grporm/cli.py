@@ -124,6 +124,60 @@ def run(
 
 
 @app.command()
+def tune(
+    experiment: Path = typer.Argument(..., help="experiment YAML file whose runs set tune.grid"),
+    override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, as for `grporm run` (repeatable)"),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
+                                        help="decide only every N-th setting from the I-th (I = 0..N-1)"),
+    force: bool = typer.Option(False, "--force", help="redo decisions that exist"),
+    results: Path = typer.Option(Path("results"), "--results", help="decisions go to RESULTS/tuning/<key>.json"),
+) -> None:
+    """Choose the learning rate of every setting the experiment's runs need (once per setting, shared by
+    seeds and experiments), then print the decisions: grid, validation scores, winner, margin, flags."""
+    from grporm import distributed
+    from grporm.config import load_experiment
+    from grporm.inputs import check_environment, output_folder
+    from grporm.records import read_record_or_rerun
+    from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
+    from grporm.train import STOP, Interrupted
+    from grporm.tuning import decisions_markdown, record_path, tuning_key
+
+    dist = distributed.SINGLE
+    try:
+        check_environment()
+        exp = load_experiment(experiment, override)
+        settings = settings_to_tune(exp.runs)
+        if not settings:
+            typer.echo(f"{exp.name}: no run sets tune.grid (pretrained rows need none); nothing to tune")
+            return
+        mine = settings
+        if shard is not None:
+            index, count = parse_shard(shard)
+            mine = settings[index::count]
+        output_folder(results, "--results")
+        dist = distributed.init_from_env()
+        preflight(mine, dist.world_size)
+        with STOP.installed():
+            tune_matrix(mine, results, force=force, dist=dist, echo=typer.echo)
+        if dist.is_main:
+            found = [read_record_or_rerun(record_path(results, tuning_key(r))) for r in settings]
+            typer.echo(f"\n{exp.name}: {sum(map(bool, found))} of {len(settings)} decision(s) under {results / 'tuning'}")
+            if any(found):
+                typer.echo(decisions_markdown([r for r in found if r]))
+    except GrpormError as err:
+        _fail(err)
+    except Interrupted as err:
+        if dist.is_main:
+            typer.echo(f"interrupted: {err}; rerun the same command to resume (scored learning rates are kept)", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: rerun the same command to resume (scored learning rates are kept)", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        distributed.shutdown()
+
+
+@app.command()
 def report(
     results: Path = typer.Option(Path("results"), "--results", help="folder with run records"),
     from_wandb: Optional[str] = typer.Option(None, "--from-wandb", metavar="ENTITY/PROJECT",

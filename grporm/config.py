@@ -180,6 +180,24 @@ class SegConfig(Strict):
     feature_index: int = Field(2, description="which timm intermediate feeds the head (CNN stage / ViT block)")
 
 
+class TuneConfig(Strict):
+    """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning.py;
+    docs/method.md, 'Choosing hyper-parameters'). An empty grid keeps train.lr_grid / train.lr."""
+
+    grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr_grid or train.lr)")
+    score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
+    fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
+    max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
+    seed: int = Field(0, ge=0, description="the seed every decision is made with")
+
+    @field_validator("grid")
+    @classmethod
+    def _bracketing(cls, grid: list[float]) -> list[float]:
+        from grporm.tuning import check_grid
+
+        return check_grid(grid)
+
+
 class TrackingConfig(Strict):
     mode: Literal["offline", "online", "disabled"] = "offline"
     project: str = Field("grporm", description="W&B project: 1 to 128 characters, none of / \\ # ? % :")
@@ -207,6 +225,7 @@ class RunConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seg: SegConfig = Field(default_factory=SegConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     run_id: str = Field("", description="set by the matrix expansion")
     axes: dict[str, Any] = Field(default_factory=dict, description="this run's matrix values, set by the expansion")
 
@@ -217,15 +236,30 @@ class RunConfig(Strict):
             raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
         return method
 
+    @field_validator("tune")
+    @classmethod
+    def _score_fits_task(cls, tune: TuneConfig, info) -> TuneConfig:
+        segmentation = info.data.get("task") == "segmentation"
+        if tune.grid and (tune.score == "miou") != segmentation:
+            fits = "miou" if segmentation else "sr, knn20 or head"
+            raise ValueError(f"score {tune.score!r} does not fit task {info.data.get('task')!r}; use {fits}")
+        return tune
+
     def config_hash(self) -> str:
         """Hash of everything that can change a result (tracking settings cannot)."""
+        return hashlib.sha256(json.dumps(self.hash_payload(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def hash_payload(self) -> dict:
+        """What `config_hash` hashes; the tuning key (grporm/tuning.py) narrows it to a setting."""
         payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
         for section, key in ADDED_OPTIONS:  # at their default, options added later hash as before
             if payload[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
                 payload[section].pop(key)
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+        if payload["tune"] == TuneConfig().model_dump(mode="json"):  # tuning off: hashes as before it existed
+            payload.pop("tune")
+        return payload
 
 
 # Options added after records were committed; at their default they leave a run's hash unchanged.

@@ -1,4 +1,4 @@
-"""One run from config to record: data, model, learning-rate search, training, evaluation.
+"""One run from config to record: data, model, learning rate (tuned or searched), training, evaluation.
 
 Also what surrounds runs: picking a shard of the matrix, checking every run's inputs before the
 first writes anything (`preflight`), and walking the runs with a lock each (`run_matrix`).
@@ -23,7 +23,7 @@ from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
 from grporm.data.segmentation import segmentation_splits
 from grporm.data.splits import split_indices
 from grporm.distributed import SINGLE, Dist, check_world
-from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.errors import ConfigError, DataMissingError, GrpormError, TrainingDiverged, WeightsError
 from grporm.evaluate import (
     expected_calibration_error,
     knn_accuracy,
@@ -42,8 +42,9 @@ from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import STOP, FitResult, Interrupted, fit
+from grporm.tuning import decide, label, lock_path, needs_decision, partial_path, record_path, setting, tuning_config, tuning_key
 
-FINAL_WEIGHTS = "model.pt"
+FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 # lr_search.json, the search's progress read back on resume: a list of {"lr", "val_top1"} rows.
 LR_SEARCH_FIELDS = {"results": list}
 
@@ -53,7 +54,7 @@ def _lr_rows_problem(state: dict) -> str | None:
         if not (isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
                                               for k in ("lr", "val_top1"))):
             return f"results row {row!r} is not {{'lr': number, 'val_top1': number}}"
-    return None  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
+    return None
 
 
 class RunsFailed(GrpormError):
@@ -75,6 +76,11 @@ def checkpoint_dir(run: RunConfig, checkpoints: Path) -> Path:
     return run_dir(checkpoints, run.experiment, run.run_id)
 
 
+def set_threads(run: RunConfig, dist: Dist) -> None:
+    # Under torchrun the processes of one machine share its cores.
+    torch.set_num_threads(run.train.threads or max(1, (os.cpu_count() or 1) // dist.local_world_size))
+
+
 class Run:
     """Holds what every stage of one run shares; `execute` reads as the stages in order.
 
@@ -84,6 +90,7 @@ class Run:
     def __init__(self, run: RunConfig, results: Path, checkpoints: Path, dist: Dist = SINGLE):
         self.cfg = run
         self.dist = dist
+        self.results = results
         self.out = run_dir(results, run.experiment, run.run_id)
         self.ckpt = checkpoint_dir(run, checkpoints)
         self.device = pick_device(run.train.device, dist)
@@ -116,14 +123,10 @@ class Run:
     # -- stages -------------------------------------------------------------------------------
     def execute(self) -> dict:
         cfg = self.cfg
-        # Under torchrun the processes of one machine share its cores.
-        torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world_size))
+        set_threads(cfg, self.dist)
         self.record["env"] = environment()
         tic = time.perf_counter()
-        self.segmentation = cfg.task == "segmentation"
-        self.splits = segmentation_splits(cfg.data, cfg.seg) if self.segmentation else make_splits(cfg.data)
-        self.model, self.input_spec = self._build_model()
-        self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self._prepare()
         self.tracker = Tracker(cfg, enabled=self.dist.is_main)
         self.record["wandb"] = self.tracker.info
         if self.dist.is_main:
@@ -133,7 +136,7 @@ class Run:
         fit_result = None
         try:
             if cfg.method != "pretrained":
-                lr = self._search_lr()
+                lr = self._tuned_lr() if needs_decision(cfg) else self._search_lr()
                 fit_result = self._train(lr)
             eval_tic = time.perf_counter()
             self.record["metrics"] = self._evaluate()
@@ -177,6 +180,16 @@ class Run:
     def _write_csv(self, name: str, rows: list[dict]) -> None:
         if self.dist.is_main:
             write_csv(self.out / name, rows)
+
+    def _prepare(self, splits=None) -> None:
+        """Data splits (given, or made from the config), the model and its initial weights."""
+        cfg = self.cfg
+        self.segmentation = cfg.task == "segmentation"
+        if splits is None:
+            splits = segmentation_splits(cfg.data, cfg.seg) if self.segmentation else make_splits(cfg.data)
+        self.splits = splits
+        self.model, self.input_spec = self._build_model()
+        self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
 
     def _build_model(self) -> tuple[Classifier, tuple]:
         cfg = self.cfg
@@ -226,6 +239,15 @@ class Run:
         self.model.load_state_dict(self.initial_state)
         return best["lr"]
 
+    def _tuned_lr(self) -> float:
+        """The winner of the setting's tuning record, made now (before training) if there is none yet."""
+        record, _ = decision_for(self.cfg, self.results, self.dist, splits=self.splits)
+        summary = {k: record[k] for k in ("key", "winner", "margin", "close_call", "edge")}
+        self.record["lr"], self.record["tuning"] = record["winner"], summary
+        margin = {} if record["margin"] is None else {"tuning/margin": record["margin"]}
+        self.tracker.log({"tuning/lr": record["winner"]} | margin)
+        return record["winner"]
+
     def _train(self, lr: float):
         cfg = self.cfg
         conv_train = self._convergence_subset()
@@ -257,11 +279,26 @@ class Run:
         return extract(self.model, images, self.input_spec, self.cfg.eval.batch_size, self.device, desc,
                        self.autocast, self.cfg.train.channels_last)
 
-    def _val_score(self) -> float:
+    def _val_score(self, score: str = "head") -> float:
+        """Validation score: head accuracy, mIoU, or SR / kNN@20 of frozen features with the training
+        split as reference (SR picks its L2 on validation, as the final evaluation does)."""
         if self.segmentation:
             return self._segmentation_scores(self.splits.val, "val")["miou"]
-        _, logits = self._extract(self.splits.val, "val")
-        return (logits.argmax(1) == self.splits.val.labels).float().mean().item()
+        val, num_classes, eval_cfg = self.splits.val, self.splits.num_classes, self.cfg.eval
+        val_f, logits = self._extract(val, "val")
+        if score == "head":
+            return (logits.argmax(1) == val.labels).float().mean().item()
+        train_f, _ = self._extract(self.splits.train, "train")
+        value = None
+        if self.dist.is_main:  # deterministic, but computed once and sent to the other ranks
+            if score == "sr":
+                value = softmax_regression(train_f, self.splits.train.labels, val_f, val.labels, val_f, val.labels,
+                                           l2_grid=tuple(eval_cfg.sr_l2_grid), max_iter=eval_cfg.sr_max_iter,
+                                           num_classes=num_classes)["val_top1"]
+            else:
+                value = knn_accuracy(train_f, self.splits.train.labels, val_f, val.labels, ks=(20,),
+                                     temperature=eval_cfg.knn_temperature, num_classes=num_classes)[20]
+        return self.dist.broadcast(value)
 
     def _segmentation_scores(self, images: ImageSet, desc: str) -> dict:
         """mIoU and pixel accuracy from a confusion matrix accumulated batch by batch."""
@@ -371,6 +408,138 @@ class Run:
         flat = {k: v for k, v in m.items() if isinstance(v, (int, float))}
         flat.update({f"knn{k}_top1": v for k, v in m.get("knn_top1", {}).items()})
         return {"final/" + k: v for k, v in flat.items()} | {"status": self.record["status"]}
+
+
+class TuningTrial(Run):
+    """The tuning of one setting: its config at tune.seed, trained for the tuning epochs from the same
+    initial weights at each candidate lr, on the run's training split, scored on validation."""
+
+    def __init__(self, run: RunConfig, results: Path, dist: Dist = SINGLE, splits=None):
+        self.cfg, self.dist, self.results = tuning_config(run), dist, results
+        self.device = pick_device(run.train.device, dist)
+        self.autocast = run.train.precision == "bf16"
+        set_threads(run, dist)
+        self._prepare(splits)
+
+    def score(self, lr: float) -> float | None:
+        """The validation score after training at `lr`; None if training diverged."""
+        cfg = self.cfg
+        self.model.load_state_dict(self.initial_state)
+        try:
+            fit(self.model, build_objective(cfg), self.splits.train, cfg, lr, cfg.train.epochs, self.input_spec,
+                self.device, desc=f"tune {lr:g}", dist=self.dist)
+        except TrainingDiverged:
+            return None
+        return self._val_score(cfg.tune.score)
+
+
+def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=None, force: bool = False,
+                 wait: bool = True, stale_seconds: float = DEFAULT_STALE_SECONDS, poll_seconds: float = 10.0,
+                 echo: Callable[..., None] = print) -> tuple[dict | None, str]:
+    """(the tuning record of `run`'s setting, how it was got: "found" | "tuned" | why not).
+
+    One process per key computes it, under the key's lock; another one needing it waits (`wait`) or
+    gets (None, "skipped, locked by ...")."""
+    key = tuning_key(run)
+    lock = RunLock(lock_path(results, key), stale_seconds)
+    say = echo if dist.is_main else (lambda *a, **k: None)
+    waiting = False
+    while True:
+        verdict = dist.from_main(lambda: _claim_key(results, key, lock, force))
+        if verdict == "found":
+            return dist.from_main(lambda: read_record_or_rerun(record_path(results, key))), "found"
+        if verdict == "tune":
+            break
+        if not wait:
+            return None, f"skipped, {verdict}"
+        if not waiting:
+            say(f"tuning {key} ({label(run)}) is being done by another process ({verdict}); waiting for it")
+            waiting = True
+        time.sleep(poll_seconds)
+    try:
+        say(f"tuning the learning rate of {label(run)} (key {key}; every run of this setting reuses it)")
+        return _tune(run, results, key, dist, splits, say), "tuned"
+    finally:
+        if dist.is_main:
+            lock.release()
+
+
+def _claim_key(results: Path, key: str, lock: RunLock, force: bool) -> str:
+    """"found", or "tune" with the lock held (and with `force` no record or partial scores left), or why neither."""
+    if not force and read_record_or_rerun(record_path(results, key)):
+        return "found"
+    try:
+        lock.acquire()
+    except Locked as err:
+        return str(err)
+    if not force and read_record_or_rerun(record_path(results, key)):  # done by the lock's previous holder
+        lock.release()
+        return "found"
+    if force:
+        record_path(results, key).unlink(missing_ok=True)
+        partial_path(results, key).unlink(missing_ok=True)
+    return "tune"
+
+
+def _tune(run: RunConfig, results: Path, key: str, dist: Dist, splits, say) -> dict:
+    """Score the grid (resuming the values already scored), decide, write the record."""
+    tic = time.perf_counter()
+    saved = partial_path(results, key)
+    done = {row["lr"]: row for row in dist.from_main(lambda: (read_record_or_rerun(saved) or {}).get("scores", []))}
+    trial = TuningTrial(run, results, dist, splits)
+    n_val = len(trial.splits.val)
+
+    def score(lr: float) -> float | None:
+        if lr not in done:
+            start = time.perf_counter()
+            value = trial.score(lr)
+            done[lr] = {"lr": lr, "score": value, "n_val": n_val, "seconds": round(time.perf_counter() - start, 1)}
+            if dist.is_main:
+                write_json(saved, {"key": key, "scores": sorted(done.values(), key=lambda row: row["lr"])})
+            shown = "diverged" if value is None else f"{100 * value:.1f}%"
+            say(f"  {key} lr {lr:g}: validation {run.tune.score} {shown} ({done[lr]['seconds']:.0f} s)")
+        return done[lr]["score"]
+
+    try:
+        decision = decide(run.tune.grid, score, n_val, run.tune.max_extensions)
+    except ValueError as err:
+        raise GrpormError(f"tuning {label(run)} (key {key}): {err}") from None
+    trial_cfg = trial.cfg
+    record = {
+        "key": key,
+        "label": label(run),
+        "setting": setting(run),
+        "score": run.tune.score,
+        "n_val": n_val,
+        "se_n": "validation images" + (" (pixels of an image are not independent)" if trial.segmentation else ""),
+        "initial_grid": list(run.tune.grid),
+        "grid": decision.grid,
+        "scores": [done[lr] for lr in decision.grid],
+        "winner": decision.winner,
+        "margin": decision.margin,
+        "se": decision.se,
+        "close_call": decision.close_call,
+        "edge": decision.edge,
+        "extended": decision.extended,
+        "seed": run.tune.seed,
+        "epochs": trial_cfg.train.epochs,
+        "fraction": run.tune.fraction,
+        "config_hash": trial_cfg.config_hash(),
+        "timing": {"total_seconds": round(time.perf_counter() - tic, 1),
+                   "candidate_seconds": round(sum(done[lr]["seconds"] for lr in decision.grid), 1)},
+        "env": environment(),
+        "host": socket.gethostname(),
+        "distributed": dist.info(),
+        "finished_at": now(),
+    }
+    if dist.is_main:
+        write_json(record_path(results, key), record)
+        saved.unlink(missing_ok=True)
+    margin = "—" if decision.margin is None else f"{100 * decision.margin:.1f}"
+    flags = [f for f, on in (("close call", decision.close_call), ("edge", decision.edge)) if on]
+    say(f"  {key}: lr {decision.winner:g} (margin {margin} points, SE {100 * decision.se:.1f}"
+        + "".join(f", {f}" for f in flags) + ")")
+    return record
 
 
 def execute_run(run: RunConfig, results: Path, checkpoints: Path, force: bool = False, dist: Dist = SINGLE) -> dict:
@@ -521,6 +690,27 @@ def _headline(record: dict) -> str:
         return f"mIoU {100 * m['seg']['miou']:.1f}  pixel acc {100 * m['seg']['pixel_acc']:.1f}  {took}"
     head = "—" if m["head_top1"] is None else f"{100 * m['head_top1']:.1f}"
     return f"head {head}  SR {100 * m['sr_top1']:.1f}  kNN@20 {100 * m['knn_top1'].get('20', float('nan')):.1f}  {took}"
+
+
+def settings_to_tune(runs: list[RunConfig]) -> list[RunConfig]:
+    """The first run of each tuning key among `runs`, in matrix order (pretrained rows and runs
+    without tune.grid need no decision)."""
+    first: dict[str, RunConfig] = {}
+    for r in runs:
+        if needs_decision(r):
+            first.setdefault(tuning_key(r), r)
+    return list(first.values())
+
+
+def tune_matrix(settings: list[RunConfig], results: Path, *, force: bool = False, dist: Dist = SINGLE,
+                echo: Callable[..., None] = print) -> None:
+    """The decision of every setting not decided yet; one locked by another process is left to it."""
+    say = echo if dist.is_main else (lambda *a, **k: None)
+    for i, r in enumerate(settings, 1):
+        tag = f"[{i}/{len(settings)}] {tuning_key(r)} {label(r)}"
+        say(tag)
+        _, how = decision_for(r, results, dist, force=force, wait=False, echo=echo)
+        say(f"{tag}: {'decided already, kept (--force redoes it)' if how == 'found' else how}")
 
 
 def _failure_summary(failed: list[tuple[RunConfig, GrpormError]], results: Path) -> str:

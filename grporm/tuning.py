@@ -1,0 +1,215 @@
+"""Choosing the learning rate: one decisive rule, the same for every method (docs/method.md,
+'Choosing hyper-parameters').
+
+A decision belongs to a *setting*: everything that changes training or the score, without the run's
+seed, the experiment's name, tracking or the evaluations the score does not use. So the seeds of a
+study and an ablation with the same setting share one decision, made once with `tune.seed`.
+
+Here: the grid check, the decision as a pure function of a score callback, the key of a setting and
+the record's file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
+the runner's (`grporm.runner.decision_for`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from grporm.config import RunConfig
+
+TUNING_DIR = "tuning"
+MIN_VALUES = 3
+MIN_DECADES = 1.5
+EXAMPLE = "e.g. [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]"
+# How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
+TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")
+SCORE_EVAL_FIELDS = {"sr": ("sr_l2_grid", "sr_max_iter"), "knn20": ("knn_temperature",), "head": (), "miou": ()}
+
+
+def check_grid(grid: list[float]) -> list[float]:
+    """`grid` unchanged if it can bracket an optimum (or is empty: tuning off); ValueError otherwise."""
+    if not grid:
+        return grid
+    if any(not lr > 0 for lr in grid):
+        raise ValueError(f"every learning rate must be > 0, {EXAMPLE}")
+    if len(grid) < MIN_VALUES:
+        raise ValueError(f"needs at least {MIN_VALUES} learning rates to bracket the optimum (got {len(grid)}), {EXAMPLE}")
+    if any(b <= a for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"must be in increasing order without repeats, {EXAMPLE}")
+    decades = math.log10(grid[-1] / grid[0])
+    if decades < MIN_DECADES - 1e-9:
+        raise ValueError(f"must span at least {MIN_DECADES} decades, max/min >= {10 ** MIN_DECADES:.1f} "
+                         f"(got {decades:.2f}), {EXAMPLE}")
+    return grid
+
+
+def tuning_epochs(run: RunConfig) -> int:
+    """Whole epochs, at least `fraction` of the final run's (ceil), with the schedule compressed to them."""
+    return math.ceil(run.tune.fraction * run.train.epochs - 1e-9)
+
+
+def binomial_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
+
+
+def _significant(x: float, digits: int = 3) -> float:
+    """A grid step as a round number (9e-3, not 0.009000000000000001), so records and keys are stable."""
+    return float(f"{x:.{digits - 1}e}")
+
+
+def extend(grid: list[float], direction: str) -> list[float]:
+    """One more value past the edge, at the log-step of the grid's last pair on that side."""
+    if direction == "up":
+        return [*grid, _significant(grid[-1] * grid[-1] / grid[-2])]
+    return [_significant(grid[0] * grid[0] / grid[1]), *grid]
+
+
+@dataclass
+class Decision:
+    grid: list[float]                      # every value scored, increasing (extensions included)
+    scores: dict[float, float | None]      # None = training diverged at that lr
+    winner: float
+    margin: float | None                   # best - second best; None with a single finite score
+    se: float                              # binomial SE of the winner's validation score
+    close_call: bool
+    edge: bool                             # still on an edge after max_extensions
+    extended: list[str] = field(default_factory=list)
+
+
+def _rank(scores: dict[float, float | None], lr: float) -> tuple[float, float]:
+    value = scores[lr]
+    return (-math.inf if value is None else value, -lr)  # ties -> the smaller lr
+
+
+def decide(grid: list[float], score: Callable[[float], float | None], n_val: int, max_extensions: int = 2) -> Decision:
+    """Score every grid value (once each), take the best (ties -> smaller lr), extend the grid past an
+    edge winner by its own log-step up to `max_extensions` times. Close call: margin below the
+    binomial SE sqrt(p(1-p)/n_val) of the winner's score p (or an exact tie)."""
+    values = list(check_grid(grid))
+    scores: dict[float, float | None] = {}
+    extended: list[str] = []
+    while True:
+        for lr in values:
+            if lr not in scores:
+                scores[lr] = score(lr)
+        if all(scores[lr] is None for lr in values):
+            raise ValueError(f"training diverged at every learning rate of {values}; lower the grid")
+        winner = max(values, key=lambda lr: _rank(scores, lr))
+        direction = "up" if winner == values[-1] else "down" if winner == values[0] else None
+        if direction is None or len(extended) >= max_extensions:
+            break
+        values = extend(values, direction)
+        extended.append(direction)
+    finite = sorted((scores[lr] for lr in values if scores[lr] is not None), reverse=True)
+    best = scores[winner]
+    margin = finite[0] - finite[1] if len(finite) > 1 else None
+    se = binomial_se(best, n_val)
+    close = margin is not None and (margin < se or margin == 0)
+    return Decision(values, {lr: scores[lr] for lr in values}, winner, margin, se, close,
+                    winner in (values[0], values[-1]), extended)
+
+
+# -- the setting a decision is for -------------------------------------------------------------------
+def setting(run: RunConfig) -> dict:
+    """Everything that changes tuning's training or score, without the run's seed, the experiment,
+    tracking, out-of-distribution evaluations or the other kNN k (tune.seed is in: it makes the decision)."""
+    payload = run.hash_payload()
+    out = {"task": payload["task"], "method": payload["method"], "data": payload["data"], "model": payload["model"],
+           "train": {k: v for k, v in payload["train"].items() if k not in TRAIN_NOT_IN_KEY},
+           "tune": payload["tune"],
+           "eval": {k: payload["eval"][k] for k in SCORE_EVAL_FIELDS[run.tune.score]}}
+    if run.method == "grpo_rm":
+        out["grpo_rm"] = payload["grpo_rm"]
+    if run.task == "segmentation":
+        out["seg"] = payload["seg"]
+    return out
+
+
+def tuning_key(run: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(setting(run), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def label(run: RunConfig) -> str:
+    """The setting in a few words, for tables and messages."""
+    parts = [run.data.name, run.model.name, run.method]
+    if run.data.imbalance_factor is not None:
+        parts.append(f"IF {run.data.imbalance_factor:g}")
+    return " / ".join(parts)
+
+
+def needs_decision(run: RunConfig) -> bool:
+    return bool(run.tune.grid) and run.method != "pretrained"
+
+
+def tuning_config(run: RunConfig) -> RunConfig:
+    """The run tuning trains: the run's setting at tune.seed, for tuning_epochs, no per-run search."""
+    train = run.train.model_copy(update={"epochs": tuning_epochs(run), "lr_grid": []})
+    return run.model_copy(update={"experiment": TUNING_DIR, "seed": run.tune.seed, "train": train,
+                                  "run_id": f"tune-{tuning_key(run)}", "axes": {}})
+
+
+def record_path(results: Path, key: str) -> Path:
+    return Path(results) / TUNING_DIR / f"{key}.json"
+
+
+def partial_path(results: Path, key: str) -> Path:
+    """Scores of the grid values done so far (a resumed decision skips them); gone once decided."""
+    return Path(results) / TUNING_DIR / f".{key}.partial.json"
+
+
+def lock_path(results: Path, key: str) -> Path:
+    return Path(results) / TUNING_DIR / f".{key}.lock"
+
+
+def load_records(results: Path) -> list[dict]:
+    """Every decision under `results`/tuning, by setting label then key; unreadable files are skipped."""
+    folder = Path(results) / TUNING_DIR
+    records = []
+    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("key") == path.stem:
+            records.append(record)
+    return sorted(records, key=lambda r: (r.get("label", ""), r["key"]))
+
+
+# -- the decision as table rows (the CLI's table and the report's section) ----------------------------
+def flags(record: dict) -> str:
+    out = []
+    if record.get("close_call"):
+        out.append("close call")
+    if record.get("edge"):
+        out.append("edge")
+    out += [f"extended {d}" for d in record.get("extended") or []]
+    return ", ".join(out)
+
+
+def _pct(value: float | None) -> str:
+    return "diverged" if value is None else f"{100 * value:.1f}"
+
+
+def decision_row(record: dict) -> dict:
+    """One row per decision, cells as text (scores, margin and SE in % of the validation score)."""
+    scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}" for row in record["scores"])
+    margin = record.get("margin")
+    return {"setting": record.get("label", ""), "key": record["key"], "score": record["score"],
+            "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
+            "winner": f"{record['winner']:g}", "margin": "—" if margin is None else f"{100 * margin:.1f}",
+            "se": f"{100 * record['se']:.1f}", "flags": flags(record)}
+
+
+ROW_TITLES = {"setting": "Setting", "key": "Key", "score": "Score", "grid": "Grid", "scores": "Val. score per lr (%)",
+              "winner": "Winner", "margin": "Margin", "se": "SE", "flags": "Flags"}
+
+
+def decisions_markdown(records: list[dict]) -> str:
+    rows = [decision_row(r) for r in records]
+    lines = ["| " + " | ".join(ROW_TITLES.values()) + " |",
+             "|" + "|".join("---:" if k in ("winner", "margin", "se") else "---" for k in ROW_TITLES) + "|"]
+    lines += ["| " + " | ".join(row[k].replace("|", "\\|") for k in ROW_TITLES) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
