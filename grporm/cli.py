@@ -137,10 +137,9 @@ def tune(
     from grporm import distributed
     from grporm.config import load_experiment
     from grporm.inputs import check_environment, output_folder
-    from grporm.records import read_record_or_rerun
     from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.train import STOP, Interrupted
-    from grporm.tuning import decisions_markdown, record_path, tuning_key
+    from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE
     try:
@@ -160,7 +159,7 @@ def tune(
         with STOP.installed():
             tune_matrix(mine, results, force=force, dist=dist, echo=typer.echo)
         if dist.is_main:
-            found = [read_record_or_rerun(record_path(results, tuning_key(r))) for r in settings]
+            found = [read_decision(record_path(results, tuning_key(r))) for r in settings]
             typer.echo(f"\n{exp.name}: {sum(map(bool, found))} of {len(settings)} decision(s) under {results / 'tuning'}")
             if any(found):
                 typer.echo(decisions_markdown([r for r in found if r]))

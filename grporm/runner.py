@@ -42,7 +42,19 @@ from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, read_record_or_rerun, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import STOP, FitResult, Interrupted, fit
-from grporm.tuning import decide, label, lock_path, needs_decision, partial_path, record_path, setting, tuning_config, tuning_key
+from grporm.tuning import (
+    decide,
+    label,
+    lock_path,
+    needs_decision,
+    partial_path,
+    read_decision,
+    read_partial,
+    record_path,
+    setting,
+    tuning_config,
+    tuning_key,
+)
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 # lr_search.json, the search's progress read back on resume: a list of {"lr", "val_top1"} rows.
@@ -447,7 +459,7 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
     while True:
         verdict = dist.from_main(lambda: _claim_key(results, key, lock, force))
         if verdict == "found":
-            return dist.from_main(lambda: read_record_or_rerun(record_path(results, key))), "found"
+            return dist.from_main(lambda: read_decision(record_path(results, key))), "found"
         if verdict == "tune":
             break
         if not wait:
@@ -466,13 +478,13 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
 
 def _claim_key(results: Path, key: str, lock: RunLock, force: bool) -> str:
     """"found", or "tune" with the lock held (and with `force` no record or partial scores left), or why neither."""
-    if not force and read_record_or_rerun(record_path(results, key)):
+    if not force and read_decision(record_path(results, key)):
         return "found"
     try:
         lock.acquire()
     except Locked as err:
         return str(err)
-    if not force and read_record_or_rerun(record_path(results, key)):  # done by the lock's previous holder
+    if not force and read_decision(record_path(results, key)):  # done by the lock's previous holder
         lock.release()
         return "found"
     if force:
@@ -485,7 +497,7 @@ def _tune(run: RunConfig, results: Path, key: str, dist: Dist, splits, say) -> d
     """Score the grid (resuming the values already scored), decide, write the record."""
     tic = time.perf_counter()
     saved = partial_path(results, key)
-    done = {row["lr"]: row for row in dist.from_main(lambda: (read_record_or_rerun(saved) or {}).get("scores", []))}
+    done = {row["lr"]: row for row in dist.from_main(lambda: (read_partial(saved) or {}).get("scores", []))}
     trial = TuningTrial(run, results, dist, splits)
     n_val = len(trial.splits.val)
 

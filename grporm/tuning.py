@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from grporm.config import RunConfig
+from grporm.errors import GrpormError
+from grporm.records import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
 MIN_VALUES = 3
@@ -164,17 +167,45 @@ def lock_path(results: Path, key: str) -> Path:
     return Path(results) / TUNING_DIR / f".{key}.lock"
 
 
+# What a decision and a tuning's progress must hold to be read back; anything else counts as damaged
+# (the decision is redone, the damaged file kept aside).
+DECISION_FIELDS = {"key": str, "label": str, "score": str, "grid": list, "scores": list, "winner": (int, float)}
+PARTIAL_FIELDS = {"key": str, "scores": list}
+
+
+def _belongs_to(path: Path):
+    """A record's own key must be its file name: a decision copied under another key would be reused
+    for the wrong setting."""
+    def check(record: dict) -> str | None:
+        if not path.name.lstrip(".").startswith(record["key"]):
+            return f"holds the decision of key {record['key']!r}, not of its file name"
+        rows = record["scores"]
+        if not all(isinstance(r, dict) and isinstance(r.get("lr"), (int, float)) for r in rows):
+            return "scores must be rows of {'lr': number, 'score': number or null, ...}"
+        return None
+    return check
+
+
+def read_decision(path: Path) -> dict | None:
+    """The decision at `path`; None if it is missing or damaged (then it is redone, with a warning)."""
+    return read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
+
+
+def read_partial(path: Path) -> dict | None:
+    """The scores of an interrupted tuning; None if missing or damaged (the grid is scored again)."""
+    return read_record_or_rerun(path, PARTIAL_FIELDS, _belongs_to(path))
+
+
 def load_records(results: Path) -> list[dict]:
-    """Every decision under `results`/tuning, by setting label then key; unreadable files are skipped."""
+    """Every decision under `results`/tuning, by setting label then key; a damaged one is skipped
+    with a warning naming it."""
     folder = Path(results) / TUNING_DIR
     records = []
     for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("key") == path.stem:
-            records.append(record)
+            records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
+        except GrpormError as err:
+            print(f"warning: {err}; left out of the report", file=sys.stderr)
     return sorted(records, key=lambda r: (r.get("label", ""), r["key"]))
 
 

@@ -22,6 +22,15 @@ def test_quick_runs_hash_as_their_committed_records():
     assert checked == len(records)
 
 
+def test_every_committed_record_rehashes_to_its_stored_hash():
+    """Options and sections added since (ADDED_OPTIONS, tune) leave every committed record's identity alone."""
+    paths = sorted((ROOT / "results").glob("*/runs/*/record.json"))
+    assert paths, "no committed records"
+    for path in paths:
+        record = json.loads(path.read_text())
+        assert RunConfig.model_validate(record["config"]).config_hash() == record["config_hash"], path
+
+
 @pytest.mark.parametrize("key, value", [("solved_threshold", 0.9), ("feature_uniformity", 0.1),
                                         ("feature_uniformity_t", 1.0), ("group", "expected")])
 def test_a_new_option_set_changes_the_hash(key, value):
