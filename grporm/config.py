@@ -34,7 +34,7 @@ def _registered(registry, names):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)  # inf or nan is never a setting
 
 
 class DataConfig(Strict):

@@ -30,7 +30,7 @@ LAUNCHERS = ("slurm", "local")
 class SlurmOptions(BaseModel):
     """What `--slurm KEY=VALUE` may set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     partition: str | None = Field(None, description="sbatch --partition")
     account: str | None = Field(None, description="sbatch --account")
     qos: str | None = Field(None, description="sbatch --qos")

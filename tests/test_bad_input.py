@@ -308,6 +308,8 @@ OVERRIDES = {  # -o value -> fragment
     "empty value": ("train.lr=", "the value after '=' is empty"),
     "wrong type": ("train.epochs=many", "override 'train.epochs=many': train.epochs: Input should be a valid integer"),
     "out of range": ("train.lr=-1", "override 'train.lr=-1': train.lr: Input should be greater than 0"),
+    "infinite number": ("train.lr=.inf", "train.lr: Input should be a finite number"),
+    "not a number": ("grpo_rm.rewards={accuracy: .nan}", "grpo_rm.rewards.accuracy: Input should be a finite number"),
     "a section set to a number": ("train=5", "override 'train=5': train"),
     "unknown key inside a mapping": ("train={lrr: 1}", "override 'train={lrr: 1}': train.lrr: unknown key"),
     "unknown reward in the mapping": ("grpo_rm.rewards.acc=1", "override 'grpo_rm.rewards.acc=1': grpo_rm.rewards: unknown reward 'acc'"),
