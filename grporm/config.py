@@ -33,6 +33,10 @@ def _registered(registry, names):
     return names
 
 
+# Seeds are multiplied into torch generator seeds (which must fit 64 bits): keep them to 31 bits.
+MAX_SEED = 2**31 - 1
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)  # inf or nan is never a setting
 
@@ -44,7 +48,7 @@ class DataConfig(Strict):
     train_per_class: int | None = Field(None, ge=1, description="class-balanced training subset; null = all")
     val_per_class: int = Field(100, ge=1, description="validation images per class, carved from the training split")
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
-    split_seed: int = Field(0, ge=0, description="seed of the subsets and the validation split (fixed across run seeds)")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subsets and the validation split (fixed across run seeds)")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
 
@@ -132,7 +136,7 @@ class OODConfig(Strict):
     corruptions: list[str] = Field(default_factory=list, description="corruptions of the test split; empty = no OOD evaluation")
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     test_per_class: int | None = Field(100, ge=1, description="class-balanced test subset that is corrupted; null = whole test split")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("corruptions")
     @classmethod
@@ -188,7 +192,7 @@ class TuneConfig(Strict):
     score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
     fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
-    seed: int = Field(0, ge=0, description="the seed every decision is made with")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the seed every decision is made with")
 
     @field_validator("grid")
     @classmethod
@@ -217,7 +221,7 @@ class RunConfig(Strict):
     experiment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     task: Literal["classification", "segmentation"] = "classification"
     method: str = "grpo_rm"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -301,11 +305,31 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
     return model
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: the plain loader
+    keeps the last one silently, so `train:` written twice would drop the first block's settings."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key is refused later, with the other non-name keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags that build objects
+
+
 def parse_value(text: str, where: str = "value") -> Any:
     """A YAML scalar, list or mapping; text YAML cannot read is refused rather than taken as a string
     (`[1e-4, 1e-3` was a typo, not a name), and so is anything tagged (`!!python/...`)."""
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: value {text!r} is not valid YAML ({problem}); "
@@ -407,7 +431,7 @@ def load_yaml(path: Path, what: str = "experiment file") -> dict:
     comments, malformed YAML, not a mapping) is one ConfigError naming the file."""
     text = read_text(path, what, EXPERIMENT_FIX)
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

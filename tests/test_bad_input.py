@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from grporm import config
 from grporm.errors import GrpormError
 from grporm.records import run_dir
 
@@ -52,6 +54,7 @@ def refused(folder: Path, args: tuple[str, ...], fragment: str) -> None:
 CONFIG_CASES = {
     "malformed YAML": ("train: {lr: [oops\n", (), "malformed YAML at line"),
     "YAML that would run code": ("train: !!python/object/apply:os.system [touch marker]\n", (), "malformed YAML"),
+    "a section given twice": ("train: {lr: 0.1}\nseed: 0\ntrain: {epochs: 2}\n", (), "line 3, column 1: found duplicate key 'train'"),
     "unknown key": ({"train": {"lrr": 0.1}}, (), "train.lrr: unknown key (did you mean 'lr'?)"),
     "wrong type": ({"train": {"epochs": "many"}}, (), "train.epochs: Input should be a valid integer"),
     "out of range": ({"train": {"lr": -1}}, (), "train.lr: Input should be greater than 0"),
@@ -171,11 +174,12 @@ def test_the_package_loads_only_safely():
             args = text[call.end():text.find("\n", text.find(")", call.end()))]
             if "weights_only=True" not in args:
                 problems.append(f"{path.name}: torch.load without weights_only=True")
-        for unsafe in (r"yaml\.load\(", r"yaml\.unsafe_load", r"(?<![.\w])eval\(", r"(?<![.\w])exec\(", r"pickle\.loads?\(",
+        for unsafe in (r"yaml\.load\((?![^)]*Loader=_UniqueKeyLoader\))", r"yaml\.unsafe_load", r"(?<![.\w])eval\(", r"(?<![.\w])exec\(", r"pickle\.loads?\(",
                        r"weights_only=False"):
             if re.search(unsafe, text):
                 problems.append(f"{path.name}: {unsafe}")
     assert problems == []
+    assert issubclass(config._UniqueKeyLoader, yaml.SafeLoader)  # the one yaml.load allowed above
 
 
 def test_base_experiment_is_valid(tmp_path):
@@ -308,6 +312,8 @@ OVERRIDES = {  # -o value -> fragment
     "empty value": ("train.lr=", "the value after '=' is empty"),
     "wrong type": ("train.epochs=many", "override 'train.epochs=many': train.epochs: Input should be a valid integer"),
     "out of range": ("train.lr=-1", "override 'train.lr=-1': train.lr: Input should be greater than 0"),
+    "seed too large": ("seed=99999999999999999999999", "seed: Input should be less than or equal to 2147483647"),
+    "duplicate key in a mapping": ("train={lr: 1, lr: 2}", "found duplicate key 'lr'"),
     "infinite number": ("train.lr=.inf", "train.lr: Input should be a finite number"),
     "not a number": ("grpo_rm.rewards={accuracy: .nan}", "grpo_rm.rewards.accuracy: Input should be a finite number"),
     "a section set to a number": ("train=5", "override 'train=5': train"),
