@@ -40,6 +40,13 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 EXPERIMENTS = Path("experiments")
 
 
+def _checked_environment(check) -> None:
+    try:
+        check()
+    except GrpormError as err:
+        _fail(err)
+
+
 def _fail(err: GrpormError) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
@@ -73,15 +80,16 @@ def run(
     Several processes (or machines sharing the folders) can work on one matrix at once: each run is
     locked while it runs. On several machines with DDP: torchrun ... -m grporm run EXPERIMENT.yaml.
     """
+    from grporm.inputs import check_environment, output_folder
+
+    _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
     from grporm import distributed
     from grporm.config import load_experiment
-    from grporm.inputs import check_environment, output_folder
     from grporm.runner import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
     dist = distributed.SINGLE
     try:
-        check_environment()
         exp = load_experiment(experiment, override)
         runs = select_runs(exp.runs, only, shard)
         if dry_run:
@@ -134,16 +142,17 @@ def tune(
 ) -> None:
     """Choose the learning rate of every setting the experiment's runs need (once per setting, shared by
     seeds and experiments), then print the decisions: grid, validation scores, winner, margin, flags."""
+    from grporm.inputs import check_environment, output_folder
+
+    _checked_environment(check_environment)
     from grporm import distributed
     from grporm.config import load_experiment
-    from grporm.inputs import check_environment, output_folder
     from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.train import STOP, Interrupted
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE
     try:
-        check_environment()
         exp = load_experiment(experiment, override)
         settings = settings_to_tune(exp.runs)
         if not settings:

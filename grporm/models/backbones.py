@@ -26,6 +26,8 @@ from torch import nn
 from grporm.errors import ConfigError, GrpormError, WeightsError, first_line
 from grporm.models.packaged import PACKAGED_WEIGHTS
 
+WEIGHTS_FIX = ("give model.weights a checkpoint of model.name's architecture (a state dict saved with torch.save), "
+               "or packaged / hub / none")
 
 @dataclass
 class Backbone:
@@ -106,10 +108,10 @@ def _unwrap_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
             obj = obj[key]
             break
     if not isinstance(obj, Mapping) or not obj:
-        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict")
+        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict; {WEIGHTS_FIX}")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state or not all(isinstance(k, str) for k in state):
-        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict")
+        raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict; {WEIGHTS_FIX}")
     if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -136,7 +138,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - pickle, zip, EOF, unsafe-global errors
             raise WeightsError(
-                f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {first_line(exc, with_type=True)})"
+                f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {first_line(exc, with_type=True)}); "
+                f"{WEIGHTS_FIX}"
             ) from exc
     return _unwrap_state_dict(obj, str(p))
 
