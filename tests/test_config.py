@@ -6,8 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.config import ADDED_OPTIONS, RunConfig, build_experiment, load_experiment
+from grporm.config import ADDED_OPTIONS, RunConfig, build_experiment
 from grporm.errors import ConfigError
+from grporm.resolve import load_experiment
 
 runner = CliRunner()
 
