@@ -111,7 +111,7 @@ class GRPOConfig(Strict):
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
-    dual_clip: float | None = Field(None, gt=1, description="not in SPEC: bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
+    dual_clip: float | None = Field(None, gt=1, description="not in the paper (docs/method.md, 'Dual clip (not in the paper)'): bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
     inner_steps: int = Field(1, ge=1)
     beta: float = Field(0.0, ge=0, description="KL weight to the model at the start; 0 keeps no reference copy")
     std_eps: float = Field(1e-4, gt=0)
