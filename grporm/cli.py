@@ -84,7 +84,7 @@ def run(
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
     from grporm import distributed
-    from grporm.config import load_experiment
+    from grporm.resolve import load_experiment
     from grporm.runner import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
@@ -146,7 +146,7 @@ def tune(
 
     _checked_environment(check_environment)
     from grporm import distributed
-    from grporm.config import load_experiment
+    from grporm.resolve import load_experiment
     from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.train import STOP, Interrupted
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
@@ -297,8 +297,8 @@ def data_check(
     offline: bool = typer.Option(False, "--offline", help="count what a run would download (weights: hub, data.download) as missing; also HF_HUB_OFFLINE=1"),
 ) -> None:
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
-    from grporm.data.check import env_offline, experiment_requirements, format_table, inventory
     from grporm.inputs import check_environment
+    from grporm.requirements import env_offline, experiment_requirements, format_table, inventory
 
     try:
         check_environment()
@@ -307,7 +307,7 @@ def data_check(
                 raise GrpormError("-o/--override needs an experiment file")
             items = inventory()
         else:
-            from grporm.config import load_experiment
+            from grporm.resolve import load_experiment
 
             items = experiment_requirements(load_experiment(experiment, override))
     except GrpormError as err:

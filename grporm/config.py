@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,15 +23,30 @@ from grporm.errors import ConfigError
 from grporm.inputs import read_text
 
 METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
+# Names looked up in other registries (data sets, rewards, corruptions) are checked after validation,
+# by grporm/resolve.py: the registries' modules import this one.
+
+# A tuning grid must be able to bracket an optimum (grporm/tuning.py).
+MIN_VALUES = 3
+MIN_DECADES = 1.5
+EXAMPLE = "e.g. [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]"
 
 
-def _registered(registry, names):
-    """`names` unchanged if every one is in `registry`; else ConfigError naming the choices.
-
-    Registries are imported inside the validators: data and objectives import this module."""
-    for name in names:
-        registry.get(name)
-    return names
+def check_grid(grid: list[float]) -> list[float]:
+    """`grid` unchanged if it can bracket an optimum (or is empty: tuning off); ValueError otherwise."""
+    if not grid:
+        return grid
+    if any(not lr > 0 for lr in grid):
+        raise ValueError(f"every learning rate must be > 0, {EXAMPLE}")
+    if len(grid) < MIN_VALUES:
+        raise ValueError(f"needs at least {MIN_VALUES} learning rates to bracket the optimum (got {len(grid)}), {EXAMPLE}")
+    if any(b <= a for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"must be in increasing order without repeats, {EXAMPLE}")
+    decades = math.log10(grid[-1] / grid[0])
+    if decades < MIN_DECADES - 1e-9:
+        raise ValueError(f"must span at least {MIN_DECADES} decades, max/min >= {10 ** MIN_DECADES:.1f} "
+                         f"(got {decades:.2f}), {EXAMPLE}")
+    return grid
 
 
 # Seeds are multiplied into torch generator seeds (which must fit 64 bits): keep them to 31 bits.
@@ -51,14 +67,6 @@ class DataConfig(Strict):
     split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subsets and the validation split (fixed across run seeds)")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        from grporm.data import DATASETS
-
-        DATASETS.get(name)
-        return name
 
 
 class ModelConfig(Strict):
@@ -107,7 +115,7 @@ class GRPOConfig(Strict):
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO); null = clip_eps")
-    dual_clip: float | None = Field(None, gt=1, description="not in SPEC: bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
+    dual_clip: float | None = Field(None, gt=1, description="not in the paper (docs/method.md, 'Dual clip (not in the paper)'): bound a negative advantage's objective at c*A (dual-clip PPO); null = off")
     inner_steps: int = Field(1, ge=1)
     beta: float = Field(0.0, ge=0, description="KL weight to the model at the start; 0 keeps no reference copy")
     std_eps: float = Field(1e-4, gt=0)
@@ -117,12 +125,10 @@ class GRPOConfig(Strict):
 
     @field_validator("rewards")
     @classmethod
-    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
-        from grporm.objectives.rewards import REWARDS
-
+    def _some_reward(cls, rewards: dict[str, float]) -> dict[str, float]:
         if not rewards:
             raise ValueError("at least one reward is needed")
-        return _registered(REWARDS, rewards)
+        return rewards
 
     @model_validator(mode="after")
     def _dual_clip_above_clip(self) -> "GRPOConfig":
@@ -137,13 +143,6 @@ class OODConfig(Strict):
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     test_per_class: int | None = Field(100, ge=1, description="class-balanced test subset that is corrupted; null = whole test split")
     seed: int = Field(0, ge=0, le=MAX_SEED)
-
-    @field_validator("corruptions")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        from grporm.data.corruptions import CORRUPTIONS
-
-        return _registered(CORRUPTIONS, names)
 
     @field_validator("severities")
     @classmethod
@@ -164,13 +163,6 @@ class EvalConfig(Strict):
     shot_thresholds: tuple[int, int] = Field((20, 100), description="few < first <= medium <= second < many (training images per class)")
     ood: OODConfig = Field(default_factory=lambda: OODConfig())
     transfer: list[str] = Field(default_factory=list, description="data sets with the same classes to test on (cross-data-set transfer)")
-
-    @field_validator("transfer")
-    @classmethod
-    def _known_transfer(cls, names: list[str]) -> list[str]:
-        from grporm.data import DATASETS
-
-        return _registered(DATASETS, names)
 
 
 class SegConfig(Strict):
@@ -197,8 +189,6 @@ class TuneConfig(Strict):
     @field_validator("grid")
     @classmethod
     def _bracketing(cls, grid: list[float]) -> list[float]:
-        from grporm.tuning import check_grid
-
         return check_grid(grid)
 
 
@@ -420,7 +410,6 @@ class Experiment(BaseModel):
     name: str
     description: str = ""
     runs: list[RunConfig]
-    source: str = ""
 
 
 EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
@@ -473,9 +462,6 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
             matrix[key] = matrix_values(key, value)
         else:
             set_dotted(raw, key, value, f"override {item!r}")
-    # A wrong type or value in an override is reported as the override's, not the file's.
-    blame = {tuple(parse_override(item)[0].split(".")): f"override {item!r}" for item in overrides}
-
     axes: list[tuple[str, list]] = []
     for key, values in matrix.items():
         if not isinstance(key, str):
@@ -497,9 +483,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
             run = RunConfig.model_validate(tree)
         except ValidationError as err:
             loc = tuple(str(p) for p in err.errors()[0]["loc"])
-            # the override set this value, or set a key inside the mapping the error is about
-            source = next((b for k, b in blame.items() if loc[:len(k)] == k or k[:len(loc)] == loc), where)
-            raise _format_validation_error(err, source) from None
+            raise _format_validation_error(err, source_of(loc, overrides, where)) from None
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
         run.axes = axis_values
@@ -507,7 +491,18 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
         seen[run.run_id] = 1
         runs.append(run)
-    return Experiment(name=name, description=description, runs=runs, source=where)
+    return Experiment(name=name, description=description, runs=runs)
+
+
+def source_of(loc: tuple[str, ...], overrides: list[str], where: str) -> str:
+    """Whom a problem at the setting `loc` is reported as: the override that set it, or set a key
+    inside the mapping it is about (a wrong value in an override is the override's, not the file's);
+    else `where`, the file."""
+    for item in overrides:
+        key = tuple(parse_override(item)[0].split("."))
+        if loc[:len(key)] == key or key[:len(loc)] == loc:
+            return f"override {item!r}"
+    return where
 
 
 def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
@@ -541,7 +536,3 @@ def load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     parent.pop("description", None)
     return deep_merge(parent, raw)
 
-
-def load_experiment(path: Path | str, overrides: list[str] = ()) -> Experiment:
-    path = Path(path)
-    return build_experiment(load_with_base(path), str(path), overrides)

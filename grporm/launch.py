@@ -172,7 +172,7 @@ def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: s
                echo: Callable[[str], None] = print) -> int:
     """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code."""
     from grporm.config import Experiment
-    from grporm.data.check import preflight as check_files
+    from grporm.requirements import preflight as check_files
 
     if launcher is None:
         raise ConfigError("--slurm needs --launcher slurm (or local)")

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from grporm import seeding
 from grporm.checkpoints import save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import DATASETS, ImageSet, balanced_indices, make_splits
@@ -205,7 +206,7 @@ class Run:
 
     def _build_model(self) -> tuple[Classifier, tuple]:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)  # same head (and random backbone) for every method of a seed
+        torch.manual_seed(seeding.derive(cfg.seed, "init"))  # same head (and random backbone) for every method of a seed
         backbone = with_pooling(create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size), cfg.model.pool)
         frozen = cfg.method == "linear_probe"
         if self.segmentation:
@@ -234,7 +235,7 @@ class Run:
         data = self.splits.train
         if cfg.train.search_train_per_class is not None and not self.segmentation:
             per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
-            data = data.subset(balanced_indices(data.labels, per_class, torch.Generator().manual_seed(cfg.data.split_seed)))
+            data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(cfg.data.split_seed, "subset")))
         for lr in grid:
             if lr in done:
                 continue
@@ -327,7 +328,7 @@ class Run:
             return None  # segmentation converges on validation mIoU instead
         train = self.splits.train
         per_class = min(self.cfg.eval.convergence_per_class, int(torch.bincount(train.labels).min()))
-        return train.subset(balanced_indices(train.labels, per_class, torch.Generator().manual_seed(self.cfg.data.split_seed)))
+        return train.subset(balanced_indices(train.labels, per_class, seeding.generator(self.cfg.data.split_seed, "subset")))
 
     def _convergence_metrics(self, conv_train: ImageSet) -> dict:
         """Cheap per-epoch probe: val head accuracy, and kNN@20 and SR from a fixed training subset
@@ -607,7 +608,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
     run starts, so bad input fails in seconds with nothing written instead of hours into a matrix.
     Each backbone is built once and each data set read once, whatever the number of runs."""
     from grporm.config import Experiment
-    from grporm.data.check import preflight as check_requirements
+    from grporm.requirements import preflight as check_requirements
 
     if runs:  # first everything missing at once (data sets, weight files), then a real load of each
         check_requirements(Experiment(name=runs[0].experiment, runs=runs))

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from grporm import seeding
 from grporm.checkpoints import load_checkpoint, save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import ImageSet, preprocess_batch
@@ -135,7 +136,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     # Order and augmentation derive from (seed, epoch) alone, so a resumed epoch replays exactly.
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return seeding.generator(seed, "epoch", epoch)
 
 
 def training_view(model: torch.nn.Module, run: RunConfig, dist: Dist, device: torch.device) -> torch.nn.Module:
@@ -217,7 +218,7 @@ def _optimise(train_model, model, reference, objective: Objective, optimizer, x:
             old_logits = logits.detach()
         loss, stats = objective.fn(
             logits, targets, old_logits=old_logits, ref_logits=ref_logits,
-            generator=torch.Generator(device=device).manual_seed(run.seed * 7_919 + step),
+            generator=seeding.generator(run.seed, "group", step, device=device),
             **({"features": features} if objective.needs_features else {}),
         )
         finite = bool(torch.isfinite(loss))
@@ -263,7 +264,7 @@ def fit(
     partial: dict = {}
     # Dropout draws from the global stream: seed it so a fit depends on nothing run before it in this
     # process (e.g. whether the lr search ran or was read back), and give each rank its own masks.
-    torch.manual_seed(run.seed + 1_000_003 * dist.rank)
+    torch.manual_seed(seeding.derive(run.seed, "dropout", dist.rank))
 
     state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS)) if checkpoint is not None else None
     if state is not None:

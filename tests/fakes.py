@@ -1,4 +1,4 @@
-"""Synthetic data sets in the real on-disk formats of the paper-scale loaders (grporm.data.paper):
+"""Synthetic data sets in the real on-disk formats of the paper-scale loaders (grporm/data/cifar.py, stl10.py, tiny_imagenet.py, voc.py):
 CIFAR-10/100 binary, STL-10 binary, the Tiny-ImageNet tree with its val annotations, the VOC 2012
 tree. The loader tests check single bytes of these files; the paper toy runs train on them. One home
 for every generator, so a format is written one way only.

@@ -408,7 +408,7 @@ def _idx(array: np.ndarray) -> bytes:
 
 def fashion_root(folder: Path, damage: str) -> Path:
     """A data.root with the four Fashion-MNIST IDX files (20 train / 10 test images), one damaged."""
-    from grporm.data.sources import FASHION_FILES
+    from grporm.data.fashion_mnist import FASHION_FILES
 
     root = folder / "fashion"
     root.mkdir()
@@ -457,7 +457,7 @@ def test_data_root_that_is_a_file(tmp_path):
 
 def test_undamaged_data_root_is_accepted(tmp_path):
     """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
-    from grporm.config import load_experiment
+    from grporm.resolve import load_experiment
     from grporm.runner import preflight
 
     root = fashion_root(tmp_path, "none")
@@ -551,7 +551,7 @@ def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
     """A record that parses but is not a record (metrics a string) is not taken as finished."""
     import json
 
-    from grporm.config import load_experiment
+    from grporm.resolve import load_experiment
     from grporm.runner import is_finished
 
     path = write_experiment(tmp_path)
@@ -602,7 +602,9 @@ def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
         ("locks.py", ".read_text"), ("locks.py", "json.load"),  # other processes' locks: unreadable = no holder
         ("wandb_tools.py", ".read_text"), ("wandb_tools.py", "json.load"),  # records scanned for W&B folders: failures skipped
         ("checkpoints.py", "open("),  # writes
-        ("paper.py", ".read_text"),  # class-name / annotation lists of the paper data sets
+        ("sources.py", ".read_text"),  # class-name lists of the paper data sets (class_names)
+        ("tiny_imagenet.py", ".read_text"),  # Tiny-ImageNet's val_annotations.txt
+        ("voc.py", ".read_text"),  # VOC's image-id lists
         ("sources.py", ".read_bytes"),  # IDX files: every failure wrapped in read_idx
     }
     patterns = {".read_text": r"\.read_text\(", ".read_bytes": r"\.read_bytes\(", "open(": r"(?<![.\w])open\(",

@@ -6,8 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.config import ADDED_OPTIONS, RunConfig, build_experiment, load_experiment
+from grporm.config import ADDED_OPTIONS, RunConfig, build_experiment
 from grporm.errors import ConfigError
+from grporm.resolve import load_experiment, resolve
 
 runner = CliRunner()
 
@@ -129,3 +130,24 @@ def test_an_option_added_later_keeps_old_hashes_at_its_default():
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     assert run.config_hash() == before
     assert RunConfig(method="grpo_rm", grpo_rm={"dual_clip": 3.0}).config_hash() != before
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"data": {"name": "fashion_mnst"}}, "x.yaml: data.name: unknown data set 'fashion_mnst' (did you mean 'fashion_mnist'?); choose one of: cifar10, "),
+    ({"matrix": {"data.name": ["digits", "mnist5"]}}, "x.yaml: data.name: unknown data set 'mnist5' (did you mean 'mnist5k'?)"),
+    ({"grpo_rm": {"rewards": {"accuracyy": 1}}}, "x.yaml: grpo_rm.rewards: unknown reward 'accuracyy' (did you mean 'accuracy'?); choose one of: accuracy, "),
+    ({"eval": {"ood": {"corruptions": ["contrast", "fog"]}}}, "x.yaml: eval.ood.corruptions: unknown corruption 'fog'; choose one of: brightness, "),
+    ({"eval": {"transfer": ["stl"]}}, "x.yaml: eval.transfer: unknown data set 'stl' (did you mean 'stl10'?)"),
+])
+def test_registry_names_are_resolved_after_validation(raw, expected):
+    experiment = build_experiment(raw, "x.yaml")  # valid structure: names are not the models' business
+    with pytest.raises(ConfigError) as info:
+        resolve(experiment, "x.yaml")
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+def test_an_unknown_name_set_by_an_override_is_the_overrides():
+    overrides = ["eval.transfer=[mnist5]"]
+    with pytest.raises(ConfigError, match=r"^override 'eval.transfer=\[mnist5\]': eval.transfer: unknown data set 'mnist5'"):
+        resolve(build_experiment({}, "x.yaml", overrides), "x.yaml", overrides)
+    assert resolve(build_experiment({"eval": {"transfer": ["mnist5k"]}}, "x.yaml"), "x.yaml").runs

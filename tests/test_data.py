@@ -11,7 +11,8 @@ import torch
 
 from grporm.config import AugmentConfig, DataConfig
 from grporm.data import DATASETS, Splits, balanced_indices, make_splits, preprocess_batch, read_idx
-from grporm.data.sources import FASHION_CLASSES, mnist5k_path
+from grporm.data.fashion_mnist import FASHION_CLASSES
+from grporm.data.mnist5k import mnist5k_path
 from grporm.data.transforms import flip_and_shift
 from grporm.errors import ConfigError, DataMissingError
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from grporm import launch
-from grporm.config import load_experiment
 from grporm.errors import ConfigError
+from grporm.resolve import load_experiment
 
 from tiny_runs import env, invoke, write_experiment
 

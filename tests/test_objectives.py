@@ -175,7 +175,8 @@ def test_ce_matches_torch_and_logs_policy_stats():
     assert set(stats) >= {"loss", "entropy", "pi_y", "acc"}
 
 
-def test_grpo_stats_have_every_spec_key():
+def test_grpo_stats_have_every_logged_key():
+    """The statistics every step logs (docs/method.md, 'Clipped surrogate')."""
     _, stats = grpo_rm_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]))
     assert set(stats) >= {"reward_mean", "reward_std", "adv_min", "adv_max", "clip_frac", "entropy", "pi_y", "acc"}
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from grporm.config import ADDED_OPTIONS, RunConfig, load_experiment
+from grporm.config import ADDED_OPTIONS, RunConfig
+from grporm.resolve import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,13 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from grporm import requirements as check_mod
 from grporm.cli import app
-from grporm.config import DataConfig, load_experiment
+from grporm.config import DataConfig
 from grporm.data import DATASETS
-from grporm.data import check as check_mod
-from grporm.data.check import Requirement, preflight, requirements
-from grporm.data.paper import CIFAR10_CLASSES, STL10_CIFAR10_SHARED, stl10_as_cifar10
+from grporm.data.cifar import CIFAR10_CLASSES
+from grporm.data.stl10 import STL10_CIFAR10_SHARED, stl10_as_cifar10
 from grporm.errors import DataMissingError, GrpormError
+from grporm.requirements import Requirement, preflight, requirements
+from grporm.resolve import load_experiment
 
 from fakes import fake_cifar10, fake_cifar100, fake_stl10, fake_voc, png
 

@@ -11,12 +11,11 @@ from typer.testing import CliRunner
 
 from grporm import runner
 from grporm.cli import app
-from grporm.config import RunConfig, build_experiment
+from grporm.config import RunConfig, build_experiment, check_grid
 from grporm.errors import ConfigError
 from grporm.locks import RunLock
 from grporm.tuning import (
     binomial_se,
-    check_grid,
     decide,
     decisions_markdown,
     load_records,
@@ -160,7 +159,7 @@ def test_grpo_settings_are_not_part_of_a_ce_key_and_default_tune_keeps_the_hash(
 
 
 def test_a_base_file_passes_its_tune_section_on(tmp_path):
-    from grporm.config import load_experiment
+    from grporm.resolve import load_experiment
 
     (tmp_path / "base.yaml").write_text("tune: {grid: [1.0e-4, 1.0e-3, 1.0e-2], score: knn20}\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nmatrix: {seed: [0, 1]}\ntune: {fraction: 0.5}\n")

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from grporm import seeding
 from grporm.data.sources import ImageSet
 from grporm.registry import Registry
 
@@ -105,10 +106,10 @@ def elastic(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch
 
 
 def corrupt(images: ImageSet, name: str, severity: int, seed: int = 0) -> ImageSet:
-    """The same image set, corrupted; a given (name, severity, seed) always gives the same pixels."""
+    """The same image set, corrupted; a given (name, severity, seed) always gives the same pixels,
+    whatever else is registered (grporm/seeding.py, "corruption")."""
     fn = CORRUPTIONS.get(name)
-    offset = sorted(CORRUPTIONS).index(name)
-    generator = torch.Generator().manual_seed(seed * 1_000 + offset * 10 + severity)
+    generator = seeding.generator(seed, "corruption", name, severity)
     x = fn(images.images.float() / 255.0, severity, generator)
     corrupted = (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
     return ImageSet(corrupted, images.labels, list(images.classes))

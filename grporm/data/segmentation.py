@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from grporm.data.sources import ImageSet
+from grporm import seeding
+from grporm.data.sources import DATASETS, ImageSet
+from grporm.data.splits import Splits, make_splits
 from grporm.errors import ConfigError
 
 BACKGROUND = "background"
@@ -43,10 +45,7 @@ def segmentation_splits(data_cfg, seg_cfg):
     from its training split. Any classification data set becomes canvases of its items, each
     split pasted from the items of the matching classification split.
     """
-    from grporm.data.sources import DATASETS
-    from grporm.data.splits import Splits, make_splits
-
-    generator = torch.Generator().manual_seed(data_cfg.split_seed)
+    generator = seeding.generator(data_cfg.split_seed, "canvases")
     train_full, test = DATASETS.get(data_cfg.name)(data_cfg)
     if train_full.labels.ndim == 3:
         if seg_cfg.val_images >= len(train_full):  # else an empty training split fails deep in the loop

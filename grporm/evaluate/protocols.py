@@ -13,6 +13,7 @@ import torch
 
 from grporm.data import DATASETS, ImageSet, balanced_subset
 from grporm.data.corruptions import corrupt
+from grporm.data.sources import TRANSFER_ADAPTERS
 from grporm.errors import ConfigError
 from grporm.evaluate.calibration import top1
 from grporm.evaluate.imbalance import shot_accuracy
@@ -61,8 +62,6 @@ def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corrupti
 
 def transfer_metrics(extract: Extract, data_cfg, targets: list[str], scorer: FrozenScorer, classes: list[str]) -> dict:
     """Cross-data-set transfer: the test split of each target data set with the same classes."""
-    from grporm.data.paper import TRANSFER_ADAPTERS
-
     out = {}
     for name in targets:
         _, test = DATASETS.get(name)(data_cfg.model_copy(update={"name": name, "root": None}))
