@@ -76,7 +76,7 @@ def run(
     from grporm import distributed
     from grporm.config import load_experiment
     from grporm.inputs import check_environment, output_folder
-    from grporm.runner import is_finished, preflight, run_matrix, select_runs
+    from grporm.matrix import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
     dist = distributed.SINGLE
@@ -137,7 +137,7 @@ def tune(
     from grporm import distributed
     from grporm.config import load_experiment
     from grporm.inputs import check_environment, output_folder
-    from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
+    from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.train import STOP, Interrupted
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
@@ -252,9 +252,9 @@ def sync(results: Path = typer.Option(Path("results"), "--results", help="folder
 @app.command("list")
 def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones | objectives | rewards | corruptions | methods | experiments")) -> None:
     """List the registered data sets, packaged backbones, objectives, rewards and shipped experiments."""
-    from grporm.config import METHODS
     from grporm.data import DATASETS
     from grporm.data.corruptions import CORRUPTIONS
+    from grporm.methods import METHODS, method_names
     from grporm.models import PACKAGED_WEIGHTS
     from grporm.objectives import OBJECTIVES, REWARDS
 
@@ -265,7 +265,7 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
         "objectives": OBJECTIVES.describe(),
         "rewards": REWARDS.describe(),
         "corruptions": CORRUPTIONS.describe(),
-        "methods": {m: "" for m in METHODS},
+        "methods": {m: METHODS.get(m).doc for m in method_names()},
         "experiments": {str(p): "" for p in sorted(EXPERIMENTS.rglob("*.yaml"))},
     }
     if what is not None and what not in sections:

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from grporm.errors import ConfigError
 from grporm.inputs import read_text
-
-METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
+from grporm.methods import METHODS, method_names
 
 
 def _registered(registry, names):
@@ -233,7 +232,7 @@ class RunConfig(Strict):
     @classmethod
     def _known_method(cls, method: str) -> str:
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(method_names())}")
         return method
 
     @field_validator("tune")
