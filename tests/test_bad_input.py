@@ -573,8 +573,8 @@ def test_the_shared_json_reader_for_other_records(tmp_path):
 
 
 def test_lr_search_state_with_a_damaged_schema_is_redone_not_a_traceback(tmp_path):
-    from grporm.records import read_record_or_rerun
     from grporm.learning_rate import LR_SEARCH_FIELDS, _lr_rows_problem
+    from grporm.records import read_record_or_rerun
 
     path = tmp_path / "lr_search.json"
     path.write_text('{"results": [{"lr": "high"}]}')

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from analysis.records import method_label, method_rank
+from grporm.build import build
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
-from grporm.methods import METHODS, Method, _ORDER, method, method_names, register
+from grporm.methods import _ORDER, METHODS, Method, method, method_names, register
 from grporm.objectives import build_objective
 from grporm.train import divergence_fix
 
@@ -50,12 +52,8 @@ def test_adding_a_method_is_one_entry(new_method):
     assert divergence_fix(run).startswith("try a smaller batch")
     assert method_label("ce_frozen_bn") == "CE (frozen)"  # its label in tables
     assert method_rank("ce_frozen_bn") > method_rank("grpo_rm")  # after the shipped ones
-    from grporm.build import build
-
-    built = build(run.model_copy(update={"model": run.model.model_copy(update={"name": "test_vit", "weights": "none"}),
-                                         "data": run.data.model_copy(update={"name": "digits", "image_size": 16,
-                                                                             "train_per_class": 4, "val_per_class": 2,
-                                                                             "test_per_class": 2})}),
-                  __import__("torch").device("cpu"))
+    tiny = RunConfig(method="ce_frozen_bn", model={"name": "test_vit", "weights": "none"},
+                     data={"name": "digits", "image_size": 16, "train_per_class": 4, "val_per_class": 2, "test_per_class": 2})
+    built = build(tiny, torch.device("cpu"))
     trainable = {name for name, p in built.model.named_parameters() if p.requires_grad}
     assert trainable and all(name.startswith("head") for name in trainable)  # its backbone is frozen
