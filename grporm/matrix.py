@@ -17,7 +17,7 @@ from grporm.learning_rate import decision_for
 from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
 from grporm.models import create_backbone
 from grporm.records import read_record_or_rerun, run_dir
-from grporm.runner import execute_run
+from grporm.runner import RunPaths, execute_run
 from grporm.schema import RunRecord
 from grporm.train import STOP, Interrupted
 from grporm.tuning import label, needs_decision, tuning_key
@@ -30,7 +30,11 @@ class RunsFailed(GrpormError):
 
 
 def is_finished(run: RunConfig, results: Path) -> bool:
-    record = read_record_or_rerun(run_dir(results, run.experiment, run.run_id) / "record.json")
+    return _finished(run, run_dir(results, run.experiment, run.run_id) / "record.json")
+
+
+def _finished(run: RunConfig, path: Path) -> bool:
+    record = read_record_or_rerun(path)
     return bool(record) and record.get("status") == "finished" and record.get("config_hash") == run.config_hash()
 
 
@@ -107,22 +111,23 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
     """Each run not finished and not locked by another process, in order; raises RunsFailed at the end
     if any failed, Interrupted at once on SIGINT/SIGTERM."""
     say = echo if dist.is_main else (lambda *a, **k: None)
-    failed: list[tuple[RunConfig, GrpormError]] = []
+    failed: list[tuple[RunConfig, GrpormError, RunPaths]] = []
     for i, r in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {r.run_id}"
-        lock = RunLock(run_dir(results, r.experiment, r.run_id) / ".lock", stale_seconds)
-        verdict = dist.from_main(lambda: _claim(r, results, lock, force))  # noqa: B023 - called at once
+        paths = RunPaths.of(r, results, checkpoints)
+        lock = RunLock(paths.lock, stale_seconds)
+        verdict = dist.from_main(lambda: _claim(r, paths.record, lock, force))  # noqa: B023 - called at once
         if verdict != "run":
             say(f"{tag}: {verdict}")
             continue
         say(tag)
         try:
-            record = execute_run(r, results, checkpoints, force=force, dist=dist)
+            record = execute_run(r, paths, force=force, dist=dist)
         except GrpormError as err:
             if err.exit_code == 2:
                 raise
             say(f"{tag} failed: {err}")
-            failed.append((r, err))
+            failed.append((r, err, paths))
             continue
         finally:
             if dist.is_main:
@@ -133,19 +138,19 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
             raise Interrupted(STOP.signum or signal.SIGTERM, f"{signal.Signals(STOP.signum or signal.SIGTERM).name} "
                               f"after run {r.run_id} finished")
     if failed:
-        raise RunsFailed(_failure_summary(failed, results))
+        raise RunsFailed(_failure_summary(failed))
 
 
-def _claim(r: RunConfig, results: Path, lock: RunLock, force: bool) -> str:
+def _claim(r: RunConfig, record: Path, lock: RunLock, force: bool) -> str:
     """'run' with the lock held, else why this run is skipped."""
     finished = "finished already, skipped (--force reruns it)"
-    if not force and is_finished(r, results):
+    if not force and _finished(r, record):
         return finished
     try:
         lock.acquire()
     except Locked as err:
         return f"skipped, {err}"
-    if not force and is_finished(r, results):  # finished by the lock's previous holder meanwhile
+    if not force and _finished(r, record):  # finished by the lock's previous holder meanwhile
         lock.release()
         return finished
     return "run"
@@ -176,8 +181,8 @@ def tune_matrix(settings: list[RunConfig], results: Path, *, force: bool = False
         say(f"{tag}: {'decided already, kept (--force redoes it)' if how == 'found' else how}")
 
 
-def _failure_summary(failed: list[tuple[RunConfig, GrpormError]], results: Path) -> str:
+def _failure_summary(failed: list[tuple[RunConfig, GrpormError, RunPaths]]) -> str:
     if len(failed) == 1:
-        r, err = failed[0]
-        return f"run {r.run_id} failed: {err} (record: {run_dir(results, r.experiment, r.run_id) / 'record.json'})"
-    return f"{len(failed)} runs failed: {', '.join(r.run_id for r, _ in failed)}; their records say why"
+        r, err, paths = failed[0]
+        return f"run {r.run_id} failed: {err} (record: {paths.record})"
+    return f"{len(failed)} runs failed: {', '.join(r.run_id for r, _, _ in failed)}; their records say why"

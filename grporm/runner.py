@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,15 +36,37 @@ from grporm.tuning import needs_decision
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
 
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run writes, computed once per run: `out` (record.json, history.csv, steps.csv, the
+    run's lock) under the results folder, `ckpt` (training checkpoints, lr search state, final
+    weights) under the checkpoints folder; `results` itself holds the tuning records."""
+
+    results: Path
+    out: Path
+    ckpt: Path
+
+    @classmethod
+    def of(cls, run: RunConfig, results: Path, checkpoints: Path) -> RunPaths:
+        return cls(results, run_dir(results, run.experiment, run.run_id), run_dir(checkpoints, run.experiment, run.run_id))
+
+    @property
+    def record(self) -> Path:
+        return self.out / "record.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.out / ".lock"
+
+
 class Run:
     """What every stage of one run shares. Under DDP every rank builds a Run; only rank 0
     (`dist.is_main`) writes files and logs to W&B."""
 
-    def __init__(self, cfg: RunConfig, results: Path, checkpoints: Path, dist: Dist = SINGLE):
-        self.cfg, self.dist, self.results = cfg, dist, results
+    def __init__(self, cfg: RunConfig, paths: RunPaths, dist: Dist = SINGLE):
+        self.cfg, self.dist, self.paths = cfg, dist, paths
         self.method = method(cfg.method)
-        self.out = run_dir(results, cfg.experiment, cfg.run_id)
-        self.ckpt = run_dir(checkpoints, cfg.experiment, cfg.run_id)
+        self.out, self.ckpt = paths.out, paths.ckpt
         self.device = dist.device(cfg.train.device)
         # fit fills it as it goes, so a failed or interrupted run still records the steps it made
         self.progress = FitResult()
@@ -63,7 +86,7 @@ class Run:
         self.tracker = Tracker(cfg, enabled=self.dist.is_main)
         record.wandb = self.tracker.info
         if self.dist.is_main:
-            set_aside(self.out / "record.json")  # a damaged record is kept, not overwritten
+            set_aside(self.paths.record)  # a damaged record is kept, not overwritten
         self._write()
         error: BaseException | None = None
         try:
@@ -93,7 +116,7 @@ class Run:
     # -- stages -------------------------------------------------------------------------------
     def _tuned_lr(self) -> float:
         """The winner of the setting's tuning record, made now (before training) if there is none yet."""
-        decision, _ = decision_for(self.cfg, self.results, self.dist, splits=self.built.splits)
+        decision, _ = decision_for(self.cfg, self.paths.results, self.dist, splits=self.built.splits)
         self.record.lr = decision["winner"]
         self.record.tuning = {k: decision[k] for k in ("key", "winner", "margin", "close_call", "edge")}
         margin = {} if decision["margin"] is None else {"tuning/margin": decision["margin"]}
@@ -144,16 +167,16 @@ class Run:
 
     def _write(self) -> None:
         if self.dist.is_main:
-            write_json(self.out / "record.json", self.record.to_json())
+            write_json(self.paths.record, self.record.to_json())
 
     def _write_csv(self, name: str, rows: list[dict]) -> None:
         if self.dist.is_main:
             write_csv(self.out / name, rows)
 
 
-def execute_run(run: RunConfig, results: Path, checkpoints: Path, force: bool = False, dist: Dist = SINGLE) -> RunRecord:
-    dist.from_main(lambda: _prepare_checkpoints(run_dir(checkpoints, run.experiment, run.run_id), run, force))
-    return Run(run, results, checkpoints, dist).execute()
+def execute_run(run: RunConfig, paths: RunPaths, force: bool = False, dist: Dist = SINGLE) -> RunRecord:
+    dist.from_main(lambda: _prepare_checkpoints(paths.ckpt, run, force))
+    return Run(run, paths, dist).execute()
 
 
 def _prepare_checkpoints(folder: Path, run: RunConfig, force: bool) -> None:
