@@ -66,7 +66,6 @@ class Run:
     def __init__(self, cfg: RunConfig, paths: RunPaths, dist: Dist = SINGLE):
         self.cfg, self.dist, self.paths = cfg, dist, paths
         self.method = method(cfg.method)
-        self.out, self.ckpt = paths.out, paths.ckpt
         self.device = dist.device(cfg.train.device)
         # fit fills it as it goes, so a failed or interrupted run still records the steps it made
         self.progress = FitResult()
@@ -124,7 +123,7 @@ class Run:
         return decision["winner"]
 
     def _searched_lr(self) -> float:
-        lr, rows = search_lr(self.cfg, self.built, self.extractor, self.ckpt / "lr_search.json", self.device, self.dist)
+        lr, rows = search_lr(self.cfg, self.built, self.extractor, self.paths.ckpt / "lr_search.json", self.device, self.dist)
         self.record.lr = lr
         if rows:
             self.record.lr_search = rows
@@ -136,7 +135,7 @@ class Run:
         probe = EpochProbe(self.extractor, built.splits, cfg.eval, cfg.data.split_seed, built.segmentation,
                            log=self.tracker.log_epoch)
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
-            self.device, checkpoint=self.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
+            self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
             desc=cfg.method, dist=self.dist, result=self.progress)
         self._write_csv("history.csv", self.progress.history)
 
@@ -157,13 +156,13 @@ class Run:
         """A finished run needs no resume state: keep the fine-tuned weights alone (model.pt, a
         third of a training checkpoint with Adam's moments) and drop last.pt and last.prev.pt."""
         try:
-            save_checkpoint(self.ckpt / FINAL_WEIGHTS, {"model": self.built.model.state_dict()})
+            save_checkpoint(self.paths.ckpt / FINAL_WEIGHTS, {"model": self.built.model.state_dict()})
         except OSError as err:
-            print(f"warning: could not save {self.ckpt / FINAL_WEIGHTS} ({err}); the run's results are "
+            print(f"warning: could not save {self.paths.ckpt / FINAL_WEIGHTS} ({err}); the run's results are "
                   "recorded and its training checkpoint is kept", file=sys.stderr)
             return
         for name in ("last.pt", "last.prev.pt"):
-            (self.ckpt / name).unlink(missing_ok=True)
+            (self.paths.ckpt / name).unlink(missing_ok=True)
 
     def _write(self) -> None:
         if self.dist.is_main:
@@ -171,7 +170,7 @@ class Run:
 
     def _write_csv(self, name: str, rows: list[dict]) -> None:
         if self.dist.is_main:
-            write_csv(self.out / name, rows)
+            write_csv(self.paths.out / name, rows)
 
 
 def execute_run(run: RunConfig, paths: RunPaths, force: bool = False, dist: Dist = SINGLE) -> RunRecord:
