@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.records import METHOD_LABEL, load_history, load_steps, method_rank
+from analysis.records import load_history, load_steps, method_label, method_rank
 from analysis.stats import summarize
 
 # One colour / line style per method, used by every figure.
@@ -142,7 +142,7 @@ def _title(parts, detail: str = "") -> str:
 
 
 def _label(label: str, method: str) -> str:
-    return METHOD_LABEL.get(method, method) + label[len(method):]
+    return method_label(method) + label[len(method):]
 
 
 def _draw_curves(ax, lines: dict[str, pd.DataFrame], x: str, scale: float) -> None:

@@ -20,13 +20,14 @@ from analysis.figures import (
     severity_plot,
     steps_plot,
 )
-from analysis.records import METHOD_LABEL, RunSet, is_ablation, load_runs
+from analysis.records import RunSet, is_ablation, load_runs, method_label
 from analysis.render import table_csv, table_latex, table_markdown
 from analysis.report import PRODUCE_HINT, write_report
 from analysis.sections import DIFF_LABEL, Table, build_tables
 from analysis.tuning import NAME as TUNING_NAME
 from analysis.tuning import tuning_section
 from grporm.errors import GrpormError
+from grporm.methods import method_names
 
 REPORT_NAME = "REPORT.md"
 TABLES_DIR = "tables"
@@ -100,7 +101,7 @@ def _provenance(table: Table) -> list[str]:
         runs = ", ".join(f"`{run_id}` (`{config_hash or 'no hash'}`)" for run_id, config_hash in row.runs)
         lines.append(f"- {where} / {row.label}: {runs}")
     if any(row.method == "diff" for row in table.rows):
-        lines += ["", f"{DIFF_LABEL} rows pair the {METHOD_LABEL['grpo_rm']} and {METHOD_LABEL['ce']} rows above "
+        lines += ["", f"{DIFF_LABEL} rows pair the {method_label('grpo_rm')} and {method_label('ce')} rows above "
                       "them by seed."]
     lines += ["", "</details>"]
     return lines
@@ -150,7 +151,7 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
         "† marks fewer than 3 seeds; bold = best mean of the column among the rows it is compared with; "
         f"*{DIFF_LABEL}* = GRPO-RM minus CE paired by seed, mean [95% t interval] (no interval with one "
         "pair), in the column's unit (percentage points for accuracies). Methods: "
-        + ", ".join(f"{label} (`{name}`)" for name, label in METHOD_LABEL.items()) + ".", "",
+        + ", ".join(f"{label} (`{name}`)" for name, label in ((n, method_label(n)) for n in method_names())) + ".", "",
     ]
 
 

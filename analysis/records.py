@@ -19,27 +19,24 @@ from pathlib import Path
 import pandas as pd
 
 from grporm.errors import GrpormError
+from grporm.methods import method_label, method_rank
+from grporm.schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
 
-METHOD_ORDER = ("pretrained", "linear_probe", "ce", "grpo_rm")
-METHOD_LABEL = {"pretrained": "Pretrained", "linear_probe": "Linear probe", "ce": "CE", "grpo_rm": "GRPO-RM"}
+__all__ = ["RunSet", "load_runs", "load_history", "load_steps", "tidy", "method_label", "method_rank"]
 
 ID_COLUMNS = ("run_id", "experiment", "method", "dataset", "backbone", "seed", "config_hash", "path", "variant",
               "imbalance_factor")
-ACCURACY_COLUMNS = ("head_top1", "sr_top1", "knn10_top1", "knn20_top1", "knn100_top1", "knn200_top1")
-METRIC_COLUMNS = ("head_top1", "ece", "sr_top1", "knn10_top1", "knn20_top1", "knn100_top1", "knn200_top1",
-                  "train_seconds", "total_seconds", "train_images_per_second", "peak_memory_mb")
 COST_COLUMNS = ("train_seconds", "total_seconds", "train_images_per_second", "peak_memory_mb")
 # Matrix axes every run id already names; any other axis makes a "variant" (e.g. an ablation setting).
 STANDARD_AXES = ("seed", "method", "model.name", "data.name")
 TIDY_COLUMNS = ("family", "metric", "condition", "severity", "value")
 ABLATION_PREFIX = "ablation"
-KNN_KS = (10, 20, 100, 200)
 RECORD_GLOBS = ("*/runs/*/record.json", "runs/*/record.json")
 
 
 @dataclass
 class RunSet:
-    """``runs``: one row per finished run (ID_COLUMNS + METRIC_COLUMNS + one column per variant axis,
+    """``runs``: one row per finished run (ID_COLUMNS + metric_columns(knn_ks) + one column per variant axis,
     accuracies as fractions). ``metrics``: the tidy table, one row per (run, metric value) with the
     run's ID and axis columns and TIDY_COLUMNS. ``excluded``: (path of the record or run folder,
     reason) for everything left out. ``records``: the finished records, keyed by the ``path`` column."""
@@ -49,11 +46,21 @@ class RunSet:
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ID_COLUMNS + TIDY_COLUMNS)))
     records: dict[str, dict] = field(default_factory=dict)  # keyed by the ``path`` column
     roots: tuple[Path, ...] = ()
+    knn_ks: tuple[int, ...] = (HEADLINE_K,)  # the k of each knn{k}_top1 column of ``runs``
 
 
-def method_rank(method: str) -> tuple[int, str]:
-    """Sort key: the paper's method order first, unknown methods after, alphabetically."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+def accuracy_columns(ks) -> tuple[str, ...]:
+    """The clean accuracies of a run table whose records hold kNN at `ks`."""
+    return ("head_top1", "sr_top1", *(knn_name(k) for k in ks))
+
+
+def metric_columns(ks) -> tuple[str, ...]:
+    """Every metric column of a run table whose records hold kNN at `ks` (the headline k always)."""
+    return ("head_top1", "ece", "sr_top1", *(knn_name(k) for k in ks), *COST_COLUMNS)
+
+
+def is_metric_column(name: str) -> bool:
+    return name in ("head_top1", "ece", "sr_top1") + COST_COLUMNS or knn_k(name) is not None
 
 
 class _Invalid(ValueError):
@@ -69,21 +76,13 @@ def _number(name: str, value) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _flat_metrics(record: dict) -> dict[str, float]:
-    metrics = record.get("metrics")
-    timing = record.get("timing") or {}
-    if not isinstance(metrics, dict) or not isinstance(timing, dict):
-        raise _Invalid("'metrics' or 'timing' is not an object")
-    knn = metrics.get("knn_top1") or {}
-    if not isinstance(knn, dict):
-        raise _Invalid(f"metrics.knn_top1 is {knn!r}, not an object keyed by k")
-    raw = {"head_top1": metrics.get("head_top1"), "ece": metrics.get("ece"), "sr_top1": metrics.get("sr_top1")}
-    for k in KNN_KS:
-        raw[f"knn{k}_top1"] = knn.get(str(k))
-    for key in COST_COLUMNS:
-        raw[key] = timing.get(key)
+def _flat_metrics(metrics: Metrics, timing: Timing) -> dict[str, float]:
+    """The record's numbers by column name: every kNN k it holds (`RunSet.knn_ks` makes the columns)."""
+    raw = {"head_top1": metrics.head_top1, "ece": metrics.ece, "sr_top1": metrics.sr_top1}
+    raw.update({knn_name(k): v for k, v in sorted(metrics.knn_top1.items())})
+    raw.update({key: getattr(timing, key) for key in COST_COLUMNS})
     flat = {name: _number(name, value) for name, value in raw.items()}
-    for name in ACCURACY_COLUMNS:
+    for name in accuracy_columns(sorted(metrics.knn_top1)):
         if not math.isnan(flat[name]) and not 0.0 <= flat[name] <= 1.0:
             raise _Invalid(f"metric {name} = {flat[name]:g} is outside [0, 1] (accuracies are fractions)")
     return flat
@@ -102,25 +101,29 @@ def _row(record: dict, record_path: Path) -> dict:
         raise _Invalid(f"interrupted ({record.get('error') or 'SIGINT/SIGTERM'}); rerun its command to resume")
     if status != "finished":
         raise _Invalid(f"unknown status {status!r}")
-    missing = [key for key in ("method", "dataset", "backbone", "seed") if record.get(key) in (None, "")]
+    try:
+        typed = RunRecord.from_json(record)
+    except SchemaError as err:
+        raise _Invalid(str(err)) from None
+    missing = [key for key in ("method", "dataset", "backbone", "seed") if getattr(typed, key) in (None, "")]
     if missing:
         raise _Invalid(f"finished but missing {', '.join(missing)}")
-    seed = record["seed"]
+    seed = typed.seed
     if isinstance(seed, bool) or not isinstance(seed, (int, float)) or float(seed) != int(seed):
         raise _Invalid(f"seed is {seed!r}, not an integer")
     run_dir = record_path.parent
     return {
-        "run_id": str(record.get("run_id") or run_dir.name),
-        "experiment": str(record.get("experiment") or run_dir.parent.parent.name),
-        "method": str(record["method"]),
-        "dataset": str(record["dataset"]),
-        "backbone": str(record["backbone"]),
+        "run_id": str(typed.run_id or run_dir.name),
+        "experiment": str(typed.experiment or run_dir.parent.parent.name),
+        "method": str(typed.method),
+        "dataset": str(typed.dataset),
+        "backbone": str(typed.backbone),
         "seed": int(seed),
-        "config_hash": str(record.get("config_hash") or ""),
+        "config_hash": str(typed.config_hash or ""),
         "path": str(run_dir.resolve()),
-        "variant": variant(record.get("axes")),
+        "variant": variant(typed.axes),
         "imbalance_factor": _imbalance_factor(record),
-        **_flat_metrics(record),
+        **_flat_metrics(typed.metrics or Metrics(), typed.timing or Timing()),
     }
 
 
@@ -175,7 +178,8 @@ def metric_rows(record: dict, flat: dict[str, float]) -> list[tuple]:
     its ``_flat_metrics``. Families: clean, cost, ood (condition = corruption, severity 1..5),
     transfer (condition = target data set), imbalance (condition = overall/many/medium/few), seg.
     A cost of 0 training seconds means "did not train" (pretrained) and is left out."""
-    rows = [("clean", name, "", 0, flat[name]) for name in ACCURACY_COLUMNS + ("ece",)]
+    ks = sorted(k for name in flat if (k := knn_k(name)) is not None)
+    rows = [("clean", name, "", 0, flat[name]) for name in accuracy_columns(ks) + ("ece",)]
     rows += [("cost", name, "", 0, flat[name]) for name in COST_COLUMNS
              if not (name == "train_seconds" and flat[name] == 0)]
     metrics = record["metrics"]
@@ -272,8 +276,13 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
         axes = variant_axes(records[row["path"]].get("axes"))
         axis_names += [k for k in axes if k not in axis_names]
         row.update({k: _axis_text(v) for k, v in axes.items()})
-    axis_names = [k for k in axis_names if k not in ID_COLUMNS + METRIC_COLUMNS]
-    runs = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS) + axis_names)
+    # kNN columns for every k some record holds (eval.knn_k), the headline k always
+    knn_ks = tuple(sorted({HEADLINE_K} | {k for row in rows for name in row if (k := knn_k(name)) is not None}))
+    columns = metric_columns(knn_ks)
+    for row in rows:
+        row.update({name: math.nan for name in columns if name not in row})
+    axis_names = [k for k in axis_names if k not in ID_COLUMNS + columns]
+    runs = pd.DataFrame(rows, columns=list(ID_COLUMNS + columns) + axis_names)
     if not runs.empty:
         order = runs["method"].map(method_rank)
         runs = (runs.assign(_rank=order)
@@ -281,7 +290,7 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
                 .drop(columns="_rank").reset_index(drop=True))
     excluded.sort(key=lambda item: str(item[0]))
     return RunSet(runs=runs, excluded=excluded, metrics=_tidy_metrics(runs, long_rows, axis_names),
-                  records=records, roots=roots)
+                  records=records, roots=roots, knn_ks=knn_ks)
 
 
 def _tidy_metrics(runs: pd.DataFrame, long_rows: dict[str, list[tuple]], axis_names: list[str]) -> pd.DataFrame:
@@ -295,9 +304,9 @@ def _tidy_metrics(runs: pd.DataFrame, long_rows: dict[str, list[tuple]], axis_na
 
 
 def tidy(runs: pd.DataFrame) -> pd.DataFrame:
-    """Long form: one row per (run, metric) with columns ID_COLUMNS + metric, value; missing values dropped."""
+    """Long form: one row per (run, metric column) with columns ID_COLUMNS + metric, value; missing values dropped."""
     id_vars = [c for c in ID_COLUMNS if c in runs.columns]
-    value_vars = [c for c in METRIC_COLUMNS if c in runs.columns]
+    value_vars = [c for c in runs.columns if is_metric_column(c)]
     long = runs.melt(id_vars=id_vars, value_vars=value_vars, var_name="metric", value_name="value")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     return long.dropna(subset=["value"]).reset_index(drop=True)

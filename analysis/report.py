@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.figures import convergence_figure
-from analysis.records import METHOD_LABEL, RunSet, load_runs, method_rank
+from analysis.records import RunSet, load_runs, method_label, method_rank
 from analysis.tables import classification_table, row_keys, to_markdown
 from grporm.errors import GrpormError
 
@@ -30,7 +30,7 @@ def _sources(runs) -> list[str]:
                     key=lambda item: (*item[0][:-1], method_rank(item[0][-1])))
     for key, group in groups:
         method = key[-1]
-        line = f"- {' / '.join(map(str, key[:-1]))} / {METHOD_LABEL.get(method, method)}: {', '.join(group['run_id'])}"
+        line = f"- {' / '.join(map(str, key[:-1]))} / {method_label(method)}: {', '.join(group['run_id'])}"
         repeated = sorted(int(s) for s, count in group["seed"].value_counts().items() if count > 1)
         if repeated:
             line += (f" — note: seed(s) {', '.join(map(str, repeated))} appear in several runs with different "

@@ -14,13 +14,13 @@ from typing import Callable
 
 import pandas as pd
 
-from analysis.records import METHOD_LABEL, RunSet, is_ablation, method_rank, variant
+from analysis.records import RunSet, is_ablation, method_label, method_rank, variant
 from analysis.stats import PairedDiff, paired_difference, summarize
 from analysis.tables import TABLE_METRICS
 
 TREATMENT, CONTROL = "grpo_rm", "ce"
 DIFF = "diff"  # Row.method of the paired-difference row
-DIFF_LABEL = f"Δ {METHOD_LABEL[TREATMENT]} − {METHOD_LABEL[CONTROL]}"
+DIFF_LABEL = f"Δ {method_label(TREATMENT)} − {method_label(CONTROL)}"
 KEYS = ("experiment", "dataset", "backbone", "variant")
 KEY_TITLES = {"experiment": "Experiment", "dataset": "Dataset", "backbone": "Backbone", "variant": "Variant",
               "imbalance_factor": "IF"}
@@ -58,7 +58,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return DIFF_LABEL if self.method == DIFF else METHOD_LABEL.get(self.method, self.method)
+        return DIFF_LABEL if self.method == DIFF else method_label(self.method)
 
 
 @dataclass

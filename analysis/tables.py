@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from analysis.records import METHOD_LABEL, method_rank
+from analysis.records import method_label, method_rank
 from analysis.stats import summarize
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
@@ -22,7 +22,7 @@ def row_keys(runs: pd.DataFrame) -> list[str]:
 
 
 def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, backbone, method), methods in METHOD_ORDER; per (dataset, backbone,
+    """One row per (dataset, backbone, method), methods in registration order (grporm.methods); per (dataset, backbone,
     variant, method) when some run has a variant.
 
     Columns ``<m>_mean``, ``<m>_std`` (sample std, ddof=1; NaN with fewer than two values) and ``<m>_n``
@@ -70,7 +70,7 @@ def to_markdown(table: pd.DataFrame) -> str:
              "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(header) - len(keys))) + "|"]
     for key, row in table.iterrows():
         n_seeds = int(row["n_seeds"])
-        cells = [_escape(part) for part in key[:-1]] + [_escape(METHOD_LABEL.get(key[-1], key[-1]))]
+        cells = [_escape(part) for part in key[:-1]] + [_escape(method_label(key[-1]))]
         cells += [format_cell(row[f"{p}_mean"], row[f"{p}_std"], int(row[f"{p}_n"]), n_seeds)
                   for p, _, _ in TABLE_METRICS]
         cells.append(str(n_seeds))

@@ -84,8 +84,8 @@ def run(
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
     from grporm import distributed
+    from grporm.matrix import is_finished, preflight, run_matrix, select_runs
     from grporm.resolve import load_experiment
-    from grporm.runner import is_finished, preflight, run_matrix, select_runs
     from grporm.train import STOP, Interrupted
 
     dist = distributed.SINGLE
@@ -146,8 +146,8 @@ def tune(
 
     _checked_environment(check_environment)
     from grporm import distributed
+    from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.resolve import load_experiment
-    from grporm.runner import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.train import STOP, Interrupted
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
@@ -261,9 +261,9 @@ def sync(results: Path = typer.Option(Path("results"), "--results", help="folder
 @app.command("list")
 def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones | objectives | rewards | corruptions | methods | experiments")) -> None:
     """List the registered data sets, packaged backbones, objectives, rewards and shipped experiments."""
-    from grporm.config import METHODS
     from grporm.data import DATASETS
     from grporm.data.corruptions import CORRUPTIONS
+    from grporm.methods import METHODS, method_names
     from grporm.models import PACKAGED_WEIGHTS
     from grporm.objectives import OBJECTIVES, REWARDS
 
@@ -274,7 +274,7 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
         "objectives": OBJECTIVES.describe(),
         "rewards": REWARDS.describe(),
         "corruptions": CORRUPTIONS.describe(),
-        "methods": {m: "" for m in METHODS},
+        "methods": {m: METHODS.get(m).doc for m in method_names()},
         "experiments": {str(p): "" for p in sorted(EXPERIMENTS.rglob("*.yaml"))},
     }
     if what is not None and what not in sections:

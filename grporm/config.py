@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from grporm.errors import ConfigError
 from grporm.inputs import read_text
+from grporm.methods import METHODS, method_names
 
-METHODS = ("pretrained", "linear_probe", "ce", "grpo_rm")
 # Names looked up in other registries (data sets, rewards, corruptions) are checked after validation,
 # by grporm/resolve.py: the registries' modules import this one.
 
@@ -227,7 +227,7 @@ class RunConfig(Strict):
     @classmethod
     def _known_method(cls, method: str) -> str:
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(method_names())}")
         return method
 
     @field_validator("tune")

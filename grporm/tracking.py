@@ -6,6 +6,8 @@ import warnings
 
 from grporm.config import RunConfig
 
+STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"  # W&B history keys; grporm.wandb_tools reads them back
+
 
 class Tracker:
     """Logs to W&B (offline by default). Any W&B failure disables it with one warning."""
@@ -50,6 +52,19 @@ class Tracker:
         except Exception as err:  # noqa: BLE001
             self._fail("log", err)
 
+    def log_step(self, step: int, stats: dict) -> None:
+        """A logged training step's statistics (train/*); W&B numbers the steps itself."""
+        self.log({f"{STEP_PREFIX}{k}": v for k, v in stats.items()}, step=None)
+
+    def log_epoch(self, epoch: int, metrics: dict) -> None:
+        """The per-epoch probe (epoch/*), against the epoch."""
+        self.log({f"{EPOCH_PREFIX}{k}": v for k, v in metrics.items()} | {"epoch": epoch})
+
+    def per_class_table(self, per_class: dict[str, list[float]], classes: list[str]) -> None:
+        """One row per class, one column per predictor (sr, head) of the metrics' per_class."""
+        rows = [[name, *(per_class[m][i] for m in per_class)] for i, name in enumerate(classes)]
+        self.table("per_class_accuracy", ["class", *per_class], rows)
+
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
         if self.wb is None:
             return
@@ -61,6 +76,7 @@ class Tracker:
             self._fail("table", err)
 
     def finish(self, summary: dict, exit_code: int = 0) -> None:
+        """`summary`: grporm.schema's RunRecord.summary() (final/* metrics and the status)."""
         if self.wb is None:
             return
         try:

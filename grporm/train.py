@@ -35,6 +35,7 @@ from grporm.config import RunConfig
 from grporm.data import ImageSet, preprocess_batch
 from grporm.distributed import SINGLE, Dist
 from grporm.errors import TrainingDiverged
+from grporm.methods import method
 from grporm.objectives import Objective
 from grporm.objectives.diagnostics import training_diagnostics
 
@@ -185,9 +186,8 @@ def _restore(state: dict, model, optimizer, scheduler, reference, result: FitRes
 
 def divergence_fix(run: RunConfig) -> str:
     """What to change after a non-finite loss, most likely cause first."""
-    fixes = []
-    if run.method == "grpo_rm" and run.grpo_rm.inner_steps > 1 and run.grpo_rm.dual_clip is None:
-        fixes.append("set grpo_rm.dual_clip=3 (with inner_steps > 1 the policy ratio can overflow)")
+    hint = method(run.method).divergence_hint  # the method's own likely cause comes first
+    fixes = [fix] if hint is not None and (fix := hint(run)) else []
     fixes.append("lower train.lr")
     if run.train.grad_clip is None:
         fixes.append("set train.grad_clip")

@@ -7,7 +7,7 @@ study and an ablation with the same setting share one decision, made once with `
 
 Here: the decision as a pure function of a score callback, the key of a setting and the record's
 file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
-the runner's (`grporm.runner.decision_for`); checking a grid is the config's (`check_grid`).
+`grporm.learning_rate.decision_for`; checking a grid is the config's (`check_grid`).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Callable
 
 from grporm.config import RunConfig, check_grid
 from grporm.errors import GrpormError
+from grporm.methods import method
 from grporm.records import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
@@ -104,7 +105,7 @@ def setting(run: RunConfig) -> dict:
            "train": {k: v for k, v in payload["train"].items() if k not in TRAIN_NOT_IN_KEY},
            "tune": payload["tune"],
            "eval": {k: payload["eval"][k] for k in SCORE_EVAL_FIELDS[run.tune.score]}}
-    if run.method == "grpo_rm":
+    if method(run.method).objective == "grpo_rm":  # its options change training
         out["grpo_rm"] = payload["grpo_rm"]
     if run.task == "segmentation":
         out["seg"] = payload["seg"]
@@ -124,7 +125,7 @@ def label(run: RunConfig) -> str:
 
 
 def needs_decision(run: RunConfig) -> bool:
-    return bool(run.tune.grid) and run.method != "pretrained"
+    return bool(run.tune.grid) and method(run.method).trains
 
 
 def tuning_config(run: RunConfig) -> RunConfig:

@@ -21,20 +21,20 @@ from urllib.parse import urlparse
 
 from grporm.errors import GrpormError, first_line
 from grporm.records import write_csv, write_json
+from grporm.schema import SUMMARY_PREFIX, Metrics, RunRecord, Timing, knn_name
+from grporm.tracking import EPOCH_PREFIX, STEP_PREFIX
 
 CACHE_DIR = ".wandb_cache"
 CACHE_MARKER = "query.json"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 TIMEOUT_SECONDS = 10
-SUMMARY_PREFIX = "final/"
-STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"
 # what the dashboard plots: (title, W&B key), keys as grporm.tracking logs them
-DASHBOARD_LINES = (("kNN@20 per epoch (val)", "epoch/knn20_top1"), ("SR per epoch (val)", "epoch/sr_top1"),
-                   ("val head top-1 per epoch", "epoch/val_head_top1"),
-                   ("reward mean", "train/reward_mean"), ("clip fraction", "train/clip_frac"),
-                   ("policy entropy", "train/entropy"), ("mean pi(y)", "train/pi_y"))
-DASHBOARD_BARS = (("SR top-1 (test)", "final/sr_top1"), ("kNN@20 top-1 (test)", "final/knn20_top1"),
-                  ("head top-1 (test)", "final/head_top1"))
+DASHBOARD_LINES = (("kNN@20 per epoch (val)", f"{EPOCH_PREFIX}{knn_name(20)}"), ("SR per epoch (val)", f"{EPOCH_PREFIX}sr_top1"),
+                   ("val head top-1 per epoch", f"{EPOCH_PREFIX}val_head_top1"),
+                   ("reward mean", f"{STEP_PREFIX}reward_mean"), ("clip fraction", f"{STEP_PREFIX}clip_frac"),
+                   ("policy entropy", f"{STEP_PREFIX}entropy"), ("mean pi(y)", f"{STEP_PREFIX}pi_y"))
+DASHBOARD_BARS = (("SR top-1 (test)", f"{SUMMARY_PREFIX}sr_top1"), ("kNN@20 top-1 (test)", f"{SUMMARY_PREFIX}{knn_name(20)}"),
+                  ("head top-1 (test)", f"{SUMMARY_PREFIX}head_top1"))
 GROUP_BY = ("config.experiment", "config.method")  # the tables' comparison: experiment x method
 
 
@@ -58,21 +58,6 @@ def offline_reason(base_url: str | None = None, timeout: float = TIMEOUT_SECONDS
             return None
     except OSError as err:
         return f"W&B is unreachable ({host}:{port}: {err.strerror or type(err).__name__})"
-
-
-def _unflatten(flat: dict[str, Any]) -> dict:
-    """{'a/b/c': v} -> {'a': {'b': {'c': v}}}; nested dict values merge in."""
-    tree: dict = {}
-    for key, value in sorted(flat.items()):
-        node = tree
-        *parents, leaf = key.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
-            node[leaf].update(value)
-        else:
-            node[leaf] = dict(value) if isinstance(value, dict) else value
-    return tree
 
 
 def _status(state: str, summary: dict) -> tuple[str, str | None]:
@@ -104,27 +89,22 @@ def record_from_wandb(run, entity_project: str = "") -> dict:
     config = dict(run.config or {})
     summary = dict(getattr(run.summary, "_json_dict", None) or run.summary or {})
     status, error = _status(str(run.state), summary)
-    metrics = _unflatten({k[len(SUMMARY_PREFIX):]: v for k, v in summary.items() if k.startswith(SUMMARY_PREFIX)})
-    knn = {k[3:-5]: metrics.pop(k) for k in list(metrics) if k.startswith("knn") and k.endswith("_top1")}
-    metrics["knn_top1"] = {**knn, **(metrics.get("knn_top1") or {})}
     meta = dict(getattr(run, "metadata", None) or {})
     data, model = config.get("data") or {}, config.get("model") or {}
-    run_id = str(config.get("run_id") or str(run.name).split("/")[-1])
-    return {
-        "run_id": run_id,
-        "experiment": str(config.get("experiment") or getattr(run, "group", None) or "wandb"),
-        "status": status, "error": error,
-        "method": config.get("method"), "dataset": data.get("name"), "backbone": model.get("name"),
-        "seed": config.get("seed"), "axes": config.get("axes") or {},
-        "config_hash": _config_hash(config), "config": config,
-        "metrics": metrics,
-        "timing": {"total_seconds": summary.get("_runtime")},
-        "env": {"python": meta.get("python"), "platform": meta.get("os"), "cpu_count": meta.get("cpu_count"),
-                "cuda": meta.get("gpu"), "git_commit": (meta.get("git") or {}).get("commit")},
-        "started_at": None, "finished_at": None,
-        "source": "wandb",
-        "wandb": {"id": run.id, "path": f"{entity_project}/{run.id}", "url": getattr(run, "url", None)},
-    }
+    return RunRecord(
+        run_id=str(config.get("run_id") or str(run.name).split("/")[-1]),
+        experiment=str(config.get("experiment") or getattr(run, "group", None) or "wandb"),
+        status=status, error=error,
+        method=config.get("method"), dataset=data.get("name"), backbone=model.get("name"),
+        seed=config.get("seed"), axes=config.get("axes") or {},
+        config_hash=_config_hash(config), config=config,
+        metrics=Metrics.from_summary(summary),
+        timing=Timing(total_seconds=summary.get("_runtime")),
+        env={"python": meta.get("python"), "platform": meta.get("os"), "cpu_count": meta.get("cpu_count"),
+             "cuda": meta.get("gpu"), "git_commit": (meta.get("git") or {}).get("commit")},
+        source="wandb",
+        wandb={"id": run.id, "path": f"{entity_project}/{run.id}", "url": getattr(run, "url", None)},
+    ).to_json()
 
 
 def history_from_wandb(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:

@@ -457,8 +457,8 @@ def test_data_root_that_is_a_file(tmp_path):
 
 def test_undamaged_data_root_is_accepted(tmp_path):
     """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
+    from grporm.matrix import preflight
     from grporm.resolve import load_experiment
-    from grporm.runner import preflight
 
     root = fashion_root(tmp_path, "none")
     path = write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
@@ -551,8 +551,8 @@ def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
     """A record that parses but is not a record (metrics a string) is not taken as finished."""
     import json
 
+    from grporm.matrix import is_finished
     from grporm.resolve import load_experiment
-    from grporm.runner import is_finished
 
     path = write_experiment(tmp_path)
     run = load_experiment(path).runs[0]
@@ -581,8 +581,8 @@ def test_the_shared_json_reader_for_other_records(tmp_path):
 
 
 def test_lr_search_state_with_a_damaged_schema_is_redone_not_a_traceback(tmp_path):
+    from grporm.learning_rate import LR_SEARCH_FIELDS, _lr_rows_problem
     from grporm.records import read_record_or_rerun
-    from grporm.runner import LR_SEARCH_FIELDS, _lr_rows_problem
 
     path = tmp_path / "lr_search.json"
     path.write_text('{"results": [{"lr": "high"}]}')

@@ -12,7 +12,7 @@ import pytest
 from grporm.config import build_experiment
 from grporm.errors import ConfigError
 from grporm.locks import Locked, RunLock
-from grporm.runner import select_runs
+from grporm.matrix import select_runs
 
 from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from grporm import runner
+from grporm import learning_rate
 from grporm.cli import app
 from grporm.config import RunConfig, build_experiment, check_grid
 from grporm.errors import ConfigError
@@ -181,7 +181,7 @@ def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeyp
     path = write_experiment(tmp_path, tune=TUNE, seed=1)
     run = build_experiment(__import__("yaml").safe_load(path.read_text()), str(path)).runs[0]
     fake_record(tmp_path / "results", run, winner=1e-2)
-    monkeypatch.setattr(runner.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s1")
@@ -201,8 +201,8 @@ def tune_cli(folder: Path, *args: str):
 def test_tune_decides_once_per_setting_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):
     write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, matrix={"seed": [0, 1], "method": ["pretrained", "ce"]})
     scored = []
-    real = runner.TuningTrial.score
-    monkeypatch.setattr(runner.TuningTrial, "score", lambda self, lr: scored.append(lr) or real(self, lr))
+    real = learning_rate.TuningTrial.score
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append(lr) or real(self, lr))
     result = tune_cli(tmp_path)
     assert result.exit_code == 0, result.output
     assert scored == GRID  # one setting (ce; seeds share it, pretrained needs none), each value once
@@ -219,7 +219,7 @@ def test_tune_decides_once_per_setting_and_a_run_then_trains_at_the_winner(tmp_p
 def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatch):
     write_experiment(tmp_path, tune=TUNE, matrix={"method": ["ce", "grpo_rm"]})
     runs = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs
-    monkeypatch.setattr(runner.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
     results = tmp_path / "results"
     held = RunLock(lock_path(results, tuning_key(runs[0])))
     held.acquire()  # another shard is tuning the ce setting
@@ -261,9 +261,9 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
         time.sleep(0.1)
         return {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr]
 
-    monkeypatch.setattr(runner.TuningTrial, "score", slow)
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", slow)
     outcomes, messages = [], []
-    workers = [threading.Thread(target=lambda: outcomes.append(runner.decision_for(
+    workers = [threading.Thread(target=lambda: outcomes.append(learning_rate.decision_for(
         run, tmp_path / "results", poll_seconds=0.05, echo=messages.append))) for _ in range(2)]
     for w in workers:
         w.start()

@@ -54,6 +54,10 @@ def _build_grpo_rm(run) -> Objective:
 
 
 def build_objective(run) -> Objective:
-    """The loss of a run's method (linear probing trains its head with CE)."""
-    name = "ce" if run.method == "linear_probe" else run.method
+    """The loss the run's method trains with (its grporm.methods entry: linear probing trains its head with CE)."""
+    from grporm.methods import method  # lazily: the method registry is looked up per run
+
+    name = method(run.method).objective
+    if name is None:
+        raise ValueError(f"method {run.method!r} does not train")
     return OBJECTIVES.get(name)(run)

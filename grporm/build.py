@@ -1,0 +1,53 @@
+"""What a run (or a tuning trial) trains and evaluates: its data splits and its model, built from the config."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from grporm import seeding
+from grporm.config import RunConfig
+from grporm.data import make_splits
+from grporm.data.segmentation import segmentation_splits
+from grporm.distributed import Dist
+from grporm.methods import method
+from grporm.models import create_backbone, with_pooling
+from grporm.models.classifier import Classifier
+from grporm.models.segmentation import Segmenter
+
+
+@dataclass
+class Built:
+    splits: object  # grporm.data Splits (classification) or segmentation splits
+    model: torch.nn.Module
+    input_spec: tuple  # (image size, mean, std) of the backbone's preprocessing
+    initial_state: dict  # the weights every learning rate starts from
+    segmentation: bool
+
+    def reset(self) -> None:
+        self.model.load_state_dict(self.initial_state)
+
+
+def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
+    """Data splits (given, or made from the config), the model on `device` and its initial weights."""
+    segmentation = cfg.task == "segmentation"
+    if splits is None:
+        splits = segmentation_splits(cfg.data, cfg.seg) if segmentation else make_splits(cfg.data)
+    torch.manual_seed(seeding.derive(cfg.seed, "init"))  # same head (and random backbone) for every method of a seed
+    backbone = with_pooling(create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size), cfg.model.pool)
+    frozen = method(cfg.method).frozen_backbone
+    if segmentation:
+        model = Segmenter(backbone.module, splits.num_classes, cfg.seg.feature_index, frozen)
+    else:
+        model = Classifier(backbone.module, backbone.feature_dim, splits.num_classes, frozen)
+    model = model.to(device)
+    if cfg.train.channels_last:  # also for runs that only evaluate
+        model = model.to(memory_format=torch.channels_last)
+    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
+    return Built(splits, model, (cfg.data.image_size, backbone.mean, backbone.std), initial_state, segmentation)
+
+
+def set_threads(run: RunConfig, dist: Dist) -> None:
+    # Under torchrun the processes of one machine share its cores.
+    torch.set_num_threads(run.train.threads or max(1, (os.cpu_count() or 1) // dist.local_world_size))

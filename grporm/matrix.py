@@ -1,0 +1,188 @@
+"""What surrounds runs: picking a shard of the matrix, checking every run's inputs before the first
+writes anything (`preflight`), walking the runs with a lock each (`run_matrix`), and deciding the
+learning rate of every tuning setting of a matrix (`tune_matrix`)."""
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+from typing import Callable
+
+from grporm.config import RunConfig
+from grporm.data import DATASETS
+from grporm.data.splits import split_indices
+from grporm.distributed import SINGLE, Dist, check_world
+from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.learning_rate import decision_for
+from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
+from grporm.models import create_backbone
+from grporm.records import read_record_or_rerun, run_dir
+from grporm.runner import RunPaths, execute_run
+from grporm.schema import RunRecord
+from grporm.train import STOP, Interrupted
+from grporm.tuning import label, needs_decision, tuning_key
+
+
+class RunsFailed(GrpormError):
+    """Some runs failed (their records say why); the others were done."""
+
+    exit_code = 1
+
+
+def is_finished(run: RunConfig, results: Path) -> bool:
+    return _finished(run, run_dir(results, run.experiment, run.run_id) / "record.json")
+
+
+def _finished(run: RunConfig, path: Path) -> bool:
+    record = read_record_or_rerun(path)
+    return bool(record) and record.get("status") == "finished" and record.get("config_hash") == run.config_hash()
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    index, count = (int(match[1]), int(match[2])) if match else (-1, 0)
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text!r}: write it as I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
+    return index, count
+
+
+def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> list[RunConfig]:
+    """The runs of this process: shard I/N takes every N-th run of the matrix from the I-th (so each
+    shard gets a mix of methods), then --only filters by id."""
+    if only is not None and not only.strip():
+        raise ConfigError("--only '': give part of a run id (see --dry-run), or leave --only out to run them all")
+    if only is not None and not any(only in r.run_id for r in runs):
+        raise ConfigError(f"no run matches --only {only!r}")
+    if shard is not None:
+        index, count = parse_shard(shard)
+        runs = runs[index::count]
+    return [r for r in runs if only is None or only in r.run_id]
+
+
+SPLIT_ONLY = {"train_per_class", "val_per_class", "test_per_class", "split_seed", "imbalance_factor"}
+
+
+def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
+    """Load what each run needs (backbone and weights, data files and class counts) before the first
+    run starts, so bad input fails in seconds with nothing written instead of hours into a matrix.
+    Each backbone is built once and each data set read once, whatever the number of runs."""
+    from grporm.config import Experiment
+    from grporm.requirements import preflight as check_requirements
+
+    if runs:  # first everything missing at once (data sets, weight files), then a real load of each
+        check_requirements(Experiment(name=runs[0].experiment, runs=runs))
+    backbones: set[tuple] = set()
+    datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names)
+    for r in runs:
+        try:
+            check_world(r.train.batch_size, world_size, "--nproc")
+            if (key := (r.model.name, r.model.weights, r.data.image_size)) not in backbones:
+                _as_input_error(lambda: create_backbone(*key), WeightsError,
+                                f"backbone {r.model.name} with weights {r.model.weights}",
+                                "check model.weights (a checkpoint of this architecture) or model.name")
+                backbones.add(key)
+            if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:
+                train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,  # noqa: B023 - called at once
+                                              f"data {r.data.name} (data.root {r.data.root})",
+                                              "fetch the data set again or fix data.root")
+                datasets[key] = (train.labels, test.labels, train.classes)
+            if datasets[key][0].ndim == 1:  # enough images per class? (mask data sets split by image)
+                split_indices(*datasets[key][:2], r.data, datasets[key][2])
+        except GrpormError as err:
+            err.args = (f"run {r.run_id}: {err}",)
+            raise
+
+
+def _as_input_error(load: Callable, kind: type[GrpormError], what: str, fix: str):
+    """`load()`; any failure that is not already a GrpormError is the input's fault here (a corrupt
+    image, a truncated file a library chokes on...), so it becomes one line of `kind`."""
+    try:
+        return load()
+    except GrpormError:
+        raise
+    except Exception as err:  # noqa: BLE001 - libraries raise many types on a bad file
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise kind(f"{what}: cannot be loaded ({type(err).__name__}{': ' + first if first else ''}); {fix}") from None
+
+
+def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force: bool = False,
+               stale_seconds: float = DEFAULT_STALE_SECONDS, dist: Dist = SINGLE,
+               echo: Callable[..., None] = print) -> None:
+    """Each run not finished and not locked by another process, in order; raises RunsFailed at the end
+    if any failed, Interrupted at once on SIGINT/SIGTERM."""
+    say = echo if dist.is_main else (lambda *a, **k: None)
+    failed: list[tuple[RunConfig, GrpormError, RunPaths]] = []
+    for i, r in enumerate(runs, 1):
+        tag = f"[{i}/{len(runs)}] {r.run_id}"
+        paths = RunPaths.of(r, results, checkpoints)
+        lock = RunLock(paths.lock, stale_seconds)
+        verdict = dist.from_main(lambda: _claim(r, paths.record, lock, force))  # noqa: B023 - called at once
+        if verdict != "run":
+            say(f"{tag}: {verdict}")
+            continue
+        say(tag)
+        try:
+            record = execute_run(r, paths, force=force, dist=dist)
+        except GrpormError as err:
+            if err.exit_code == 2:
+                raise
+            say(f"{tag} failed: {err}")
+            failed.append((r, err, paths))
+            continue
+        finally:
+            if dist.is_main:
+                lock.release()
+        if dist.is_main:
+            say(f"{tag}: {_headline(record)}")
+        if dist.agree(STOP.requested):  # the signal came during evaluation: the run is done, stop before the next
+            raise Interrupted(STOP.signum or signal.SIGTERM, f"{signal.Signals(STOP.signum or signal.SIGTERM).name} "
+                              f"after run {r.run_id} finished")
+    if failed:
+        raise RunsFailed(_failure_summary(failed))
+
+
+def _claim(r: RunConfig, record: Path, lock: RunLock, force: bool) -> str:
+    """'run' with the lock held, else why this run is skipped."""
+    finished = "finished already, skipped (--force reruns it)"
+    if not force and _finished(r, record):
+        return finished
+    try:
+        lock.acquire()
+    except Locked as err:
+        return f"skipped, {err}"
+    if not force and _finished(r, record):  # finished by the lock's previous holder meanwhile
+        lock.release()
+        return finished
+    return "run"
+
+
+def _headline(record: RunRecord) -> str:
+    return f"{record.metrics.headline()}  ({record.timing.total_seconds:.0f} s)"
+
+
+def settings_to_tune(runs: list[RunConfig]) -> list[RunConfig]:
+    """The first run of each tuning key among `runs`, in matrix order (pretrained rows and runs
+    without tune.grid need no decision)."""
+    first: dict[str, RunConfig] = {}
+    for r in runs:
+        if needs_decision(r):
+            first.setdefault(tuning_key(r), r)
+    return list(first.values())
+
+
+def tune_matrix(settings: list[RunConfig], results: Path, *, force: bool = False, dist: Dist = SINGLE,
+                echo: Callable[..., None] = print) -> None:
+    """The decision of every setting not decided yet; one locked by another process is left to it."""
+    say = echo if dist.is_main else (lambda *a, **k: None)
+    for i, r in enumerate(settings, 1):
+        tag = f"[{i}/{len(settings)}] {tuning_key(r)} {label(r)}"
+        say(tag)
+        _, how = decision_for(r, results, dist, force=force, wait=False, echo=echo)
+        say(f"{tag}: {'decided already, kept (--force redoes it)' if how == 'found' else how}")
+
+
+def _failure_summary(failed: list[tuple[RunConfig, GrpormError, RunPaths]]) -> str:
+    if len(failed) == 1:
+        r, err, paths = failed[0]
+        return f"run {r.run_id} failed: {err} (record: {paths.record})"
+    return f"{len(failed)} runs failed: {', '.join(r.run_id for r, _, _ in failed)}; their records say why"

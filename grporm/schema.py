@@ -1,0 +1,218 @@
+"""The run record and its metrics, typed: the one definition the runner writes (record.json and the W&B
+summary), `grporm.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
+
+`to_json` gives the record.json shape (the same field names and values as records written before this
+module existed); `from_json` reads any record, old ones included: a field it lacks takes its default.
+Values are not judged here (a record from outside may hold anything): `analysis.records` decides what
+makes a record unusable.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+HEADLINE_K = 20  # kNN@20: the paper's headline kNN (docs/method.md, 'kNN (DINO protocol)')
+SUMMARY_PREFIX = "final/"  # W&B summary keys of the final metrics
+_KNN_NAME = re.compile(r"knn(\d+)_top1")
+
+
+class SchemaError(ValueError):
+    """A record whose shape does not fit the schema; the message names the field."""
+
+
+def knn_name(k: int) -> str:
+    """The flat name of kNN@k top-1: a W&B summary key (after SUMMARY_PREFIX) and a table column."""
+    return f"knn{k}_top1"
+
+
+def knn_k(name: str) -> int | None:
+    """The k of a `knn_name`, None for any other name."""
+    match = _KNN_NAME.fullmatch(name)
+    return int(match[1]) if match else None
+
+
+Scores = dict[str, "float | None"]  # head_top1 / sr_top1 / knn20_top1 on one (shifted) test set
+
+
+def _unflatten(flat: dict[str, Any]) -> dict:
+    """{'a/b/c': v} -> {'a': {'b': {'c': v}}}; nested dict values merge in."""
+    tree: dict = {}
+    for key, value in sorted(flat.items()):
+        node = tree
+        *parents, leaf = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = dict(value) if isinstance(value, dict) else value
+    return tree
+
+
+@dataclass
+class SegScores:
+    miou: float
+    pixel_acc: float
+
+
+@dataclass
+class Metrics:
+    """A finished run's test metrics (docs/method.md, 'Evaluation protocols'). Accuracies are fractions.
+
+    Classification: head_top1 / ece / val_head_top1 are None for a method without a head; the shifted-
+    data sections (ood, ood_clean, transfer, imbalance) are None when the config does not ask for
+    them. Segmentation: `seg`, and `per_class["iou"]`; the classification fields stay unset."""
+
+    head_top1: float | None = None
+    ece: float | None = None
+    val_head_top1: float | None = None
+    sr_top1: float | None = None
+    sr_l2: float | None = None
+    knn_top1: dict[int, float] = field(default_factory=dict)
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    ood: dict[str, dict[str, Scores]] | None = None  # corruption -> severity ("1".."5") -> scores
+    ood_clean: Scores | None = None  # the OOD test subset uncorrupted
+    transfer: dict[str, Scores] | None = None  # target data set -> scores
+    imbalance: dict[str, dict[str, float | None]] | None = None  # predictor -> shot group -> accuracy
+    seg: SegScores | None = None
+
+    SCALARS = ("head_top1", "ece", "val_head_top1", "sr_top1", "sr_l2")
+    SHIFTED = ("ood", "ood_clean", "transfer", "imbalance")
+
+    def knn(self, k: int = HEADLINE_K) -> float | None:
+        return self.knn_top1.get(k)
+
+    def to_json(self) -> dict:
+        if self.seg is not None:
+            return {"seg": asdict(self.seg), "per_class": self.per_class}
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.SCALARS}
+        out["knn_top1"] = {str(k): v for k, v in self.knn_top1.items()}
+        out["per_class"] = self.per_class
+        out.update({name: getattr(self, name) for name in self.SHIFTED if getattr(self, name) is not None})
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Metrics:
+        if not isinstance(data, dict):
+            raise SchemaError(f"metrics is {data!r}, not an object")
+        knn = data.get("knn_top1") or {}
+        if not isinstance(knn, dict):
+            raise SchemaError(f"metrics.knn_top1 is {knn!r}, not an object keyed by k")
+        try:
+            knn = {int(k): v for k, v in knn.items()}
+        except ValueError:
+            raise SchemaError(f"metrics.knn_top1 has keys {sorted(knn)!r}; they must be integers k") from None
+        seg = data.get("seg")
+        if seg is not None and not isinstance(seg, dict):
+            raise SchemaError(f"metrics.seg is {seg!r}, not an object")
+        for name in cls.SHIFTED + ("per_class",):
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                raise SchemaError(f"metrics.{name} is {data[name]!r}, not an object")
+        return cls(**{name: data.get(name) for name in cls.SCALARS}, knn_top1=knn,
+                   per_class=data.get("per_class") or {},
+                   **{name: data.get(name) for name in cls.SHIFTED},
+                   seg=SegScores(seg.get("miou"), seg.get("pixel_acc")) if seg is not None else None)
+
+    def summary(self) -> dict[str, float]:
+        """The W&B summary of the numbers (SUMMARY_PREFIX + scalar or `knn_name(k)`); `from_summary` reads it back."""
+        flat = {name: v for name in self.SCALARS if isinstance(v := getattr(self, name), (int, float))}
+        flat.update({knn_name(k): v for k, v in self.knn_top1.items()})
+        return {SUMMARY_PREFIX + name: v for name, v in flat.items()}
+
+    @classmethod
+    def from_summary(cls, summary: dict) -> Metrics:
+        """The metrics in a W&B run summary: `summary()`'s keys, and nested sections written as
+        SUMMARY_PREFIX + "ood/<corruption>/<severity>/<score>" (or a dict under one key)."""
+        tree = _unflatten({key[len(SUMMARY_PREFIX):]: v for key, v in summary.items() if key.startswith(SUMMARY_PREFIX)})
+        knn = {k: v for name, v in tree.items() if (k := knn_k(name)) is not None}
+        nested = tree.get("knn_top1")
+        knn.update({int(k): v for k, v in nested.items()} if isinstance(nested, dict) else {})
+        seg = tree.get("seg")
+        return cls(**{name: tree.get(name) for name in cls.SCALARS}, knn_top1=dict(sorted(knn.items())),
+                   **{name: tree.get(name) if isinstance(tree.get(name), dict) else None for name in cls.SHIFTED},
+                   seg=SegScores(seg.get("miou"), seg.get("pixel_acc")) if isinstance(seg, dict) else None)
+
+    def headline(self) -> str:
+        if self.seg is not None:
+            return f"mIoU {100 * self.seg.miou:.1f}  pixel acc {100 * self.seg.pixel_acc:.1f}"
+        head = "—" if self.head_top1 is None else f"{100 * self.head_top1:.1f}"
+        knn = self.knn(HEADLINE_K)
+        return (f"head {head}  SR {100 * self.sr_top1:.1f}  "
+                f"kNN@{HEADLINE_K} {100 * (math.nan if knn is None else knn):.1f}")
+
+
+@dataclass
+class Timing:
+    train_seconds: float | None = None  # excluding the learning-rate search and evaluation
+    eval_seconds: float | None = None
+    total_seconds: float | None = None
+    train_images_per_second: float | None = None
+    peak_memory_mb: float | None = None  # CPU: the process's max RSS
+
+    @classmethod
+    def from_json(cls, data: Any) -> Timing:
+        if not isinstance(data, dict):
+            raise SchemaError(f"timing is {data!r}, not an object")
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+@dataclass
+class RunRecord:
+    """record.json of one run. `metrics` / `timing` are None until the run has them (written as {})."""
+
+    run_id: str
+    experiment: str
+    status: str  # running | finished | failed | interrupted
+    error: str | None = None
+    method: str | None = None
+    dataset: str | None = None
+    backbone: str | None = None
+    seed: int | None = None
+    axes: dict = field(default_factory=dict)  # the run's matrix values
+    config_hash: str = ""
+    config: dict = field(default_factory=dict)
+    lr: float | None = None
+    lr_search: list[dict] = field(default_factory=list)  # {"lr", "val_top1"} per searched lr
+    metrics: Metrics | None = None
+    timing: Timing | None = None
+    env: dict = field(default_factory=dict)
+    host: str | None = None
+    pid: int | None = None
+    distributed: dict | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    wandb: dict | None = None
+    tuning: dict | None = None  # the tuning decision's summary, when the lr came from one
+    source: str | None = None  # "wandb" for a record read back from W&B
+
+    OPTIONAL = ("wandb", "tuning", "source")  # left out of the JSON when None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.OPTIONAL and value is None:
+                continue
+            if f.name in ("metrics", "timing"):
+                value = {} if value is None else (value.to_json() if f.name == "metrics" else asdict(value))
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunRecord:
+        if not isinstance(data, dict):
+            raise SchemaError("record.json does not hold a JSON object")
+        known = {f.name for f in fields(cls)} - {"metrics", "timing"}
+        values = {name: data[name] for name in known if name in data}
+        values.setdefault("run_id", "")
+        values.setdefault("experiment", "")
+        values.setdefault("status", "")
+        metrics, timing = data.get("metrics"), data.get("timing")
+        return cls(**values, metrics=Metrics.from_json(metrics) if metrics else None,
+                   timing=Timing.from_json(timing) if timing else None)
+
+    def summary(self) -> dict:
+        """The W&B run summary: the final metrics and the status."""
+        return (self.metrics.summary() if self.metrics else {}) | {"status": self.status}
