@@ -27,7 +27,7 @@ VIT = "vit_small_patch14_dinov2"
 
 SHRINK = {  # every file; the paper's values stay for everything not named here
     "model.weights": "none", "data.image_size": 28, "data.val_per_class": 1, "seed": "[0]",
-    "train.epochs": 1, "train.batch_size": 8, "train.lr_grid": "[1.0e-4]", "train.threads": 1,
+    "train.epochs": 1, "train.batch_size": 8, "tune.grid": "[]", "train.lr": 1.0e-4, "train.threads": 1,
     "eval.knn_k": "[20]", "eval.sr_l2_grid": "[0.0]", "eval.sr_max_iter": 20, "eval.convergence_per_class": 1,
     "eval.batch_size": 32, "tracking.mode": "disabled", "model.name": f"[{VIT}]",
 }
