@@ -47,6 +47,23 @@ def _checked_environment(check) -> None:
         _fail(err)
 
 
+def _end_of_matrix(err: BaseException, dist, kept: str) -> None:
+    """How `run` and `tune` end on an error: one line for bad input or a failed run, a resume hint
+    for an interruption (printed once under DDP); anything else propagates."""
+    from grporm.train import Interrupted
+
+    if isinstance(err, GrpormError):
+        _fail(err)
+    if isinstance(err, Interrupted):
+        if dist.is_main:
+            typer.echo(f"interrupted: {err}; rerun the same command to resume {kept}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    if isinstance(err, KeyboardInterrupt):
+        typer.echo(f"interrupted: rerun the same command to resume {kept}", err=True)
+        raise typer.Exit(130) from None
+    raise err
+
+
 def _fail(err: GrpormError) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
@@ -86,7 +103,7 @@ def run(
     from grporm import distributed
     from grporm.matrix import is_finished, preflight, run_matrix, select_runs
     from grporm.resolve import load_experiment
-    from grporm.train import STOP, Interrupted
+    from grporm.train import STOP
 
     dist = distributed.SINGLE
     try:
@@ -118,15 +135,8 @@ def run(
             raise typer.Exit(distributed.launch(nproc, [*argv, *(["--shard", shard] if shard else [])]))
         with STOP.installed():
             run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)
-    except GrpormError as err:
-        _fail(err)
-    except Interrupted as err:
-        if dist.is_main:
-            typer.echo(f"interrupted: {err}; rerun the same command to resume", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: rerun the same command to resume from the last checkpoint", err=True)
-        raise typer.Exit(130) from None
+    except BaseException as err:
+        _end_of_matrix(err, dist, "from the last checkpoint")
     finally:
         distributed.shutdown()
 
@@ -148,7 +158,7 @@ def tune(
     from grporm import distributed
     from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.resolve import load_experiment
-    from grporm.train import STOP, Interrupted
+    from grporm.train import STOP
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE
@@ -172,15 +182,8 @@ def tune(
             typer.echo(f"\n{exp.name}: {sum(map(bool, found))} of {len(settings)} decision(s) under {results / 'tuning'}")
             if any(found):
                 typer.echo(decisions_markdown([r for r in found if r]))
-    except GrpormError as err:
-        _fail(err)
-    except Interrupted as err:
-        if dist.is_main:
-            typer.echo(f"interrupted: {err}; rerun the same command to resume (scored learning rates are kept)", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: rerun the same command to resume (scored learning rates are kept)", err=True)
-        raise typer.Exit(130) from None
+    except BaseException as err:
+        _end_of_matrix(err, dist, "(scored learning rates are kept)")
     finally:
         distributed.shutdown()
 
