@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from grporm.errors import DataMissingError, first_line
+from grporm.labels import IGNORE_INDEX  # noqa: F401 - re-exported for the data sets
 from grporm.registry import Registry
 
 if TYPE_CHECKING:  # annotations only
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # annotations only
 
 
 # A mask pixel with this label counts in no loss and no metric (VOC's object borders, say).
-IGNORE_INDEX = -100
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from grporm import seeding
 from grporm.data import ImageSet, balanced_indices
 from grporm.distributed import SINGLE, Dist
-from grporm.evaluate.calibration import expected_calibration_error, per_class_accuracy
+from grporm.evaluate.calibration import expected_calibration_error, per_class_accuracy, top1
 from grporm.evaluate.features import extract
 from grporm.evaluate.knn import knn_accuracy
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
@@ -55,7 +55,7 @@ class Extractor:
 
 
 def _head_top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(1) == labels).float().mean().item()
+    return top1(logits.argmax(1), labels)
 
 
 def seg_scores(extractor: Extractor, images: ImageSet, num_classes: int, desc: str) -> dict:

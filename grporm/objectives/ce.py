@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import flatten_queries, policy_stats
 
 
@@ -14,7 +15,7 @@ def ce_loss(
     old_logits: torch.Tensor | None = None,
     ref_logits: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    ignore_index: int = -100,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean cross-entropy over queries; logs the same policy statistics as GRPO-RM.
 

@@ -7,9 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from grporm.labels import IGNORE_INDEX
+
 
 def flatten_queries(
-    logits: torch.Tensor, targets: torch.Tensor, *others: torch.Tensor | None, ignore_index: int = -100
+    logits: torch.Tensor, targets: torch.Tensor, *others: torch.Tensor | None, ignore_index: int = IGNORE_INDEX
 ) -> tuple[torch.Tensor | None, ...]:
     """(B, C, *S) logits and (B, *S) targets -> one query per row, ignore_index rows dropped.
 

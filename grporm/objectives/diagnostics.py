@@ -12,11 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import flatten_queries
 
 
 @torch.no_grad()
-def logit_gap(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> float:
+def logit_gap(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> float:
     """Max minus min logit of each query, mean over queries."""
     rows, _ = flatten_queries(logits, targets, ignore_index=ignore_index)
     rows = rows.float()
@@ -37,7 +38,7 @@ def feature_norm(features: torch.Tensor) -> float:
 
 @torch.no_grad()
 def miscls_grad_share(grad_logits: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
-                      ignore_index: int = -100) -> float:
+                      ignore_index: int = IGNORE_INDEX) -> float:
     """Share of the logit gradient that misclassified queries carry: sum over misclassified queries of
     ||dL/dz_q|| over the sum over all queries (0 when no query has a gradient)."""
     grads, labels, rows = flatten_queries(grad_logits, targets, logits, ignore_index=ignore_index)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from grporm.config import GRPOConfig
+from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import feature_uniformity_loss, flatten_queries, policy_stats
 from grporm.objectives.rewards import total_reward
 
@@ -133,7 +134,7 @@ def grpo_rm_loss(
     ref_logits: torch.Tensor | None = None,
     features: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    ignore_index: int = -100,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO-RM loss and its step statistics. `old_logits=None` means on-policy (ratio = 1).
 
