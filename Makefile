@@ -55,6 +55,7 @@ lint: install
 # Run as JOBS shards of one thread each like the studies (faster on 2 cores than one process with 2 threads,
 # and the thread count the committed numbers and tuning decisions were made with: see make verify).
 reproduce: install data
+	@if [ "$(RESULTS)" != results ]; then $(call reuse_tuning,$(RESULTS)); fi
 	$(call run_sharded,experiments/quick.yaml)
 	$(GRPORM) report --results $(RESULTS)
 	@$(embed)
@@ -65,6 +66,7 @@ reproduce: install data
 VERIFY_DIR ?=
 verify: install data
 	dir="$(VERIFY_DIR)"; dir="$${dir:-$$(mktemp -d)}"; echo "rerun into $$dir"; \
+	$(call reuse_tuning,"$$dir") && \
 	$(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled) && \
 	$(GRPORM) verify "$$dir" --against $(RESULTS) --experiment quick
 
@@ -73,6 +75,9 @@ verify: install data
 # JOBS=2 runs each matrix as 2 shards side by side, one CPU thread each: on 2 cores that beats one
 # process with 2 threads, whose threads wait on each other. Threads are not part of a run's config.
 JOBS ?= 2
+# A rerun into another folder trains at the committed learning-rate decisions (results/tuning/) instead of
+# tuning again (an hour); decisions already in that folder are kept. `make tune RESULTS=dir` redoes them there.
+reuse_tuning = mkdir -p $(1)/tuning && cp -n results/tuning/*.json $(1)/tuning/
 # $(call shards,COMMAND,EXPERIMENT,MORE ARGS): `grporm COMMAND` as JOBS shards side by side; fails if any shard did.
 shards = fail=0; pids=""; \
 	for i in $$(seq 0 $$(($(JOBS) - 1))); do \
