@@ -3,14 +3,11 @@ setting, runs reusing a decision, one process per key, and the report section.""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from grporm import learning_rate
-from grporm.cli import app
 from grporm.config import RunConfig, build_experiment, check_grid
 from grporm.errors import ConfigError
 from grporm.locks import RunLock
@@ -190,12 +187,7 @@ def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeyp
 
 
 def tune_cli(folder: Path, *args: str):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return CliRunner().invoke(app, ["tune", "exp.yaml", *args])
-    finally:
-        os.chdir(cwd)
+    return invoke(folder, *args, command="tune")
 
 
 def test_tune_decides_once_per_setting_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):

@@ -44,12 +44,12 @@ def write_experiment(folder: Path, **sections) -> Path:
     return path
 
 
-def invoke(folder: Path, *args: str):
-    """`grporm run exp.yaml ARGS` in this process, inside `folder`."""
+def invoke(folder: Path, *args: str, command: str = "run"):
+    """`grporm COMMAND exp.yaml ARGS` (run by default) in this process, inside `folder`."""
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        return CliRunner().invoke(app, ["run", "exp.yaml", *args])
+        return CliRunner().invoke(app, [command, "exp.yaml", *args])
     finally:
         os.chdir(cwd)
 
