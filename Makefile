@@ -89,13 +89,18 @@ run_sharded = $(call shards,run,$(1),--results $(RESULTS))
 
 # The learning-rate decisions the quick experiment needs (results/tuning/<key>.json; `make reproduce`
 # reuses them). Shard I decides every JOBS-th setting; a setting's lock keeps it from being tuned twice.
+TUNE_FILES ?= experiments/quick.yaml $(STUDIES)
 tune: install data
-	$(call shards,tune,experiments/quick.yaml,--results $(RESULTS))
-	$(GRPORM) tune experiments/quick.yaml --results $(RESULTS) | sed -n '/decision(s) under/,$$p'
+	for f in $(TUNE_FILES); do ( $(call shards,tune,$$f,--results $(RESULTS)) ) || exit 1; done
+	for f in $(TUNE_FILES); do $(GRPORM) tune $$f --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; done
 
+# The readings study (SR, kNN, convergence, corruptions; every reading against CE) and the transfer study.
 reproduce-ood: install data
-	$(call run_sharded,experiments/studies/classification.yaml)
+	$(call run_sharded,experiments/studies/readings.yaml)
 	$(call run_sharded,experiments/studies/transfer.yaml)
+
+STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml)
+ABLATIONS := $(filter-out %/base.yaml,$(wildcard experiments/ablations/*.yaml))
 
 reproduce-imbalance: install data
 	$(call run_sharded,experiments/studies/imbalance.yaml)
@@ -104,7 +109,7 @@ reproduce-seg: install data
 	$(call run_sharded,experiments/studies/segmentation.yaml)
 
 reproduce-ablations: install data
-	fail=0; for f in experiments/ablations/*.yaml; do ( $(call run_sharded,$$f) ) || fail=1; done; exit $$fail
+	fail=0; for f in $(ABLATIONS); do ( $(call run_sharded,$$f) ) || fail=1; done; exit $$fail
 
 reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations report
 

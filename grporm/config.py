@@ -263,6 +263,7 @@ RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
+ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
 
 
 def _suggest(key: str, choices: set[str] | list[str]) -> str:
@@ -463,9 +464,14 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
         else:
             set_dotted(raw, key, value, f"override {item!r}")
     axes: list[tuple[str, list]] = []
+    arms: dict[str, dict] = {}
     for key, values in matrix.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where}: matrix: key {key!r} is not a dotted setting name like train.lr")
+        if key == ARM_AXIS:
+            arms = _arms(values, f"{where}: matrix.{ARM_AXIS}")
+            axes.append((key, list(arms)))
+            continue
         _check_key_path(key, f"{where}: matrix")
         if not isinstance(values, list) or not values:
             source = next((f"override {o!r}" for o in overrides if parse_override(o)[0] == key), where)
@@ -477,7 +483,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
     for combo in itertools.product(*(values for _, values in axes)) if axes else [()]:
         tree = copy.deepcopy(raw)
         for (key, _), value in zip(axes, combo):
-            set_dotted(tree, key, copy.deepcopy(value), where)
+            for dotted, setting in (arms[value].items() if key == ARM_AXIS else [(key, value)]):
+                set_dotted(tree, dotted, copy.deepcopy(setting), where)
         tree["experiment"] = name
         try:
             run = RunConfig.model_validate(tree)
@@ -492,6 +499,29 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = ()) -> Experi
         seen[run.run_id] = 1
         runs.append(run)
     return Experiment(name=name, description=description, runs=runs)
+
+
+def _arms(values: Any, where: str) -> dict[str, dict]:
+    """The `arm` axis: named sets of settings, each a mapping {name: ..., dotted.key: value, ...}. An arm
+    is one column of a comparison (e.g. CE, or GRPO-RM under one reading), so unlike two axes crossed,
+    a CE arm is not repeated for every GRPO-RM option."""
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: must be a non-empty list of arms like {{name: ce, method: ce}}")
+    arms: dict[str, dict] = {}
+    for i, arm in enumerate(values):
+        name = arm.get("name") if isinstance(arm, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise ConfigError(f"{where}[{i}]: each arm is a mapping with a name (letters, digits, '_', '.', '+', '-') "
+                              f"and dotted settings, e.g. {{name: expected, grpo_rm.group: expected}}")
+        if name in arms:
+            raise ConfigError(f"{where}: two arms are named {name!r}; give each its own name")
+        settings = {k: v for k, v in arm.items() if k != "name"}
+        for key in settings:
+            if key == ARM_AXIS or not isinstance(key, str):
+                raise ConfigError(f"{where}[{i}] ({name}): {key!r} is not a dotted setting name like train.lr")
+            _check_key_path(key, f"{where}[{i}] ({name})")
+        arms[name] = settings
+    return arms
 
 
 def source_of(loc: tuple[str, ...], overrides: list[str], where: str) -> str:
