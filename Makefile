@@ -17,7 +17,7 @@ embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
 .PHONY: install data test reproduce report bench verify tune \
-	reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
+	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
 
 install: $(STAMP)
 
@@ -95,8 +95,12 @@ tune: install data
 	for f in $(TUNE_FILES); do $(GRPORM) tune $$f --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; done
 
 # The readings study (SR, kNN, convergence, corruptions; every reading against CE) and the transfer study.
-reproduce-ood: install data
+reproduce-ood: reproduce-readings reproduce-transfer
+
+reproduce-readings: install data
 	$(call run_sharded,experiments/studies/readings.yaml)
+
+reproduce-transfer: install data
 	$(call run_sharded,experiments/studies/transfer.yaml)
 
 STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml)
