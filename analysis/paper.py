@@ -26,6 +26,8 @@ from analysis.report import PRODUCE_HINT, write_report
 from analysis.sections import DIFF_LABEL, Table, build_tables
 from analysis.tuning import NAME as TUNING_NAME
 from analysis.tuning import tuning_section
+from analysis.verdict import NAME as VERDICT_NAME
+from analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
 
@@ -176,6 +178,10 @@ def write_paper_report(results_dir: str | Path, extra_dirs: tuple[str | Path, ..
             written += figure_files[stem]
 
     parts = _header(run_set, sources)
+    verdict_lines, verdict_files = verdict_section(run_set)
+    for suffix, text in verdict_files.items():
+        _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
+    parts += verdict_lines
     for section, table in built:
         parts += _section_markdown(section, table, root, written)
         parts += _figures_markdown(section.name, figures, figure_files)

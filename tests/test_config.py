@@ -37,6 +37,10 @@ def write(tmp_path, text):
         ("matrix: {seed: []}\n", "matrix.seed: must be a non-empty list"),
         ("matrix: {seed: [0, 0]}\n", "two runs the id"),
         ("name: ../escape\n", "name: must be letters"),
+        ("matrix: {arm: [{method: ce}]}\n", "matrix.arm[0]: each arm is a mapping with a name"),
+        ("matrix: {arm: [{name: a, grpo_rm.grup: expected}]}\n", "matrix.arm[0] (a): grpo_rm.grup: unknown key"),
+        ("matrix: {arm: [{name: a}, {name: a, method: ce}]}\n", "two arms are named 'a'"),
+        ("matrix: {arm: []}\n", "matrix.arm: must be a non-empty list of arms"),
     ],
 )
 def test_config_errors_name_the_key_and_exit_2(tmp_path, text, expected):
@@ -64,6 +68,26 @@ def test_matrix_expands_and_ids_name_the_axes():
     ids = {r.run_id for r in exp.runs}
     assert "fashion_mnist-tf_efficientnet_lite0-grpo_rm-clip_eps=0.3-s1" in ids
     assert {r.grpo_rm.clip_eps for r in exp.runs} == {0.1, 0.3}
+
+
+def test_arms_bundle_settings_so_ce_runs_once():
+    arms = [{"name": "ce", "method": "ce"}, {"name": "default", "method": "grpo_rm"},
+            {"name": "anchor", "method": "grpo_rm", "grpo_rm.rewards": {"uniformity_all": 1.0},
+             "grpo_rm.advantage_scale": "none", "train.grad_clip": 0.1}]
+    exp = build_experiment({"matrix": {"arm": arms, "seed": [0, 1]}, "grpo_rm": {"clip_eps": 0.3}}, "x.yaml")
+    assert [r.run_id for r in exp.runs[:3]] == ["fashion_mnist-tf_efficientnet_lite0-ce-arm=ce-s0",
+                                                "fashion_mnist-tf_efficientnet_lite0-ce-arm=ce-s1",
+                                                "fashion_mnist-tf_efficientnet_lite0-grpo_rm-arm=default-s0"]
+    anchor = exp.runs[-1]
+    assert anchor.axes == {"arm": "anchor", "seed": 1}
+    assert anchor.grpo_rm.rewards == {"uniformity_all": 1.0} and anchor.grpo_rm.advantage_scale == "none"
+    assert anchor.grpo_rm.clip_eps == 0.3 and anchor.train.grad_clip == 0.1  # the rest of the file still applies
+    default = exp.runs[2]
+    assert default.train.grad_clip == 1.0 and default.grpo_rm.rewards == {"accuracy": 1.0, "uniformity_prob": 1.0}
+    # an arm is a label: the same settings under another name have the same config hash
+    again = build_experiment({"matrix": {"arm": [{"name": "other", "method": "ce"}], "seed": [0]},
+                              "grpo_rm": {"clip_eps": 0.3}}, "x.yaml")
+    assert again.runs[0].config_hash() == exp.runs[0].config_hash()
 
 
 def test_overrides_set_values_and_narrow_matrix_axes():

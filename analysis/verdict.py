@@ -1,0 +1,259 @@
+"""The verdict: for every claim of the paper (rows, one per backbone) and every reading of GRPO-RM
+(columns, the `arm`s of the studies), the paired difference against CE of the same study, backbone
+and seed, with its 95% t interval and one word: ahead, behind or no difference.
+
+Each row also states its power: the smallest paired difference the study could detect (two-sided 5%
+test, 80% power) from the seeds' spread of the row's paired differences, and the seeds that would
+bring it to `TARGET` points. Inputs are the records alone (`RunSet`); rendering is Markdown, LaTeX
+and CSV like every report table.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+from scipy import stats as _scipy_stats
+
+from analysis.records import RunSet, load_history
+from analysis.render import latex_escape
+from analysis.stats import PairedDiff, paired_difference
+
+NAME = "verdict"
+TITLE = "Verdict: each reading of GRPO-RM against CE"
+ARM = "arm"                # the matrix axis that names a study's columns
+CONTROL = "ce"             # the control arm's method
+TREATMENT = "grpo_rm"      # arms with this method are the columns
+FIRST = "default"          # shown first; the other readings follow by name
+CONFIDENCE, POWER = 0.95, 0.80
+TARGET = 3.0               # points: the detectable difference the studies are sized for (README, 'Power')
+WORDS = ("ahead", "behind", "no difference")
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    experiment: str
+    measure: str                                         # what the number is, for the legend
+    values: Callable[[RunSet, pd.DataFrame], pd.Series]   # (run set, its runs of the experiment) -> value per path
+    scale: float = 100.0                                 # fractions shown in points
+
+
+def _clean(column: str) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
+    return lambda _, runs: runs.set_index("path")[column]
+
+
+def _tidy(family: str, metric: str, condition: str | None = None) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
+    """The run's mean over its tidy rows of (family, metric[, condition]): e.g. every corruption and severity."""
+    def values(run_set: RunSet, runs: pd.DataFrame) -> pd.Series:
+        rows = run_set.metrics
+        mask = (rows["family"] == family) & (rows["metric"] == metric) & rows["path"].isin(runs["path"])
+        if condition is not None:
+            mask &= rows["condition"] == condition
+        return rows[mask].groupby("path")["value"].mean()
+    return values
+
+
+def _after_first_epoch(_: RunSet, runs: pd.DataFrame) -> pd.Series:
+    """kNN@20 of the validation probe after the first epoch (history.csv): how far one epoch gets."""
+    out = {}
+    for path in runs["path"]:
+        history = load_history(path)
+        if history is not None and "knn20_top1" in history and (history["epoch"] == 1).any():
+            out[path] = float(history.loc[history["epoch"] == 1, "knn20_top1"].iloc[0])
+    return pd.Series(out, dtype=float)
+
+
+CLAIMS = (
+    Claim("SR", "study_readings", "test top-1 of softmax regression on frozen features", _clean("sr_top1")),
+    Claim("kNN", "study_readings", "test top-1 of kNN@20 on frozen features", _clean("knn20_top1")),
+    Claim("Convergence", "study_readings", "validation kNN@20 after the first of the 4 epochs", _after_first_epoch),
+    Claim("OOD: corruptions", "study_readings", "SR averaged over 6 corruptions x 5 severities of the test split",
+          _tidy("ood", "sr_top1")),
+    Claim("OOD: transfer", "study_transfer", "SR on scikit-learn's 8x8 digits after training on MNIST-5k",
+          _tidy("transfer", "sr_top1", "digits")),
+    Claim("Imbalance", "study_imbalance", "balanced test SR after long-tailed training (factor 100)",
+          _tidy("imbalance", "sr_top1", "overall")),
+    Claim("Imbalance: few-shot", "study_imbalance", "the same, on the classes with fewer than 20 training images",
+          _tidy("imbalance", "sr_top1", "few")),
+    Claim("Segmentation", "study_segmentation", "test mIoU of the linear segmentation head", _tidy("seg", "miou")),
+)
+
+
+def word(diff: PairedDiff) -> str:
+    """ahead / behind when the interval excludes 0, else no difference; '' without an interval."""
+    if diff.n < 2 or math.isnan(diff.ci_low):
+        return ""
+    return WORDS[0] if diff.ci_low > 0 else WORDS[1] if diff.ci_high < 0 else WORDS[2]
+
+
+def detectable(std: float, n: int, confidence: float = CONFIDENCE, power: float = POWER) -> float:
+    """Smallest true mean paired difference a two-sided paired t test at 1 - confidence detects with
+    the given power, for n pairs whose differences have standard deviation std (normal approximation
+    of the noncentral t with the t quantiles: (t_{1-a/2} + t_{power}) * std / sqrt(n))."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    t = _scipy_stats.t
+    return (t.ppf(1 - (1 - confidence) / 2, n - 1) + t.ppf(power, n - 1)) * std / math.sqrt(n)
+
+
+def seeds_needed(std: float, target: float, most: int = 200) -> int | None:
+    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`)."""
+    if not math.isfinite(std):
+        return None
+    return next((n for n in range(2, most + 1) if detectable(std, n) <= target), None)
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    claim: Claim
+    backbone: str
+    cells: dict[str, PairedDiff]   # arm -> paired difference against CE
+    n: int                         # pairs in most cells
+    std: float                     # pooled std of the paired differences (fractions)
+    runs: tuple[tuple[str, str], ...]  # (run_id, config_hash) behind the row
+
+    @property
+    def detectable(self) -> float:
+        return detectable(self.std, self.n)
+
+    @property
+    def seeds_for_target(self) -> int | None:
+        return seeds_needed(self.std * self.claim.scale, TARGET)
+
+
+def _arm_order(arms) -> list[str]:
+    return sorted(set(arms), key=lambda a: (a != FIRST, a))
+
+
+def verdict_rows(run_set: RunSet) -> tuple[list[VerdictRow], list[str]]:
+    """The rows of every claim whose study has a CE arm and at least one GRPO-RM arm, and the arms (columns)."""
+    runs = run_set.runs
+    if runs.empty or ARM not in runs.columns:
+        return [], []
+    rows: list[VerdictRow] = []
+    arms: set[str] = set()
+    for claim in CLAIMS:
+        study = runs[(runs["experiment"] == claim.experiment) & runs[ARM].notna() & (runs[ARM] != "")]
+        if study.empty:
+            continue
+        values = claim.values(run_set, study)
+        study = study.assign(value=study["path"].map(values))
+        for backbone, group in study.groupby("backbone", sort=True):
+            control = group[group["method"] == CONTROL]
+            if control[ARM].nunique() != 1:  # no CE arm, or two: nothing to pair with unambiguously
+                continue
+            base = dict(zip(control["seed"], control["value"]))
+            cells = {arm: paired_difference(dict(zip(g["seed"], g["value"])), base)
+                     for arm, g in group[group["method"] == TREATMENT].groupby(ARM)}
+            cells = {arm: cell for arm, cell in cells.items() if cell.n > 0}
+            if not cells:
+                continue
+            arms.update(cells)
+            spread = [c.std ** 2 for c in cells.values() if c.n >= 2 and math.isfinite(c.std)]
+            std = math.sqrt(sum(spread) / len(spread)) if spread else math.nan
+            used = group[group[ARM].isin([*cells, control[ARM].iloc[0]])]
+            rows.append(VerdictRow(claim, str(backbone), cells, max(c.n for c in cells.values()), std,
+                                   tuple(sorted(zip(used["run_id"], used["config_hash"])))))
+    return rows, _arm_order(arms)
+
+
+def cell_text(cell: PairedDiff | None, scale: float) -> str:
+    if cell is None:
+        return "not run"
+    text = f"{scale * cell.mean:+.1f}"
+    if not math.isnan(cell.ci_low):
+        text += f" [{scale * cell.ci_low:+.1f}, {scale * cell.ci_high:+.1f}] {word(cell)}"
+    return text.replace("-", "−")
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _row_cells(row: VerdictRow, arms: list[str]) -> list[str]:
+    needed = row.seeds_for_target
+    return [row.claim.name, row.backbone, str(row.n), _number(row.detectable * row.claim.scale),
+            str(needed) if needed is not None else "> 200"] + [cell_text(row.cells.get(a), row.claim.scale) for a in arms]
+
+
+HEADER = ["Claim", "Backbone", "Seeds", "Detectable", f"Seeds for {TARGET:g}"]
+
+
+def verdict_markdown(rows: list[VerdictRow], arms: list[str]) -> str:
+    header = HEADER + [f"`{a}`" for a in arms]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    lines += ["| " + " | ".join(_row_cells(row, arms)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_latex(rows: list[VerdictRow], arms: list[str]) -> str:
+    header = HEADER + arms
+    lines = [f"% {TITLE}: generated by `grporm report`; needs \\usepackage{{booktabs}}",
+             "\\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", "\\toprule",
+             " & ".join(latex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    lines += [" & ".join(latex_escape(c.replace("−", "-")) for c in _row_cells(row, arms)) + " \\\\" for row in rows]
+    return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+def verdict_csv(rows: list[VerdictRow]) -> str:
+    """One line per (claim, backbone, arm), numbers unrounded in the record's unit (fractions)."""
+    lines = [{"claim": r.claim.name, "experiment": r.claim.experiment, "backbone": r.backbone, "arm": arm,
+              "n": cell.n, "diff": cell.mean, "ci_low": cell.ci_low, "ci_high": cell.ci_high, "verdict": word(cell),
+              "row_std": r.std, "row_detectable": r.detectable, "seeds": " ".join(map(str, cell.seeds))}
+             for r in rows for arm, cell in r.cells.items()]
+    buffer = io.StringIO()
+    pd.DataFrame(lines).to_csv(buffer, index=False, float_format="%.10g", lineterminator="\n")
+    return buffer.getvalue()
+
+
+def reproduced(rows: list[VerdictRow], arms: list[str]) -> list[str]:
+    """Per claim, the readings ahead of CE on every backbone the claim was run on, in words."""
+    out = []
+    for claim in dict.fromkeys(r.claim for r in rows):
+        mine = [r for r in rows if r.claim == claim]
+        ahead = [a for a in arms if all(a in r.cells and word(r.cells[a]) == "ahead" for r in mine)]
+        behind = [a for a in arms if all(a in r.cells and word(r.cells[a]) == "behind" for r in mine)]
+        run = [a for a in arms if any(a in r.cells for r in mine)]
+        backbones = " and ".join(r.backbone for r in mine)
+        text = (f"**reproduced** by {', '.join(f'`{a}`' for a in ahead)}" if ahead
+                else "**not reproduced** by any reading")
+        text += f" (on {backbones}; {len(run)} reading(s) run"
+        text += f", behind CE on every backbone: {', '.join(f'`{a}`' for a in behind)})" if behind else ")"
+        out.append(f"- {claim.name} ({claim.measure}): {text}.")
+    return out
+
+
+LEGEND = (f"Each cell: the reading (column, an `arm` of the study) minus CE, paired by backbone and seed, in "
+          f"points: mean [{CONFIDENCE:.0%} t interval] and a word: *ahead* or *behind* when the interval "
+          f"excludes 0, *no difference* when it covers 0 (not: *equal*; see Detectable). *not run*: the "
+          f"study of that claim has no such arm. Every arm trains at its own tuned learning rate (Tuning "
+          f"decisions). Seeds = pairs per cell. Detectable = the smallest true difference, in points, that "
+          f"a two-sided paired t test at 5% finds with {POWER:.0%} power given the spread of this row's "
+          f"paired differences (pooled over its readings); Seeds for {TARGET:g} = the pairs that would bring "
+          f"it to {TARGET:g} points.")
+
+
+def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
+    """(REPORT.md lines, {file suffix: text}); the Markdown file also carries the legend, the claims'
+    measures and the plain statement, since the README embeds it whole."""
+    rows, arms = verdict_rows(run_set)
+    parts = [f"## {TITLE}", ""]
+    if not rows:
+        return parts + ["No study with an `arm` axis holding a CE arm and a GRPO-RM arm has finished runs; "
+                        "section skipped.", ""], {}
+    measures = [f"- {c.name} (`{c.experiment}`): {c.measure}." for c in dict.fromkeys(r.claim for r in rows)]
+    missing = [c for c in CLAIMS if c not in {r.claim for r in rows}]
+    measures += [f"- {c.name} (`{c.experiment}`): no finished runs; not judged." for c in missing]
+    sources = [f"- {r.claim.name} / {r.backbone}: " + ", ".join(f"{i} ({h})" for i, h in r.runs) for r in rows]
+    body = [LEGEND, "", verdict_markdown(rows, arms).rstrip("\n"), "", "Claims and what is measured:", ""] + \
+        measures + ["", "Which reading reproduces which claim (ahead of CE on every backbone):", ""] + \
+        reproduced(rows, arms) + [""]
+    markdown = "\n".join([f"# {TITLE}", ""] + body)
+    links = " · ".join(f"[{kind}](tables/{NAME}{suffix})"
+                       for kind, suffix in (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv")))
+    files = {".md": markdown, ".tex": verdict_latex(rows, arms), ".csv": verdict_csv(rows)}
+    return parts + body + [f"Files: {links}", "", "<details><summary>Runs behind each row (run id, config hash)"
+                                                  "</summary>", ""] + sources + ["", "</details>", ""], files
