@@ -79,7 +79,8 @@ FIGURES = (
     FigureSpec("ablations", "Ablation bars", "ablations",
                lambda rs, t: ablation_plot(t.get("ablations")), "the Ablations table.", "No ablation table."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
-               lambda rs, t: steps_plot(rs.runs), "`steps.csv` of every finished run (all experiments).",
+               lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
+               "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",
                "No run has a steps.csv (the pretrained rows do not train)."),
 )
 

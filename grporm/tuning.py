@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from grporm.config import RunConfig, check_grid
+from grporm.config import GRPOConfig, RunConfig, check_grid
 from grporm.errors import GrpormError
 from grporm.methods import method
 from grporm.records import read_record, read_record_or_rerun
@@ -118,10 +118,33 @@ def tuning_key(run: RunConfig) -> str:
 
 def label(run: RunConfig) -> str:
     """The setting in a few words, for tables and messages."""
-    parts = [run.data.name, run.model.name, run.method]
-    if run.data.imbalance_factor is not None:
-        parts.append(f"IF {run.data.imbalance_factor:g}")
-    return " / ".join(parts)
+    return describe(setting(run))
+
+
+def describe(tree: dict) -> str:
+    """'data / size / backbone / method (what differs from the defaults)' of a setting, e.g. of a
+    decision record's `setting`: tells apart the readings of one study and the studies of one data set."""
+    data, train = tree["data"], tree.get("train", {})
+    size = f"{data.get('image_size')} px, {data.get('train_per_class') or 'all'}/class"
+    parts = [data["name"], size, tree["model"]["name"], tree["method"]]
+    if data.get("imbalance_factor") is not None:
+        parts.insert(2, f"IF {data['imbalance_factor']:g}")
+    defaults = GRPOConfig().model_dump()
+    changed = {k: v for k, v in tree.get("grpo_rm", {}).items() if k in defaults and v != defaults[k]}
+    if tree.get("grpo_rm", {}).get("group") == "sampled":  # G matters there even at its default
+        changed["group_size"] = tree["grpo_rm"]["group_size"]
+    else:
+        changed.pop("group_size", None)
+    if train.get("grad_clip", 1.0) != 1.0:
+        changed["grad_clip"] = train["grad_clip"]
+    options = ", ".join(f"{k}={_short(v)}" for k, v in changed.items())
+    return " / ".join(parts) + (f" ({options})" if options else "")
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return "+".join(f"{k}:{v:g}" if isinstance(v, (int, float)) else str(k) for k, v in value.items())
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def needs_decision(run: RunConfig) -> bool:
@@ -187,7 +210,7 @@ def load_records(results: Path) -> list[dict]:
             records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
         except GrpormError as err:
             print(f"warning: {err}; left out of the report", file=sys.stderr)
-    return sorted(records, key=lambda r: (r.get("label", ""), r["key"]))
+    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
 
 
 # -- the decision as table rows (the CLI's table and the report's section) ----------------------------
@@ -205,11 +228,20 @@ def _pct(value: float | None) -> str:
     return "diverged" if value is None else f"{100 * value:.1f}"
 
 
+def _label_of(record: dict) -> str:
+    """From the record's setting where it has a readable one (decisions made before `describe` carry
+    a shorter label), else its stored label."""
+    try:
+        return describe(record["setting"])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return record.get("label", "")
+
+
 def decision_row(record: dict) -> dict:
     """One row per decision, cells as text (scores, margin and SE in % of the validation score)."""
     scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}" for row in record["scores"])
     margin = record.get("margin")
-    return {"setting": record.get("label", ""), "key": record["key"], "score": record["score"],
+    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
             "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
             "winner": f"{record['winner']:g}", "margin": "—" if margin is None else f"{100 * margin:.1f}",
             "se": f"{100 * record['se']:.1f}", "flags": flags(record)}

@@ -201,7 +201,7 @@ def test_tune_decides_once_per_setting_and_a_run_then_trains_at_the_winner(tmp_p
     (rec,) = load_records(tmp_path / "results")
     assert [row["lr"] for row in rec["scores"]] == GRID and rec["winner"] in GRID and rec["n_val"] == 30
     assert rec["seed"] == 0 and rec["epochs"] == 3 and rec["env"]["torch"] and rec["config_hash"]
-    assert "| digits / test_vit / ce |" in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert "| digits / 16 px, 6/class / test_vit / ce |" in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and scored == GRID
     assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and scored == GRID
@@ -266,3 +266,15 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
     assert sorted(how for _, how in outcomes) == ["found", "tuned"]
     assert outcomes[0][0]["winner"] == outcomes[1][0]["winner"] == 1e-3
     assert any("waiting for it" in m for m in messages)
+
+
+def test_labels_tell_the_readings_of_one_study_apart():
+    from grporm.resolve import load_experiment
+    from grporm.tuning import label, needs_decision
+
+    runs = [r for r in load_experiment("experiments/studies/readings.yaml").runs if needs_decision(r)]
+    labels = {label(r) for r in runs}
+    keys = {tuning_key(r) for r in runs}
+    assert len(labels) == len(keys) == 2 * 8  # two backbones x (CE and seven readings)
+    assert ("fashion_mnist / 32 px, 200/class / mobilenetv2_100 / grpo_rm "
+            "(rewards=uniformity_all:1, advantage_scale=none, grad_clip=0.1)") in labels
