@@ -2,6 +2,7 @@
 word of each cell, the power columns, and the plain statement, on hand-made records."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -27,10 +28,13 @@ BEHIND = (0.70, 0.73, 0.71, 0.72, 0.70)
 MIXED = (0.82, 0.80, 0.83, 0.81, 0.81)      # differences +2, -2, +2, -2, +2: no difference
 
 
-def _arm(root: Path, study: str, arm: str, method: str, values, **more) -> None:
+def _arm(root: Path, study: str, arm: str, method: str, values, close_call: bool = False, **more) -> None:
     for seed, value in enumerate(values):
-        write_run(root, study, f"{study}-{arm}-s{seed}", method=method, seed=seed, sr=value,
-                  axes={"arm": arm}, **more)
+        folder = write_run(root, study, f"{study}-{arm}-s{seed}", method=method, seed=seed, sr=value,
+                           axes={"arm": arm}, **more)
+        record = json.loads((folder / "record.json").read_text())
+        record["tuning"] = {"key": arm, "winner": 1e-3, "margin": 0.001, "close_call": close_call, "edge": False}
+        (folder / "record.json").write_text(json.dumps(record))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def results(tmp_path_factory) -> Path:
     _arm(root, "study_readings", "ce", "ce", CE, history=[0.5, 0.6, 0.7])
     _arm(root, "study_readings", "default", "grpo_rm", BEHIND, history=[0.5, 0.5, 0.6])
     _arm(root, "study_readings", "expected", "grpo_rm", AHEAD, history=[0.5, 0.7, 0.75])
-    _arm(root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7])
+    _arm(root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7], close_call=True)
     _arm(root, "study_readings", "pretrained", "pretrained", CE)  # neither control nor a column
     # a study with one seed of its GRPO-RM arm: a difference but no interval, so no word
     _arm(root, "study_segmentation", "ce", "ce", CE[:1], extra={"seg": {"miou": 0.40, "pixel_acc": 0.8}})
@@ -101,6 +105,7 @@ def test_rendered_table_statement_and_csv(results: Path):
     markdown = verdict_markdown(rows, arms)
     assert "| SR | tf_efficientnet_lite0 | 5 |" in markdown
     assert "behind" in markdown and "ahead" in markdown and "not run" in markdown  # segmentation has one arm
+    assert "no difference ‡" in markdown and markdown.count("‡") == 3  # sampled16's lr: SR, kNN, convergence
     lines = reproduced(rows, arms)
     sr_line = next(line for line in lines if line.startswith("- SR "))
     assert "**reproduced** by `expected`" in sr_line and "behind CE on every backbone: `default`" in sr_line
