@@ -95,21 +95,21 @@ def test_within_outside_missing_and_not_comparable(tmp_path):
 
 
 def test_tolerance_from_the_seeds_where_there_are_several(tmp_path):
-    committed, _ = load_finished(COMMITTED, "study_classification")
+    committed, _ = load_finished(COMMITTED, "study_readings")
     spreads = seed_spreads(committed)
-    setting = "fashion_mnist-tf_efficientnet_lite0-ce"
-    std, seeds = spreads[("study_classification", setting, "SR")]
-    assert seeds == 3 and std > 0
+    setting = "fashion_mnist-tf_efficientnet_lite0-ce-arm=ce"
+    std, seeds = spreads[("study_readings", setting, "SR")]
+    assert seeds == 5 and std > 0
     rerun = {k: json.loads(json.dumps(v)) for k, v in committed.items() if k[1] == setting + "-s1"}
-    key = ("study_classification", setting + "-s1")
+    key = ("study_readings", setting + "-s1")
     rerun[key]["metrics"]["sr_top1"] += 0.9 * SEED_MULTIPLE * std / 100
     report = compare({k: v for k, v in committed.items()}, rerun, (2.6, "x"))
     line = next(ln for ln in report.lines if ln.metric == "SR")
-    assert line.tolerance == pytest.approx(SEED_MULTIPLE * std) and line.verdict == "within" and line.basis == "seeds (3)"
+    assert line.tolerance == pytest.approx(SEED_MULTIPLE * std) and line.verdict == "within" and line.basis == "seeds (5)"
     rerun[key]["metrics"]["sr_top1"] += 0.2 * SEED_MULTIPLE * std / 100
     assert next(ln for ln in compare(committed, rerun, (2.6, "x")).lines if ln.metric == "SR").verdict == "OUTSIDE"
     # the pretrained backbone: the seed changes nothing (std 0), so the cross-machine figure applies
-    pre = ("study_classification", "fashion_mnist-tf_efficientnet_lite0-pretrained-s0")
+    pre = ("study_readings", "fashion_mnist-tf_efficientnet_lite0-pretrained-arm=pretrained-s0")
     lines = compare(committed, {pre: committed[pre]}, (2.6, "x")).lines
     assert {ln.basis for ln in lines} == {"cross-machine"} and all(ln.tolerance == 2.6 for ln in lines)
 
