@@ -26,7 +26,7 @@ TITLE = "Verdict: each reading of GRPO-RM against CE"
 ARM = "arm"                # the matrix axis that names a study's columns
 CONTROL = "ce"             # the control arm's method
 TREATMENT = "grpo_rm"      # arms with this method are the columns
-FIRST = "default"          # shown first; the other readings follow by name
+FIRST, LAST = "default", "anchor"  # shown first and last (the CE anchor is a control); the rest by name
 CONFIDENCE, POWER = 0.95, 0.80
 TARGET = 3.0               # points: the detectable difference the studies are sized for (README, 'Power')
 WORDS = ("ahead", "behind", "no difference")
@@ -132,7 +132,7 @@ def _shaky(run_set: RunSet, runs: pd.DataFrame) -> bool:
 
 
 def _arm_order(arms) -> list[str]:
-    return sorted(set(arms), key=lambda a: (a != FIRST, a))
+    return sorted(set(arms), key=lambda a: (a != FIRST, a == LAST, a))
 
 
 def verdict_rows(run_set: RunSet) -> tuple[list[VerdictRow], list[str]]:

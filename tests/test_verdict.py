@@ -44,6 +44,7 @@ def results(tmp_path_factory) -> Path:
     _arm(root, "study_readings", "default", "grpo_rm", BEHIND, history=[0.5, 0.5, 0.6])
     _arm(root, "study_readings", "expected", "grpo_rm", AHEAD, history=[0.5, 0.7, 0.75])
     _arm(root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7], close_call=True)
+    _arm(root, "study_readings", "anchor", "grpo_rm", CE, history=[0.5, 0.6, 0.7])  # the control: last
     _arm(root, "study_readings", "pretrained", "pretrained", CE)  # neither control nor a column
     # a study with one seed of its GRPO-RM arm: a difference but no interval, so no word
     _arm(root, "study_segmentation", "ce", "ce", CE[:1], extra={"seg": {"miou": 0.40, "pixel_acc": 0.8}})
@@ -60,7 +61,7 @@ def _rows(results: Path):
 
 def test_columns_are_the_grpo_rm_arms_default_first(results: Path):
     _, arms = _rows(results)
-    assert arms == ["default", "expected", "sampled16"]
+    assert arms == ["default", "expected", "sampled16", "anchor"]
 
 
 def test_cells_pair_each_arm_with_ce_by_seed(results: Path):
@@ -71,7 +72,7 @@ def test_cells_pair_each_arm_with_ce_by_seed(results: Path):
     assert sr.cells["expected"].ci_low == pytest.approx(expect.ci_low)
     assert (word(sr.cells["expected"]), word(sr.cells["default"]), word(sr.cells["sampled16"])) == \
         ("ahead", "behind", "no difference")
-    assert sr.n == 5 and len(sr.runs) == 20  # CE + three arms, five seeds; pretrained left out
+    assert sr.n == 5 and len(sr.runs) == 25  # CE + four arms, five seeds; pretrained left out
     knn = rows[("kNN", "tf_efficientnet_lite0")]  # write_run's kNN@20 = SR - 0.02: the same differences
     assert knn.cells["default"].mean == pytest.approx(sr.cells["default"].mean)
 
@@ -113,7 +114,7 @@ def test_rendered_table_statement_and_csv(results: Path):
     assert "**not reproduced**" in seg_line
     csv = verdict_csv(rows).splitlines()
     assert csv[0].startswith("claim,experiment,backbone,arm,n,diff,ci_low,ci_high,verdict")
-    assert len(csv) == 1 + 3 * 3 + 1  # header; SR, kNN, convergence x 3 arms; segmentation (no OOD records here)
+    assert len(csv) == 1 + 3 * 4 + 1  # header; SR, kNN, convergence x 4 arms; segmentation (no OOD records here)
     lines, files = verdict_section(load_runs(results))
     assert set(files) == {".md", ".tex", ".csv"} and "OOD: corruptions (`study_readings`): no finished runs" in files[".md"]
 
