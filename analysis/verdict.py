@@ -222,7 +222,9 @@ def verdict_csv(rows: list[VerdictRow]) -> str:
 
 
 def reproduced(rows: list[VerdictRow], arms: list[str]) -> list[str]:
-    """Per claim, the readings ahead of CE on every backbone the claim was run on, in words."""
+    """Per claim, the readings ahead of CE on every backbone the claim was run on, in words. The CE
+    anchor is a control (its gradient is CE's), not a reading: it is never said to reproduce a claim."""
+    arms = [a for a in arms if a != LAST]
     out = []
     for claim in dict.fromkeys(r.claim for r in rows):
         mine = [r for r in rows if r.claim == claim]
@@ -262,7 +264,7 @@ def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
     measures += [f"- {c.name} (`{c.experiment}`): no finished runs; not judged." for c in missing]
     sources = [f"- {r.claim.name} / {r.backbone}: " + ", ".join(f"{i} ({h})" for i, h in r.runs) for r in rows]
     body = [LEGEND, "", verdict_markdown(rows, arms).rstrip("\n"), "", "Claims and what is measured:", ""] + \
-        measures + ["", "Which reading reproduces which claim (ahead of CE on every backbone):", ""] + \
+        measures + ["", f"Which reading reproduces which claim (ahead of CE on every backbone; `{LAST}` is a control, not a reading):", ""] + \
         reproduced(rows, arms) + [""]
     markdown = "\n".join([f"# {TITLE}", ""] + body)
     links = " · ".join(f"[{kind}](tables/{NAME}{suffix})"

@@ -124,3 +124,13 @@ def test_no_arms_no_section(tmp_path: Path):
     write_run(tmp_path, "quick", "q-grpo-s0", method="grpo_rm", seed=0, sr=0.8)
     lines, files = verdict_section(load_runs(tmp_path))
     assert files == {} and "section skipped" in "\n".join(lines)
+
+
+def test_the_anchor_is_a_control_never_said_to_reproduce(tmp_path: Path):
+    _arm(tmp_path, "study_readings", "ce", "ce", CE)
+    _arm(tmp_path, "study_readings", "default", "grpo_rm", BEHIND)
+    _arm(tmp_path, "study_readings", "anchor", "grpo_rm", AHEAD)
+    rows, arms = verdict_rows(load_runs(tmp_path))
+    assert word(rows[0].cells["anchor"]) == "ahead"
+    sr_line = next(line for line in reproduced(rows, arms) if line.startswith("- SR "))
+    assert "**not reproduced** by any reading" in sr_line and "1 reading(s) run" in sr_line
