@@ -61,7 +61,7 @@ reproduce: install data
 	@$(embed)
 
 # Rerun the quick experiment into a fresh folder (VERIFY_DIR, default a new temporary one) and
-# compare it with the committed records: exit 1 if any number is outside its tolerance. About 10
+# compare it with the committed records: exit 1 if any number is outside its tolerance. About 8
 # minutes on 2 cores. Same machine and thread count: every number should be "exact".
 VERIFY_DIR ?=
 verify: install data
