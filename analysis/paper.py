@@ -21,7 +21,7 @@ from analysis.figures import (
     steps_plot,
 )
 from analysis.records import RunSet, is_ablation, load_runs, method_label
-from analysis.render import table_csv, table_latex, table_markdown
+from analysis.render import file_links, table_csv, table_latex, table_markdown
 from analysis.report import PRODUCE_HINT, write_report
 from analysis.sections import DIFF_LABEL, Table, build_tables
 from analysis.tuning import NAME as TUNING_NAME
@@ -208,9 +208,7 @@ def _section_markdown(section, table: Table | None, root: Path, written: list[Pa
     stem = root / TABLES_DIR / section.name
     for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
         _write(stem.with_suffix(suffix), render(table), written)
-    links = " · ".join(f"[{kind}]({TABLES_DIR}/{section.name}{suffix})"
-                       for kind, suffix in (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv")))
-    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", f"Files: {links}", ""] + \
+    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
         _provenance(table) + [""]
 
 

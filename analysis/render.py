@@ -18,6 +18,14 @@ from analysis.tables import MISSING, format_cell
 DAGGER_NOTE = f"fewer than {MIN_SEEDS} seeds: treat the mean and its spread as indicative only."
 
 
+TABLE_FORMATS = (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv"))
+
+
+def file_links(name: str, folder: str = "tables") -> str:
+    """'Files: [Markdown](tables/NAME.md) · [LaTeX](...) · [CSV](...)' under a report section."""
+    return "Files: " + " · ".join(f"[{kind}]({folder}/{name}{suffix})" for kind, suffix in TABLE_FORMATS)
+
+
 def _signed(value: float, column: Column) -> str:
     return f"{column.scale * value:+.{column.decimals}f}"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.render import latex_escape
+from analysis.render import file_links, latex_escape
 from grporm.tuning import ROW_TITLES, decision_row, decisions_markdown, load_records
 
 NAME = "tuning"
@@ -53,8 +53,6 @@ def tuning_section(root: Path) -> tuple[list[str], dict[str, str]]:
     parts = [f"## {TITLE}", ""]
     if not records:
         return parts + [ABSENT, ""], {}
-    links = " · ".join(f"[{kind}](tables/{NAME}{suffix})"
-                       for kind, suffix in (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv")))
     markdown = decisions_markdown(records)
     files = {".md": markdown, ".tex": tuning_latex(records), ".csv": tuning_csv(records)}
-    return parts + [LEGEND, "", markdown.rstrip("\n"), "", f"Files: {links}", ""], files
+    return parts + [LEGEND, "", markdown.rstrip("\n"), "", file_links(NAME), ""], files

@@ -18,7 +18,8 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from analysis.records import RunSet, load_history
-from analysis.render import latex_escape
+from analysis.render import file_links, latex_escape
+from analysis.sections import Column, run_values
 from analysis.stats import PairedDiff, paired_difference
 
 NAME = "verdict"
@@ -47,13 +48,8 @@ def _clean(column: str) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
 
 def _tidy(family: str, metric: str, condition: str | None = None) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
     """The run's mean over its tidy rows of (family, metric[, condition]): e.g. every corruption and severity."""
-    def values(run_set: RunSet, runs: pd.DataFrame) -> pd.Series:
-        rows = run_set.metrics
-        mask = (rows["family"] == family) & (rows["metric"] == metric) & rows["path"].isin(runs["path"])
-        if condition is not None:
-            mask &= rows["condition"] == condition
-        return rows[mask].groupby("path")["value"].mean()
-    return values
+    column = Column("", "", family, metric, condition)
+    return lambda run_set, _: run_values(run_set.metrics, column)
 
 
 def _after_first_epoch(_: RunSet, runs: pd.DataFrame) -> pd.Series:
@@ -267,8 +263,6 @@ def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
         measures + ["", f"Which reading reproduces which claim (ahead of CE on every backbone; `{LAST}` is a control, not a reading):", ""] + \
         reproduced(rows, arms) + [""]
     markdown = "\n".join([f"# {TITLE}", ""] + body)
-    links = " · ".join(f"[{kind}](tables/{NAME}{suffix})"
-                       for kind, suffix in (("Markdown", ".md"), ("LaTeX", ".tex"), ("CSV", ".csv")))
     files = {".md": markdown, ".tex": verdict_latex(rows, arms), ".csv": verdict_csv(rows)}
-    return parts + body + [f"Files: {links}", "", "<details><summary>Runs behind each row (run id, config hash)"
+    return parts + body + [file_links(NAME), "", "<details><summary>Runs behind each row (run id, config hash)"
                                                   "</summary>", ""] + sources + ["", "</details>", ""], files
