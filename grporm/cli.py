@@ -50,7 +50,7 @@ def _checked_environment(check) -> None:
 def _end_of_matrix(err: BaseException, dist, kept: str) -> None:
     """How `run` and `tune` end on an error: one line for bad input or a failed run, a resume hint
     for an interruption (printed once under DDP); anything else propagates."""
-    from grporm.train import Interrupted
+    from grporm.interrupts import Interrupted
 
     if isinstance(err, GrpormError):
         _fail(err)
@@ -101,9 +101,9 @@ def run(
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
     from grporm import distributed
+    from grporm.interrupts import STOP
     from grporm.matrix import is_finished, preflight, run_matrix, select_runs
     from grporm.resolve import load_experiment
-    from grporm.train import STOP
 
     dist = distributed.SINGLE
     try:
@@ -156,9 +156,9 @@ def tune(
 
     _checked_environment(check_environment)
     from grporm import distributed
+    from grporm.interrupts import STOP
     from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
     from grporm.resolve import load_experiment
-    from grporm.train import STOP
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE

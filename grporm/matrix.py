@@ -13,13 +13,13 @@ from grporm.data import DATASETS
 from grporm.data.splits import split_indices
 from grporm.distributed import SINGLE, Dist, check_world
 from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
 from grporm.models import create_backbone
 from grporm.records import read_record_or_rerun, run_dir
 from grporm.runner import RunPaths, execute_run
 from grporm.schema import RunRecord
-from grporm.train import STOP, Interrupted
 from grporm.tuning import label, needs_decision, tuning_key
 
 

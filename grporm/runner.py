@@ -24,13 +24,14 @@ from grporm.distributed import SINGLE, Dist
 from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
 from grporm.inputs import read_text
+from grporm.interrupts import Interrupted
 from grporm.learning_rate import decision_for, search_lr
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.schema import RunRecord, Timing
 from grporm.tracking import Tracker
-from grporm.train import FitResult, Interrupted, fit
+from grporm.train import FitResult, fit
 from grporm.tuning import needs_decision
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/

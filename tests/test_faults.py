@@ -245,7 +245,7 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
 def test_a_signal_outside_training_stops_at_once_and_inside_waits_for_the_step():
     import signal as _signal
 
-    from grporm.train import Interrupted, StopRequest
+    from grporm.interrupts import Interrupted, StopRequest
 
     stop = StopRequest()
     with pytest.raises(Interrupted) as info:
