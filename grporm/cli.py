@@ -101,9 +101,9 @@ def run(
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
     from grporm import distributed
+    from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
     from grporm.matrix import is_finished, preflight, run_matrix, select_runs
-    from grporm.resolve import load_experiment
 
     dist = distributed.SINGLE
     try:
@@ -156,9 +156,9 @@ def tune(
 
     _checked_environment(check_environment)
     from grporm import distributed
+    from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
     from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
-    from grporm.resolve import load_experiment
     from grporm.tuning import decisions_markdown, read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE
@@ -310,7 +310,7 @@ def data_check(
                 raise GrpormError("-o/--override needs an experiment file")
             items = inventory()
         else:
-            from grporm.resolve import load_experiment
+            from grporm.experiment import load_experiment
 
             items = experiment_requirements(load_experiment(experiment, override))
     except GrpormError as err:

@@ -48,7 +48,7 @@ class SlurmOptions(BaseModel):
 
 def parse_options(items: list[str]) -> SlurmOptions:
     """`KEY=VALUE` strings (values read as YAML, `extra.KEY` into extra) -> SlurmOptions, or a one-line ConfigError."""
-    from grporm.config import _suggest, parse_value
+    from grporm.experiment import _suggest, parse_value
 
     raw: dict[str, Any] = {}
     for item in items:

@@ -7,7 +7,8 @@ study and an ablation with the same setting share one decision, made once with `
 
 Here: the decision as a pure function of a score callback, the key of a setting and the record's
 file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
-`grporm.learning_rate.decision_for`; checking a grid is the config's (`check_grid`).
+`grporm.learning_rate.decision_for`. The grid rule (`check_grid`) is checked when an experiment is
+loaded (grporm/experiment.py) and again by `decide`.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from grporm.config import GRPOConfig, RunConfig, check_grid
+from grporm.config import GRPOConfig, RunConfig
 from grporm.errors import GrpormError
 from grporm.methods import method
 from grporm.records import read_record, read_record_or_rerun
@@ -28,6 +29,29 @@ TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
 TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")
 SCORE_EVAL_FIELDS = {"sr": ("sr_l2_grid", "sr_max_iter"), "knn20": ("knn_temperature",), "head": (), "miou": ()}
+
+
+# A tuning grid must be able to bracket an optimum.
+MIN_VALUES = 3
+MIN_DECADES = 1.5
+EXAMPLE = "e.g. [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]"
+
+
+def check_grid(grid: list[float]) -> list[float]:
+    """`grid` unchanged if it can bracket an optimum (or is empty: tuning off); ValueError otherwise."""
+    if not grid:
+        return grid
+    if any(not lr > 0 for lr in grid):
+        raise ValueError(f"every learning rate must be > 0, {EXAMPLE}")
+    if len(grid) < MIN_VALUES:
+        raise ValueError(f"needs at least {MIN_VALUES} learning rates to bracket the optimum (got {len(grid)}), {EXAMPLE}")
+    if any(b <= a for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"must be in increasing order without repeats, {EXAMPLE}")
+    decades = math.log10(grid[-1] / grid[0])
+    if decades < MIN_DECADES - 1e-9:
+        raise ValueError(f"must span at least {MIN_DECADES} decades, max/min >= {10 ** MIN_DECADES:.1f} "
+                         f"(got {decades:.2f}), {EXAMPLE}")
+    return grid
 
 
 def tuning_epochs(run: RunConfig) -> int:

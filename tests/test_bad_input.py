@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from grporm import config
+from grporm import experiment
 from grporm.errors import GrpormError
 from grporm.records import run_dir
 
@@ -179,7 +179,7 @@ def test_the_package_loads_only_safely():
             if re.search(unsafe, text):
                 problems.append(f"{path.name}: {unsafe}")
     assert problems == []
-    assert issubclass(config._UniqueKeyLoader, yaml.SafeLoader)  # the one yaml.load allowed above
+    assert issubclass(experiment._UniqueKeyLoader, yaml.SafeLoader)  # the one yaml.load allowed above
 
 
 def test_base_experiment_is_valid(tmp_path):
@@ -334,7 +334,7 @@ def test_bad_override(tmp_path, case):
 
 def test_a_list_override_of_a_list_setting_on_a_matrix_axis_is_one_value(tmp_path):
     """matrix train.lr_grid: [[...], [...]]; -o train.lr_grid=[1e-3, 1e-2] is one grid, not two axis values."""
-    from grporm.config import build_experiment
+    from grporm.experiment import build_experiment
 
     raw = {"matrix": {"train.lr_grid": [[1e-4], [1e-3]]}}
     runs = build_experiment(raw, "x.yaml", ["train.lr_grid=[1e-3, 1e-2]"]).runs
@@ -457,8 +457,8 @@ def test_data_root_that_is_a_file(tmp_path):
 
 def test_undamaged_data_root_is_accepted(tmp_path):
     """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
+    from grporm.experiment import load_experiment
     from grporm.matrix import preflight
-    from grporm.resolve import load_experiment
 
     root = fashion_root(tmp_path, "none")
     path = write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
@@ -551,8 +551,8 @@ def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
     """A record that parses but is not a record (metrics a string) is not taken as finished."""
     import json
 
+    from grporm.experiment import load_experiment
     from grporm.matrix import is_finished
-    from grporm.resolve import load_experiment
 
     path = write_experiment(tmp_path)
     run = load_experiment(path).runs[0]

@@ -1,4 +1,5 @@
 """Every class of config error gives one line naming the key, exit code 2, no traceback."""
+import copy
 import hashlib
 import json
 
@@ -6,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.config import ADDED_OPTIONS, RunConfig, build_experiment
+from grporm.config import ADDED_OPTIONS, RunConfig
 from grporm.errors import ConfigError
-from grporm.resolve import load_experiment, resolve
+from grporm.experiment import build_experiment, load_experiment
 
 runner = CliRunner()
 
@@ -163,15 +164,18 @@ def test_an_option_added_later_keeps_old_hashes_at_its_default():
     ({"eval": {"ood": {"corruptions": ["contrast", "fog"]}}}, "x.yaml: eval.ood.corruptions: unknown corruption 'fog'; choose one of: brightness, "),
     ({"eval": {"transfer": ["stl"]}}, "x.yaml: eval.transfer: unknown data set 'stl' (did you mean 'stl10'?)"),
 ])
-def test_registry_names_are_resolved_after_validation(raw, expected):
-    experiment = build_experiment(raw, "x.yaml")  # valid structure: names are not the models' business
+def test_registry_names_are_checked_with_the_experiment(raw, expected):
+    tree = copy.deepcopy(raw)
+    for key, values in tree.pop("matrix", {}).items():
+        tree[key.split(".")[0]] = {key.split(".")[1]: values[-1]}
+    RunConfig.model_validate(tree)  # valid structure: names are not the models' business
     with pytest.raises(ConfigError) as info:
-        resolve(experiment, "x.yaml")
+        build_experiment(raw, "x.yaml")
     assert str(info.value).startswith(expected) and "\n" not in str(info.value)
 
 
 def test_an_unknown_name_set_by_an_override_is_the_overrides():
     overrides = ["eval.transfer=[mnist5]"]
     with pytest.raises(ConfigError, match=r"^override 'eval.transfer=\[mnist5\]': eval.transfer: unknown data set 'mnist5'"):
-        resolve(build_experiment({}, "x.yaml", overrides), "x.yaml", overrides)
-    assert resolve(build_experiment({"eval": {"transfer": ["mnist5k"]}}, "x.yaml"), "x.yaml").runs
+        build_experiment({}, "x.yaml", overrides)
+    assert build_experiment({"eval": {"transfer": ["mnist5k"]}}, "x.yaml").runs

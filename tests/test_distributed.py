@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import torch
 
-from grporm.config import build_experiment
 from grporm.data import ImageSet
 from grporm.distributed import Dist
+from grporm.experiment import build_experiment
 from grporm.train import epoch_generator, local_batch
 
 from tiny_runs import BASE, checkpoint, env, invoke, record, run_folder, write_experiment

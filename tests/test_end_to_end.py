@@ -8,8 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.config import build_experiment
 from grporm.data import ImageSet
+from grporm.experiment import build_experiment
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
 from grporm.train import fit

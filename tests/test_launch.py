@@ -14,7 +14,7 @@ import pytest
 
 from grporm import launch
 from grporm.errors import ConfigError
-from grporm.resolve import load_experiment
+from grporm.experiment import load_experiment
 
 from tiny_runs import env, invoke, write_experiment
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from grporm.config import ADDED_OPTIONS, RunConfig
-from grporm.resolve import load_experiment
+from grporm.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from grporm.config import build_experiment
 from grporm.errors import ConfigError
+from grporm.experiment import build_experiment
 from grporm.locks import Locked, RunLock
 from grporm.matrix import select_runs
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from grporm import learning_rate
-from grporm.config import RunConfig, build_experiment, check_grid
+from grporm.config import RunConfig
 from grporm.errors import ConfigError
+from grporm.experiment import build_experiment
 from grporm.locks import RunLock
 from grporm.tuning import (
     binomial_se,
+    check_grid,
     decide,
     decisions_markdown,
     load_records,
@@ -156,7 +158,7 @@ def test_grpo_settings_are_not_part_of_a_ce_key_and_default_tune_keeps_the_hash(
 
 
 def test_a_base_file_passes_its_tune_section_on(tmp_path):
-    from grporm.resolve import load_experiment
+    from grporm.experiment import load_experiment
 
     (tmp_path / "base.yaml").write_text("tune: {grid: [1.0e-4, 1.0e-3, 1.0e-2], score: knn20}\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nmatrix: {seed: [0, 1]}\ntune: {fraction: 0.5}\n")
@@ -269,7 +271,7 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
 
 
 def test_labels_tell_the_readings_of_one_study_apart():
-    from grporm.resolve import load_experiment
+    from grporm.experiment import load_experiment
     from grporm.tuning import label, needs_decision
 
     runs = [r for r in load_experiment("experiments/studies/readings.yaml").runs if needs_decision(r)]

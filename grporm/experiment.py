@@ -1,0 +1,481 @@
+"""From an experiment file to validated runs: reading the YAML (through grporm/inputs.py), the `base:`
+chain, `-o KEY=VALUE` overrides, the matrix and its `arm` axis, run ids, and every check beyond the
+models' own (grporm/config.py): the names each run looks up in a registry (methods, data sets,
+rewards, corruptions) and the tuning-grid rule.
+
+Every problem is one `ConfigError` line naming the file or the override, the key, the problem and
+the fix; a value echoed in it is shortened (`shown`), so a huge value cannot flood the terminal.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from grporm.config import Experiment, RunConfig
+from grporm.data import DATASETS
+from grporm.data.corruptions import CORRUPTIONS
+from grporm.errors import ConfigError
+from grporm.inputs import read_text
+from grporm.methods import METHODS, method_names
+from grporm.objectives.rewards import REWARDS
+from grporm.registry import Registry
+from grporm.tuning import check_grid
+
+RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
+EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
+# The axes every run id names, in this order; any other matrix axis is added as key=value.
+ID_AXES = ("data.name", "model.name", "method")
+ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
+EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
+# A matrix is counted before it is built: a typo like `seed: range(1000000)` unrolled by a script
+# would otherwise grow memory for minutes with no output. `--max-runs` / GRPORM_MAX_RUNS raise it.
+MAX_RUNS = 10_000
+SHOWN_CHARS = 80  # a value echoed in an error message is cut to this many characters
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to SHOWN_CHARS (see `cut`)."""
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """`text`, or its first SHOWN_CHARS characters with an ellipsis and the full length."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def _suggest(key: str, choices: set[str] | list[str]) -> str:
+    if len(key) > SHOWN_CHARS:  # no typo of a name is that long; and matching it would be slow
+        return ""
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- reading YAML ------------------------------------------------------------------------------------
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: the plain loader
+    keeps the last one silently, so `train:` written twice would drop the first block's settings.
+    Merge keys (`<<: *base`) are YAML's own way to reuse a mapping: the keys they bring in may be
+    given again (the mapping's own value wins), as YAML specifies."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue  # expanded by the safe loader (flatten_mapping); its keys are not this mapping's own
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key is refused later, with the other non-name keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {shown(key)}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags that build objects
+
+
+def parse_value(text: str, where: str = "value") -> Any:
+    """A YAML scalar, list or mapping; text YAML cannot read is refused rather than taken as a string
+    (`[1e-4, 1e-3` was a typo, not a name), and so is anything tagged (`!!python/...`)."""
+    try:
+        return safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: value {shown(text)} is not valid YAML ({problem}); "
+                          "quote it if it is text, e.g. -o 'model.weights=\"@my file.pt\"'") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: value is nested too deeply") from None
+
+
+def load_yaml(path: Path, what: str = "experiment file") -> dict:
+    """One experiment file as a mapping; every problem (missing, a folder, binary, empty or only
+    comments, malformed YAML, not a mapping) is one ConfigError naming the file."""
+    text = read_text(path, what, EXPERIMENT_FIX)
+    try:
+        raw = safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    if raw is None:  # only comments: running every default by accident is never what was meant
+        raise ConfigError(f"{path}: {what} holds no settings (only comments or blank lines); "
+                          "start from experiments/quick.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, got {type(raw).__name__}")
+    if not raw:
+        raise ConfigError(f"{path}: {what} holds an empty mapping; start from experiments/quick.yaml")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: top-level key {shown(bad[0])} is not a name; keys are setting names like train or matrix")
+    return raw
+
+
+def load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """An experiment file, merged over the file its `base:` key names (relative to it)."""
+    raw = load_yaml(path, "base experiment file" if seen else "experiment file")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: base: must be the path of another experiment file (got {shown(base)})")
+    try:
+        here = path.resolve()
+        base_path = (path.parent / base).resolve()
+    except (OSError, RuntimeError, ValueError) as err:  # a symlink loop on the way, a NUL byte
+        raise ConfigError(f"{path}: base: {shown(base)} cannot be resolved ({err}); fix the path") from None
+    if base_path in (*seen, here):
+        raise ConfigError(f"{path}: base: {base} includes itself (a cycle of base: keys); remove one")
+    parent = load_with_base(base_path, (*seen, here))
+    parent.pop("name", None)
+    parent.pop("description", None)
+    return deep_merge(parent, raw)
+
+
+# -- dotted keys and overrides -------------------------------------------------------------------------
+def parse_override(item: str) -> tuple[str, Any]:
+    """`-o KEY=VALUE` -> (dotted key, parsed value): the key must name a real setting, the value
+    must be YAML. Types and ranges are checked with the whole run (and named as this override)."""
+    where = f"override {shown(item)}"
+    if "=" not in item:
+        raise ConfigError(f"{where}: write it as key=value, e.g. -o train.lr=3e-4")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{where}: the key before '=' is empty; write it as key=value, e.g. -o train.lr=3e-4")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
+        raise ConfigError(f"{where}: {shown(key)} is not a dotted setting name like train.lr")
+    if not text.strip():
+        raise ConfigError(f"{where}: the value after '=' is empty; write null for none, '' for empty text")
+    _check_key_path(key, where)
+    return key, parse_value(text, where)
+
+
+def matrix_values(key: str, value: Any) -> list:
+    """An override of a matrix axis: a list gives the axis its values, anything else one value. For
+    a setting that is itself a list (e.g. train.lr_grid) a flat list is one value, a list of lists the
+    values."""
+    is_list_setting = _field_is_list(key)
+    if isinstance(value, list) and not (is_list_setting and not all(isinstance(v, list) for v in value)):
+        return value
+    return [value]
+
+
+def _field_is_list(key: str) -> bool:
+    parts = key.split(".")
+    model = _model_at(tuple(parts[:-1]))
+    field = model.model_fields.get(parts[-1]) if model is not None else None
+    return field is not None and "list" in str(field.annotation)
+
+
+def _merges(key: str) -> bool:
+    """A mapping set on this key merges into what is there (a section); `rewards` is replaced whole."""
+    return key.split(".")[-1] != "rewards"
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """`update` over `base`; sections merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and _merges(key):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+    """Set a dotted key; a mapping set on a section merges into it (e.g. a matrix of grpo_rm variants)."""
+    parts = key.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is not a section, cannot set {key}")
+        node = child
+    node[parts[-1]] = deep_merge(node.get(parts[-1], {}), value) if (
+        isinstance(value, dict) and isinstance(node.get(parts[-1]), dict) and _merges(key)) else value
+
+
+def _written(key: str, value: Any) -> Iterator[str]:
+    """The dotted settings that setting `key` to `value` decides (a mapping on a section decides its keys)."""
+    if isinstance(value, dict) and value and _merges(key):
+        for sub, inner in value.items():
+            yield from _written(f"{key}.{sub}", inner)
+    else:
+        yield key
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _check_key_path(key: str, where: str) -> None:
+    """A matrix axis or override must name a real setting."""
+    parts = key.split(".")
+    model: type[BaseModel] | None = RunConfig
+    for i, part in enumerate(parts):
+        allowed = set(model.model_fields) - {"run_id", "axes", "experiment"} if model is not None else set()
+        if model is None or part not in allowed:
+            if model is None and i > 0 and parts[i - 1] in ("rewards",):
+                return  # free-form mapping (reward name -> weight)
+            raise ConfigError(f"{where}: {cut(key)}: unknown key{_suggest(part, allowed)}")
+        model = _model_at(tuple(parts[: i + 1]))
+        if model is None and i < len(parts) - 1 and parts[i] != "rewards":
+            raise ConfigError(f"{where}: {key}: {'.'.join(parts[: i + 1])} is not a section")
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+# -- error lines ---------------------------------------------------------------------------------------
+def _format_validation_error(err: ValidationError, where: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(first["loc"][:-1])
+        choices = set(parent.model_fields) if parent is not None else set()
+        msg = f"unknown key{_suggest(str(first['loc'][-1]), choices)}"
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+        if "input" in first and not isinstance(first["input"], (dict, list)):
+            msg += f" (got {shown(first['input'])})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return ConfigError(f"{where}: {cut(loc)}: {msg}{more}")
+
+
+def source_of(loc: tuple[str, ...], overrides: list[str], where: str) -> str:
+    """Whom a problem at the setting `loc` is reported as: the override that set it, or set a key
+    inside the mapping it is about (a wrong value in an override is the override's, not the file's);
+    else `where`, the file."""
+    for item in overrides:
+        key = tuple(parse_override(item)[0].split("."))
+        if loc[:len(key)] == key or key[:len(loc)] == loc:
+            return f"override {shown(item)}"
+    return where
+
+
+# -- the checks beyond the models: registry names, the grid rule ---------------------------------------
+def looked_up(run: RunConfig) -> Iterator[tuple[str, Registry, list[str], tuple[str, ...]]]:
+    """(dotted key, registry, names, choices in the order shown) of every registry lookup `run` makes."""
+    yield "method", METHODS, [run.method], method_names()
+    yield "data.name", DATASETS, [run.data.name], tuple(DATASETS)
+    yield "grpo_rm.rewards", REWARDS, list(run.grpo_rm.rewards), tuple(REWARDS)
+    yield "eval.ood.corruptions", CORRUPTIONS, list(run.eval.ood.corruptions), tuple(CORRUPTIONS)
+    yield "eval.transfer", DATASETS, list(run.eval.transfer), tuple(DATASETS)
+
+
+def run_problem(run: RunConfig) -> tuple[str, str] | None:
+    """(dotted key, message) of the first name of `run` its registry does not hold, or of a tuning
+    grid that cannot bracket an optimum; None if there is none."""
+    for key, registry, names, choices in looked_up(run):
+        for name in names:
+            if name not in registry:
+                return key, f"unknown {registry.kind} {shown(name)}{_suggest(name, choices)}; choose one of: {', '.join(choices)}"
+    try:
+        check_grid(run.tune.grid)
+    except ValueError as err:
+        return "tune.grid", str(err)
+    return None
+
+
+# -- the matrix --------------------------------------------------------------------------------------
+def _arms(values: Any, where: str) -> dict[str, dict]:
+    """The `arm` axis: named sets of settings, each a mapping {name: ..., dotted.key: value, ...}. An arm
+    is one column of a comparison (e.g. CE, or GRPO-RM under one reading), so unlike two axes crossed,
+    a CE arm is not repeated for every GRPO-RM option."""
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: must be a non-empty list of arms like {{name: ce, method: ce}}")
+    arms: dict[str, dict] = {}
+    for i, arm in enumerate(values):
+        name = arm.get("name") if isinstance(arm, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise ConfigError(f"{where}[{i}]: each arm is a mapping with a name (letters, digits, '_', '.', '+', '-') "
+                              f"and dotted settings, e.g. {{name: expected, grpo_rm.group: expected}}")
+        if name in arms:
+            raise ConfigError(f"{where}: two arms are named {name!r}; give each its own name")
+        settings = {k: v for k, v in arm.items() if k != "name"}
+        for key in settings:
+            if key == ARM_AXIS or not isinstance(key, str):
+                raise ConfigError(f"{where}[{i}] ({name}): {shown(key)} is not a dotted setting name like train.lr")
+            _check_key_path(key, f"{where}[{i}] ({name})")
+        arms[name] = settings
+    return arms
+
+
+def _axis_settings(key: str, values: list, arms: dict[str, dict]) -> Iterator[tuple[str, str]]:
+    """(dotted setting, what sets it) for every setting a matrix axis decides."""
+    if key == ARM_AXIS:
+        for name, settings in arms.items():
+            for dotted, value in settings.items():
+                for setting in _written(dotted, value):
+                    yield setting, f"matrix.{ARM_AXIS} ({name})"
+        return
+    for value in values:
+        for setting in _written(key, value):
+            yield setting, f"matrix.{key}"
+
+
+def _check_override_against_axes(item: str, key: str, value: Any, axes: list[tuple[str, list]],
+                                 arms: dict[str, dict]) -> None:
+    """An override of a setting the matrix varies would be overwritten by every run: refused (an
+    axis itself is overridden by naming it, e.g. -o train.lr=[1e-3,3e-3])."""
+    for axis, values in axes:
+        for setting, by in _axis_settings(axis, values, arms):
+            for mine in _written(key, value):
+                if _overlap(mine, setting):
+                    fix = f"-o {axis}=[...]" if axis != ARM_AXIS else "the arm's own settings"
+                    raise ConfigError(f"override {shown(item)}: sets {mine}, which {by} varies; change it through "
+                                      f"{fix}, or drop the axis from the matrix")
+
+
+def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
+    count = math.prod(len(values) for _, values in axes)
+    if count > max_runs:
+        sizes = " x ".join(f"{len(values)} {key}" for key, values in axes)
+        raise ConfigError(f"{where}: the matrix has {count:,} runs ({cut(sizes)}), above the limit of "
+                          f"{max_runs:,}; shrink an axis, or raise the limit with --max-runs N (or GRPORM_MAX_RUNS=N)")
+    return count
+
+
+def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int = MAX_RUNS) -> Experiment:
+    """The runs of an experiment mapping (a file's, after its `base:` chain) with `overrides`: every
+    combination of the matrix, validated, its names and tuning grid checked, with its run id."""
+    raw = copy.deepcopy(raw)
+    for key in raw:
+        if key not in EXPERIMENT_KEYS:
+            raise ConfigError(f"{where}: {cut(str(key))}: unknown key{_suggest(key, EXPERIMENT_KEYS)}")
+    name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")
+    description = raw.pop("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description: must be text (got {type(description).__name__})")
+    matrix = raw.pop("matrix", None) or {}
+    if not isinstance(matrix, dict):
+        raise ConfigError(f"{where}: matrix: must map dotted keys to lists of values")
+
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    for _, key, value in parsed:
+        if key in matrix:
+            matrix[key] = matrix_values(key, value)
+    axes: list[tuple[str, list]] = []
+    arms: dict[str, dict] = {}
+    for key, values in matrix.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: matrix: key {shown(key)} is not a dotted setting name like train.lr")
+        if key == ARM_AXIS:
+            arms = _arms(values, f"{where}: matrix.{ARM_AXIS}")
+            axes.append((key, list(arms)))
+            continue
+        _check_key_path(key, f"{where}: matrix")
+        if not isinstance(values, list) or not values:
+            source = next((f"override {shown(o)}" for o, k, _ in parsed if k == key), where)
+            raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
+        axes.append((key, values))
+    _count_runs(axes, where, max_runs)
+    for item, key, value in parsed:
+        if key not in matrix:
+            _check_override_against_axes(item, key, value, axes, arms)
+            set_dotted(raw, key, value, f"override {shown(item)}")
+
+    runs: list[RunConfig] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(values for _, values in axes)) if axes else [()]:
+        tree = copy.deepcopy(raw)
+        for (key, _), value in zip(axes, combo):
+            for dotted, setting in (arms[value].items() if key == ARM_AXIS else [(key, value)]):
+                set_dotted(tree, dotted, copy.deepcopy(setting), where)
+        tree["experiment"] = name
+        try:
+            run = RunConfig.model_validate(tree)
+        except ValidationError as err:
+            loc = tuple(str(p) for p in err.errors()[0]["loc"])
+            raise _format_validation_error(err, source_of(loc, overrides, where)) from None
+        problem = run_problem(run)
+        if problem is not None:
+            key, message = problem
+            raise ConfigError(f"{source_of(tuple(key.split('.')), overrides, where)}: {key}: {message}")
+        axis_values = dict(zip((k for k, _ in axes), combo))
+        run.run_id = run_id_for(run, axis_values)
+        run.axes = axis_values
+        if run.run_id in seen:
+            raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
+        seen.add(run.run_id)
+        runs.append(run)
+    return Experiment(name=name, description=description, runs=runs)
+
+
+def load_experiment(path: Path | str, overrides: list[str] = (), max_runs: int = MAX_RUNS) -> Experiment:
+    """An experiment file (merged over its `base:` chain, with `overrides`) as validated runs."""
+    path = Path(path)
+    return build_experiment(load_with_base(path), str(path), overrides, max_runs)
+
+
+# -- run ids -------------------------------------------------------------------------------------------
+def sanitize(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("._") or "_"
+
+
+_MISSING = object()
+
+
+def _validated(run: RunConfig, key: str) -> Any:
+    node: Any = run
+    for part in key.split("."):
+        node = node.get(part, _MISSING) if isinstance(node, dict) else getattr(node, part, _MISSING)
+        if node is _MISSING:
+            return node
+    return node
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_held(value: Any, held: Any) -> Any:
+    """A number given as text (`5e-3`: YAML 1.1 reads it as a string) as the number the run holds."""
+    return held if isinstance(value, str) and _is_number(held) else value
+
+
+def id_value(run: RunConfig, key: str, value: Any) -> Any:
+    """How an axis value appears in the run id: a number written as text as its float (`5e-3` and
+    `0.005` give one id); a list or mapping as sorted JSON; anything else as written. Numbers keep the
+    form they were written in (1 vs 1.0): committed records are found by ids in both forms."""
+    held = _validated(run, key) if key != ARM_AXIS else _MISSING
+    if isinstance(value, list) and isinstance(held, (list, tuple)) and len(held) == len(value):
+        value = [_as_held(v, h) for v, h in zip(value, held)]
+    value = _as_held(value, held)
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
+    parts = [run.data.name, run.model.name, run.method]
+    for key, value in axis_values.items():
+        if key in ID_AXES or key == "seed":
+            continue
+        parts.append(f"{key.split('.')[-1]}={id_value(run, key, value)}")
+    parts.append(f"s{run.seed}")
+    return sanitize("-".join(str(p) for p in parts))
