@@ -81,7 +81,8 @@ def run(
                                         help="run only shard I of N (I = 0..N-1): every N-th run of the matrix from the I-th"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="processes per run (one per GPU): relaunches under torchrun, DDP"),
     stale_lock: float = typer.Option(10.0, "--stale-lock", metavar="MINUTES", min=0.0,
-                                     help="take over another process's run lock after this long without its heartbeat"),
+                                     help="take over a run lock of another host after this long without its heartbeat "
+                                          "(a lock held by a live process on this host is never taken)"),
     results: Path = typer.Option(Path("results"), "--results", help="where run records go"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="where checkpoints go"),
     launcher: Optional[str] = typer.Option(None, "--launcher", metavar="slurm|local",

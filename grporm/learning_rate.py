@@ -16,7 +16,7 @@ from grporm.data import balanced_indices
 from grporm.distributed import SINGLE, Dist
 from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
-from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
+from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
 from grporm.records import environment, now, read_record_or_rerun, write_json
 from grporm.train import fit
@@ -128,17 +128,13 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
     finally:
         if dist.is_main:
             lock.release()
+
+
 def _claim_key(results: Path, key: str, lock: RunLock, force: bool) -> str:
     """"found", or "tune" with the lock held (and with `force` no record or partial scores left), or why neither."""
-    if not force and read_decision(record_path(results, key)):
-        return "found"
-    try:
-        lock.acquire()
-    except Locked as err:
-        return str(err)
-    if not force and read_decision(record_path(results, key)):  # done by the lock's previous holder
-        lock.release()
-        return "found"
+    verdict = claim(lock, lambda: not force and bool(read_decision(record_path(results, key))))
+    if verdict != CLAIMED:
+        return "found" if verdict == DONE else verdict
     if force:
         record_path(results, key).unlink(missing_ok=True)
         partial_path(results, key).unlink(missing_ok=True)

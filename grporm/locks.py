@@ -1,9 +1,10 @@
 """One process per run: a lock file in the run's results folder, created with O_CREAT | O_EXCL.
 
 The file holds {pid, host, time, token}; a daemon thread touches it every `heartbeat` seconds while
-the run lasts. A lock is stale, and is taken over with a warning, when its process is gone (same
-host, pid not alive) or its heartbeat is older than `stale_seconds` (a dead or unreachable machine,
-or a reused pid). Breaking a stale lock happens under a short-lived `.breaking` guard, also
+the run lasts. On this host the holder's pid decides: a live holder's lock is never taken, whatever
+its heartbeat's age (a suspended or busy process is still running the run), a gone holder's is
+stale at once. A holder on another host cannot be asked: its lock is stale when its heartbeat is
+older than `stale_seconds` (a dead or unreachable machine). Breaking a stale lock happens under a short-lived `.breaking` guard, also
 O_EXCL, so two processes judging the same lock stale cannot both win: the loser either finds the
 lock gone and loses the O_EXCL race, or finds a fresh lock and backs off.
 """
@@ -18,6 +19,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 DEFAULT_STALE_SECONDS = 600.0
 BREAKING_STALE_SECONDS = 60.0  # a takeover takes milliseconds; an older guard was left by a killed process
@@ -83,9 +85,8 @@ class RunLock:
         age = _age(self.path)
         if age is None:
             return None  # released meanwhile: the next O_EXCL attempt decides
-        if holder is not None and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-                and not _pid_alive(holder["pid"]):
-            return f"its process {holder['pid']} on this host is gone"
+        if holder is not None and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            return None if _pid_alive(holder["pid"]) else f"its process {holder['pid']} on this host is gone"
         if age > self.stale_seconds:
             return f"no heartbeat for {age:.0f} s (limit {self.stale_seconds:.0f} s)"
         return None
@@ -146,3 +147,23 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# What `claim` found: the work done already, or the lock now held; anything else is why neither.
+DONE, CLAIMED = "done", "claimed"
+
+
+def claim(lock: RunLock, done: Callable[[], bool]) -> str:
+    """DONE if `done()`; else CLAIMED with `lock` held, unless `done()` turned true while we waited
+    for it (the lock's previous holder finished the work: DONE, lock released); else why the lock
+    could not be taken ("locked by ..."). One process does each piece of work, and none redoes it."""
+    if done():
+        return DONE
+    try:
+        lock.acquire()
+    except Locked as err:
+        return str(err)
+    if done():
+        lock.release()
+        return DONE
+    return CLAIMED

@@ -15,7 +15,7 @@ from grporm.distributed import SINGLE, Dist, check_world
 from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
 from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
-from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
+from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.models import create_backbone
 from grporm.records import read_record_or_rerun, run_dir
 from grporm.runner import RunPaths, execute_run
@@ -143,17 +143,10 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
 
 def _claim(r: RunConfig, record: Path, lock: RunLock, force: bool) -> str:
     """'run' with the lock held, else why this run is skipped."""
-    finished = "finished already, skipped (--force reruns it)"
-    if not force and _finished(r, record):
-        return finished
-    try:
-        lock.acquire()
-    except Locked as err:
-        return f"skipped, {err}"
-    if not force and _finished(r, record):  # finished by the lock's previous holder meanwhile
-        lock.release()
-        return finished
-    return "run"
+    verdict = claim(lock, lambda: not force and _finished(r, record))
+    if verdict == CLAIMED:
+        return "run"
+    return "finished already, skipped (--force reruns it)" if verdict == DONE else f"skipped, {verdict}"
 
 
 def _headline(record: RunRecord) -> str:

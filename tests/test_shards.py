@@ -11,7 +11,7 @@ import pytest
 
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
-from grporm.locks import Locked, RunLock
+from grporm.locks import CLAIMED, DONE, Locked, RunLock, claim
 from grporm.matrix import select_runs
 
 from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
@@ -97,6 +97,26 @@ def test_stale_locks_are_taken_over_with_a_warning_and_live_ones_respected(tmp_p
     holder(path, live_pid, host="elsewhere", age=120)
     RunLock(path, stale_seconds=60).acquire()
     assert "no heartbeat for 120 s" in capsys.readouterr().err
+
+
+def test_a_live_holder_on_this_host_keeps_its_lock_whatever_the_stale_limit(tmp_path, live_pid):
+    path = tmp_path / ".lock"
+    holder(path, live_pid, age=3600)  # an hour without heartbeat: a suspended process, still alive
+    for stale_seconds in (0, 60):
+        with pytest.raises(Locked, match=f"locked by pid {live_pid}"):
+            RunLock(path, stale_seconds=stale_seconds).acquire()
+    assert json.loads(path.read_text())["pid"] == live_pid
+
+
+def test_claim_skips_done_work_and_rechecks_after_taking_the_lock(tmp_path, live_pid):
+    path = tmp_path / ".lock"
+    assert claim(RunLock(path), lambda: True) == DONE and not path.exists()
+    lock = RunLock(path)
+    assert claim(lock, lambda: False) == CLAIMED and path.exists()
+    assert claim(RunLock(path), lambda: False).startswith("locked by pid")
+    lock.release()
+    answers = iter([False, True])  # finished by the previous holder while we took the lock
+    assert claim(RunLock(path), lambda: next(answers)) == DONE and not path.exists()
 
 
 def test_heartbeat_keeps_a_long_run_lock_fresh_and_a_taken_over_lock_is_not_removed(tmp_path):
