@@ -40,6 +40,13 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 EXPERIMENTS = Path("experiments")
 
 
+def max_runs_option() -> int | None:
+    # The limit itself is grporm.experiment.MAX_RUNS (not imported here: the CLI imports lazily).
+    return typer.Option(None, "--max-runs", metavar="N", min=1, envvar="GRPORM_MAX_RUNS", show_envvar=False,
+                        help="refuse a matrix of more than N runs before building it (default 10,000; "
+                             "also the environment variable GRPORM_MAX_RUNS)")
+
+
 def _checked_environment(check) -> None:
     try:
         check()
@@ -75,6 +82,7 @@ def run(
     override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, e.g. -o train.lr=3e-4 (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved runs and exit"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --dry-run: print each run's full config"),
+    max_runs: Optional[int] = max_runs_option(),
     force: bool = typer.Option(False, "--force", help="rerun finished runs and drop their checkpoints"),
     only: Optional[str] = typer.Option(None, "--only", help="run only the runs whose id contains this text"),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
@@ -108,7 +116,7 @@ def run(
 
     dist = distributed.SINGLE
     try:
-        exp = load_experiment(experiment, override)
+        exp = load_experiment(experiment, override, max_runs)
         runs = select_runs(exp.runs, only, shard)
         if dry_run:
             typer.echo(f"{exp.name}: {len(runs)} run(s)")
@@ -149,6 +157,7 @@ def tune(
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
                                         help="decide only every N-th setting from the I-th (I = 0..N-1)"),
     force: bool = typer.Option(False, "--force", help="redo decisions that exist"),
+    max_runs: Optional[int] = max_runs_option(),
     results: Path = typer.Option(Path("results"), "--results", help="decisions go to RESULTS/tuning/<key>.json"),
 ) -> None:
     """Choose the learning rate of every setting the experiment's runs need (once per setting, shared by
@@ -164,7 +173,7 @@ def tune(
 
     dist = distributed.SINGLE
     try:
-        exp = load_experiment(experiment, override)
+        exp = load_experiment(experiment, override, max_runs)
         settings = settings_to_tune(exp.runs)
         if not settings:
             typer.echo(f"{exp.name}: no run sets tune.grid (pretrained rows need none); nothing to tune")
@@ -298,6 +307,7 @@ app.add_typer(data_app, name="data")
 def data_check(
     experiment: Optional[Path] = typer.Argument(None, help="experiment YAML file; without one, every registered data set and packaged weights"),
     override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, as for `grporm run` (repeatable)"),
+    max_runs: Optional[int] = max_runs_option(),
     offline: bool = typer.Option(False, "--offline", help="count what a run would download (weights: hub, data.download) as missing; also HF_HUB_OFFLINE=1"),
 ) -> None:
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
@@ -313,7 +323,7 @@ def data_check(
         else:
             from grporm.experiment import load_experiment
 
-            items = experiment_requirements(load_experiment(experiment, override))
+            items = experiment_requirements(load_experiment(experiment, override, max_runs))
     except GrpormError as err:
         _fail(err)
     typer.echo(format_table(items))

@@ -40,6 +40,9 @@ EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows 
 # would otherwise grow memory for minutes with no output. `--max-runs` / GRPORM_MAX_RUNS raise it.
 MAX_RUNS = 10_000
 SHOWN_CHARS = 80  # a value echoed in an error message is cut to this many characters
+# Names become folder names (results/<experiment>/runs/<run id>): file systems allow 255 bytes.
+MAX_NAME_CHARS = 100
+MAX_RUN_ID_CHARS = 200
 
 
 def shown(value: Any) -> str:
@@ -355,14 +358,15 @@ def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     count = math.prod(len(values) for _, values in axes)
     if count > max_runs:
         sizes = " x ".join(f"{len(values)} {key}" for key, values in axes)
-        raise ConfigError(f"{where}: the matrix has {count:,} runs ({cut(sizes)}), above the limit of "
+        raise ConfigError(f"{where}: the matrix has {count:,} runs ({sizes}), above the limit of "
                           f"{max_runs:,}; shrink an axis, or raise the limit with --max-runs N (or GRPORM_MAX_RUNS=N)")
     return count
 
 
-def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int = MAX_RUNS) -> Experiment:
+def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:
     """The runs of an experiment mapping (a file's, after its `base:` chain) with `overrides`: every
-    combination of the matrix, validated, its names and tuning grid checked, with its run id."""
+    combination of the matrix, validated, its names and tuning grid checked, with its run id. A matrix
+    of more than `max_runs` runs (None: MAX_RUNS) is refused before it is built."""
     raw = copy.deepcopy(raw)
     for key in raw:
         if key not in EXPERIMENT_KEYS:
@@ -370,6 +374,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")
+    if len(name) > MAX_NAME_CHARS:
+        raise ConfigError(f"{where}: name: at most {MAX_NAME_CHARS} characters, it names a folder (got {shown(name)})")
     description = raw.pop("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{where}: description: must be text (got {type(description).__name__})")
@@ -395,7 +401,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             source = next((f"override {shown(o)}" for o, k, _ in parsed if k == key), where)
             raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
         axes.append((key, values))
-    _count_runs(axes, where, max_runs)
+    _count_runs(axes, where, MAX_RUNS if max_runs is None else max_runs)
     for item, key, value in parsed:
         if key not in matrix:
             _check_override_against_axes(item, key, value, axes, arms)
@@ -421,6 +427,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
         run.axes = axis_values
+        if len(run.run_id) > MAX_RUN_ID_CHARS:
+            raise ConfigError(f"{where}: matrix gives a run the id {shown(run.run_id)}, over the {MAX_RUN_ID_CHARS} "
+                              "characters a folder name may have; shorten the matrix values (or use an arm with a short name)")
         if run.run_id in seen:
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
         seen.add(run.run_id)
@@ -428,7 +437,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     return Experiment(name=name, description=description, runs=runs)
 
 
-def load_experiment(path: Path | str, overrides: list[str] = (), max_runs: int = MAX_RUNS) -> Experiment:
+def load_experiment(path: Path | str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:
     """An experiment file (merged over its `base:` chain, with `overrides`) as validated runs."""
     path = Path(path)
     return build_experiment(load_with_base(path), str(path), overrides, max_runs)

@@ -628,3 +628,121 @@ def test_a_checkpoint_with_the_wrong_schema_falls_back_to_the_previous_one(tmp_p
     save_checkpoint(path, {"model": [], "epoch": 3, "history": []})
     with pytest.raises(GrpormError, match="'epoch' is a str, not int.*delete"):
         load_checkpoint(path, ("model", "epoch", "history"))  # both damaged: one line naming both
+
+
+# -- YAML merge keys; one run id per configuration; overrides the matrix would overwrite; a matrix too
+# large to build; a huge value echoed in an error -------------------------------------------------------
+def test_yaml_merge_keys_work_and_a_key_given_twice_is_still_refused(tmp_path):
+    from grporm.errors import ConfigError
+    from grporm.experiment import load_experiment
+
+    text = ("train: &train {epochs: 2, lr: 0.01}\n"
+            "matrix:\n"
+            "  arm:\n"
+            "    - &ce {name: ce, method: ce, train.lr: 0.002}\n"
+            "    - {<<: *ce, name: ce_long, train.epochs: 4}\n"
+            "seg: {<<: *train, max_items: 2}\n")
+    (tmp_path / "merge.yaml").write_text(text.replace("seg: {<<: *train, max_items: 2}\n", ""))
+    runs = {r.axes["arm"]: r for r in load_experiment(tmp_path / "merge.yaml").runs}
+    assert (runs["ce_long"].method, runs["ce_long"].train.lr, runs["ce_long"].train.epochs) == ("ce", 0.002, 4)
+    assert (runs["ce"].train.lr, runs["ce"].train.epochs) == (0.002, 2)
+    (tmp_path / "twice.yaml").write_text(text.replace("name: ce_long,", "name: ce_long, name: again,"))
+    with pytest.raises(ConfigError, match=r"line 5, column \d+: found duplicate key 'name'"):
+        load_experiment(tmp_path / "twice.yaml")
+
+
+@pytest.mark.parametrize("written", ["5e-3", "5.0e-3", "0.005", "0.50e-2"])
+def test_one_configuration_has_one_run_id_however_its_numbers_are_written(written):
+    from grporm.experiment import build_experiment
+
+    raw = {"matrix": {"train.lr": [1.0e-3, 1.0e-2], "train.lr_grid": [[1.0e-3, 1.0e-2, 1.0e-1]], "grpo_rm.temperature": [0.5, 1.0]}}
+    run = build_experiment(raw, "x.yaml", [f"train.lr=[{written}]", f"train.lr_grid=[[1e-3, {written}, 1e-1]]",
+                                           "grpo_rm.temperature=[1.0]"]).runs[0]
+    assert run.run_id == "fashion_mnist-tf_efficientnet_lite0-grpo_rm-lr=0.005-lr_grid=_0.001_0.005_0.1_-temperature=1.0-s0"
+    assert run.train.lr == 0.005 and run.config_hash() == build_experiment(raw, "x.yaml", ["train.lr=[0.005]",
+           "train.lr_grid=[[0.001, 0.005, 0.1]]", "grpo_rm.temperature=[1.0]"]).runs[0].config_hash()
+
+
+@pytest.mark.parametrize("matrix, item, fragment", [
+    ({"train.lr": [1.0e-3, 1.0e-2]}, "train={lr: 0.1}", "sets train.lr, which matrix.train.lr varies"),
+    ({"train.lr": [1.0e-3, 1.0e-2]}, "train={epochs: 2, lr: 0.1}", "sets train.lr, which matrix.train.lr varies"),
+    ({"grpo_rm.rewards": [{"accuracy": 1.0}, {"accuracy": 2.0}]}, "grpo_rm.rewards.accuracy=3",
+     "sets grpo_rm.rewards.accuracy, which matrix.grpo_rm.rewards varies"),
+    ({"grpo_rm": [{"inner_steps": 1}, {"inner_steps": 2}]}, "grpo_rm.inner_steps=4",
+     "sets grpo_rm.inner_steps, which matrix.grpo_rm varies"),
+    ({"arm": [{"name": "a", "train.lr": 0.1}, {"name": "b"}]}, "train.lr=0.2", "sets train.lr, which matrix.arm (a) varies"),
+])
+def test_an_override_the_matrix_would_overwrite_is_refused_naming_both(tmp_path, matrix, item, fragment):
+    write_experiment(tmp_path, matrix=matrix)
+    line = refused_line(tmp_path, ("-o", item), fragment)
+    assert line.startswith(f"error: override {item!r}: ")
+
+
+def test_an_override_beside_the_matrix_axes_is_taken():
+    from grporm.experiment import build_experiment
+
+    runs = build_experiment({"matrix": {"train.lr": [1.0e-3, 1.0e-2], "grpo_rm": [{"inner_steps": 1}]}}, "x.yaml",
+                            ["train={epochs: 2}", "grpo_rm.clip_eps=0.3"]).runs
+    assert [(r.train.lr, r.train.epochs, r.grpo_rm.clip_eps) for r in runs] == [(1e-3, 2, 0.3), (1e-2, 2, 0.3)]
+
+
+def test_a_matrix_too_large_is_refused_by_its_count_before_it_is_built(tmp_path, monkeypatch):
+    import time
+
+    from typer.testing import CliRunner
+
+    from grporm.cli import app
+
+    axes = {"seed": list(range(10)), "train.epochs": list(range(1, 11)), "train.batch_size": list(range(1, 11)),
+            "eval.batch_size": list(range(1, 11)), "data.image_size": list(range(8, 18)), "eval.sr_max_iter": list(range(1, 11))}
+    write_experiment(tmp_path, matrix=axes)
+    start = time.perf_counter()
+    refused_line(tmp_path, (), "the matrix has 1,000,000 runs (10 seed x 10 train.epochs")
+    refused_line(tmp_path, ("--dry-run",), "above the limit of 10,000; shrink an axis, or raise the limit with --max-runs N")
+    assert time.perf_counter() - start < 30  # counted, not built (building would take minutes and gigabytes)
+    write_experiment(tmp_path, matrix={"seed": [0, 1, 2]})
+    refused_line(tmp_path, ("--dry-run", "--max-runs", "2"), "the matrix has 3 runs")
+    monkeypatch.setenv("GRPORM_MAX_RUNS", "2")
+    refused_line(tmp_path, ("--dry-run",), "above the limit of 2")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for command in (["tune", "exp.yaml"], ["data", "check", "exp.yaml"]):
+            result = CliRunner().invoke(app, command)
+            assert result.exit_code == 2 and "the matrix has 3 runs (3 seed), above the limit of 2" in result.stderr, result.output
+        monkeypatch.setenv("GRPORM_MAX_RUNS", "3")
+        assert CliRunner().invoke(app, ["run", "exp.yaml", "--dry-run"]).exit_code == 0
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("sections", [
+    lambda huge: {"data": {"name": huge}},
+    lambda huge: {"method": huge},
+    lambda huge: {"train": {"lr": huge}},
+    lambda huge: {"model": {"pool": huge}},
+    lambda huge: {"name": huge},
+    lambda huge: {"matrix": {"seed": [0], huge: [1]}},
+])
+def test_an_error_about_a_huge_value_is_one_short_line(tmp_path, sections):
+    huge = "x" * 100_000
+    write_experiment(tmp_path, **sections(huge))
+    line = refused_line(tmp_path, ("--dry-run",), "")
+    assert len(line) < 400 and re.search(r"x\.\.\. \(100,00\d characters\)", line), line[:600]
+
+
+@pytest.mark.slow
+def test_a_ten_megabyte_value_gives_a_short_line(tmp_path):
+    write_experiment(tmp_path, data={"name": "x" * 10_000_000})
+    line = refused_line(tmp_path, ("--dry-run",), "data.name: unknown data set 'xxx")
+    assert len(line) < 400 and "... (10,000,002 characters)" in line, line[:600]
+
+
+def test_a_name_or_run_id_too_long_for_a_folder_is_refused():
+    from grporm.errors import ConfigError
+    from grporm.experiment import build_experiment
+
+    with pytest.raises(ConfigError, match=r"^x.yaml: name: at most 100 characters"):
+        build_experiment({"name": "n" * 300}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"^x.yaml: matrix gives a run the id .*over the 200 characters"):
+        build_experiment({"matrix": {"model.weights": ["w" * 300]}}, "x.yaml")
