@@ -5,8 +5,8 @@ input can never surface as a traceback (a `UnicodeDecodeError` from a binary fil
 mistake, an `IsADirectoryError`, a symlink loop...). The checks are by kind of input, not by
 case: a new caller gets all of them by calling the reader.
 
-Override parsing (`-o KEY=VALUE`) lives next to the config schema it checks against:
-`grporm.config.parse_override`.
+Override parsing (`-o KEY=VALUE`) lives with the rest of experiment loading:
+`grporm.experiment.parse_override`.
 """
 from __future__ import annotations
 
