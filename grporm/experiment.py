@@ -217,7 +217,7 @@ def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
 
 def _written(key: str, value: Any) -> Iterator[str]:
     """The dotted settings that setting `key` to `value` decides (a mapping on a section decides its keys)."""
-    if isinstance(value, dict) and value and _merges(key):
+    if isinstance(value, dict) and _merges(key):  # an empty mapping decides nothing
         for sub, inner in value.items():
             yield from _written(f"{key}.{sub}", inner)
     else:
