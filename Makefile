@@ -17,7 +17,8 @@ embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
 .PHONY: install data test reproduce report bench verify tune \
-	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations reproduce-all
+	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
+	reproduce-scale reproduce-all
 
 install: $(STAMP)
 
@@ -103,8 +104,7 @@ reproduce-readings: install data
 reproduce-transfer: install data
 	$(call run_sharded,experiments/studies/transfer.yaml)
 
-STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml)
-ABLATIONS := $(filter-out %/base.yaml,$(wildcard experiments/ablations/*.yaml))
+STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml ablations.yaml scale.yaml)
 
 reproduce-imbalance: install data
 	$(call run_sharded,experiments/studies/imbalance.yaml)
@@ -112,10 +112,15 @@ reproduce-imbalance: install data
 reproduce-seg: install data
 	$(call run_sharded,experiments/studies/segmentation.yaml)
 
+# The ablations, one study against one CE control (experiments/studies/ablations.yaml).
 reproduce-ablations: install data
-	fail=0; for f in $(ABLATIONS); do ( $(call run_sharded,$$f) ) || fail=1; done; exit $$fail
+	$(call run_sharded,experiments/studies/ablations.yaml)
 
-reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations report
+# The scale probe: CE, the default and the best reading at 4x the training images per class.
+reproduce-scale: install data
+	$(call run_sharded,experiments/studies/scale.yaml)
+
+reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-scale report
 
 report: install
 	$(GRPORM) report --results $(RESULTS)
