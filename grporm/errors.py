@@ -57,6 +57,7 @@ OS_PROBLEMS = {
     errno.ENOENT: ("does not exist", "check the path (was a folder removed while the command ran?)"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "move the file away or give another folder"),
     errno.EISDIR: ("is a folder, not a file", "move the folder away or give another path"),
+    errno.EEXIST: ("a file is in the way of a folder", "move it away or give another folder"),
     errno.ELOOP: ("is a symlink loop", "fix the symlink"),
     errno.EIO: ("input/output error (a failing disk or network file system)", "check the disk, then rerun the same command"),
 }

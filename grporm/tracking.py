@@ -56,9 +56,11 @@ def base_url() -> str:
         return "https://api.wandb.ai"
 
 
-def reachable(url: str, timeout: float = PROBE_SECONDS) -> bool:
-    """Whether a TCP connection to `url`'s host opens within `timeout` s (name lookup included:
-    it runs in a thread, since a lookup without network can block longer than any socket timeout)."""
+def reachable(url: str, timeout: float | None = None) -> bool:
+    """Whether a TCP connection to `url`'s host opens within `timeout` s, PROBE_SECONDS by default
+    (name lookup included: it runs in a thread, since a lookup without network can block longer
+    than any socket timeout)."""
+    timeout = PROBE_SECONDS if timeout is None else timeout
     parsed = urlparse(url if "//" in url else f"https://{url}")
     host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
     if not host:
@@ -69,7 +71,7 @@ def reachable(url: str, timeout: float = PROBE_SECONDS) -> bool:
         try:
             socket.create_connection((host, port), timeout=timeout).close()
             opened.append(True)
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - whatever the failure, the server is not reachable
             opened.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
