@@ -11,16 +11,16 @@ Three stages, each only when the one before found no error:
 2. the files (grporm.requirements): data sets and weight files missing, all listed at once;
 3. a real load of each backbone and data set (each once, whatever the number of runs): an unknown
    timm name, a damaged file, more images per class than the data set has, a segmentation
-   seg.feature_index the backbone does not have, and the counts that only the data can tell
-   (`data_problems`).
+   seg.feature_index the backbone does not have, a data.image_size it cannot take (one image is
+   passed through it), and the counts that only the data can tell (`data_problems`).
 
 A problem that would stop or void a run is an error: one line each, naming the run, the setting,
 the value and the fix, raised as one `SettingsInvalid` before anything is written. A problem a run
 survives is a warning line (`warn`), and the run goes on:
 
 * a k of eval.knn_k above the training-set size: every training image votes (grporm.evaluate.knn);
-* eval.convergence_per_class or eval.ood.test_per_class above the smallest class: the subset is
-  capped at that class's count (grporm.data.splits.balanced_subset);
+* eval.convergence_per_class, eval.ood.test_per_class or train.search_train_per_class above the
+  smallest class: the subset is capped at that class's count (grporm.data.splits.balanced_subset);
 * fewer than MIN_STEPS optimiser steps in all: a run that trains that little measures little.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from grporm.config import RunConfig
 from grporm.data import DATASETS
 from grporm.data.splits import split_indices
 from grporm.distributed import check_world
-from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError, first_line
 from grporm.methods import method
 from grporm.models import create_backbone
 
@@ -143,6 +143,10 @@ def setting_problems(run: RunConfig) -> list[Problem]:
                                                         "set e.g. eval.sr_l2_grid=[0.0,1.0e-4,1.0e-3]"))
     elif min(ev.sr_l2_grid) < 0:
         out.append(Problem(rid, "eval.sr_l2_grid", ev.sr_l2_grid, "L2 strengths must be >= 0"))
+    low, high = ev.shot_thresholds
+    if low > high:
+        out.append(Problem(rid, "eval.shot_thresholds", [low, high], "few < first <= medium <= second < many: the first "
+                                                                    f"must not exceed the second; e.g. [{high}, {low}]"))
     if ev.ood.corruptions and not ev.ood.severities:
         out.append(Problem(rid, "eval.ood.severities", [], "empty while eval.ood.corruptions is set; "
                                                             "set e.g. eval.ood.severities=[1,3,5] or clear eval.ood.corruptions"))
@@ -183,6 +187,11 @@ def data_problems(run: RunConfig, train_counts: list[int] | None, test_counts: l
         out.append(Problem(rid, "eval.convergence_per_class", ev.convergence_per_class,
                            f"the training split has {min(train_counts)} images in its smallest class, the probe's subset "
                            f"is capped there; set it <= {min(train_counts)}", fatal=False))
+    search = run.train.search_train_per_class
+    if train_counts and run.train.lr_grid and search is not None and search > min(train_counts):
+        out.append(Problem(rid, "train.search_train_per_class", search,
+                           f"the training split has {min(train_counts)} images in its smallest class, the search's "
+                           f"subset is capped there; set it <= {min(train_counts)} or null", fatal=False))
     if test_counts and ev.ood.corruptions and ev.ood.test_per_class is not None and ev.ood.test_per_class > min(test_counts):
         out.append(Problem(rid, "eval.ood.test_per_class", ev.ood.test_per_class,
                            f"the test split has {min(test_counts)} images in its smallest class, the corrupted subset "
@@ -196,6 +205,27 @@ def data_problems(run: RunConfig, train_counts: list[int] | None, test_counts: l
                                f"in all over {run.train.epochs} epoch(s) (under {MIN_STEPS}); lower train.batch_size or "
                                "raise train.epochs or data.train_per_class", fatal=False))
     return out
+
+
+def _forward_problem(run: RunConfig, backbone) -> Problem | None:
+    """One image of data.image_size through the backbone as the run will use it: a size the
+    backbone cannot take (a ViT's fixed grid, a CNN shrinking it to nothing) fails here, not after
+    the data is loaded and the first epoch starts."""
+    import torch
+
+    size = run.data.image_size
+    image = torch.zeros(1, 3, size, size)
+    try:
+        with torch.no_grad():
+            if run.task == "segmentation":
+                backbone.module.forward_intermediates(image, indices=[run.seg.feature_index], intermediates_only=True)
+            else:
+                backbone.module(image)
+    except Exception as err:  # noqa: BLE001 - timm and torch raise many types for a size they cannot take
+        return Problem(run.run_id, "data.image_size", size, f"backbone {run.model.name} cannot take {size}x{size} images "
+                                                            f"({first_line(err, with_type=True)[:160]}); pick another "
+                                                            "data.image_size or model.name")
+    return None
 
 
 def _feature_index_problem(run: RunConfig, backbone) -> Problem | None:
@@ -227,6 +257,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
     if runs:  # first everything missing at once (data sets, weight files), then a real load of each
         check_requirements(Experiment(name=runs[0].experiment, runs=runs))
     backbones: dict[tuple, object] = {}
+    forwarded: set[tuple] = set()  # (backbone, image size, task, feature map) passed an image once
     datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names)
     for r in runs:
         try:
@@ -236,6 +267,9 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
                                                  f"backbone {r.model.name} with weights {r.model.weights}",
                                                  "check model.weights (a checkpoint of this architecture) or model.name")
             problem = _feature_index_problem(r, backbones[key])
+            if problem is None and (key + (r.task, r.seg.feature_index)) not in forwarded:
+                forwarded.add(key + (r.task, r.seg.feature_index))
+                problem = _forward_problem(r, backbones[key])
             if problem is not None:
                 problems.append(problem)
             if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:

@@ -52,6 +52,8 @@ ERRORS = {
     "more training images per class than there are": ({"data": {"train_per_class": 10_000}}, ("data.train_per_class",)),
     "more validation images per class than there are": ({"data": {"val_per_class": 10_000}}, ("data.val_per_class",)),
     "more test images per class than there are": ({"data": {"test_per_class": 10_000}}, ("data.test_per_class",)),
+    "an image size the backbone cannot take": ({"data": {"image_size": 20}}, ("data.image_size=20", "cannot take 20x20")),
+    "shot thresholds the wrong way round": ({"eval": {"shot_thresholds": [100, 20]}}, ("eval.shot_thresholds=[100, 20]",)),
     "segmentation feature map the backbone lacks": (
         {"task": "segmentation", "seg": {"feature_index": 7, "train_images": 12, "val_images": 4, "test_images": 6}},
         ("seg.feature_index=7", "6 intermediate feature maps")),
@@ -98,6 +100,8 @@ WARNINGS = {
     "corrupted subset above the smallest class": ({"eval": {"ood": {"corruptions": ["gaussian_noise"], "severities": [1],
                                                                     "test_per_class": 50}}},
                                                   "eval.ood.test_per_class=50: the test split has 5 images"),
+    "search subset above the smallest class": ({"train": {"lr_grid": [1e-3, 1e-2], "search_train_per_class": 100}},
+                                               "train.search_train_per_class=100: the training split has 6 images"),
     "one step per epoch": ({"train": {"batch_size": 64}}, "60 training images make 1 step(s) per epoch, 3 optimiser step(s)"),
 }
 
