@@ -153,8 +153,9 @@ def run(
             preflight(runs, nproc, warn=_warn)  # bad settings fail here, not after hours in the queue
             raise typer.Exit(launch.launch_cli(launcher, slurm, exp, runs, shard, nproc, argv, typer.echo, results))
         dist = distributed.init_from_env()
-        preflight(runs, max(nproc, dist.world_size), warn=_warn if dist.is_main else None)  # before anything is written
-        if nproc > 1 and not dist.active:
+        relaunch = nproc > 1 and not dist.active  # then torchrun's rank 0 says the warnings
+        preflight(runs, max(nproc, dist.world_size), warn=_warn if dist.is_main and not relaunch else None)  # before anything is written
+        if relaunch:
             raise typer.Exit(distributed.launch(nproc, [*argv, *(["--shard", shard] if shard else [])]))
         with STOP.installed():
             run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)

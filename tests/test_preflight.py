@@ -177,5 +177,5 @@ def test_shipped_experiments_pass_the_settings_stage():
 
     for path in sorted(Path("experiments").rglob("*.yaml")):
         runs = load_experiment(path).runs
-        problems = [p for r in runs for p in pf.setting_problems(r) if p.fatal and p.setting != "train.device"]
+        problems = [p for r in runs for p in pf.setting_problems(r) if p.fatal]
         assert problems == [], (path, problems[:1])
