@@ -30,6 +30,8 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("aborted", err=True)
             code = 1
+        except OSError as err:  # any command: a name too long, a full disk, a read-only folder...
+            code = _os_failure(err)
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -61,6 +63,8 @@ def _end_of_matrix(err: BaseException, dist, kept: str) -> None:
 
     if isinstance(err, GrpormError):
         _fail(err)
+    if isinstance(err, OSError):
+        raise typer.Exit(_os_failure(err)) from None
     if isinstance(err, Interrupted):
         if dist.is_main:
             typer.echo(f"interrupted: {err}; rerun the same command to resume {kept}", err=True)
@@ -74,6 +78,20 @@ def _end_of_matrix(err: BaseException, dist, kept: str) -> None:
 def _fail(err: GrpormError) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
+
+
+def _os_failure(err: OSError) -> int:
+    """An operating-system error that reached the top of a command: one line naming the path and
+    the fix (records are written atomically, so nothing is left half-written); the exit code."""
+    from grporm.errors import os_error
+
+    problem = os_error(err)
+    typer.echo(f"error: {problem}", err=True)
+    return problem.exit_code
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"warning: {line}", err=True)
 
 
 @app.command()
@@ -99,12 +117,15 @@ def run(
     slurm: list[str] = typer.Option([], "--slurm", metavar="KEY=VALUE",
                                     help="with --launcher (repeatable): partition, account, qos, constraint, gpus_per_task, "
                                          "cpus_per_task, mem_gb, time (minutes), tasks, array_parallelism, setup, "
-                                         "log_dir (default logs/slurm), extra.<sbatch option>"),
+                                         "log_dir (default RESULTS/logs), extra.<sbatch option>"),
 ) -> None:
     """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
     Several processes (or machines sharing the folders) can work on one matrix at once: each run is
     locked while it runs. On several machines with DDP: torchrun ... -m grporm run EXPERIMENT.yaml.
+    Every run's settings, data and weights are checked first (--dry-run too): errors stop before
+    anything is written, warnings are one line each. W&B: the environment variable WANDB_MODE, when
+    set, wins over tracking.mode (except disabled).
     """
     from grporm.inputs import check_environment, output_folder
 
@@ -125,6 +146,7 @@ def run(
                 typer.echo(f"  {r.run_id}  config {r.config_hash()}{done}")
                 if verbose:
                     typer.echo("    " + yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False).replace("\n", "\n    "))
+            preflight(runs, nproc, warn=_warn)  # what a real run would refuse, refused here too
             return
         if not runs:
             typer.echo(f"shard {shard} of {exp.name} has no runs")
@@ -137,10 +159,12 @@ def run(
         if launcher is not None or slurm:
             from grporm import launch
 
-            raise typer.Exit(launch.launch_cli(launcher, slurm, exp, runs, shard, nproc, argv, typer.echo))
+            preflight(runs, nproc, warn=_warn)  # bad settings fail here, not after hours in the queue
+            raise typer.Exit(launch.launch_cli(launcher, slurm, exp, runs, shard, nproc, argv, typer.echo, results))
         dist = distributed.init_from_env()
-        preflight(runs, max(nproc, dist.world_size))  # before anything is written
-        if nproc > 1 and not dist.active:
+        relaunch = nproc > 1 and not dist.active  # then torchrun's rank 0 says the warnings
+        preflight(runs, max(nproc, dist.world_size), warn=_warn if dist.is_main and not relaunch else None)  # before anything is written
+        if relaunch:
             raise typer.Exit(distributed.launch(nproc, [*argv, *(["--shard", shard] if shard else [])]))
         with STOP.installed():
             run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)
@@ -184,7 +208,7 @@ def tune(
             mine = settings[index::count]
         output_folder(results, "--results")
         dist = distributed.init_from_env()
-        preflight(mine, dist.world_size)
+        preflight(mine, dist.world_size, warn=_warn if dist.is_main else None)
         with STOP.installed():
             tune_matrix(mine, results, force=force, dist=dist, echo=typer.echo)
         if dist.is_main:
@@ -312,6 +336,7 @@ def data_check(
 ) -> None:
     """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
     from grporm.inputs import check_environment
+    from grporm.preflight import settings_checked
     from grporm.requirements import env_offline, experiment_requirements, format_table, inventory
 
     try:
@@ -323,7 +348,9 @@ def data_check(
         else:
             from grporm.experiment import load_experiment
 
-            items = experiment_requirements(load_experiment(experiment, override, max_runs))
+            exp = load_experiment(experiment, override, max_runs)
+            settings_checked(exp.runs)  # the settings alone, as `grporm run` checks them; loading is --dry-run's
+            items = experiment_requirements(exp)
     except GrpormError as err:
         _fail(err)
     typer.echo(format_table(items))

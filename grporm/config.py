@@ -155,7 +155,7 @@ class TuneConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    mode: Literal["offline", "online", "disabled"] = "offline"
+    mode: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode; the environment variable WANDB_MODE, when set, wins (it never turns on a disabled one); online falls back to offline when W&B does not answer within seconds")
     project: str = Field("grporm", description="W&B project: 1 to 128 characters, none of / \\ # ? % :")
     entity: str | None = None
 

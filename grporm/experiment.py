@@ -41,8 +41,8 @@ EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows 
 MAX_RUNS = 10_000
 SHOWN_CHARS = 80  # a value echoed in an error message is cut to this many characters
 # Names become folder names (results/<experiment>/runs/<run id>): file systems allow 255 bytes.
-MAX_NAME_CHARS = 100
-MAX_RUN_ID_CHARS = 200
+MAX_NAME_BYTES = 100  # names become folder names (results/<experiment>/runs/<run id>), far below a file system's 255
+MAX_RUN_ID_BYTES = 200
 
 
 def shown(value: Any) -> str:
@@ -374,8 +374,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")
-    if len(name) > MAX_NAME_CHARS:
-        raise ConfigError(f"{where}: name: at most {MAX_NAME_CHARS} characters, it names a folder (got {shown(name)})")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ConfigError(f"{where}: name: at most {MAX_NAME_BYTES} characters, it names a folder (got {shown(name)})")
     description = raw.pop("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{where}: description: must be text (got {type(description).__name__})")
@@ -427,8 +427,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
         run.axes = axis_values
-        if len(run.run_id) > MAX_RUN_ID_CHARS:
-            raise ConfigError(f"{where}: matrix gives a run the id {shown(run.run_id)}, over the {MAX_RUN_ID_CHARS} "
+        if len(run.run_id.encode()) > MAX_RUN_ID_BYTES:
+            raise ConfigError(f"{where}: matrix gives a run the id {shown(run.run_id)}, over the {MAX_RUN_ID_BYTES} "
                               "characters a folder name may have; shorten the matrix values (or use an arm with a short name)")
         if run.run_id in seen:
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")

@@ -9,7 +9,14 @@ tasks are processes on this machine, waited for): the same path, testable withou
 
 Options come as `--slurm KEY=VALUE` (repeatable), checked against `SlurmOptions`; any other sbatch
 option as `--slurm extra.KEY=VALUE` (e.g. `extra.reservation=mine`). submitit writes each task's
-stdout/stderr and pickles under `<log_dir>/<experiment>/` (`%j` = the job id, `<array>_<task>`).
+stdout/stderr and pickles next to the results: `<results>/logs/<experiment>/<job id>/` on Slurm
+(`<array>_<task>` per task), `<results>/logs/<experiment>/local-<time>/<pid>_0_log.*` locally (the
+local executor would create a folder literally named `%j`); `--slurm log_dir=DIR` replaces
+`<results>/logs`.
+
+Threads: the tasks of one machine share its cores. Each process gets max(1, cores // processes)
+threads -- local: this machine's cores over tasks x --nproc; Slurm: cpus_per_task over --nproc --
+through OMP_NUM_THREADS (unless set already) and `-o train.threads=N` (unless the runs set it).
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +51,7 @@ class SlurmOptions(BaseModel):
     array_parallelism: int = Field(64, ge=1, description="at most this many tasks at once")
     setup: list[str] = Field(default_factory=list, description="shell lines before each task, e.g. 'module load cuda'")
     extra: dict[str, Any] = Field(default_factory=dict, description="any other sbatch option, e.g. extra.reservation=X")
-    log_dir: Path = Field(Path("logs/slurm"), description="submitit's folder; each experiment gets its own under it")
+    log_dir: Path | None = Field(None, description="submitit's folder; each experiment gets its own under it; default <results>/logs")
 
 
 def parse_options(items: list[str]) -> SlurmOptions:
@@ -85,12 +93,13 @@ class ShardTask:
     to submitit's log file. On Slurm's timeout or preemption signal submitit calls `checkpoint`: the
     child gets SIGTERM (grporm saves its checkpoint and exits) and the task is requeued to resume."""
 
-    def __init__(self, argv: list[str], cwd: str):
-        self.argv, self.cwd = argv, cwd
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str] | None = None):
+        self.argv, self.cwd, self.env = argv, cwd, dict(env or {})
         self._child: subprocess.Popen | None = None
 
     def __call__(self, shard: str) -> str:
-        self._child = subprocess.Popen([sys.executable, "-m", "grporm", *self.argv, "--shard", shard], cwd=self.cwd)
+        env = {**self.env, **os.environ} if self.env else None  # what the task's environment sets wins
+        self._child = subprocess.Popen([sys.executable, "-m", "grporm", *self.argv, "--shard", shard], cwd=self.cwd, env=env)
         code = self._child.wait()
         if code:
             raise RuntimeError(f"grporm run --shard {shard} exited with code {code}; see this task's log")
@@ -105,10 +114,30 @@ class ShardTask:
                 self._child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
-        return submitit.helpers.DelayedSubmission(ShardTask(self.argv, self.cwd), shard)
+        return submitit.helpers.DelayedSubmission(ShardTask(self.argv, self.cwd, self.env), shard)
 
     def __getstate__(self) -> dict:  # a running child cannot travel with a requeued task
-        return {"argv": self.argv, "cwd": self.cwd, "_child": None}
+        return {"argv": self.argv, "cwd": self.cwd, "env": self.env, "_child": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"env": {}} | state)
+
+
+def log_folder(launcher: str, options: SlurmOptions, results: Path, experiment: str) -> Path:
+    """Where submitit puts the tasks' logs and pickles (see the module's docstring)."""
+    base = (Path(results) / "logs" if options.log_dir is None else options.log_dir) / experiment
+    if launcher == "slurm":
+        return base / "%j"  # submitit and Slurm fill in the job id (an array task: <array>_<task>)
+    return base / time.strftime("local-%Y%m%d-%H%M%S")
+
+
+def threads_per_process(launcher: str, options: SlurmOptions, tasks: int, nproc: int, cores: int | None = None) -> int:
+    """CPU threads of each process of each task: the cores a task has, shared by its --nproc processes."""
+    if launcher == "slurm":
+        return max(1, options.cpus_per_task // max(1, nproc))
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, tasks * nproc))
 
 
 def make_executor(launcher: str, options: SlurmOptions, folder: Path, nproc: int, name: str):
@@ -117,7 +146,7 @@ def make_executor(launcher: str, options: SlurmOptions, folder: Path, nproc: int
     except ImportError:
         raise GrpormError("--launcher needs the package submitit: pip install 'grporm[slurm]' (or pip install submitit)") from None
     try:
-        executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm" if launcher == "slurm" else "local")
+        executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm" if launcher == "slurm" else "local")
     except RuntimeError as err:  # submitit: 'Could not detect "srun"'
         raise GrpormError(f"--launcher {launcher}: {err} Submit from a machine of the cluster, or use --launcher local") from None
     gpus = nproc if options.gpus_per_task is None else options.gpus_per_task
@@ -135,21 +164,26 @@ def make_executor(launcher: str, options: SlurmOptions, folder: Path, nproc: int
 
 
 def submit(launcher: str, experiment: str, run_ids: list[str], selected: list[str], argv: list[str], options: SlurmOptions,
-           nproc: int = 1, echo: Callable[[str], None] = print) -> list:
+           nproc: int = 1, echo: Callable[[str], None] = print, results: Path = Path("results"),
+           threads: bool = True) -> list:
     """Submit the shards of `run_ids` that hold a `selected` run, each task running `grporm <argv> --shard I/N`
-    (argv already names the experiment file, overrides, folders, --only and --nproc). Returns the jobs."""
+    (argv already names the experiment file, overrides, folders, --only and --nproc). Returns the jobs.
+    `threads`: also set train.threads of the tasks' runs (False when the runs set it themselves)."""
     count, shards = shard_plan(run_ids, set(selected), options.tasks)
-    folder = options.log_dir / experiment
+    folder = log_folder(launcher, options, results, experiment)
     executor = make_executor(launcher, options, folder, nproc, f"grporm-{experiment}")
-    task = ShardTask(argv, os.getcwd())
+    per_process = threads_per_process(launcher, options, len(shards), nproc)
+    task = ShardTask([*argv, *(["-o", f"train.threads={per_process}"] if threads else [])], os.getcwd(),
+                     {"OMP_NUM_THREADS": str(per_process)})
     try:
         jobs = executor.map_array(task, [f"{i}/{count}" for i in shards])
     except Exception as err:  # sbatch missing or refusing: one line
         text = str(err).strip().splitlines()
         raise GrpormError(f"submitting {len(shards)} task(s) to {launcher} failed: "
                           f"{text[0] if text else type(err).__name__}") from None
+    shown = folder.parent if launcher == "slurm" else folder  # the %j folder is per job
     echo(f"{experiment}: {len(selected)} run(s) in {len(jobs)} {launcher} task(s) (shards of {count}); "
-         f"logs under {folder}/")
+         f"logs under {shown}/; {per_process} thread(s) per process")
     for job, shard in zip(jobs, shards):
         echo(f"  job {job.job_id}  --shard {shard}/{count}")
     return jobs
@@ -169,7 +203,7 @@ def wait(jobs: list, echo: Callable[[str], None] = print) -> int:
 
 
 def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: str | None, nproc: int, argv: list[str],
-               echo: Callable[[str], None] = print) -> int:
+               echo: Callable[[str], None] = print, results: Path = Path("results")) -> int:
     """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code."""
     from grporm.config import Experiment
     from grporm.requirements import preflight as check_files
@@ -183,8 +217,9 @@ def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: s
     options = parse_options(slurm)
     check_files(Experiment(name=exp.name, runs=runs))  # missing data fails here, not after hours in the queue
     task_argv = [*argv, *(["--nproc", str(nproc)] if nproc > 1 else [])]
+    own_threads = any(r.train.threads is not None or "train.threads" in r.axes for r in exp.runs)
     jobs = submit(launcher, exp.name, [r.run_id for r in exp.runs], [r.run_id for r in runs], task_argv, options,
-                  nproc, echo)
+                  nproc, echo, results, threads=not own_threads)
     if launcher == "local":
         failed = wait(jobs, echo)
         echo(f"{len(jobs) - failed} of {len(jobs)} task(s) done" + (f", {failed} failed" if failed else ""))

@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Callable
 
 from grporm.config import RunConfig
-from grporm.data import DATASETS
-from grporm.data.splits import split_indices
-from grporm.distributed import SINGLE, Dist, check_world
-from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError
+from grporm.distributed import SINGLE, Dist
+from grporm.errors import ConfigError, GrpormError
 from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
-from grporm.models import create_backbone
+from grporm.preflight import SPLIT_ONLY, _as_input_error, preflight  # noqa: F401 - moved there; imported from here before
 from grporm.records import read_record_or_rerun, run_dir
 from grporm.runner import RunPaths, execute_run
 from grporm.schema import RunRecord
@@ -57,52 +55,6 @@ def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> l
         index, count = parse_shard(shard)
         runs = runs[index::count]
     return [r for r in runs if only is None or only in r.run_id]
-
-
-SPLIT_ONLY = {"train_per_class", "val_per_class", "test_per_class", "split_seed", "imbalance_factor"}
-
-
-def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
-    """Load what each run needs (backbone and weights, data files and class counts) before the first
-    run starts, so bad input fails in seconds with nothing written instead of hours into a matrix.
-    Each backbone is built once and each data set read once, whatever the number of runs."""
-    from grporm.config import Experiment
-    from grporm.requirements import preflight as check_requirements
-
-    if runs:  # first everything missing at once (data sets, weight files), then a real load of each
-        check_requirements(Experiment(name=runs[0].experiment, runs=runs))
-    backbones: set[tuple] = set()
-    datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names)
-    for r in runs:
-        try:
-            check_world(r.train.batch_size, world_size, "--nproc")
-            if (key := (r.model.name, r.model.weights, r.data.image_size)) not in backbones:
-                _as_input_error(lambda: create_backbone(*key), WeightsError,
-                                f"backbone {r.model.name} with weights {r.model.weights}",
-                                "check model.weights (a checkpoint of this architecture) or model.name")
-                backbones.add(key)
-            if (key := r.data.model_dump_json(exclude=SPLIT_ONLY)) not in datasets:
-                train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,  # noqa: B023 - called at once
-                                              f"data {r.data.name} (data.root {r.data.root})",
-                                              "fetch the data set again or fix data.root")
-                datasets[key] = (train.labels, test.labels, train.classes)
-            if datasets[key][0].ndim == 1:  # enough images per class? (mask data sets split by image)
-                split_indices(*datasets[key][:2], r.data, datasets[key][2])
-        except GrpormError as err:
-            err.args = (f"run {r.run_id}: {err}",)
-            raise
-
-
-def _as_input_error(load: Callable, kind: type[GrpormError], what: str, fix: str):
-    """`load()`; any failure that is not already a GrpormError is the input's fault here (a corrupt
-    image, a truncated file a library chokes on...), so it becomes one line of `kind`."""
-    try:
-        return load()
-    except GrpormError:
-        raise
-    except Exception as err:  # noqa: BLE001 - libraries raise many types on a bad file
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise kind(f"{what}: cannot be loaded ({type(err).__name__}{': ' + first if first else ''}); {fix}") from None
 
 
 def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force: bool = False,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import grporm.runner
+import grporm.tracking
 import grporm.train
 from grporm.errors import GrpormError
 from grporm.records import read_record
@@ -211,6 +212,7 @@ def test_wandb_failing_at_start_or_mid_run_leaves_a_complete_local_record(tmp_pa
         return FakeWandbRun()
 
     monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setattr(grporm.tracking, "reachable", lambda url, timeout=None: True)  # no network probe here
     write_experiment(tmp_path, tracking={"mode": "online"})
     with pytest.warns(UserWarning, match=f"W&B {what} failed .* the run goes on"):
         result = invoke(tmp_path)

@@ -73,21 +73,25 @@ def test_slurm_submits_one_array_of_shard_tasks(tmp_path, fake_slurm):
                     "--slurm", "account=lab", "--slurm", "qos=high", "--slurm", "array_parallelism=1",
                     "--slurm", "extra.reservation=mine", "--slurm", "setup=[module load cuda]")
     assert result.exit_code == 0, result.output
-    assert "2 run(s) in 2 slurm task(s) (shards of 4); logs under logs/slurm/tiny/" in result.output
+    assert "2 run(s) in 2 slurm task(s) (shards of 4); logs under results/logs/tiny/" in result.output
+    assert "5 thread(s) per process" in result.output  # cpus_per_task 10 over --nproc 2
     assert "job 4242_0  --shard 2/4" in result.output and "job 4242_1  --shard 3/4" in result.output
     script = fake_slurm.read_text()
     for line in ("--partition=gpu", "--gpus-per-task=2", "--cpus-per-task=10", "--time=120", "--account=lab",
                  "--qos=high", "--reservation=mine", "--job-name=grporm-tiny", "--array=0-1%1",
-                 "--output=" + str(tmp_path / "logs/slurm/tiny/%A_%a/%A_%a_0_log.out")):
+                 "--output=" + str(tmp_path / "results/logs/tiny/%A_%a/%A_%a_0_log.out")):
         assert f"#SBATCH {line}" in script, (line, script)
     assert "module load cuda" in script
-    pickled = sorted((tmp_path / "logs" / "slurm" / "tiny").glob("*/*_submitted.pkl"))
+    pickled = sorted((tmp_path / "results" / "logs" / "tiny").glob("*/*_submitted.pkl"))
     tasks = [pickle.loads(p.read_bytes()) for p in pickled]
     assert [t.args for t in tasks] == [("2/4",), ("3/4",)]
     argv = tasks[0].function.argv
     assert argv[:4] == ["run", "exp.yaml", "-o", "train.epochs=2"] and argv[-2:] == ["--nproc", "2"]
     assert argv[argv.index("--only") + 1] == "grpo_rm" and "--shard" not in argv
-    assert not (tmp_path / "results").exists()  # nothing ran here
+    assert "train.threads=5" not in argv  # the runs set train.threads themselves: theirs is kept
+    assert tasks[0].function.env == {"OMP_NUM_THREADS": "5"}
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["logs"]  # nothing ran here
+    assert not [p for p in tmp_path.rglob("*") if "%" in p.name]  # no folder literally named %j
 
 
 def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
@@ -115,7 +119,7 @@ def test_local_executor_runs_each_run_of_the_matrix_once(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     result = invoke(tmp_path, "--launcher", "local", "--slurm", "tasks=2")
     assert result.exit_code == 0, result.output
-    assert "4 run(s) in 2 local task(s) (shards of 2); logs under logs/slurm/tiny/" in result.output
+    assert "4 run(s) in 2 local task(s) (shards of 2); logs under results/logs/tiny/local-" in result.output
     assert "2 of 2 task(s) done" in result.output
 
     records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "results" / "tiny" / "runs").glob("*/record.json")}
@@ -126,8 +130,48 @@ def test_local_executor_runs_each_run_of_the_matrix_once(tmp_path, monkeypatch):
     assert pids[0] == pids[2] and pids[1] == pids[3] and pids[0] != pids[1]
     assert not list((tmp_path / "results").glob("tiny/runs/*/.lock"))  # every lock released
 
-    logs = sorted((tmp_path / "logs" / "slurm" / "tiny").glob("*/*_log.out"))
-    assert len(logs) == 2 and all(f"job {p.parent.name}  --shard" in result.output for p in logs)  # one folder per job
+    logs = sorted((tmp_path / "results" / "logs" / "tiny").glob("local-*/*_log.out"))
+    assert len(logs) == 2 and all(f"job {p.name.split('_')[0]}  --shard" in result.output for p in logs)  # one log per job
+    assert not [p for p in tmp_path.rglob("*") if "%" in p.name]  # no folder literally named %j
+    assert not (tmp_path / "logs").exists()
     text = "".join(p.read_text() for p in logs)
     for run_id in RUN_IDS:  # each run started exactly once over both tasks
         assert len(re.findall(rf"^\[\d/2\] {re.escape(run_id)}$", text, flags=re.M)) == 1, text
+
+
+def test_threads_are_divided_between_the_tasks_of_a_machine():
+    options = launch.parse_options([])
+    assert launch.threads_per_process("local", options, tasks=2, nproc=1, cores=2) == 1
+    assert launch.threads_per_process("local", options, tasks=3, nproc=1, cores=16) == 5
+    assert launch.threads_per_process("local", options, tasks=2, nproc=2, cores=16) == 4
+    assert launch.threads_per_process("local", options, tasks=8, nproc=1, cores=2) == 1  # never 0
+    assert launch.threads_per_process("slurm", launch.parse_options(["cpus_per_task=8"]), tasks=50, nproc=2) == 4
+
+
+def test_the_runs_get_the_divided_threads_unless_they_set_their_own(tmp_path, fake_slurm):
+    write_experiment(tmp_path, matrix=MATRIX, train={"threads": None})
+    result = invoke(tmp_path, "--launcher", "slurm", "--slurm", "cpus_per_task=6", "--slurm", "log_dir=elsewhere")
+    assert result.exit_code == 0, result.output
+    assert "logs under elsewhere/tiny/" in result.output
+    task = pickle.loads(next((tmp_path / "elsewhere" / "tiny").glob("*/*_submitted.pkl")).read_bytes()).function
+    assert task.argv[-2:] == ["-o", "train.threads=6"] and task.env == {"OMP_NUM_THREADS": "6"}
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_task_keeps_the_thread_count_its_environment_sets(tmp_path, monkeypatch):
+    seen = {}
+
+    class Child:
+        def __init__(self, args, cwd, env):
+            seen.update(env)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", Child)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    launch.ShardTask(["run", "x.yaml"], str(tmp_path), {"OMP_NUM_THREADS": "1"})("0/1")
+    assert seen["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    launch.ShardTask(["run", "x.yaml"], str(tmp_path), {"OMP_NUM_THREADS": "1"})("0/1")
+    assert seen["OMP_NUM_THREADS"] == "1"

@@ -264,7 +264,8 @@ def test_paper_files_exist():
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
 def test_paper_experiment_dry_runs_and_data_check_reports_missing(path, tmp_path, monkeypatch):
     result = runner.invoke(app, ["run", str(path), "--dry-run", "--results", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # --dry-run checks what a run needs: the data is not here
+    assert "missing, nothing was run" in result.stderr and not (tmp_path / "r").exists()
     exp = load_experiment(path)
     assert "run(s)" in result.output and len(exp.runs) >= 9
     assert all(r.seed in (0, 1, 2) for r in exp.runs) and {r.seed for r in exp.runs} == {0, 1, 2}
