@@ -20,7 +20,7 @@ import pandas as pd
 
 from grporm.errors import GrpormError
 from grporm.methods import method_label, method_rank
-from grporm.schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
+from grporm.record_schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
 
 __all__ = ["RunSet", "load_runs", "load_history", "load_steps", "tidy", "method_label", "method_rank"]
 

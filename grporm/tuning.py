@@ -22,7 +22,7 @@ from typing import Callable
 from grporm.config import GRPOConfig, RunConfig, check_grid
 from grporm.errors import GrpormError
 from grporm.methods import method
-from grporm.records import read_record, read_record_or_rerun
+from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from grporm.errors import ConfigError, GrpormError
 from grporm.inputs import input_folder, read_text
-from grporm.records import read_record
+from grporm.storage import read_record
 
 CROSS_MACHINE = Path(__file__).resolve().parent.parent / "results" / "quick" / "cross_machine.csv"
 SEED_MULTIPLE = 3 * math.sqrt(2)

@@ -12,7 +12,7 @@ import torch
 import grporm.runner
 import grporm.train
 from grporm.errors import GrpormError
-from grporm.records import read_record
+from grporm.storage import read_record
 
 from tiny_runs import (
     RUN_ID,

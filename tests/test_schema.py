@@ -1,4 +1,4 @@
-"""grporm.schema: the one definition of a run record; the writer, the W&B summary and read-back and the
+"""grporm.record_schema: the one definition of a run record; the writer, the W&B summary and read-back and the
 analysis tables all agree with it."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analysis.records import load_runs
-from grporm.schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
+from grporm.record_schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

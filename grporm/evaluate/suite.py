@@ -21,7 +21,7 @@ from grporm.evaluate.knn import knn_accuracy
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
 from grporm.evaluate.segmentation import confusion, segmentation_scores
 from grporm.evaluate.softmax_regression import softmax_regression
-from grporm.schema import HEADLINE_K, Metrics, SegScores
+from grporm.record_schema import HEADLINE_K, Metrics, SegScores
 
 
 @dataclass
