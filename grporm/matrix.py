@@ -16,9 +16,9 @@ from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsErr
 from grporm.learning_rate import decision_for
 from grporm.locks import DEFAULT_STALE_SECONDS, Locked, RunLock
 from grporm.models import create_backbone
-from grporm.storage import read_record_or_rerun, run_dir
-from grporm.runner import RunPaths, execute_run
 from grporm.record_schema import RunRecord
+from grporm.runner import RunPaths, execute_run
+from grporm.storage import read_record_or_rerun, run_dir
 from grporm.train import STOP, Interrupted
 from grporm.tuning import label, needs_decision, tuning_key
 

@@ -27,8 +27,8 @@ from grporm.inputs import read_text
 from grporm.learning_rate import decision_for, search_lr
 from grporm.methods import method
 from grporm.objectives import build_objective
-from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.record_schema import RunRecord, Timing
+from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import FitResult, Interrupted, fit
 from grporm.tuning import needs_decision

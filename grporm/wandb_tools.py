@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 from grporm.errors import GrpormError, first_line
-from grporm.storage import write_csv, write_json
 from grporm.record_schema import SUMMARY_PREFIX, Metrics, RunRecord, Timing, knn_name
+from grporm.storage import write_csv, write_json
 from grporm.tracking import EPOCH_PREFIX, STEP_PREFIX
 
 CACHE_DIR = ".wandb_cache"
