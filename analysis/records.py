@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from grporm.errors import GrpormError
+from grporm.inputs import InputError, read_json
 from grporm.methods import method_label, method_rank
 from grporm.record_schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
 
@@ -241,10 +242,11 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
         excluded += [(d, "no record.json in the run folder (never started, or deleted)")
                      for d in _runs_without_record(root)]
         for path in _record_paths(root):
+            # the suite's one reader of user files: regular files only, size-limited, any JSON failure one line
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                excluded.append((path, f"unreadable record.json: {type(err).__name__}: {err}"))
+                record = read_json(path, "run record", "delete it or rerun that run")
+            except InputError as err:
+                excluded.append((path, f"unreadable record.json: {err.problem}"))
                 continue
             try:
                 row = _row(record, path)
@@ -252,6 +254,8 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
                 kept.append((row, record, path))
             except _Invalid as err:
                 excluded.append((path, str(err)))
+            except RecursionError:  # parses, but too deep to walk (e.g. axes nested hundreds of levels)
+                excluded.append((path, "record.json is nested too deeply to read"))
 
     # The same config and seed finished twice (e.g. under another run id): keep the later one only,
     # so that one seed is never counted twice in a mean.

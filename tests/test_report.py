@@ -369,6 +369,26 @@ def test_report_without_records_is_one_line(tmp_path: Path):
     assert result.output.count("\n") == 1 and "grporm run experiments/quick.yaml" in result.output
 
 
+def test_report_excludes_a_deeply_nested_record_and_a_fifo_without_hanging(tmp_path: Path):
+    """`grporm report` reads records through grporm.inputs: a record nested too deeply for json and a record.json that is a FIFO (opening it would block for ever) are excluded runs."""
+    import os
+
+    write_run(tmp_path, "quick", "good", method="ce", seed=0, sr=0.5)
+    deep = write_run(tmp_path, "quick", "deep", method="ce", seed=1, sr=0.5)
+    (deep / "record.json").write_text("[" * 100_000 + "]" * 100_000)
+    fifo = tmp_path / "quick" / "runs" / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "record.json")
+    result = subprocess.run([sys.executable, "-m", "grporm.cli", "report", "--results", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "RecursionError" not in result.stderr + result.stdout
+    for text in ((tmp_path / "REPORT.md").read_text(), (tmp_path / "quick" / "table.md").read_text()):
+        excluded = text.split("## Excluded runs", 1)[1]
+        assert "deep/record.json`: unreadable record.json: is not valid JSON (nested too deeply)" in excluded
+        assert "fifo/record.json`: unreadable record.json: is not a regular file" in excluded
+
+
 # -- W&B -------------------------------------------------------------------------------------------
 class FakeRun:
     def __init__(self, run_id: str, method: str, seed: int, state: str = "finished", sr: float = 0.8):
