@@ -51,6 +51,17 @@ def _unflatten(flat: dict[str, Any]) -> dict:
     return tree
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': v}} -> {'a/b': v}: the inverse of `_unflatten`."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 @dataclass
 class SegScores:
     miou: float
@@ -116,10 +127,16 @@ class Metrics:
                    seg=SegScores(seg.get("miou"), seg.get("pixel_acc")) if seg is not None else None)
 
     def summary(self) -> dict[str, float]:
-        """The W&B summary of the numbers (SUMMARY_PREFIX + scalar or `knn_name(k)`); `from_summary` reads it back."""
-        flat = {name: v for name in self.SCALARS if isinstance(v := getattr(self, name), (int, float))}
-        flat.update({knn_name(k): v for k, v in self.knn_top1.items()})
-        return {SUMMARY_PREFIX + name: v for name, v in flat.items()}
+        """The W&B summary: every number of `to_json` but per_class, one flat key each: SUMMARY_PREFIX +
+        scalar, `knn_name(k)`, or the section path ("ood/<corruption>/<severity>/<score>", "transfer/<target>/
+        <score>", "imbalance/<predictor>/<group>", "seg/miou"...). `from_summary` reads it back; a missing
+        value (None) is left out, as the report leaves it out."""
+        data = self.to_json()
+        data.pop("per_class", None)
+        flat = {knn_name(int(k)): v for k, v in data.pop("knn_top1", {}).items()}
+        flat.update(_flatten(data))
+        return {SUMMARY_PREFIX + name: v for name, v in flat.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     @classmethod
     def from_summary(cls, summary: dict) -> Metrics:
