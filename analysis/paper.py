@@ -30,6 +30,7 @@ from analysis.verdict import NAME as VERDICT_NAME
 from analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
+from grporm.record_schema import HEADLINE_KNN, SR
 
 REPORT_NAME = "REPORT.md"
 TABLES_DIR = "tables"
@@ -57,7 +58,7 @@ def _main_runs(run_set: RunSet):
 
 PANEL = ("experiment", "dataset", "backbone")
 # (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
-CONVERGENCE = (("knn20_top1", "kNN@20", ""), ("sr_top1", "SR", "_sr"))
+CONVERGENCE = ((HEADLINE_KNN, "kNN@20", ""), (SR, "SR", "_sr"))
 FIGURES = (
     *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
                  lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c), "epoch", c),

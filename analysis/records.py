@@ -21,7 +21,7 @@ import pandas as pd
 from grporm.errors import GrpormError
 from grporm.inputs import InputError, read_json
 from grporm.methods import method_label, method_rank
-from grporm.record_schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
+from grporm.record_schema import ECE, HEAD, HEADLINE_K, SR, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name, top1_name
 
 __all__ = ["RunSet", "load_runs", "load_history", "load_steps", "tidy", "method_label", "method_rank"]
 
@@ -52,16 +52,16 @@ class RunSet:
 
 def accuracy_columns(ks) -> tuple[str, ...]:
     """The clean accuracies of a run table whose records hold kNN at `ks`."""
-    return ("head_top1", "sr_top1", *(knn_name(k) for k in ks))
+    return (HEAD, SR, *(knn_name(k) for k in ks))
 
 
 def metric_columns(ks) -> tuple[str, ...]:
     """Every metric column of a run table whose records hold kNN at `ks` (the headline k always)."""
-    return ("head_top1", "ece", "sr_top1", *(knn_name(k) for k in ks), *COST_COLUMNS)
+    return (HEAD, ECE, SR, *(knn_name(k) for k in ks), *COST_COLUMNS)
 
 
 def is_metric_column(name: str) -> bool:
-    return name in ("head_top1", "ece", "sr_top1") + COST_COLUMNS or knn_k(name) is not None
+    return name in (HEAD, ECE, SR) + COST_COLUMNS or knn_k(name) is not None
 
 
 class _Invalid(ValueError):
@@ -79,7 +79,7 @@ def _number(name: str, value) -> float:
 
 def _flat_metrics(metrics: Metrics, timing: Timing) -> dict[str, float]:
     """The record's numbers by column name: every kNN k it holds (`RunSet.knn_ks` makes the columns)."""
-    raw = {"head_top1": metrics.head_top1, "ece": metrics.ece, "sr_top1": metrics.sr_top1}
+    raw = {HEAD: metrics.head_top1, ECE: metrics.ece, SR: metrics.sr_top1}
     raw.update({knn_name(k): v for k, v in sorted(metrics.knn_top1.items())})
     raw.update({key: getattr(timing, key) for key in COST_COLUMNS})
     flat = {name: _number(name, value) for name, value in raw.items()}
@@ -180,7 +180,7 @@ def metric_rows(record: dict, flat: dict[str, float]) -> list[tuple]:
     transfer (condition = target data set), imbalance (condition = overall/many/medium/few), seg.
     A cost of 0 training seconds means "did not train" (pretrained) and is left out."""
     ks = sorted(k for name in flat if (k := knn_k(name)) is not None)
-    rows = [("clean", name, "", 0, flat[name]) for name in accuracy_columns(ks) + ("ece",)]
+    rows = [("clean", name, "", 0, flat[name]) for name in accuracy_columns(ks) + (ECE,)]
     rows += [("cost", name, "", 0, flat[name]) for name in COST_COLUMNS
              if not (name == "train_seconds" and flat[name] == 0)]
     metrics = record["metrics"]
@@ -197,7 +197,7 @@ def metric_rows(record: dict, flat: dict[str, float]) -> list[tuple]:
             rows.append(("transfer", metric, str(target), 0, _fraction(f"transfer.{target}.{metric}", value)))
     for protocol, groups in sorted(_section(metrics, "imbalance").items()):
         for group, value in sorted(_leaves(f"metrics.imbalance.{protocol}", groups).items()):
-            rows.append(("imbalance", f"{protocol}_top1", str(group), 0, _fraction(f"imbalance.{protocol}.{group}", value)))
+            rows.append(("imbalance", top1_name(protocol), str(group), 0, _fraction(f"imbalance.{protocol}.{group}", value)))
     for metric, value in sorted(_section(metrics, "seg").items()):
         rows.append(("seg", str(metric), "", 0, _fraction(f"seg.{metric}", value)))
     return [row for row in rows if not math.isnan(row[-1])]

@@ -7,9 +7,10 @@ import pandas as pd
 
 from analysis.records import method_label, method_rank
 from analysis.stats import summarize
+from grporm.record_schema import PROTOCOLS
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
-TABLE_METRICS = (("head", "head_top1", "Head"), ("sr", "sr_top1", "SR"), ("knn20", "knn20_top1", "kNN@20"))
+TABLE_METRICS = PROTOCOLS
 INDEX = ["dataset", "backbone", "method"]
 TABLE_COLUMNS = [f"{prefix}_{stat}" for prefix, _, _ in TABLE_METRICS for stat in ("mean", "std", "n")] + ["n_seeds"]
 MISSING = "—"

@@ -21,6 +21,7 @@ from analysis.records import RunSet, load_history
 from analysis.render import file_links, latex_escape
 from analysis.sections import Column, run_values
 from analysis.stats import PairedDiff, paired_difference
+from grporm.record_schema import HEADLINE_KNN, MIOU, SR
 
 NAME = "verdict"
 TITLE = "Verdict: each reading of GRPO-RM against CE"
@@ -57,24 +58,24 @@ def _after_first_epoch(_: RunSet, runs: pd.DataFrame) -> pd.Series:
     out = {}
     for path in runs["path"]:
         history = load_history(path)
-        if history is not None and "knn20_top1" in history and (history["epoch"] == 1).any():
-            out[path] = float(history.loc[history["epoch"] == 1, "knn20_top1"].iloc[0])
+        if history is not None and HEADLINE_KNN in history and (history["epoch"] == 1).any():
+            out[path] = float(history.loc[history["epoch"] == 1, HEADLINE_KNN].iloc[0])
     return pd.Series(out, dtype=float)
 
 
 CLAIMS = (
-    Claim("SR", "study_readings", "test top-1 of softmax regression on frozen features", _clean("sr_top1")),
-    Claim("kNN", "study_readings", "test top-1 of kNN@20 on frozen features", _clean("knn20_top1")),
+    Claim("SR", "study_readings", "test top-1 of softmax regression on frozen features", _clean(SR)),
+    Claim("kNN", "study_readings", "test top-1 of kNN@20 on frozen features", _clean(HEADLINE_KNN)),
     Claim("Convergence", "study_readings", "validation kNN@20 after the first of the 4 epochs", _after_first_epoch),
     Claim("OOD: corruptions", "study_readings", "SR averaged over 6 corruptions x 5 severities of the test split",
-          _tidy("ood", "sr_top1")),
+          _tidy("ood", SR)),
     Claim("OOD: transfer", "study_transfer", "SR on scikit-learn's 8x8 digits after training on MNIST-5k",
-          _tidy("transfer", "sr_top1", "digits")),
+          _tidy("transfer", SR, "digits")),
     Claim("Imbalance", "study_imbalance", "balanced test SR after long-tailed training (factor 100)",
-          _tidy("imbalance", "sr_top1", "overall")),
+          _tidy("imbalance", SR, "overall")),
     Claim("Imbalance: few-shot", "study_imbalance", "the same, on the classes with fewer than 20 training images",
-          _tidy("imbalance", "sr_top1", "few")),
-    Claim("Segmentation", "study_segmentation", "test mIoU of the linear segmentation head", _tidy("seg", "miou")),
+          _tidy("imbalance", SR, "few")),
+    Claim("Segmentation", "study_segmentation", "test mIoU of the linear segmentation head", _tidy("seg", MIOU)),
 )
 
 

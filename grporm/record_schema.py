@@ -41,7 +41,8 @@ HEADLINE_KNN = knn_name(HEADLINE_K)
 # The three readings of every test set: (protocol, metric name, title), in the classification table's order.
 # The protocol names the predictor of metrics.imbalance ({"sr": {"few": ...}}).
 PROTOCOLS = (("head", HEAD, "Head"), ("sr", SR, "SR"), (f"knn{HEADLINE_K}", HEADLINE_KNN, f"kNN@{HEADLINE_K}"))
-SEG_NAMES = {"miou": "mIoU", "pixel_acc": "Pixel acc."}  # metrics.seg fields -> titles
+MIOU, PIXEL_ACC = "miou", "pixel_acc"  # the fields of metrics.seg
+SEG_NAMES = {MIOU: "mIoU", PIXEL_ACC: "Pixel acc."}  # -> titles
 
 
 def knn_k(name: str) -> int | None:
