@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from analysis.paper import REPORT_NAME
 from analysis.records import load_runs
 from analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
+from analysis.report import REPORT_NAME
 from analysis.sections import DIFF, SECTIONS, build_table, build_tables
 from analysis.stats import paired_difference, summarize, t_interval
 from grporm import wandb_tools

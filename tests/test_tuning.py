@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.tuning import decisions_markdown, load_records
 from grporm import learning_rate
 from grporm.config import RunConfig, build_experiment, check_grid
 from grporm.errors import ConfigError
@@ -14,8 +15,6 @@ from grporm.locks import RunLock
 from grporm.tuning import (
     binomial_se,
     decide,
-    decisions_markdown,
-    load_records,
     lock_path,
     record_path,
     tuning_epochs,
