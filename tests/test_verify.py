@@ -53,13 +53,13 @@ def verify(*args: str):
     return CliRunner().invoke(app, ["verify", *args, "--against", str(COMMITTED)])
 
 
-def block(output: str, run_id: str) -> dict[str, str]:
+def block(output: str, run_id: str, experiment: str = "quick") -> dict[str, str]:
     """metric -> its line, in the block of one run of verify's output."""
     out, inside = {}, False
     for line in output.splitlines():
         if not line.startswith("  "):
-            inside = line.startswith(f"quick/{run_id} ")
-        elif inside and "committed" not in line:
+            inside = line.startswith(f"{experiment}/{run_id} ")
+        elif inside and "committed" not in line and not line.startswith("  no value on either side"):
             out[line.split()[0]] = line
     return out
 
@@ -81,26 +81,6 @@ def test_a_copy_of_the_committed_records_is_exact(tmp_path):
     assert "-> reproduced" in result.output and "not compared: sr_l2" in result.output
 
 
-def test_within_outside_missing_and_not_comparable(tmp_path):
-    copy_experiment(tmp_path, "quick")
-    edit(tmp_path, "quick", QUICK, lambda r: r["metrics"].update(sr_top1=r["metrics"]["sr_top1"] + 0.02,
-                                                                  head_top1=r["metrics"]["head_top1"] - 0.15))
-    result = verify(str(tmp_path))
-    assert result.exit_code == 1, result.output
-    lines = block(result.output, QUICK)
-    assert "within" in lines["sr_top1"] and "+2.00" in lines["sr_top1"]
-    assert "OUTSIDE" in lines["head_top1"] and "-15.00" in lines["head_top1"]
-
-    shutil.rmtree(tmp_path / "quick" / "runs" / "fashion_mnist-mobilenetv2_100-ce-s0")
-    edit(tmp_path, "quick", "fashion_mnist-mobilenetv2_100-grpo_rm-s0", lambda r: r.update(config_hash="0" * 12))
-    edit(tmp_path, "quick", QUICK, lambda r: r["metrics"].update(head_top1=r["metrics"]["head_top1"] + 0.01))
-    result = verify(str(tmp_path))
-    assert result.exit_code == 1
-    assert "MISSING  quick/fashion_mnist-mobilenetv2_100-ce-s0" in result.output
-    assert "NOT COMPARABLE  quick/fashion_mnist-mobilenetv2_100-grpo_rm-s0" in result.output
-    assert "1 missing, 1 not comparable" in result.output
-
-
 def _record(dataset: str, seed: int, metrics: dict, run_id: str | None = None) -> dict:
     return {"run_id": run_id or f"{dataset}-b-ce-s{seed}", "experiment": "e", "status": "finished", "method": "ce",
             "dataset": dataset, "backbone": "b", "seed": seed, "config_hash": "h", "metrics": metrics}
@@ -108,6 +88,31 @@ def _record(dataset: str, seed: int, metrics: dict, run_id: str | None = None) -
 
 def _runs(*records: dict) -> dict:
     return {(r["experiment"], r["run_id"]): Finished.of(r) for r in records}
+
+
+def _write(root: Path, *records: dict) -> Path:
+    for r in records:
+        folder = root / r["experiment"] / "runs" / r["run_id"]
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(r))
+    return root
+
+
+def test_within_outside_missing_and_not_comparable(tmp_path):
+    ce = [_record("d", s, {"sr_top1": 0.80 + 0.01 * s, "head_top1": 0.70 + 0.01 * s}) for s in range(3)]
+    grpo, other = _record("d", 0, {"sr_top1": 0.9}, "d-b-grpo_rm-s0"), _record("d", 0, {"sr_top1": 0.5}, "d-b-x-s0")
+    committed = _write(tmp_path / "committed", *ce, grpo, other)
+    rerun = json.loads(json.dumps([ce[0], ce[2], grpo, other]))
+    rerun[0]["metrics"].update(sr_top1=0.82, head_top1=0.55)  # +2 points (seed std 1: ±4.24), -15 points
+    rerun[2]["config_hash"] = "0" * 12
+    result = CliRunner().invoke(app, ["verify", str(_write(tmp_path / "rerun", *rerun)), "--against", str(committed)])
+    assert result.exit_code == 1, result.output
+    lines = block(result.output, "d-b-ce-s0", "e")
+    assert "within" in lines["sr_top1"] and "+2.00" in lines["sr_top1"] and "seeds (3)" in lines["sr_top1"]
+    assert "OUTSIDE" in lines["head_top1"] and "-15.00" in lines["head_top1"]
+    assert all(line.endswith("exact") for line in block(result.output, "d-b-ce-s2", "e").values())
+    assert "MISSING  e/d-b-ce-s1" in result.output and "NOT COMPARABLE  e/d-b-grpo_rm-s0" in result.output
+    assert "1 OUTSIDE, 0 BROKEN; 1 missing, 1 not comparable -> NOT reproduced" in result.output
 
 
 def test_tolerance_from_the_seeds_of_the_setting_then_of_the_data_set_then_cross_machine():
