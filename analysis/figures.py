@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.records import load_history, load_steps, method_label, method_rank
 from analysis.stats import summarize
+from grporm.record_schema import HEADLINE_KNN, SR
 
 # One colour / line style per method, used by every figure.
 METHOD_STYLE = {
@@ -29,9 +30,9 @@ METHOD_STYLE = {
 }
 _EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 _VARIANT_LINES = ("-", "--", "-.", ":")
-CURVE_COLUMN = "knn20_top1"
+CURVE_COLUMN = HEADLINE_KNN
 # the per-epoch probes of history.csv that convergence figures can draw: column -> label
-CURVES = {"knn20_top1": "kNN@20", "sr_top1": "SR"}
+CURVES = {HEADLINE_KNN: "kNN@20", SR: "SR"}
 STEP_STATS = (("reward_mean", "reward mean"), ("clip_frac", "clip fraction"), ("entropy", "policy entropy"),
               ("pi_y", "mean \u03c0(y)"))
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7.5,

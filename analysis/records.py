@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from grporm.errors import GrpormError
+from grporm.inputs import InputError, read_json
 from grporm.methods import method_label, method_rank
-from grporm.schema import HEADLINE_K, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name
+from grporm.record_schema import ECE, HEAD, HEADLINE_K, SR, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name, top1_name
 
 __all__ = ["RunSet", "load_runs", "load_history", "load_steps", "tidy", "method_label", "method_rank"]
 
@@ -51,16 +52,16 @@ class RunSet:
 
 def accuracy_columns(ks) -> tuple[str, ...]:
     """The clean accuracies of a run table whose records hold kNN at `ks`."""
-    return ("head_top1", "sr_top1", *(knn_name(k) for k in ks))
+    return (HEAD, SR, *(knn_name(k) for k in ks))
 
 
 def metric_columns(ks) -> tuple[str, ...]:
     """Every metric column of a run table whose records hold kNN at `ks` (the headline k always)."""
-    return ("head_top1", "ece", "sr_top1", *(knn_name(k) for k in ks), *COST_COLUMNS)
+    return (HEAD, ECE, SR, *(knn_name(k) for k in ks), *COST_COLUMNS)
 
 
 def is_metric_column(name: str) -> bool:
-    return name in ("head_top1", "ece", "sr_top1") + COST_COLUMNS or knn_k(name) is not None
+    return name in (HEAD, ECE, SR) + COST_COLUMNS or knn_k(name) is not None
 
 
 class _Invalid(ValueError):
@@ -78,7 +79,7 @@ def _number(name: str, value) -> float:
 
 def _flat_metrics(metrics: Metrics, timing: Timing) -> dict[str, float]:
     """The record's numbers by column name: every kNN k it holds (`RunSet.knn_ks` makes the columns)."""
-    raw = {"head_top1": metrics.head_top1, "ece": metrics.ece, "sr_top1": metrics.sr_top1}
+    raw = {HEAD: metrics.head_top1, ECE: metrics.ece, SR: metrics.sr_top1}
     raw.update({knn_name(k): v for k, v in sorted(metrics.knn_top1.items())})
     raw.update({key: getattr(timing, key) for key in COST_COLUMNS})
     flat = {name: _number(name, value) for name, value in raw.items()}
@@ -160,45 +161,48 @@ def _fraction(name: str, value) -> float:
     return number
 
 
-def _section(metrics: dict, name: str) -> dict:
-    section = metrics.get(name) or {}
-    if not isinstance(section, dict):
-        raise _Invalid(f"metrics.{name} is {section!r}, not an object")
-    return section
+# The sections of Metrics.values() that become tidy rows: family -> the parts of a name after it.
+SECTION_PARTS = {"ood": ("corruption", "severity", "score"), "transfer": ("target", "score"),
+                 "imbalance": ("predictor", "group"), "seg": ("score",)}
 
 
-def _leaves(name: str, tree: dict) -> dict:
-    if not isinstance(tree, dict):
-        raise _Invalid(f"{name} is {tree!r}, not an object")
-    return tree
+def _section_row(name: str, value) -> tuple:
+    """The tidy row of one flat name of `Metrics.values()` in SECTION_PARTS ("ood/<corruption>/<severity>/
+    <score>", ...); the clean scalars come from the run's columns instead."""
+    family, *parts = name.split("/")
+    dotted = ".".join([family, *parts])
+    if len(parts) != len(SECTION_PARTS[family]):
+        raise _Invalid(f"metrics.{dotted} is {value!r}: metrics.{family} holds "
+                       f"{' -> '.join(SECTION_PARTS[family])} -> number")
+    if family == "ood":
+        corruption, severity, metric = parts
+        try:
+            level = int(severity)
+        except ValueError:
+            raise _Invalid(f"metrics.ood.{corruption}: severity {severity!r} is not an integer") from None
+        return ("ood", metric, corruption, level, _fraction(dotted, value))
+    if family == "transfer":
+        return ("transfer", parts[1], parts[0], 0, _fraction(dotted, value))
+    if family == "imbalance":
+        return ("imbalance", top1_name(parts[0]), parts[1], 0, _fraction(dotted, value))
+    return ("seg", parts[0], "", 0, _fraction(dotted, value))
 
 
-def metric_rows(record: dict, flat: dict[str, float]) -> list[tuple]:
-    """(family, metric, condition, severity, value) for every number of a finished record; ``flat`` is
-    its ``_flat_metrics``. Families: clean, cost, ood (condition = corruption, severity 1..5),
-    transfer (condition = target data set), imbalance (condition = overall/many/medium/few), seg.
-    A cost of 0 training seconds means "did not train" (pretrained) and is left out."""
+def metric_rows(metrics: Metrics, flat: dict[str, float]) -> list[tuple]:
+    """(family, metric, condition, severity, value) for every number of a finished record's metrics;
+    ``flat`` is its ``_flat_metrics``. Families: clean, cost, and the sections of `Metrics.values()`: ood
+    (condition = corruption, severity 1..5), transfer (condition = target data set), imbalance (condition
+    = overall/many/medium/few), seg. A cost of 0 training seconds means "did not train" (pretrained) and
+    is left out."""
     ks = sorted(k for name in flat if (k := knn_k(name)) is not None)
-    rows = [("clean", name, "", 0, flat[name]) for name in accuracy_columns(ks) + ("ece",)]
+    rows = [("clean", name, "", 0, flat[name]) for name in accuracy_columns(ks) + (ECE,)]
     rows += [("cost", name, "", 0, flat[name]) for name in COST_COLUMNS
              if not (name == "train_seconds" and flat[name] == 0)]
-    metrics = record["metrics"]
-    for corruption, severities in sorted(_section(metrics, "ood").items()):
-        for severity, values in sorted(_leaves(f"metrics.ood.{corruption}", severities).items()):
-            try:
-                level = int(severity)
-            except ValueError:
-                raise _Invalid(f"metrics.ood.{corruption}: severity {severity!r} is not an integer") from None
-            for metric, value in sorted(_leaves(f"metrics.ood.{corruption}.{severity}", values).items()):
-                rows.append(("ood", metric, str(corruption), level, _fraction(f"ood.{corruption}.{severity}.{metric}", value)))
-    for target, values in sorted(_section(metrics, "transfer").items()):
-        for metric, value in sorted(_leaves(f"metrics.transfer.{target}", values).items()):
-            rows.append(("transfer", metric, str(target), 0, _fraction(f"transfer.{target}.{metric}", value)))
-    for protocol, groups in sorted(_section(metrics, "imbalance").items()):
-        for group, value in sorted(_leaves(f"metrics.imbalance.{protocol}", groups).items()):
-            rows.append(("imbalance", f"{protocol}_top1", str(group), 0, _fraction(f"imbalance.{protocol}.{group}", value)))
-    for metric, value in sorted(_section(metrics, "seg").items()):
-        rows.append(("seg", str(metric), "", 0, _fraction(f"seg.{metric}", value)))
+    order = list(SECTION_PARTS)  # families in this order, each sorted by the parts of its names
+    names = sorted((name.split("/") for name in metrics.values() if name.split("/")[0] in SECTION_PARTS),
+                   key=lambda parts: (order.index(parts[0]), parts[1:]))
+    values = metrics.values()
+    rows += [_section_row(name, values[name]) for name in ("/".join(parts) for parts in names)]
     return [row for row in rows if not math.isnan(row[-1])]
 
 
@@ -241,17 +245,20 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
         excluded += [(d, "no record.json in the run folder (never started, or deleted)")
                      for d in _runs_without_record(root)]
         for path in _record_paths(root):
+            # the suite's one reader of user files: regular files only, size-limited, any JSON failure one line
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                excluded.append((path, f"unreadable record.json: {type(err).__name__}: {err}"))
+                record = read_json(path, "run record", "delete it or rerun that run")
+            except InputError as err:
+                excluded.append((path, f"unreadable record.json: {err.problem}"))
                 continue
             try:
                 row = _row(record, path)
-                long_rows[row["path"]] = metric_rows(record, row)
+                long_rows[row["path"]] = metric_rows(Metrics.from_json(record.get("metrics") or {}), row)
                 kept.append((row, record, path))
             except _Invalid as err:
                 excluded.append((path, str(err)))
+            except RecursionError:  # parses, but too deep to walk (e.g. axes nested hundreds of levels)
+                excluded.append((path, "record.json is nested too deeply to read"))
 
     # The same config and seed finished twice (e.g. under another run id): keep the later one only,
     # so that one seed is never counted twice in a mean.

@@ -1,29 +1,103 @@
-"""`grporm report`: per experiment, a Markdown table (table.md) and a convergence figure (convergence.png)."""
+"""`grporm report`: the run records, loaded once, become ``results/REPORT.md`` (every section table as
+Markdown, LaTeX and CSV under ``tables/``, every figure as PNG and PDF under ``figures/``, the environment,
+the excluded runs, and for every table row the run ids and config hashes behind it) and each experiment's
+``table.md`` (+ ``convergence.png``). Records -> sections (``analysis.sections``, ``analysis.verdict``,
+``analysis.tuning``) -> tables (``analysis.render``, the only writer of tables) and figures
+(``analysis.figures``) -> the files here. Deterministic: the same records give byte-identical files (no
+dates, no absolute paths, sorted everywhere).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from analysis.figures import convergence_figure
-from analysis.records import RunSet, load_runs, method_label, method_rank
-from analysis.tables import classification_table, row_keys, to_markdown
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.figures import (
+    ablation_plot,
+    convergence_curves,
+    convergence_figure,
+    convergence_plot,
+    imbalance_plot,
+    save_figure,
+    severity_plot,
+    steps_plot,
+)
+from analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
+from analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
+from analysis.sections import DIFF_LABEL, Table, build_tables
+from analysis.tables import classification_table, row_keys
+from analysis.tuning import NAME as TUNING_NAME
+from analysis.tuning import tuning_section
+from analysis.verdict import NAME as VERDICT_NAME
+from analysis.verdict import verdict_section
 from grporm.errors import GrpormError
+from grporm.methods import method_names
+from grporm.record_schema import HEADLINE_KNN, SR
 
+REPORT_NAME = "REPORT.md"
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
-TABLE_NAME = "table.md"
+TABLE_NAME = "table.md"      # per experiment, next to its runs/
 FIGURE_NAME = "convergence.png"
 LEGEND = ("Accuracies are test top-1 in %, mean ± std over seeds (sample std; a single number is one seed); "
           "Head = the model's own classifier (— where there is none, e.g. the pretrained backbone), "
           "SR = softmax regression on frozen features, kNN@20 = DINO kNN (k = 20) on frozen features.")
+TABLES_DIR = "tables"
+FIGURES_DIR = "figures"
+OWNED_SUFFIXES = (".md", ".tex", ".csv", ".png", ".pdf")  # what a report may delete when stale
+ENV_FIELDS = (("python", "Python"), ("torch", "torch"), ("timm", "timm"), ("platform", "Platform"),
+              ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("torch_threads", "torch threads"), ("cuda", "GPU"),
+              ("git_commit", "git commit"))
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
+@dataclass(frozen=True)
+class FigureSpec:
+    stem: str
+    title: str
+    after: str                                        # the section it is shown in
+    draw: Callable[[RunSet, dict], Figure | None]     # (runs, {section name: Table}) -> figure
+    source: str                                       # where its numbers come from
+    absent: str
 
 
-def _sources(runs) -> list[str]:
+def _main_runs(run_set: RunSet):
+    runs = run_set.runs
+    return runs[~runs["experiment"].map(is_ablation)] if not runs.empty else runs
+
+
+PANEL = ("experiment", "dataset", "backbone")
+# (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
+CONVERGENCE = ((HEADLINE_KNN, "kNN@20", ""), (SR, "SR", "_sr"))
+FIGURES = (
+    *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
+                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c), "epoch", c),
+                 f"`history.csv` (column {column}) of the runs in the Classification table.",
+                 f"No run has a history.csv with {label} values.")
+      for column, label, stem in CONVERGENCE),
+    *(FigureSpec(f"convergence{stem}_time", f"Convergence: {label} against training wall time", "classification",
+                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c),
+                                                          "train_seconds", c),
+                 f"`history.csv` (columns {column}, train_seconds) of the runs in the Classification table.",
+                 f"No run has a history.csv with train_seconds and {label} values.")
+      for column, label, stem in CONVERGENCE),
+    FigureSpec("ood_severity", "Accuracy against corruption severity", "ood",
+               lambda rs, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table.",
+               "No OOD table."),
+    FigureSpec("imbalance_shots", "Many / medium / few-shot accuracy", "imbalance",
+               lambda rs, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table.",
+               "No imbalance table."),
+    FigureSpec("ablations", "Ablation bars", "ablations",
+               lambda rs, t: ablation_plot(t.get("ablations")), "the Ablations table.", "No ablation table."),
+    FigureSpec("training_stats", "GRPO training statistics over steps", "training",
+               lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
+               "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",
+               "No run has a steps.csv (the pretrained rows do not train)."),
+)
+
+
+def _sources(runs: pd.DataFrame) -> list[str]:
     """'dataset / backbone / [variant /] Method: id, id, id' per table row, in table order."""
     lines = []
     groups = sorted(runs.groupby(row_keys(runs), sort=False),
@@ -39,48 +113,205 @@ def _sources(runs) -> list[str]:
     return lines
 
 
-def _markdown(experiment: str, run_set: RunSet, exp_dir: Path, figure: Path | None) -> str:
-    runs = run_set.runs
+def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tuple[Path, str]], exp_dir: Path,
+                        figure: Path | None) -> str:
+    """An experiment's table.md: its classification table, its convergence figure, its excluded runs."""
     parts = [f"# {experiment}", "", LEGEND, ""]
     if runs.empty:
         parts += ["No finished runs yet.", ""]
     else:
-        parts += [to_markdown(classification_table(runs)).rstrip("\n"), ""]
+        parts += [classification_markdown(classification_table(runs)).rstrip("\n"), ""]
     if figure is not None:
         parts += [f"![kNN@20 per epoch]({FIGURE_NAME})", ""]
     else:
         parts += ["No convergence figure: no finished run has a history.csv with kNN@20 values.", ""]
-    if run_set.excluded:
+    if excluded:
         parts += ["## Excluded runs", "", "Not averaged into the table:", ""]
-        parts += [f"- `{_relative(path, exp_dir)}`: {reason}" for path, reason in run_set.excluded]
+        parts += [f"- `{_relative(path, (exp_dir,))}`: {reason}" for path, reason in excluded]
         parts.append("")
     if not runs.empty:
         parts += ["## Runs per row", ""] + _sources(runs) + [""]
     return "\n".join(parts)
 
 
-def write_report(results_dir: str | Path) -> list[Path]:
-    """For every ``<experiment>/`` with a ``runs/`` folder under ``results_dir``, write ``table.md``
-    and ``convergence.png`` (when some run has a history) next to ``runs/``; return the written paths.
-    Raises GrpormError when there are no run records at all."""
-    root = Path(results_dir)
-    command = PRODUCE_HINT if root == Path("results") else f"{PRODUCE_HINT} --results {root}"
-    no_records = f"no run records under {root}: produce them with `{command}`"
-    if not root.is_dir():
-        raise GrpormError(no_records)
-    experiments = [d for d in sorted(root.iterdir()) if d.is_dir() and (d / "runs").is_dir()
-                   and any((d / "runs").glob("*/record.json"))]
-    if not experiments:
-        raise GrpormError(no_records)
-
-    loaded = [(exp_dir, load_runs(exp_dir)) for exp_dir in experiments]
+def write_experiment_tables(root: Path, run_set: RunSet) -> list[Path]:
+    """For every ``<experiment>/`` under ``root`` with run records, ``table.md`` and ``convergence.png`` (when
+    some run has a history) next to its ``runs/``, from its share of ``run_set``; returns the written paths."""
     written: list[Path] = []
-    for exp_dir, run_set in loaded:
+    for exp_dir in sorted(root.iterdir()):
+        if not (exp_dir.is_dir() and (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*/record.json"))):
+            continue
+        runs = run_set.runs
+        if not runs.empty:
+            mine = exp_dir.resolve()
+            runs = runs[[Path(p).is_relative_to(mine) for p in runs["path"]]]
+        excluded = [(path, reason) for path, reason in run_set.excluded if Path(path).is_relative_to(exp_dir)]
         figure_path = exp_dir / FIGURE_NAME
-        figure = convergence_figure(run_set.runs, exp_dir, figure_path) if not run_set.runs.empty else None
+        figure = convergence_figure(runs, exp_dir, figure_path) if not runs.empty else None
         if figure is None:
             figure_path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
         table_path = exp_dir / TABLE_NAME
-        table_path.write_text(_markdown(exp_dir.name, run_set, exp_dir, figure), encoding="utf-8")
+        table_path.write_text(experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure), encoding="utf-8")
         written += [table_path] + ([figure] if figure is not None else [])
     return written
+
+
+def _relative(path: Path, roots: tuple[Path, ...]) -> str:
+    for root in roots:
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return Path(path).name
+
+
+def _provenance(table: Table) -> list[str]:
+    """The run ids and config hashes behind every row, folded (the CSV has them per cell too)."""
+    lines = ["<details><summary>Provenance: the runs behind each row (run id, config hash)</summary>", ""]
+    for row in table.rows:
+        if row.method == "diff":
+            continue
+        where = " / ".join(v for v in row.key if v)
+        runs = ", ".join(f"`{run_id}` (`{config_hash or 'no hash'}`)" for run_id, config_hash in row.runs)
+        lines.append(f"- {where} / {row.label}: {runs}")
+    if any(row.method == "diff" for row in table.rows):
+        lines += ["", f"{DIFF_LABEL} rows pair the {method_label('grpo_rm')} and {method_label('ce')} rows above "
+                      "them by seed."]
+    lines += ["", "</details>"]
+    return lines
+
+
+def _environment(run_set: RunSet) -> list[str]:
+    """One line per env field: each distinct value with the number of runs that recorded it."""
+    envs = [record.get("env") or {} for _, record in sorted(run_set.records.items())]
+    if not envs:
+        return ["No finished run, so no environment to report."]
+    rows = []
+    for key, title in ENV_FIELDS + tuple((k, k) for k in sorted({k for e in envs for k in e} - {f for f, _ in ENV_FIELDS})):
+        counts: dict[str, int] = {}
+        for env in envs:
+            counts[str(env.get(key, "not recorded"))] = counts.get(str(env.get(key, "not recorded")), 0) + 1
+        rows += [[title, value.replace("|", "/"), f"{'all ' if count == len(envs) else ''}{count}"]
+                 for value, count in sorted(counts.items())]
+    return markdown_grid(["Field", "Value", "Runs"], rows, "llr").rstrip("\n").split("\n")
+
+
+def _write(path: Path, text: str, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    written.append(path)
+
+
+def _clean_stale(folder: Path, keep: set[Path]) -> None:
+    """Remove report outputs of an earlier report that this one did not write (e.g. a section whose
+    runs were deleted): a stale table would outlive its records."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix in OWNED_SUFFIXES and path not in keep:
+                path.unlink()
+
+
+def _header(run_set: RunSet, sources: list[str]) -> list[str]:
+    runs = run_set.runs
+    experiments = sorted(set(runs["experiment"])) if not runs.empty else []
+    return [
+        "# GRPO-RM reproduction: report", "",
+        "Generated by `grporm report` (`make report`) from " + " and ".join(sources) + "; nothing here is typed "
+        "by hand, regenerate instead of editing.", "",
+        f"{len(runs)} finished run(s) in {len(experiments)} experiment(s)"
+        + (f" ({', '.join(experiments)})" if experiments else "")
+        + f"; {len(run_set.excluded)} record(s) excluded (see [Excluded runs](#excluded-runs)).", "",
+        "Conventions: mean ± std over seeds (sample std); a cell with one value is that run's number; "
+        "† marks fewer than 3 seeds; bold = best mean of the column among the rows it is compared with; "
+        f"*{DIFF_LABEL}* = GRPO-RM minus CE paired by seed, mean [95% t interval] (no interval with one "
+        "pair), in the column's unit (percentage points for accuracies). Methods: "
+        + ", ".join(f"{label} (`{name}`)" for name, label in ((n, method_label(n)) for n in method_names())) + ".", "",
+    ]
+
+
+def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None) -> list[Path]:
+    """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths."""
+    sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
+    written: list[Path] = []
+    built = build_tables(run_set)
+    tables = {section.name: table for section, table in built if table is not None}
+    figures = {spec.stem: spec.draw(run_set, tables) for spec in FIGURES}
+    figure_files: dict[str, list[Path]] = {}
+    for stem, fig in figures.items():
+        if fig is not None:
+            figure_files[stem] = save_figure(fig, root / FIGURES_DIR / stem)
+            written += figure_files[stem]
+
+    parts = _header(run_set, sources)
+    verdict_lines, verdict_files = verdict_section(run_set)
+    for suffix, text in verdict_files.items():
+        _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
+    parts += verdict_lines
+    for section, table in built:
+        parts += _section_markdown(section, table, root, written)
+        parts += _figures_markdown(section.name, figures, figure_files)
+    tuning_lines, tuning_files = tuning_section(root)
+    for suffix, text in tuning_files.items():
+        _write(root / TABLES_DIR / f"{TUNING_NAME}{suffix}", text, written)
+    parts += tuning_lines
+    parts += ["## Training dynamics", ""] + _figures_markdown("training", figures, figure_files)
+    parts += ["## Excluded runs", ""]
+    parts += ([f"- `{_relative(path, run_set.roots)}`: {reason}" for path, reason in run_set.excluded]
+              or ["None: every record under the results folder is a finished run."]) + [""]
+    parts += ["## Environment", "", "From the `env` of each finished run's record.", ""] + _environment(run_set) + [""]
+    _write(root / REPORT_NAME, "\n".join(parts), written)
+    _clean_stale(root / TABLES_DIR, set(written))
+    _clean_stale(root / FIGURES_DIR, set(written))
+    return written
+
+
+def _section_markdown(section, table: Table | None, root: Path, written: list[Path]) -> list[str]:
+    parts = [f"## {section.title}", ""]
+    if table is None:
+        return parts + [section.absent or "No finished run has these metrics; section skipped.", ""]
+    stem = root / TABLES_DIR / section.name
+    for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
+        _write(stem.with_suffix(suffix), render(table), written)
+    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
+        _provenance(table) + [""]
+
+
+def _figures_markdown(after: str, figures: dict, files: dict[str, list[Path]]) -> list[str]:
+    parts = []
+    for spec in FIGURES:
+        if spec.after != after:
+            continue
+        if spec.stem not in files:
+            parts += [f"*{spec.title}*: not drawn. {spec.absent}", ""]
+            continue
+        png, pdf = (f"{FIGURES_DIR}/{p.name}" for p in files[spec.stem])
+        parts += [f"### {spec.title}", "", f"![{spec.title}]({png})", "",
+                  f"[PDF]({pdf}) · data: {spec.source}", ""]
+    return parts
+
+
+def report_all(results_dir: str | Path, wandb_project: str | None = None, refresh: bool = False) -> list[Path]:
+    """What `grporm report` does: load the records once (with ``wandb_project``, "entity/project", the runs of
+    that W&B project join in, read through the cache under ``results/.wandb_cache/``), then each experiment's
+    ``table.md`` (local records) and REPORT.md with its tables and figures. Raises GrpormError when there
+    is no record at all."""
+    root = Path(results_dir)
+    command = PRODUCE_HINT if root == Path("results") else f"{PRODUCE_HINT} --results {root}"
+    no_records = f"no run records under {root}: produce them with `{command}`"
+    has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))
+    if not has_local and not wandb_project:
+        raise GrpormError(no_records)
+    extra: tuple[Path, ...] = ()
+    sources = None
+    if wandb_project:
+        from grporm.wandb_tools import fetch_project
+
+        cache = fetch_project(wandb_project, root, refresh=refresh)
+        extra = (cache,)
+        sources = ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)",
+                   f"the runs of W&B project `{wandb_project}` (cached under `{_relative(cache, (root,))}`)"]
+    run_set = load_runs(root, *extra)
+    if run_set.runs.empty and not run_set.excluded:
+        raise GrpormError(no_records)
+    written = write_experiment_tables(root, run_set) if has_local else []
+    return written + write_report(root, run_set, sources)

@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.records import RunSet, is_ablation, method_label, method_rank, variant
 from analysis.stats import PairedDiff, paired_difference, summarize
 from analysis.tables import TABLE_METRICS
+from grporm.record_schema import SEG_NAMES, top1_name
 
 TREATMENT, CONTROL = "grpo_rm", "ce"
 DIFF = "diff"  # Row.method of the paired-difference row
@@ -212,19 +213,19 @@ def _protocols(metrics: pd.DataFrame, family: str) -> list[tuple[str, str]]:
     """(prefix, title) of head/SR/kNN@20 with a value in ``family``, SR first (the headline protocol)."""
     have = set(_present(metrics, family)["metric"])
     ordered = sorted(PROTOCOLS, key=lambda p: ("sr", "knn20", "head").index(p[0]))
-    return [(prefix, title) for prefix, title in ordered if f"{prefix}_top1" in have]
+    return [(prefix, title) for prefix, title in ordered if top1_name(prefix) in have]
 
 
 def classification_columns(metrics: pd.DataFrame) -> list[Column]:
     have = set(_present(metrics, "clean")["metric"])
-    return [Column(title, "", "clean", f"{prefix}_top1") for prefix, title in PROTOCOLS if f"{prefix}_top1" in have]
+    return [Column(title, "", "clean", top1_name(prefix)) for prefix, title in PROTOCOLS if top1_name(prefix) in have]
 
 
 def ood_columns(metrics: pd.DataFrame) -> list[Column]:
     severities = sorted(set(_present(metrics, "ood")["severity"]))
     columns = []
     for prefix, title in _protocols(metrics, "ood"):
-        metric = f"{prefix}_top1"
+        metric = top1_name(prefix)
         columns.append(Column(title, "clean", "clean", metric))
         columns.append(Column(title, "mean", "ood", metric))
         columns += [Column(title, f"s{int(s)}", "ood", metric, severity=int(s)) for s in severities]
@@ -233,25 +234,25 @@ def ood_columns(metrics: pd.DataFrame) -> list[Column]:
 
 def corruption_columns(metrics: pd.DataFrame) -> list[Column]:
     corruptions = sorted(set(_present(metrics, "ood")["condition"]))
-    return [Column(title, corruption, "ood", f"{prefix}_top1", condition=corruption)
+    return [Column(title, corruption, "ood", top1_name(prefix), condition=corruption)
             for prefix, title in _protocols(metrics, "ood") for corruption in corruptions]
 
 
 def transfer_columns(metrics: pd.DataFrame) -> list[Column]:
     targets = sorted(set(_present(metrics, "transfer")["condition"]))
-    return [Column(title, target, "transfer", f"{prefix}_top1", condition=target)
+    return [Column(title, target, "transfer", top1_name(prefix), condition=target)
             for prefix, title in _protocols(metrics, "transfer") for target in targets]
 
 
 def imbalance_columns(metrics: pd.DataFrame) -> list[Column]:
     present = set(_present(metrics, "imbalance")["condition"])
     groups = [g for g in SHOT_GROUPS if g in present] + sorted(present - set(SHOT_GROUPS))
-    return [Column(title, group, "imbalance", f"{prefix}_top1", condition=group)
+    return [Column(title, group, "imbalance", top1_name(prefix), condition=group)
             for prefix, title in _protocols(metrics, "imbalance") for group in groups]
 
 
 def seg_columns(metrics: pd.DataFrame) -> list[Column]:
-    names = {"miou": "mIoU", "pixel_acc": "Pixel acc."}
+    names = SEG_NAMES
     present = set(_present(metrics, "seg")["metric"])
     ordered = [m for m in names if m in present] + sorted(present - set(names))
     return [Column(names.get(m, m), "", "seg", m) for m in ordered]

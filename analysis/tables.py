@@ -1,18 +1,16 @@
-"""The classification table: head, SR and kNN@20 test top-1 per (dataset, backbone, [variant,] method)."""
+"""The classification table as data: head, SR and kNN@20 test top-1 per (dataset, backbone, [variant,] method)."""
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 
-from analysis.records import method_label, method_rank
+from analysis.records import method_rank
 from analysis.stats import summarize
+from grporm.record_schema import PROTOCOLS
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
-TABLE_METRICS = (("head", "head_top1", "Head"), ("sr", "sr_top1", "SR"), ("knn20", "knn20_top1", "kNN@20"))
+TABLE_METRICS = PROTOCOLS
 INDEX = ["dataset", "backbone", "method"]
 TABLE_COLUMNS = [f"{prefix}_{stat}" for prefix, _, _ in TABLE_METRICS for stat in ("mean", "std", "n")] + ["n_seeds"]
-MISSING = "—"
 
 
 def row_keys(runs: pd.DataFrame) -> list[str]:
@@ -27,7 +25,7 @@ def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     Columns ``<m>_mean``, ``<m>_std`` (sample std, ddof=1; NaN with fewer than two values) and ``<m>_n``
     (number of runs with a value) for m in head, sr, knn20, plus ``n_seeds`` (runs in the row).
-    Values stay fractions, like ``runs``; ``to_markdown`` shows them in %.
+    Values stay fractions, like ``runs``; ``analysis.render.classification_markdown`` shows them in %.
     """
     rows, keys, index = [], [], row_keys(runs)
     if not runs.empty:
@@ -42,37 +40,3 @@ def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
     order = sorted(range(len(keys)), key=lambda i: (*keys[i][:-1], method_rank(keys[i][-1])))
     return pd.DataFrame([rows[i] for i in order], columns=TABLE_COLUMNS,
                         index=pd.MultiIndex.from_tuples([keys[i] for i in order], names=index))
-
-
-def format_cell(mean: float, std: float, n: int, n_seeds: int, scale: float = 100.0, decimals: int = 1,
-                pm: str = " ± ") -> str:
-    """'85.3 ± 0.4' over several seeds, '85.3' for one value, '—' when missing; '(n=k)' when only
-    k of the row's runs have the metric. Values are multiplied by ``scale`` (fractions -> %)."""
-    if n == 0 or mean is None or math.isnan(mean):
-        return MISSING
-    text = f"{scale * mean:.{decimals}f}"
-    if n > 1 and std is not None and not math.isnan(std):
-        text += f"{pm}{scale * std:.{decimals}f}"
-    if n < n_seeds:
-        text += f" (n={n})"
-    return text
-
-
-def _escape(text: object) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table of ``classification_table`` output (accuracies in %, one decimal)."""
-    keys = list(table.index.names)
-    header = [name.capitalize() for name in keys] + [title for _, _, title in TABLE_METRICS] + ["Seeds"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(header) - len(keys))) + "|"]
-    for key, row in table.iterrows():
-        n_seeds = int(row["n_seeds"])
-        cells = [_escape(part) for part in key[:-1]] + [_escape(method_label(key[-1]))]
-        cells += [format_cell(row[f"{p}_mean"], row[f"{p}_std"], int(row[f"{p}_n"]), n_seeds)
-                  for p, _, _ in TABLE_METRICS]
-        cells.append(str(n_seeds))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

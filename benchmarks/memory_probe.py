@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from grporm.records import peak_memory_mib as peak_mib
+from grporm.storage import peak_memory_mib as peak_mib
 
 
 def main(argv: list[str] | None = None) -> dict:

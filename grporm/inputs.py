@@ -128,7 +128,7 @@ def read_json(path: Path | str, what: str, fix: str, fields: Fields | None = Non
     beyond that (or None). Any problem -- unreadable, not UTF-8, not JSON, not an object, a
     missing or mistyped field -- is one ConfigError naming the file and the fix. Callers that
     redo the work instead of stopping (a corrupted run record: see
-    `grporm.records.read_record_or_rerun`) catch it."""
+    `grporm.storage.read_record_or_rerun`) catch it."""
     text = read_text(path, what, fix)
     try:
         data = json.loads(text)

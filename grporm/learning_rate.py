@@ -18,7 +18,7 @@ from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
-from grporm.records import environment, now, read_record_or_rerun, write_json
+from grporm.storage import environment, now, read_record_or_rerun, write_json
 from grporm.train import fit
 from grporm.tuning import (
     decide,

@@ -15,9 +15,9 @@ from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.preflight import SPLIT_ONLY, _as_input_error, preflight  # noqa: F401 - moved there; imported from here before
-from grporm.records import read_record_or_rerun, run_dir
+from grporm.record_schema import RunRecord
 from grporm.runner import RunPaths, execute_run
-from grporm.schema import RunRecord
+from grporm.storage import read_record_or_rerun, run_dir
 from grporm.tuning import label, needs_decision, tuning_key
 
 

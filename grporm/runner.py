@@ -2,7 +2,7 @@
 build -> learning rate (tuning decision or search) -> train -> evaluate -> record.
 
 The stages live elsewhere (grporm.build, grporm.learning_rate, grporm.train, grporm.evaluate.suite,
-grporm.schema); a Run holds what they share and writes the record. The matrix around runs (shards,
+grporm.record_schema); a Run holds what they share and writes the record. The matrix around runs (shards,
 locks, preflight) is grporm.matrix.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from grporm.interrupts import Interrupted
 from grporm.learning_rate import decision_for, search_lr
 from grporm.methods import method
 from grporm.objectives import build_objective
-from grporm.records import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
-from grporm.schema import RunRecord, Timing
+from grporm.record_schema import RunRecord, Timing
+from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker
 from grporm.train import FitResult, fit
 from grporm.tuning import needs_decision

@@ -182,7 +182,7 @@ class Tracker:
             self._fail("table", err)
 
     def finish(self, summary: dict, exit_code: int = 0) -> None:
-        """`summary`: grporm.schema's RunRecord.summary() (final/* metrics and the status)."""
+        """`summary`: grporm.record_schema's RunRecord.summary() (final/* metrics and the status)."""
         if self.wb is None:
             return
         try:

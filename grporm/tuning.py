@@ -15,15 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from grporm.config import GRPOConfig, RunConfig
-from grporm.errors import GrpormError
 from grporm.methods import method
-from grporm.records import read_record, read_record_or_rerun
+from grporm.storage import read_record_or_rerun
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
@@ -222,62 +220,3 @@ def read_decision(path: Path) -> dict | None:
 def read_partial(path: Path) -> dict | None:
     """The scores of an interrupted tuning; None if missing or damaged (the grid is scored again)."""
     return read_record_or_rerun(path, PARTIAL_FIELDS, _belongs_to(path))
-
-
-def load_records(results: Path) -> list[dict]:
-    """Every decision under `results`/tuning, by setting label then key; a damaged one is skipped
-    with a warning naming it."""
-    folder = Path(results) / TUNING_DIR
-    records = []
-    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
-        try:
-            records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
-        except GrpormError as err:
-            print(f"warning: {err}; left out of the report", file=sys.stderr)
-    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
-
-
-# -- the decision as table rows (the CLI's table and the report's section) ----------------------------
-def flags(record: dict) -> str:
-    out = []
-    if record.get("close_call"):
-        out.append("close call")
-    if record.get("edge"):
-        out.append("edge")
-    out += [f"extended {d}" for d in record.get("extended") or []]
-    return ", ".join(out)
-
-
-def _pct(value: float | None) -> str:
-    return "diverged" if value is None else f"{100 * value:.1f}"
-
-
-def _label_of(record: dict) -> str:
-    """From the record's setting where it has a readable one (decisions made before `describe` carry
-    a shorter label), else its stored label."""
-    try:
-        return describe(record["setting"])
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return record.get("label", "")
-
-
-def decision_row(record: dict) -> dict:
-    """One row per decision, cells as text (scores, margin and SE in % of the validation score)."""
-    scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}" for row in record["scores"])
-    margin = record.get("margin")
-    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
-            "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
-            "winner": f"{record['winner']:g}", "margin": "—" if margin is None else f"{100 * margin:.1f}",
-            "se": f"{100 * record['se']:.1f}", "flags": flags(record)}
-
-
-ROW_TITLES = {"setting": "Setting", "key": "Key", "score": "Score", "grid": "Grid", "scores": "Val. score per lr (%)",
-              "winner": "Winner", "margin": "Margin", "se": "SE", "flags": "Flags"}
-
-
-def decisions_markdown(records: list[dict]) -> str:
-    rows = [decision_row(r) for r in records]
-    lines = ["| " + " | ".join(ROW_TITLES.values()) + " |",
-             "|" + "|".join("---:" if k in ("winner", "margin", "se") else "---" for k in ROW_TITLES) + "|"]
-    lines += ["| " + " | ".join(row[k].replace("|", "\\|") for k in ROW_TITLES) + " |" for row in rows]
-    return "\n".join(lines) + "\n"

@@ -1,21 +1,28 @@
 """`grporm verify`: does a rerun reproduce the committed records, exactly or within a stated tolerance?
 
 Runs are paired by experiment + run id; a pair whose config hashes differ computed something else
-and is reported as not comparable. Each metric gets a verdict:
+and is reported as not comparable. Records are read through the run record schema
+(`grporm.record_schema`), and every value of `Metrics.values()` is compared under its flat name
+(e.g. `sr_top1`, `ood/contrast/3/sr_top1`), in points (x100), except NOT_COMPARED (named in the
+output). Each value gets a verdict:
 
 * exact   -- the same float: expected on the same machine with the same thread count and builds;
 * within  -- |Δ| <= tolerance;
-* OUTSIDE -- |Δ| > tolerance.
+* OUTSIDE -- |Δ| > tolerance;
+* BROKEN  -- missing, NaN or not a number on either side (a broken rerun must not 'reproduce').
+  A value absent on both sides (e.g. the head of a method without one) is named, not compared.
 
-The tolerance, in accuracy points:
+The tolerance, in points, from the measured spread of the data set at hand (first that applies):
 
-* the committed experiment has >= 2 seeds of the run's setting: SEED_MULTIPLE x the seeds' sample
-  std. Another CPU model or thread count changes float rounding, and training amplifies that like
-  a change of seed would; the difference of two independent draws has std sqrt(2)·s, and 3 of
-  those (3·sqrt(2) ≈ 4.24) leaves a false alarm about 1 time in 400 per value. Where the seeds'
-  spread is zero (the seed changes nothing, e.g. a pretrained backbone), the cross-machine figure;
-* one seed only: the largest |Δ| measured between two machines on the committed quick table,
-  read from `CROSS_MACHINE` (data with its provenance, never a constant typed here).
+* the committed setting has >= 2 seeds: SEED_MULTIPLE x the seeds' sample std. Another CPU model or
+  thread count changes float rounding, and training amplifies that like a change of seed would; the
+  difference of two independent draws has std sqrt(2)·s, and 3 of those (3·sqrt(2) ≈ 4.24) leaves a
+  false alarm about 1 time in 400 per value;
+* else (one seed, or a spread of zero: the seed changes nothing, e.g. a pretrained backbone) the same
+  multiple of the median seed std of that metric over the committed settings of the run's data set;
+* else, for the data set it was measured on only: the largest |Δ| between two machines in
+  `CROSS_MACHINE` (data with its provenance, never a constant typed here);
+* else none was measured: only an exact value passes, and the output says so.
 """
 from __future__ import annotations
 
@@ -24,74 +31,93 @@ import io
 import math
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from grporm.errors import ConfigError, GrpormError
 from grporm.inputs import input_folder, read_text
-from grporm.records import read_record
+from grporm.record_schema import SR_L2, RunRecord, SchemaError
+from grporm.storage import read_record
 
 CROSS_MACHINE = Path(__file__).resolve().parent.parent / "results" / "quick" / "cross_machine.csv"
 SEED_MULTIPLE = 3 * math.sqrt(2)
 # What the environment must share for a rerun to be expected bit-exact (see README, "Reproducing
 # the committed numbers").
 EXACT_ENV = ("cpu", "torch", "timm", "python", "torch_threads", "cuda")
-VERDICTS = ("exact", "within", "OUTSIDE")
+VERDICTS = ("exact", "within", "OUTSIDE", "BROKEN")
+# Recorded but not compared, with why; per_class is not in Metrics.values() at all.
+NOT_COMPARED = {SR_L2: "the probe's L2 strength picked on validation, a setting rather than a result",
+                "per_class": "per-class accuracies; their mean is the compared top-1"}
 
 
 # -- reading -------------------------------------------------------------------------------------
-def load_finished(root: Path, experiment: str | None = None) -> tuple[dict[tuple[str, str], dict], list[str]]:
-    """{(experiment, run id): record} of the finished runs under `root`, and why others were skipped."""
+@dataclass
+class Finished:
+    """A finished run: its record as written (for config hash, env, seed) and its values by flat name."""
+
+    record: dict
+    dataset: str
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: dict) -> Finished:
+        """Read through the schema; SchemaError when the record's shape does not fit it."""
+        typed = RunRecord.from_json(record)
+        return cls(record, str(typed.dataset), typed.metrics.values() if typed.metrics is not None else {})
+
+
+def load_finished(root: Path, experiment: str | None = None) -> tuple[dict[tuple[str, str], Finished], list[str]]:
+    """{(experiment, run id): Finished} of the finished runs under `root`, and why others were skipped."""
     input_folder(root, "results folder", "give the folder a run wrote its records into (--results)")
-    found: dict[tuple[str, str], dict] = {}
+    found: dict[tuple[str, str], Finished] = {}
     problems: list[str] = []
     for path in sorted(root.glob("*/runs/*/record.json")):
         if experiment is not None and path.parent.parent.parent.name != experiment:
             continue
         try:
             record = read_record(path)
+            if record is None or record["status"] != "finished":
+                continue
+            found[(record["experiment"], record["run_id"])] = Finished.of(record)
         except GrpormError as err:
             problems.append(str(err))
-            continue
-        if record is not None and record["status"] == "finished":
-            found[(record["experiment"], record["run_id"])] = record
+        except SchemaError as err:
+            problems.append(f"run record {path}: {err}")
     return found, problems
 
 
-def metric_values(metrics: dict) -> dict[str, float]:
-    """The compared metrics of a record, in accuracy points (x100): head, SR, kNN@20, and what the
-    record has of segmentation, corruption means, transfer and imbalance."""
-    out: dict[str, float] = {}
-
-    def put(name: str, value) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = 100.0 * value
-
-    put("head", metrics.get("head_top1"))
-    put("SR", metrics.get("sr_top1"))
-    put("kNN@20", (metrics.get("knn_top1") or {}).get("20"))
-    seg = metrics.get("seg") or {}
-    put("mIoU", seg.get("miou"))
-    put("pixel acc", seg.get("pixel_acc"))
-    ood = metrics.get("ood") or {}
-    for key, label in (("head_top1", "head"), ("sr_top1", "SR"), ("knn20_top1", "kNN@20")):
-        values = [cell[key] for levels in ood.values() if isinstance(levels, dict)
-                  for cell in levels.values() if isinstance(cell, dict) and isinstance(cell.get(key), (int, float))]
-        if values:
-            put(f"OOD mean {label}", sum(values) / len(values))
-    for dataset, cell in (metrics.get("transfer") or {}).items():
-        for key, label in (("head_top1", "head"), ("sr_top1", "SR"), ("knn20_top1", "kNN@20")):
-            put(f"transfer {dataset} {label}", (cell or {}).get(key))
-    for probe, shots in (metrics.get("imbalance") or {}).items():
-        for shot in ("many", "medium", "few"):
-            put(f"{probe} {shot}-shot", (shots or {}).get(shot))
-    return out
+def number(value: Any) -> float | None:
+    """The value in points (x100) when it is a finite number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return 100.0 * value
+    return None
 
 
-def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> tuple[float, str]:
-    """(largest |rerun - committed| in points, where it was measured) from the cross-machine table.
+def problem(value: Any, present: bool) -> str:
+    """Why a value cannot be compared ('' when it can)."""
+    if not present:
+        return "missing"
+    if value is None:
+        return "no value (null)"
+    if number(value) is None:
+        return f"{value!r} is not a finite number"
+    return ""
 
-    The file: '#' comment lines (provenance), then CSV with columns run_id, metric, committed, rerun."""
+
+@dataclass(frozen=True)
+class CrossMachine:
+    """The largest |rerun - committed| measured across two machines, in points; it stands for runs of
+    `dataset` only (another data set spreads differently)."""
+
+    points: float
+    where: str
+    dataset: str | None
+
+
+def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> CrossMachine:
+    """The cross-machine table: '#' comment lines (provenance), then CSV with columns run_id, metric,
+    committed, rerun. Its data set is that of the committed records of those run ids, next to it."""
     text = read_text(path, "cross-machine table", "restore it from git (results/quick/cross_machine.csv)")
     rows = list(csv.DictReader(io.StringIO("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")))))
     deltas = []
@@ -105,8 +131,16 @@ def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> tuple[float, str]:
     if not deltas:
         raise ConfigError(f"cross-machine table {path}: no measured pair; restore it from git")
     worst, row = max(deltas, key=lambda d: d[0])
-    return round(worst, 6), (f"the largest |Δ| of {len(deltas)} values measured across two machines in {path.name} "
-                             f"({row['run_id']} {row['metric']})")
+    datasets = set()
+    for run_id in sorted({r["run_id"] for _, r in deltas}):
+        try:
+            record = read_record(path.parent / "runs" / str(run_id) / "record.json")
+        except GrpormError:
+            record = None
+        datasets.add(record.get("dataset") if record else None)
+    dataset = datasets.pop() if len(datasets) == 1 else None  # unknown or mixed: it stands for no data set
+    return CrossMachine(round(worst, 6), f"the largest |Δ| of {len(deltas)} values measured across two machines "
+                                         f"in {path.name} ({row['run_id']} {row['metric']})", dataset)
 
 
 def setting_of(run_id: str) -> str:
@@ -114,19 +148,31 @@ def setting_of(run_id: str) -> str:
     return re.sub(r"-s\d+$", "", run_id)
 
 
-def seed_spreads(records: dict[tuple[str, str], dict]) -> dict[tuple[str, str, str], tuple[float, int]]:
-    """{(experiment, setting, metric): (sample std, seeds)} over the settings with >= 2 seeds."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for (experiment, run_id), record in records.items():
-        groups.setdefault((experiment, setting_of(run_id)), []).append(record)
+def seed_spreads(records: dict[tuple[str, str], Finished]) -> dict[tuple[str, str, str], tuple[float, int]]:
+    """{(experiment, setting, metric): (sample std, seeds)} over the settings with >= 2 seeds, for the
+    metrics every seed has a number for."""
+    groups: dict[tuple[str, str], list[Finished]] = {}
+    for (experiment, run_id), run in records.items():
+        groups.setdefault((experiment, setting_of(run_id)), []).append(run)
     out = {}
     for (experiment, setting), members in groups.items():
-        if len({m.get("seed") for m in members}) < 2:
+        if len({m.record.get("seed") for m in members}) < 2:
             continue
-        values = [metric_values(m["metrics"]) for m in members]
+        values = [{k: p for k, v in m.values.items() if (p := number(v)) is not None} for m in members]
         for metric in set.intersection(*(set(v) for v in values)):
             out[(experiment, setting, metric)] = (statistics.stdev(v[metric] for v in values), len(values))
     return out
+
+
+def dataset_spreads(records: dict[tuple[str, str], Finished]) -> dict[tuple[str, str], tuple[float, int]]:
+    """{(data set, metric): (median seed std, settings)} over the committed settings of each data set with
+    >= 2 seeds and a spread (the median: one unstable setting must not set everyone's tolerance)."""
+    stds: dict[tuple[str, str], list[float]] = {}
+    dataset_of = {(exp, setting_of(run_id)): run.dataset for (exp, run_id), run in records.items()}
+    for (experiment, setting, metric), (std, _) in seed_spreads(records).items():
+        if std > 0:
+            stds.setdefault((dataset_of[(experiment, setting)], metric), []).append(std)
+    return {key: (statistics.median(values), len(values)) for key, values in sorted(stds.items())}
 
 
 # -- comparing -----------------------------------------------------------------------------------
@@ -135,17 +181,20 @@ class Line:
     experiment: str
     run_id: str
     metric: str
-    committed: float
-    rerun: float
+    committed: float | None  # points; None when it cannot be compared (see `broken`)
+    rerun: float | None
     tolerance: float
-    basis: str
+    basis: str  # "seeds (n)", "data set (k)", "cross-machine" or "none" (see format_report's header)
+    broken: str = ""  # why a side cannot be compared, e.g. "rerun: missing"
 
     @property
     def delta(self) -> float:
-        return self.rerun - self.committed
+        return math.nan if self.broken else self.rerun - self.committed
 
     @property
     def verdict(self) -> str:
+        if self.broken:
+            return "BROKEN"
         if self.rerun == self.committed:
             return "exact"
         # the table's rounding to 1e-9 points: a tolerance read from a rounded CSV must not flip a verdict
@@ -160,11 +209,13 @@ class Report:
     extra: list[tuple[str, str]]  # rerun runs with no committed record
     env_notes: dict[tuple[str, str], str]
     problems: list[str]
-    cross: tuple[float, str] = (math.nan, "")
+    cross: CrossMachine = CrossMachine(math.nan, "", None)
+    absent: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # no value on either side
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.not_comparable and all(ln.verdict != "OUTSIDE" for ln in self.lines)
+        return not self.missing and not self.not_comparable and all(ln.verdict in ("exact", "within")
+                                                                    for ln in self.lines)
 
 
 def env_difference(a: dict, b: dict) -> str:
@@ -173,36 +224,73 @@ def env_difference(a: dict, b: dict) -> str:
     return ", ".join(diffs)
 
 
-def compare(committed: dict, rerun: dict, cross: tuple[float, str], problems: list[str] = ()) -> Report:
-    """Pair the runs of the experiments the rerun holds; `cross` = (points, where measured)."""
+def tolerance(key: tuple[str, str], dataset: str, metric: str, spreads: dict, by_dataset: dict,
+              cross: CrossMachine) -> tuple[float, str]:
+    """(points, basis) of one value: the module docstring's order."""
+    spread = spreads.get((key[0], setting_of(key[1]), metric))
+    if spread is not None and spread[0] > 0:
+        return SEED_MULTIPLE * spread[0], f"seeds ({spread[1]})"
+    if (dataset, metric) in by_dataset:
+        return SEED_MULTIPLE * by_dataset[(dataset, metric)][0], f"data set ({by_dataset[(dataset, metric)][1]})"
+    if dataset == cross.dataset and not math.isnan(cross.points):
+        return cross.points, "cross-machine"
+    return 0.0, "none"
+
+
+def compare_values(key: tuple[str, str], old: Finished, new: Finished, spreads: dict, by_dataset: dict,
+                   cross: CrossMachine) -> tuple[list[Line], list[str]]:
+    """One Line per value recorded on either side; the names with no value on both sides."""
+    lines, absent = [], []
+    for metric in list(old.values) + [m for m in new.values if m not in old.values]:
+        if metric in NOT_COMPARED:
+            continue
+        a, b = old.values.get(metric), new.values.get(metric)
+        if a is None and b is None:
+            absent.append(metric)
+            continue
+        why = [f"{side}: {p}" for side, value, present in (("committed", a, metric in old.values),
+                                                           ("rerun", b, metric in new.values))
+               if (p := problem(value, present))]
+        tol, basis = tolerance(key, old.dataset, metric, spreads, by_dataset, cross)
+        lines.append(Line(*key, metric, number(a), number(b), tol, basis, "; ".join(why)))
+    return lines, absent
+
+
+def compare(committed: dict[tuple[str, str], Finished], rerun: dict[tuple[str, str], Finished],
+            cross: CrossMachine, problems: list[str] = ()) -> Report:
+    """Pair the runs of the experiments the rerun holds; every committed run (all experiments) gives
+    the seed spreads."""
     experiments = {exp for exp, _ in rerun}
-    spreads = seed_spreads(committed)
-    lines, missing, not_comparable, notes = [], [], [], {}
+    spreads, by_dataset = seed_spreads(committed), dataset_spreads(committed)
+    lines, missing, not_comparable, notes, absent = [], [], [], {}, {}
     for key in sorted(k for k in committed if k[0] in experiments):
         if key not in rerun:
             missing.append(key)
             continue
         old, new = committed[key], rerun[key]
-        if old["config_hash"] != new["config_hash"]:
-            not_comparable.append((*key, old["config_hash"], new["config_hash"]))
+        if old.record["config_hash"] != new.record["config_hash"]:
+            not_comparable.append((*key, old.record["config_hash"], new.record["config_hash"]))
             continue
-        diff = env_difference(old.get("env") or {}, new.get("env") or {})
+        diff = env_difference(old.record.get("env") or {}, new.record.get("env") or {})
         notes[key] = f"environment differs: {diff}" if diff else "same CPU, builds and threads: expected exact"
-        old_m, new_m = metric_values(old["metrics"]), metric_values(new["metrics"])
-        for metric in [m for m in old_m if m in new_m]:
-            spread = spreads.get((key[0], setting_of(key[1]), metric))
-            if spread is not None and spread[0] > 0:
-                tol, basis = SEED_MULTIPLE * spread[0], f"seeds ({spread[1]})"
-            else:
-                tol, basis = cross[0], "cross-machine"
-            lines.append(Line(*key, metric, old_m[metric], new_m[metric], tol, basis))
+        run_lines, absent[key] = compare_values(key, old, new, spreads, by_dataset, cross)
+        lines += run_lines
     extra = sorted(k for k in rerun if k not in committed)
-    return Report(lines, missing, not_comparable, extra, notes, list(problems), cross)
+    return Report(lines, missing, not_comparable, extra, notes, list(problems), cross, absent)
+
+
+def _points(value: float | None, width: int) -> str:
+    return f"{'—' if value is None else format(value, '.2f'):>{width}s}"
 
 
 def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
-    out = [f"tolerance (accuracy points): seeds (n) = {SEED_MULTIPLE:.2f} x the sample std of the committed n seeds "
-           f"of that setting; cross-machine = ±{report.cross[0]:.2f}, {report.cross[1]}"]
+    cross = report.cross
+    out = ["tolerance (points: accuracies and ECE x100), first that applies: seeds (n) = "
+           f"{SEED_MULTIPLE:.2f} x the sample std of the committed n seeds of that setting; data set (k) = "
+           f"{SEED_MULTIPLE:.2f} x the median seed std of that metric over the k committed settings of the run's "
+           f"data set with a spread; cross-machine = ±{cross.points:.2f} for {cross.dataset or 'no'} data set only, {cross.where}; "
+           "none = nothing measured, only an exact value passes",
+           "not compared: " + "; ".join(f"{name} ({why})" for name, why in NOT_COMPARED.items())]
     width = max([len(ln.metric) for ln in report.lines] + [6])
     current = None
     for line in report.lines:
@@ -210,9 +298,13 @@ def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
         if key != current:
             current = key
             out.append(f"{line.experiment}/{line.run_id}  ({report.env_notes.get(key, '')})")
+            if report.absent.get(key):
+                out.append(f"  no value on either side, not compared: {', '.join(report.absent[key])}")
             out.append(f"  {'metric':{width}s}  committed   rerun       Δ  tolerance  verdict")
-        out.append(f"  {line.metric:{width}s}  {line.committed:9.2f}  {line.rerun:6.2f}  {line.delta:+6.2f}  "
-                   f"{'±' + format(line.tolerance, '.2f'):>6s} {line.basis:14s}  {line.verdict}")
+        delta = "" if line.broken else f"{line.delta:+6.2f}"
+        out.append(f"  {line.metric:{width}s}  {_points(line.committed, 9)}  {_points(line.rerun, 6)}  {delta:>6s}  "
+                   f"{'±' + format(line.tolerance, '.2f'):>6s} {line.basis:14s}  {line.verdict}"
+                   + (f" ({line.broken})" if line.broken else ""))
     for experiment, run_id in report.missing:
         out.append(f"MISSING  {experiment}/{run_id}: committed in {against}, not finished in {rerun_dir}")
     for experiment, run_id, old, new in report.not_comparable:
@@ -225,7 +317,7 @@ def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
     counts = {v: sum(ln.verdict == v for ln in report.lines) for v in VERDICTS}
     runs = len({(ln.experiment, ln.run_id) for ln in report.lines})
     out.append(f"{runs} run(s), {len(report.lines)} value(s): {counts['exact']} exact, {counts['within']} within, "
-               f"{counts['OUTSIDE']} OUTSIDE; {len(report.missing)} missing, {len(report.not_comparable)} not comparable"
+               f"{counts['OUTSIDE']} OUTSIDE, {counts['BROKEN']} BROKEN; {len(report.missing)} missing, {len(report.not_comparable)} not comparable"
                f" -> {'reproduced' if report.ok else 'NOT reproduced'}")
     return "\n".join(out)
 
@@ -237,7 +329,7 @@ def verify(rerun_dir: Path, against: Path, experiment: str | None = None,
         which = f" of experiment {experiment}" if experiment else ""
         raise ConfigError(f"rerun folder {rerun_dir}: no finished run{which} (no */runs/*/record.json with status "
                           f"finished); give the --results folder of the rerun")
-    committed, more = load_finished(against, experiment)
+    committed, more = load_finished(against)  # every experiment: the data set's seed spread may come from another
     if not any(key[0] in {e for e, _ in rerun} for key in committed):
         raise ConfigError(f"--against {against}: no committed run of experiment(s) {', '.join(sorted({e for e, _ in rerun}))}; "
                           "give the folder holding the committed records (results)")

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 from grporm.errors import GrpormError, first_line
-from grporm.records import write_csv, write_json
-from grporm.schema import SUMMARY_PREFIX, Metrics, RunRecord, Timing, knn_name
+from grporm.record_schema import HEAD, HEADLINE_KNN, SR, SUMMARY_PREFIX, VAL_HEAD, Metrics, RunRecord, Timing
+from grporm.storage import write_csv, write_json
 from grporm.tracking import EPOCH_PREFIX, STEP_PREFIX
 
 CACHE_DIR = ".wandb_cache"
@@ -29,12 +29,12 @@ CACHE_MARKER = "query.json"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 TIMEOUT_SECONDS = 10
 # what the dashboard plots: (title, W&B key), keys as grporm.tracking logs them
-DASHBOARD_LINES = (("kNN@20 per epoch (val)", f"{EPOCH_PREFIX}{knn_name(20)}"), ("SR per epoch (val)", f"{EPOCH_PREFIX}sr_top1"),
-                   ("val head top-1 per epoch", f"{EPOCH_PREFIX}val_head_top1"),
+DASHBOARD_LINES = (("kNN@20 per epoch (val)", f"{EPOCH_PREFIX}{HEADLINE_KNN}"), ("SR per epoch (val)", f"{EPOCH_PREFIX}{SR}"),
+                   ("val head top-1 per epoch", f"{EPOCH_PREFIX}{VAL_HEAD}"),
                    ("reward mean", f"{STEP_PREFIX}reward_mean"), ("clip fraction", f"{STEP_PREFIX}clip_frac"),
                    ("policy entropy", f"{STEP_PREFIX}entropy"), ("mean pi(y)", f"{STEP_PREFIX}pi_y"))
-DASHBOARD_BARS = (("SR top-1 (test)", f"{SUMMARY_PREFIX}sr_top1"), ("kNN@20 top-1 (test)", f"{SUMMARY_PREFIX}{knn_name(20)}"),
-                  ("head top-1 (test)", f"{SUMMARY_PREFIX}head_top1"))
+DASHBOARD_BARS = (("SR top-1 (test)", f"{SUMMARY_PREFIX}{SR}"), ("kNN@20 top-1 (test)", f"{SUMMARY_PREFIX}{HEADLINE_KNN}"),
+                  ("head top-1 (test)", f"{SUMMARY_PREFIX}{HEAD}"))
 GROUP_BY = ("config.experiment", "config.method")  # the tables' comparison: experiment x method
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import classification_table, convergence_figure, load_runs, to_markdown, write_report
+from analysis import (
+    classification_markdown,
+    classification_table,
+    convergence_figure,
+    load_runs,
+    report_all,
+    write_experiment_tables,
+)
 from analysis.figures import convergence_curves
 from analysis.records import is_metric_column, load_history, tidy
 from grporm.errors import GrpormError
@@ -135,7 +142,7 @@ def test_classification_table_means_and_stds(results: Path):
 
 
 def test_markdown_cells(results: Path):
-    text = to_markdown(classification_table(load_runs(results).runs))
+    text = classification_markdown(classification_table(load_runs(results).runs))
     lines = text.strip().splitlines()
     assert lines[0] == "| Dataset | Backbone | Method | Head | SR | kNN@20 | Seeds |"
     assert len(lines) == 2 + 5
@@ -144,7 +151,7 @@ def test_markdown_cells(results: Path):
     assert rows[(FM, BB, "CE")][3:] == ["82.0 ± 2.0", "80.0 ± 2.0", "76.0 ± 1.0", "3"]
     assert rows[(FM, BB, "Pretrained")][3:] == ["—", "71.0 ± 1.4", "66.0 ± 1.4", "2"]
     assert rows[(CF, BB, "CE")][3:] == ["61.2", "60.0", "55.0", "1"]
-    assert "tabulate" not in to_markdown.__code__.co_names
+    assert "tabulate" not in classification_markdown.__code__.co_names
 
 
 def test_load_history_reads_empty_cells_as_missing(results: Path):
@@ -176,11 +183,11 @@ def test_convergence_figure_writes_png(results: Path, tmp_path: Path):
     assert not nothing.exists()
 
 
-def test_write_report(results: Path):
+def test_experiment_tables(results: Path):
     write_run(results, "other-ce", experiment="other", method="ce", head=0.7)  # no history: no figure
     stale = results / "other" / "convergence.png"
     stale.write_bytes(b"old")
-    paths = write_report(results)
+    paths = write_experiment_tables(results, load_runs(results))
     assert paths == [results / "other" / "table.md", results / EXP / "table.md", results / EXP / "convergence.png"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert not stale.exists()
@@ -198,14 +205,14 @@ def test_write_report(results: Path):
 
 
 @pytest.mark.parametrize("make", ["empty", "missing", "empty_runs"])
-def test_write_report_without_records_raises(tmp_path: Path, make: str):
+def test_report_without_records_raises(tmp_path: Path, make: str):
     root = tmp_path / "results"
     if make != "missing":
         root.mkdir()
     if make == "empty_runs":
         (root / EXP / "runs" / "r0").mkdir(parents=True)  # a run folder but no record.json
     with pytest.raises(GrpormError) as info:
-        write_report(root)
+        report_all(root)
     message = str(info.value)
     assert "grporm run experiments/quick.yaml" in message and "\n" not in message
     assert not list(tmp_path.rglob("table.md"))
@@ -215,7 +222,7 @@ def test_empty_table_markdown_is_header_only():
     table = classification_table(pd.DataFrame(columns=["dataset", "backbone", "method", "seed", "head_top1",
                                                        "sr_top1", "knn20_top1"]))
     assert table.empty
-    assert to_markdown(table).count("\n") == 2
+    assert classification_markdown(table).count("\n") == 2
 
 
 def test_experiment_table_keeps_ablation_variants_apart(tmp_path: Path):
@@ -228,7 +235,7 @@ def test_experiment_table_keeps_ablation_variants_apart(tmp_path: Path):
     assert list(table.index.names) == ["dataset", "backbone", "variant", "method"]
     assert table.loc[(FM, BB, "grpo_rm.clip_eps=0.1", "grpo_rm"), "sr_mean"] == pytest.approx(0.605)
     assert table.loc[(FM, BB, "grpo_rm.clip_eps=0.3", "grpo_rm"), "n_seeds"] == 2
-    write_report(root)
+    write_experiment_tables(root, load_runs(root))
     text = (root / "ablation_x" / "table.md").read_text()
     assert "| Dataset | Backbone | Variant | Method | Head | SR | kNN@20 | Seeds |" in text
     assert "| grpo_rm.clip_eps=0.3 | GRPO-RM | — | 80.5 ± 0.7 |" in text

@@ -19,7 +19,7 @@ import yaml
 
 from grporm import experiment
 from grporm.errors import GrpormError
-from grporm.records import run_dir
+from grporm.storage import run_dir
 
 from tiny_runs import BASE, invoke, write_experiment
 
@@ -531,7 +531,7 @@ READ_BACK = {  # content of a record.json -> fragment of the problem
 def test_damaged_record_is_refused_with_its_name_and_set_aside(tmp_path, case):
     import json
 
-    from grporm.records import aside_name, read_record, read_record_or_rerun, set_aside
+    from grporm.storage import aside_name, read_record, read_record_or_rerun, set_aside
 
     content, fragment = READ_BACK[case]
     path = tmp_path / "record.json"
@@ -582,7 +582,7 @@ def test_the_shared_json_reader_for_other_records(tmp_path):
 
 def test_lr_search_state_with_a_damaged_schema_is_redone_not_a_traceback(tmp_path):
     from grporm.learning_rate import LR_SEARCH_FIELDS, _lr_rows_problem
-    from grporm.records import read_record_or_rerun
+    from grporm.storage import read_record_or_rerun
 
     path = tmp_path / "lr_search.json"
     path.write_text('{"results": [{"lr": "high"}]}')
@@ -597,8 +597,8 @@ def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
     system files, each named here."""
     allowed = {
         ("inputs.py", "open("), ("inputs.py", "json.load"),  # the reader itself
-        ("records.py", "open("),  # /proc/self/status
-        ("records.py", ".read_text"),  # /proc/cpuinfo
+        ("storage.py", "open("),  # /proc/self/status
+        ("storage.py", ".read_text"),  # /proc/cpuinfo
         ("locks.py", ".read_text"), ("locks.py", "json.load"),  # other processes' locks: unreadable = no holder
         ("wandb_tools.py", ".read_text"), ("wandb_tools.py", "json.load"),  # records scanned for W&B folders: failures skipped
         ("checkpoints.py", "open("),  # writes

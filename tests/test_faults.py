@@ -13,7 +13,7 @@ import grporm.runner
 import grporm.tracking
 import grporm.train
 from grporm.errors import GrpormError
-from grporm.records import read_record
+from grporm.storage import read_record
 
 from tiny_runs import (
     RUN_ID,

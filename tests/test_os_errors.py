@@ -1,7 +1,7 @@
 """An operating-system error anywhere in `run`, `tune`, `report` or `verify` (a name too long, a
 full disk, a read-only or immutable folder, a file in the way) is one line naming the path and the
 fix, a non-zero exit, no traceback, and no half-written file: the CLI's root turns it into a line
-(grporm/cli.py, OneLineErrors), the writers are atomic (grporm/records.py, write_atomic)."""
+(grporm/cli.py, OneLineErrors), the writers are atomic (grporm/storage.py, write_atomic)."""
 from __future__ import annotations
 
 import errno
@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import grporm.matrix
-import grporm.records
+import grporm.storage
 import grporm.verify
 from grporm.cli import app
 
@@ -40,7 +40,7 @@ def test_a_write_the_system_refuses_is_one_line_and_leaves_no_half_written_file(
     def refused(fd):
         raise OSError(code, os.strerror(code), "/the/disk")
 
-    monkeypatch.setattr(grporm.records.os, "fsync", refused)  # the record's first write, after its bytes went out
+    monkeypatch.setattr(grporm.storage.os, "fsync", refused)  # the record's first write, after its bytes went out
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     one_line(result, problem, "/the/disk")

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from analysis.paper import REPORT_NAME
 from analysis.records import load_runs
 from analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
+from analysis.report import REPORT_NAME
 from analysis.sections import DIFF, SECTIONS, build_table, build_tables
 from analysis.stats import paired_difference, summarize, t_interval
 from grporm import wandb_tools
@@ -29,42 +29,6 @@ from grporm.errors import GrpormError
 
 FM, CF, BB = "fashion_mnist", "cifar10", "tf_efficientnet_lite0"
 CORRUPTIONS = ("gaussian_noise", "contrast")
-
-
-def write_run(root: Path, experiment: str, run_id: str, *, method: str, seed: int, sr: float, dataset: str = FM,
-              knn20: float | None = None, head: float | None = None, status: str = "finished", axes: dict | None = None,
-              extra: dict | None = None, imbalance_factor=None, history: list[float] | None = None,
-              steps: bool = False, train_seconds: float = 10.0) -> Path:
-    """One run folder; every accuracy derives from ``sr`` so expected values are easy to compute."""
-    knn20 = sr - 0.02 if knn20 is None and sr is not None else knn20
-    run_dir = root / experiment / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    record = {
-        "run_id": run_id, "experiment": experiment, "status": status,
-        "error": "TrainingDiverged: loss became nan at step 3" if status == "failed" else None,
-        "method": method, "dataset": dataset, "backbone": BB, "seed": seed,
-        "axes": {"model.name": BB, "method": method, "seed": seed, **(axes or {})},
-        "config_hash": hashlib.sha256(run_id.encode()).hexdigest()[:12],
-        "config": {"method": method, "data": {"name": dataset, "imbalance_factor": imbalance_factor},
-                   "eval": {"shot_thresholds": [20, 100]}},
-        "metrics": {"head_top1": head, "ece": None, "sr_top1": sr, "knn_top1": {"20": knn20}, **(extra or {})},
-        "timing": {"train_seconds": 0.0 if method == "pretrained" else train_seconds, "total_seconds": 30.0 + seed,
-                   "train_images_per_second": None if method == "pretrained" else 100.0 * (seed + 1),
-                   "peak_memory_mb": 1000.0 + seed},
-        "env": {"python": "3.11.7", "torch": "2.14.1", "cpu": "Fake CPU", "cpu_count": 2, "torch_threads": 2,
-                "git_commit": "abc1234"},
-        "started_at": "2025-01-01T00:00:00+00:00", "finished_at": "2025-01-01T01:00:00+00:00",
-    }
-    (run_dir / "record.json").write_text(json.dumps(record))
-    if history is not None:
-        lines = ["epoch,train_seconds,knn20_top1,sr_top1"] + [f"{e},{e * 4.0 + seed},{v},{v + 0.01}"
-                                                              for e, v in enumerate(history)]
-        (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
-    if steps:
-        lines = ["step,epoch,loss,reward_mean,clip_frac,entropy,pi_y"]
-        lines += [f"{s},1,0.5,{0.1 * s},0.0,{2.0 - 0.1 * s},{0.1 + 0.05 * s}" for s in range(6)]
-        (run_dir / "steps.csv").write_text("\n".join(lines) + "\n")
-    return run_dir
 
 
 def ood(base: float) -> dict:
@@ -84,7 +48,7 @@ GRPO_SR = (0.85, 0.86, 0.87)
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(write_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report") / "results"
     for s in range(3):
         write_run(root, "main", f"fm-pre-s{s}", method="pretrained", seed=s, sr=0.70 + 0.01 * s)
@@ -171,7 +135,7 @@ def test_tidy_metrics_cover_every_family(results: Path):
     assert "grpo_rm.clip_eps" in long.columns
 
 
-def test_malformed_section_excludes_the_run(tmp_path: Path):
+def test_malformed_section_excludes_the_run(write_run, tmp_path: Path):
     write_run(tmp_path, "main", "bad", method="ce", seed=0, sr=0.5, extra={"ood": {"noise": {"x": {"sr_top1": 0.4}}}})
     write_run(tmp_path, "main", "pct", method="ce", seed=1, sr=0.5, extra={"seg": {"miou": 45.0}})
     reasons = {Path(p).parent.name: r for p, r in load_runs(tmp_path).excluded}
@@ -249,7 +213,7 @@ def test_section_tables(results: Path):
     assert not any((i, mem) in cost.best for i in main_rows)  # all tied: nothing bold
 
 
-def test_absent_sections_are_none(tmp_path: Path):
+def test_absent_sections_are_none(write_run, tmp_path: Path):
     write_run(tmp_path, "quick", "a", method="ce", seed=0, sr=0.5)
     built = {s.name: t for s, t in build_tables(load_runs(tmp_path))}
     assert built["classification"] is not None and built["cost"] is not None
@@ -292,7 +256,7 @@ def test_latex_compiles(results: Path, tmp_path: Path):
     assert done.returncode == 0, done.stdout[-2000:]
 
 
-def test_latex_escape_and_cells(tmp_path: Path):
+def test_latex_escape_and_cells(write_run, tmp_path: Path):
     assert latex_escape("a_b & 50% #1") == "a\\_b \\& 50\\% \\#1"
     write_run(tmp_path, "q", "c", method="ce", seed=0, sr=0.5)
     write_run(tmp_path, "q", "g", method="grpo_rm", seed=0, sr=0.6)
@@ -369,6 +333,26 @@ def test_report_without_records_is_one_line(tmp_path: Path):
     assert result.output.count("\n") == 1 and "grporm run experiments/quick.yaml" in result.output
 
 
+def test_report_excludes_a_deeply_nested_record_and_a_fifo_without_hanging(write_run, tmp_path: Path):
+    """`grporm report` reads records through grporm.inputs: a record nested too deeply for json and a record.json that is a FIFO (opening it would block for ever) are excluded runs."""
+    import os
+
+    write_run(tmp_path, "quick", "good", method="ce", seed=0, sr=0.5)
+    deep = write_run(tmp_path, "quick", "deep", method="ce", seed=1, sr=0.5)
+    (deep / "record.json").write_text("[" * 100_000 + "]" * 100_000)
+    fifo = tmp_path / "quick" / "runs" / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "record.json")
+    result = subprocess.run([sys.executable, "-m", "grporm.cli", "report", "--results", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "RecursionError" not in result.stderr + result.stdout
+    for text in ((tmp_path / "REPORT.md").read_text(), (tmp_path / "quick" / "table.md").read_text()):
+        excluded = text.split("## Excluded runs", 1)[1]
+        assert "deep/record.json`: unreadable record.json: is not valid JSON (nested too deeply)" in excluded
+        assert "fifo/record.json`: unreadable record.json: is not a regular file" in excluded
+
+
 # -- W&B -------------------------------------------------------------------------------------------
 class FakeRun:
     def __init__(self, run_id: str, method: str, seed: int, state: str = "finished", sr: float = 0.8):
@@ -410,7 +394,7 @@ def test_record_from_wandb_shape():
     assert steps == [{"step": 1, "reward_mean": 0.3, "clip_frac": 0.0}]
 
 
-def test_from_wandb_is_cached_and_merged(tmp_path: Path):
+def test_from_wandb_is_cached_and_merged(write_run, tmp_path: Path):
     root = tmp_path / "results"
     write_run(root, "quick", "local-ce-s5", method="ce", seed=5, sr=0.5)
     api = FakeApi([FakeRun("fm-ce-s0", "ce", 0), FakeRun("fm-grpo_rm-s0", "grpo_rm", 0, sr=0.9),
@@ -429,7 +413,7 @@ def test_from_wandb_is_cached_and_merged(tmp_path: Path):
     assert load_runs(root).runs["run_id"].tolist() == ["local-ce-s5"]  # the cache is not a local experiment
 
 
-def test_from_wandb_offline_is_one_line(tmp_path: Path, monkeypatch):
+def test_from_wandb_offline_is_one_line(write_run, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     write_run(tmp_path, "quick", "a", method="ce", seed=0, sr=0.5)
     result = CliRunner().invoke(app, ["report", "--results", str(tmp_path), "--from-wandb", "team/proj"])
@@ -453,7 +437,7 @@ def test_dashboard_without_package_exits_2(monkeypatch):
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "wandb-workspaces" in result.output
 
 
-def test_sync_finds_offline_runs(tmp_path: Path, monkeypatch):
+def test_sync_finds_offline_runs(write_run, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     runner = CliRunner()
     result = runner.invoke(app, ["sync", "--results", str(tmp_path / "results")])

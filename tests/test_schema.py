@@ -1,14 +1,15 @@
-"""grporm.schema: the one definition of a run record; the writer, the W&B summary and read-back and the
+"""grporm.record_schema: the one definition of a run record; the writer, the W&B summary and read-back and the
 analysis tables all agree with it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from analysis.records import load_runs
-from grporm.schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
+from grporm.record_schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -41,9 +42,16 @@ def test_wandb_summary_reads_back_to_the_same_numbers():
     metrics = _metrics()
     summary = RunRecord(run_id="r", experiment="e", status="finished", metrics=metrics).summary()
     assert summary == {"final/head_top1": 0.7, "final/ece": 0.05, "final/val_head_top1": 0.72, "final/sr_top1": 0.8,
-                       "final/sr_l2": 1e-3, "final/knn7_top1": 0.6, "final/knn20_top1": 0.65, "status": "finished"}
-    back = Metrics.from_summary(summary)
-    assert (back.sr_top1, back.head_top1, back.knn_top1) == (0.8, 0.7, {7: 0.6, 20: 0.65})
+                       "final/sr_l2": 1e-3, "final/knn7_top1": 0.6, "final/knn20_top1": 0.65,
+                       "final/ood/contrast/1/head_top1": 0.5, "final/ood/contrast/1/sr_top1": 0.6,
+                       "final/ood/contrast/1/knn20_top1": 0.55, "final/ood_clean/head_top1": 0.7,
+                       "final/ood_clean/sr_top1": 0.8, "final/ood_clean/knn20_top1": 0.65, "status": "finished"}
+    assert Metrics.from_summary(summary) == replace(metrics, per_class={})  # per-class lists are a W&B table
+    sections = replace(metrics, transfer={"mnist": {"sr_top1": 0.3}}, imbalance={"sr": {"many": 0.9, "few": 0.1}})
+    assert Metrics.from_summary(sections.summary()) == replace(sections, per_class={})
+    seg = Metrics(seg=SegScores(0.4, 0.9), per_class={"iou": [0.9, 0.1]})
+    assert seg.summary() == {"final/seg/miou": 0.4, "final/seg/pixel_acc": 0.9}
+    assert Metrics.from_summary(seg.summary()) == replace(seg, per_class={})
     assert knn_k(knn_name(123)) == 123 and knn_k("knn_top1") is None and knn_k("knn20_top1x") is None
 
 

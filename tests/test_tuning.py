@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.tuning import decisions_markdown, load_records
 from grporm import learning_rate
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
@@ -16,8 +17,6 @@ from grporm.tuning import (
     binomial_se,
     check_grid,
     decide,
-    decisions_markdown,
-    load_records,
     lock_path,
     record_path,
     tuning_epochs,

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from test_report import write_run
 
 from analysis.records import load_runs
 from analysis.stats import paired_difference
@@ -28,7 +27,7 @@ BEHIND = (0.70, 0.73, 0.71, 0.72, 0.70)
 MIXED = (0.82, 0.80, 0.83, 0.81, 0.81)      # differences +2, -2, +2, -2, +2: no difference
 
 
-def _arm(root: Path, study: str, arm: str, method: str, values, close_call: bool = False, **more) -> None:
+def _arm(write_run, root: Path, study: str, arm: str, method: str, values, close_call: bool = False, **more) -> None:
     for seed, value in enumerate(values):
         folder = write_run(root, study, f"{study}-{arm}-s{seed}", method=method, seed=seed, sr=value,
                            axes={"arm": arm}, **more)
@@ -38,17 +37,17 @@ def _arm(root: Path, study: str, arm: str, method: str, values, close_call: bool
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(write_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("verdict") / "results"
-    _arm(root, "study_readings", "ce", "ce", CE, history=[0.5, 0.6, 0.7])
-    _arm(root, "study_readings", "default", "grpo_rm", BEHIND, history=[0.5, 0.5, 0.6])
-    _arm(root, "study_readings", "expected", "grpo_rm", AHEAD, history=[0.5, 0.7, 0.75])
-    _arm(root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7], close_call=True)
-    _arm(root, "study_readings", "anchor", "grpo_rm", CE, history=[0.5, 0.6, 0.7])  # the control: last
-    _arm(root, "study_readings", "pretrained", "pretrained", CE)  # neither control nor a column
+    _arm(write_run, root, "study_readings", "ce", "ce", CE, history=[0.5, 0.6, 0.7])
+    _arm(write_run, root, "study_readings", "default", "grpo_rm", BEHIND, history=[0.5, 0.5, 0.6])
+    _arm(write_run, root, "study_readings", "expected", "grpo_rm", AHEAD, history=[0.5, 0.7, 0.75])
+    _arm(write_run, root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7], close_call=True)
+    _arm(write_run, root, "study_readings", "anchor", "grpo_rm", CE, history=[0.5, 0.6, 0.7])  # the control: last
+    _arm(write_run, root, "study_readings", "pretrained", "pretrained", CE)  # neither control nor a column
     # a study with one seed of its GRPO-RM arm: a difference but no interval, so no word
-    _arm(root, "study_segmentation", "ce", "ce", CE[:1], extra={"seg": {"miou": 0.40, "pixel_acc": 0.8}})
-    _arm(root, "study_segmentation", "default", "grpo_rm", CE[:1], extra={"seg": {"miou": 0.45, "pixel_acc": 0.8}})
+    _arm(write_run, root, "study_segmentation", "ce", "ce", CE[:1], extra={"seg": {"miou": 0.40, "pixel_acc": 0.8}})
+    _arm(write_run, root, "study_segmentation", "default", "grpo_rm", CE[:1], extra={"seg": {"miou": 0.45, "pixel_acc": 0.8}})
     # runs without arms (quick) are not part of the verdict
     write_run(root, "quick", "quick-ce-s0", method="ce", seed=0, sr=0.9)
     return root
@@ -119,17 +118,17 @@ def test_rendered_table_statement_and_csv(results: Path):
     assert set(files) == {".md", ".tex", ".csv"} and "OOD: corruptions (`study_readings`): no finished runs" in files[".md"]
 
 
-def test_no_arms_no_section(tmp_path: Path):
+def test_no_arms_no_section(write_run, tmp_path: Path):
     write_run(tmp_path, "quick", "q-ce-s0", method="ce", seed=0, sr=0.9)
     write_run(tmp_path, "quick", "q-grpo-s0", method="grpo_rm", seed=0, sr=0.8)
     lines, files = verdict_section(load_runs(tmp_path))
     assert files == {} and "section skipped" in "\n".join(lines)
 
 
-def test_the_anchor_is_a_control_never_said_to_reproduce(tmp_path: Path):
-    _arm(tmp_path, "study_readings", "ce", "ce", CE)
-    _arm(tmp_path, "study_readings", "default", "grpo_rm", BEHIND)
-    _arm(tmp_path, "study_readings", "anchor", "grpo_rm", AHEAD)
+def test_the_anchor_is_a_control_never_said_to_reproduce(write_run, tmp_path: Path):
+    _arm(write_run, tmp_path, "study_readings", "ce", "ce", CE)
+    _arm(write_run, tmp_path, "study_readings", "default", "grpo_rm", BEHIND)
+    _arm(write_run, tmp_path, "study_readings", "anchor", "grpo_rm", AHEAD)
     rows, arms = verdict_rows(load_runs(tmp_path))
     assert word(rows[0].cells["anchor"]) == "ahead"
     sr_line = next(line for line in reproduced(rows, arms) if line.startswith("- SR "))

@@ -17,10 +17,12 @@ from grporm.cli import app
 from grporm.verify import (
     CROSS_MACHINE,
     SEED_MULTIPLE,
+    CrossMachine,
+    Finished,
     compare,
     cross_machine_tolerance,
+    dataset_spreads,
     load_finished,
-    metric_values,
     seed_spreads,
 )
 
@@ -51,20 +53,21 @@ def verify(*args: str):
     return CliRunner().invoke(app, ["verify", *args, "--against", str(COMMITTED)])
 
 
-def block(output: str, run_id: str) -> dict[str, str]:
+def block(output: str, run_id: str, experiment: str = "quick") -> dict[str, str]:
     """metric -> its line, in the block of one run of verify's output."""
     out, inside = {}, False
     for line in output.splitlines():
         if not line.startswith("  "):
-            inside = line.startswith(f"quick/{run_id} ")
-        elif inside and "committed" not in line:
+            inside = line.startswith(f"{experiment}/{run_id} ")
+        elif inside and "committed" not in line and not line.startswith("  no value on either side"):
             out[line.split()[0]] = line
     return out
 
 
 def test_the_cross_machine_tolerance_is_read_from_the_committed_measurement():
-    points, where = cross_machine_tolerance()
-    assert points == pytest.approx(2.6) and "tf_efficientnet_lite0-grpo_rm-s0 kNN@20" in where
+    cross = cross_machine_tolerance()
+    assert cross.points == pytest.approx(2.6) and "tf_efficientnet_lite0-grpo_rm-s0 kNN@20" in cross.where
+    assert cross.dataset == "fashion_mnist"  # from the committed records of its run ids
     rows = [r for r in csv.DictReader(ln for ln in CROSS_MACHINE.read_text().splitlines() if not ln.startswith("#"))]
     assert len(rows) == 18  # the 6 rows x 3 metrics of the reported table
 
@@ -72,53 +75,112 @@ def test_the_cross_machine_tolerance_is_read_from_the_committed_measurement():
 def test_a_copy_of_the_committed_records_is_exact(tmp_path):
     result = verify(str(copy_experiment(tmp_path, "quick")))
     assert result.exit_code == 0, result.output
-    assert "16 exact, 0 within, 0 OUTSIDE; 0 missing" in result.output and "reproduced" in result.output
+    committed, _ = load_finished(COMMITTED, "quick")
+    compared = sum(v is not None for run in committed.values() for k, v in run.values.items() if k != "sr_l2")
+    assert f"{compared} exact, 0 within, 0 OUTSIDE, 0 BROKEN; 0 missing" in result.output
+    assert "-> reproduced" in result.output and "not compared: sr_l2" in result.output
+
+
+def _record(dataset: str, seed: int, metrics: dict, run_id: str | None = None) -> dict:
+    return {"run_id": run_id or f"{dataset}-b-ce-s{seed}", "experiment": "e", "status": "finished", "method": "ce",
+            "dataset": dataset, "backbone": "b", "seed": seed, "config_hash": "h", "metrics": metrics}
+
+
+def _runs(*records: dict) -> dict:
+    return {(r["experiment"], r["run_id"]): Finished.of(r) for r in records}
+
+
+def _write(root: Path, *records: dict) -> Path:
+    for r in records:
+        folder = root / r["experiment"] / "runs" / r["run_id"]
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(r))
+    return root
 
 
 def test_within_outside_missing_and_not_comparable(tmp_path):
-    copy_experiment(tmp_path, "quick")
-    edit(tmp_path, "quick", QUICK, lambda r: r["metrics"].update(sr_top1=r["metrics"]["sr_top1"] + 0.02,
-                                                                  head_top1=r["metrics"]["head_top1"] - 0.03))
-    result = verify(str(tmp_path))
+    ce = [_record("d", s, {"sr_top1": 0.80 + 0.01 * s, "head_top1": 0.70 + 0.01 * s}) for s in range(3)]
+    grpo, other = _record("d", 0, {"sr_top1": 0.9}, "d-b-grpo_rm-s0"), _record("d", 0, {"sr_top1": 0.5}, "d-b-x-s0")
+    committed = _write(tmp_path / "committed", *ce, grpo, other)
+    rerun = json.loads(json.dumps([ce[0], ce[2], grpo, other]))
+    rerun[0]["metrics"].update(sr_top1=0.82, head_top1=0.55)  # +2 points (seed std 1: ±4.24), -15 points
+    rerun[2]["config_hash"] = "0" * 12
+    result = CliRunner().invoke(app, ["verify", str(_write(tmp_path / "rerun", *rerun)), "--against", str(committed)])
     assert result.exit_code == 1, result.output
-    lines = block(result.output, QUICK)
-    assert "within" in lines["SR"] and "+2.00" in lines["SR"] and "OUTSIDE" in lines["head"] and "-3.00" in lines["head"]
-
-    shutil.rmtree(tmp_path / "quick" / "runs" / "fashion_mnist-mobilenetv2_100-ce-s0")
-    edit(tmp_path, "quick", "fashion_mnist-mobilenetv2_100-grpo_rm-s0", lambda r: r.update(config_hash="0" * 12))
-    edit(tmp_path, "quick", QUICK, lambda r: r["metrics"].update(head_top1=r["metrics"]["head_top1"] + 0.01))
-    result = verify(str(tmp_path))
-    assert result.exit_code == 1
-    assert "MISSING  quick/fashion_mnist-mobilenetv2_100-ce-s0" in result.output
-    assert "NOT COMPARABLE  quick/fashion_mnist-mobilenetv2_100-grpo_rm-s0" in result.output
-    assert "1 missing, 1 not comparable" in result.output
+    lines = block(result.output, "d-b-ce-s0", "e")
+    assert "within" in lines["sr_top1"] and "+2.00" in lines["sr_top1"] and "seeds (3)" in lines["sr_top1"]
+    assert "OUTSIDE" in lines["head_top1"] and "-15.00" in lines["head_top1"]
+    assert all(line.endswith("exact") for line in block(result.output, "d-b-ce-s2", "e").values())
+    assert "MISSING  e/d-b-ce-s1" in result.output and "NOT COMPARABLE  e/d-b-grpo_rm-s0" in result.output
+    assert "1 OUTSIDE, 0 BROKEN; 1 missing, 1 not comparable -> NOT reproduced" in result.output
 
 
-def test_tolerance_from_the_seeds_where_there_are_several(tmp_path):
-    committed, _ = load_finished(COMMITTED, "study_readings")
-    spreads = seed_spreads(committed)
-    setting = "fashion_mnist-tf_efficientnet_lite0-ce-arm=ce"
-    std, seeds = spreads[("study_readings", setting, "SR")]
-    assert seeds == 5 and std > 0
-    rerun = {k: json.loads(json.dumps(v)) for k, v in committed.items() if k[1] == setting + "-s1"}
-    key = ("study_readings", setting + "-s1")
-    rerun[key]["metrics"]["sr_top1"] += 0.9 * SEED_MULTIPLE * std / 100
-    report = compare({k: v for k, v in committed.items()}, rerun, (2.6, "x"))
-    line = next(ln for ln in report.lines if ln.metric == "SR")
-    assert line.tolerance == pytest.approx(SEED_MULTIPLE * std) and line.verdict == "within" and line.basis == "seeds (5)"
-    rerun[key]["metrics"]["sr_top1"] += 0.2 * SEED_MULTIPLE * std / 100
-    assert next(ln for ln in compare(committed, rerun, (2.6, "x")).lines if ln.metric == "SR").verdict == "OUTSIDE"
-    # the pretrained backbone: the seed changes nothing (std 0), so the cross-machine figure applies
-    pre = ("study_readings", "fashion_mnist-tf_efficientnet_lite0-pretrained-arm=pretrained-s0")
-    lines = compare(committed, {pre: committed[pre]}, (2.6, "x")).lines
-    assert {ln.basis for ln in lines} == {"cross-machine"} and all(ln.tolerance == 2.6 for ln in lines)
+def test_tolerance_from_the_seeds_of_the_setting_then_of_the_data_set_then_cross_machine():
+    seeds = [_record("d", s, {"sr_top1": 0.80 + 0.01 * s, "knn_top1": {"20": 0.7}}) for s in range(3)]
+    other = [_record("d", s, {"sr_top1": 0.50 + 0.03 * s}, run_id=f"d-b-grpo_rm-s{s}") for s in range(2)]
+    single = _record("d", 0, {"sr_top1": 0.6, "knn_top1": {"20": 0.7}}, run_id="d-c-ce-s0")
+    elsewhere = _record("fashion_mnist", 0, {"sr_top1": 0.6}, run_id="fashion_mnist-b-ce-s0")
+    unmeasured = _record("cifar10", 0, {"sr_top1": 0.6}, run_id="cifar10-b-ce-s0")
+    committed = _runs(*seeds, *other, single, elsewhere, unmeasured)
+    std = seed_spreads(committed)[("e", "d-b-ce", "sr_top1")][0]
+    assert std == pytest.approx(1.0)  # points
+    assert dataset_spreads(committed)[("d", "sr_top1")] == (pytest.approx((1.0 + 3 / 2 ** 0.5) / 2), 2)  # median of 2 stds
+    cross = CrossMachine(2.6, "x", "fashion_mnist")
+    rerun = json.loads(json.dumps(seeds[1]))
+    rerun["metrics"]["sr_top1"] += 0.9 * SEED_MULTIPLE * std / 100
+    line = next(ln for ln in compare(committed, _runs(rerun), cross).lines if ln.metric == "sr_top1")
+    assert line.tolerance == pytest.approx(SEED_MULTIPLE * std) and line.verdict == "within" and line.basis == "seeds (3)"
+    rerun["metrics"]["sr_top1"] += 0.2 * SEED_MULTIPLE * std / 100
+    assert next(ln for ln in compare(committed, _runs(rerun), cross).lines if ln.metric == "sr_top1").verdict == "OUTSIDE"
+    # knn20 is the same for every seed (std 0) and nowhere spread in data set d: nothing measured, exact only
+    line = next(ln for ln in compare(committed, _runs(rerun), cross).lines if ln.metric == "knn20_top1")
+    assert (line.basis, line.tolerance, line.verdict) == ("none", 0.0, "exact")
+    lines = {ln.run_id: ln for ln in compare(committed, _runs(single, elsewhere, unmeasured), cross).lines
+             if ln.metric == "sr_top1"}
+    assert lines["d-c-ce-s0"].basis == "data set (2)"  # one seed: the data set's median spread
+    assert lines["d-c-ce-s0"].tolerance == pytest.approx(SEED_MULTIPLE * (1.0 + 3 / 2 ** 0.5) / 2)
+    assert (lines["fashion_mnist-b-ce-s0"].basis, lines["fashion_mnist-b-ce-s0"].tolerance) == ("cross-machine", 2.6)
+    assert lines["cifar10-b-ce-s0"].basis == "none"  # the Fashion-MNIST figure says nothing about CIFAR-10
 
 
-def test_metrics_compared_include_what_the_records_share():
-    assert set(metric_values({"seg": {"miou": 0.5, "pixel_acc": 0.9}})) == {"mIoU", "pixel acc"}
-    m = metric_values({"head_top1": 0.5, "sr_top1": 0.25, "knn_top1": {"20": 1.0, "10": 0.0},
-                       "ood": {"blur": {"1": {"sr_top1": 0.2}, "2": {"sr_top1": 0.4}}}})
-    assert m == {"head": 50.0, "SR": 25.0, "kNN@20": 100.0, "OOD mean SR": pytest.approx(30.0)}
+@pytest.mark.parametrize("rerun_metrics, why", [
+    ({"sr_top1": float("nan"), "head_top1": 0.5}, "rerun: nan is not a finite number"),
+    ({"head_top1": 0.5}, "rerun: no value (null)"),  # the schema reads an absent scalar as null
+    ({"sr_top1": None, "head_top1": 0.5}, "rerun: no value (null)"),
+    ({"sr_top1": "0.8", "head_top1": 0.5}, "rerun: '0.8' is not a finite number"),
+])
+def test_a_value_missing_nan_or_not_a_number_fails_and_is_named(rerun_metrics, why):
+    committed = _runs(_record("d", 0, {"sr_top1": 0.8, "head_top1": 0.5, "ece": None}))
+    rerun = _runs(_record("d", 0, rerun_metrics))
+    report = compare(committed, rerun, CrossMachine(2.6, "x", "d"))
+    line = next(ln for ln in report.lines if ln.metric == "sr_top1")
+    assert line.verdict == "BROKEN" and line.broken == why and not report.ok
+    assert report.absent[("e", "d-b-ce-s0")] == ["ece", "val_head_top1"]  # null on both sides: named, not compared
+    # the same on the committed side
+    report = compare(_runs(_record("d", 0, rerun_metrics)), _runs(_record("d", 0, {"sr_top1": 0.8, "head_top1": 0.5})),
+                     CrossMachine(2.6, "x", "d"))
+    assert next(ln for ln in report.lines if ln.metric == "sr_top1").broken == why.replace("rerun", "committed")
+
+
+def test_a_section_value_the_rerun_lacks_fails():
+    ood = {"blur": {"1": {"sr_top1": 0.2}, "2": {"sr_top1": 0.1}}}
+    rerun = {"blur": {"1": {"sr_top1": 0.2}}}
+    report = compare(_runs(_record("d", 0, {"sr_top1": 0.8, "ood": ood})),
+                     _runs(_record("d", 0, {"sr_top1": 0.8, "ood": rerun})), CrossMachine(2.6, "x", "d"))
+    broken = [(ln.metric, ln.broken) for ln in report.lines if ln.verdict == "BROKEN"]
+    assert broken == [("ood/blur/2/sr_top1", "rerun: missing")] and not report.ok
+
+
+def test_every_section_is_compared_value_by_value():
+    metrics = {"sr_top1": 0.8, "sr_l2": 0.001, "per_class": {"sr": [0.8]}, "knn_top1": {"10": 0.7},
+               "ood": {"blur": {"1": {"sr_top1": 0.2}}}, "transfer": {"mnist": {"sr_top1": 0.3}},
+               "imbalance": {"sr": {"few": 0.1}}}
+    lines = compare(_runs(_record("d", 0, metrics)), _runs(_record("d", 0, metrics)), CrossMachine(2.6, "x", "d")).lines
+    assert [ln.metric for ln in lines] == ["sr_top1", "knn10_top1", "ood/blur/1/sr_top1", "transfer/mnist/sr_top1",
+                                           "imbalance/sr/few"]  # sr_l2 and per_class: named as not compared
+    seg = {"seg": {"miou": 0.5, "pixel_acc": 0.9}}
+    assert [ln.metric for ln in compare(_runs(_record("d", 0, seg)), _runs(_record("d", 0, seg)),
+                                        CrossMachine(2.6, "x", "d")).lines] == ["seg/miou", "seg/pixel_acc"]
 
 
 @pytest.mark.parametrize("case", ["no such folder", "a file", "no finished run", "wrong --against"])

@@ -132,3 +132,63 @@ def test_summary_holds_the_final_metrics_of_the_record(offline_run):
     expected |= {f"knn{k}_top1": v for k, v in metrics["knn_top1"].items()}
     assert final == pytest.approx(expected, rel=1e-6) and {"sr_top1", "head_top1", "ece", "knn5_top1"} <= set(final)
     assert summary["status"] == "finished" == rec["status"]
+
+
+def _sections(run_set) -> list[tuple]:
+    """Every (family, metric, condition, severity, value) the report builds its sections from, except cost
+    (W&B keeps no timing but its runtime)."""
+    tidy = run_set.metrics
+    tidy = tidy[tidy["family"] != "cost"]
+    return sorted(tidy[["run_id", "family", "metric", "condition", "severity", "value"]].itertuples(index=False, name=None))
+
+
+def test_every_section_goes_to_wandb_and_comes_back(tmp_path, monkeypatch):
+    """A run with clean, OOD (per corruption and severity, and the clean subset), transfer, imbalance and one
+    with segmentation metrics: their summaries written by the Tracker into a real offline .wandb file, read
+    back from that file, give the report the same section rows as the local records."""
+    from types import SimpleNamespace
+
+    from analysis.records import load_runs
+    from grporm.config import RunConfig
+    from grporm.record_schema import Metrics, RunRecord, SegScores
+    from grporm.tracking import Tracker
+    from grporm.wandb_tools import record_from_wandb
+
+    classification = Metrics(
+        head_top1=0.7, ece=0.05, sr_top1=0.8, knn_top1={5: 0.55, 20: 0.6},
+        ood={c: {str(s): {"head_top1": 0.7 - 0.05 * s, "sr_top1": 0.8 - 0.05 * s, "knn20_top1": None}
+                 for s in (1, 2, 5)} for c in ("contrast", "gaussian_noise")},
+        ood_clean={"head_top1": 0.71, "sr_top1": 0.81, "knn20_top1": 0.61},
+        transfer={"mnist": {"head_top1": 0.3, "sr_top1": 0.4, "knn20_top1": 0.35}},
+        imbalance={p: {"overall": 0.5, "many": 0.8, "medium": 0.5, "few": 0.1} for p in ("head", "sr", "knn20")})
+    segmentation = Metrics(seg=SegScores(0.42, 0.88), per_class={"iou": [0.9, 0.1]})
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    for seed, metrics in enumerate((classification, segmentation)):
+        run = RunConfig(method="ce", seed=seed, experiment="e", run_id=f"r{seed}",
+                        tracking={"mode": "offline", "project": "grporm-test"})
+        record = RunRecord(run_id=run.run_id, experiment="e", status="finished", method="ce", dataset="d",
+                           backbone="b", seed=seed, config_hash=f"h{seed}", metrics=metrics)
+        tracker = Tracker(run)
+        assert tracker.wb is not None, tracker.info
+        folder = Path(tracker.info["dir"]).parent
+        tracker.finish(record.summary())
+        wandb.teardown()
+        summary: dict = {}
+        for message in read_records(next(folder.glob("run-*.wandb"))):
+            if message.WhichOneof("record_type") == "summary":
+                summary.update(items(message.summary.update))
+        fake = SimpleNamespace(id=f"wb{seed}", name=f"e/{run.run_id}", state="finished", summary=summary,
+                               config={"experiment": "e", "run_id": run.run_id, "method": "ce", "seed": seed,
+                                       "data": {"name": "d"}, "model": {"name": "b"}})
+        for root, data in ((local, record.to_json()), (remote, record_from_wandb(fake))):
+            (root / "e" / "runs" / run.run_id).mkdir(parents=True)
+            (root / "e" / "runs" / run.run_id / "record.json").write_text(json.dumps(data))
+    from_local, from_wandb = load_runs(local), load_runs(remote)
+    assert not from_local.excluded and not from_wandb.excluded
+    families = {row[1] for row in _sections(from_local)}
+    assert families == {"clean", "ood", "transfer", "imbalance", "seg"}
+    assert _sections(from_wandb) == _sections(from_local)  # JSON keeps floats exact
+    assert len(_sections(from_local)) == 5 + 2 * 3 * 2 + 3 + 12 + 2  # clean, ood (no kNN), transfer, imbalance, seg
+    assert Metrics.from_json(json.loads((remote / "e/runs/r0/record.json").read_text())["metrics"]).ood_clean \
+        == classification.ood_clean

@@ -21,7 +21,7 @@ from grporm.evaluate.knn import knn_accuracy
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
 from grporm.evaluate.segmentation import confusion, segmentation_scores
 from grporm.evaluate.softmax_regression import softmax_regression
-from grporm.schema import HEADLINE_K, Metrics, SegScores
+from grporm.record_schema import HEADLINE_K, HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD, Metrics, SegScores
 
 
 @dataclass
@@ -72,7 +72,7 @@ def val_score(extractor: Extractor, splits, eval_cfg, score: str = "head", segme
     """Validation score: head accuracy, mIoU, or SR / kNN@20 of frozen features with the training
     split as reference (SR picks its L2 on validation, as the final evaluation does)."""
     if segmentation:
-        return seg_scores(extractor, splits.val, splits.num_classes, "val")["miou"]
+        return seg_scores(extractor, splits.val, splits.num_classes, "val")[MIOU]
     val, train, dist = splits.val, splits.train, extractor.dist
     val_f, logits = extractor(val, "val")
     if score == "head":
@@ -115,7 +115,7 @@ class EpochProbe:
         splits, cfg, is_main = self.splits, self.eval_cfg, self.extractor.dist.is_main
         if self.segmentation:
             scores = seg_scores(self.extractor, splits.val, splits.num_classes, "probe val")
-            return {"val_miou": scores["miou"], "val_pixel_acc": scores["pixel_acc"]} if is_main else {}
+            return {f"val_{MIOU}": scores[MIOU], f"val_{PIXEL_ACC}": scores[PIXEL_ACC]} if is_main else {}
         train_feats, _ = self.extractor(self.subset, "probe")
         val_feats, val_logits = self.extractor(splits.val, "probe val")
         if not is_main:
@@ -124,8 +124,7 @@ class EpochProbe:
                            temperature=cfg.knn_temperature, num_classes=splits.num_classes)
         sr = softmax_regression(train_feats, self.subset.labels, val_feats, splits.val.labels,
                                 l2_grid=[max(cfg.sr_l2_grid)], max_iter=cfg.sr_max_iter, num_classes=splits.num_classes)
-        return {"val_head_top1": _head_top1(val_logits, splits.val.labels),
-                f"knn{HEADLINE_K}_top1": knn[HEADLINE_K], "sr_top1": sr["top1"]}
+        return {VAL_HEAD: _head_top1(val_logits, splits.val.labels), HEADLINE_KNN: knn[HEADLINE_K], SR: sr["top1"]}
 
 
 def evaluate(extractor: Extractor, splits, cfg, has_head: bool, segmentation: bool = False) -> Metrics | None:
@@ -134,7 +133,7 @@ def evaluate(extractor: Extractor, splits, cfg, has_head: bool, segmentation: bo
     num_classes = splits.num_classes
     if segmentation:
         scores = seg_scores(extractor, splits.test, num_classes, "test")
-        return Metrics(seg=SegScores(scores["miou"], scores["pixel_acc"]), per_class={"iou": scores["iou"]})
+        return Metrics(seg=SegScores(scores[MIOU], scores[PIXEL_ACC]), per_class={"iou": scores["iou"]})
     train_f, _ = extractor(splits.train, "features train")
     val_f, val_z = extractor(splits.val, "features val")
     test_f, test_z = extractor(splits.test, "features test")

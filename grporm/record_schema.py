@@ -22,9 +22,27 @@ class SchemaError(ValueError):
     """A record whose shape does not fit the schema; the message names the field."""
 
 
+def top1_name(protocol: str) -> str:
+    """The metric name of a protocol's top-1 ("sr" -> "sr_top1"): a record field, a history.csv column, a W&B
+    key after SUMMARY_PREFIX or EPOCH_PREFIX, a report column; also the keys of the ood/transfer cells."""
+    return f"{protocol}_top1"
+
+
 def knn_name(k: int) -> str:
     """The flat name of kNN@k top-1: a W&B summary key (after SUMMARY_PREFIX) and a table column."""
-    return f"knn{k}_top1"
+    return top1_name(f"knn{k}")
+
+
+# The metric names of a run, spelled here only (docs/method.md, 'Evaluation protocols'): every module that
+# reads or writes a metric takes its name from here.
+HEAD, SR, VAL_HEAD = top1_name("head"), top1_name("sr"), top1_name("val_head")
+ECE, SR_L2 = "ece", "sr_l2"
+HEADLINE_KNN = knn_name(HEADLINE_K)
+# The three readings of every test set: (protocol, metric name, title), in the classification table's order.
+# The protocol names the predictor of metrics.imbalance ({"sr": {"few": ...}}).
+PROTOCOLS = (("head", HEAD, "Head"), ("sr", SR, "SR"), (f"knn{HEADLINE_K}", HEADLINE_KNN, f"kNN@{HEADLINE_K}"))
+MIOU, PIXEL_ACC = "miou", "pixel_acc"  # the fields of metrics.seg
+SEG_NAMES = {MIOU: "mIoU", PIXEL_ACC: "Pixel acc."}  # -> titles
 
 
 def knn_k(name: str) -> int | None:
@@ -49,6 +67,17 @@ def _unflatten(flat: dict[str, Any]) -> dict:
         else:
             node[leaf] = dict(value) if isinstance(value, dict) else value
     return tree
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': v}} -> {'a/b': v}: the inverse of `_unflatten`."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @dataclass
@@ -78,7 +107,7 @@ class Metrics:
     imbalance: dict[str, dict[str, float | None]] | None = None  # predictor -> shot group -> accuracy
     seg: SegScores | None = None
 
-    SCALARS = ("head_top1", "ece", "val_head_top1", "sr_top1", "sr_l2")
+    SCALARS = (HEAD, ECE, VAL_HEAD, SR, SR_L2)  # the field names are the metric names
     SHIFTED = ("ood", "ood_clean", "transfer", "imbalance")
 
     def knn(self, k: int = HEADLINE_K) -> float | None:
@@ -115,11 +144,22 @@ class Metrics:
                    **{name: data.get(name) for name in cls.SHIFTED},
                    seg=SegScores(seg.get("miou"), seg.get("pixel_acc")) if seg is not None else None)
 
+    def values(self) -> dict[str, Any]:
+        """Every recorded value but per_class by its flat name: a scalar, `knn_name(k)`, or the section path
+        ("ood/<corruption>/<severity>/<score>", "ood_clean/<score>", "transfer/<target>/<score>",
+        "imbalance/<predictor>/<group>", "seg/miou"...). Raw: None where the run has no value, and whatever
+        a record from outside holds (judging values is the reader's business)."""
+        data = self.to_json()
+        data.pop("per_class", None)
+        knn = {knn_name(int(k)): v for k, v in data.pop("knn_top1", {}).items()}
+        scalars = {name: data.pop(name) for name in self.SCALARS if name in data}
+        return scalars | knn | _flatten(data)
+
     def summary(self) -> dict[str, float]:
-        """The W&B summary of the numbers (SUMMARY_PREFIX + scalar or `knn_name(k)`); `from_summary` reads it back."""
-        flat = {name: v for name in self.SCALARS if isinstance(v := getattr(self, name), (int, float))}
-        flat.update({knn_name(k): v for k, v in self.knn_top1.items()})
-        return {SUMMARY_PREFIX + name: v for name, v in flat.items()}
+        """The W&B summary: SUMMARY_PREFIX + each number of `values()`; a missing value (None) is left out, as
+        the report leaves it out. `from_summary` reads it back."""
+        return {SUMMARY_PREFIX + name: v for name, v in self.values().items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     @classmethod
     def from_summary(cls, summary: dict) -> Metrics:
