@@ -64,7 +64,7 @@ class DataConfig(Strict):
     train_per_class: int | None = Field(None, ge=1, description="class-balanced training subset; null = all")
     val_per_class: int = Field(100, ge=1, description="validation images per class, carved from the training split")
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
-    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subsets and the validation split (fixed across run seeds)")
+    split_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seed of the data draws (subsets, validation carve, canvases); null = the run's seed, so each seed draws its own and the methods of a seed share it; an int pins one split for every seed")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
 
