@@ -110,7 +110,7 @@ class TrainConfig(Strict):
 class GRPOConfig(Strict):
     rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "uniformity_prob": 1.0})
     temperature: float = Field(1.0, gt=0)
-    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (the sampled group's exact expectation)")
+    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (sampled GRPO's large-G limit; with advantage_scale none, its expectation up to the factor 1 - 1/G)")
     group_size: int = Field(16, ge=2, description="G when group = sampled")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
