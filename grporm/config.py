@@ -30,7 +30,7 @@ class DataConfig(Strict):
     train_per_class: int | None = Field(None, ge=1, description="class-balanced training subset; null = all")
     val_per_class: int = Field(100, ge=1, description="validation images per class, carved from the training split")
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
-    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subsets and the validation split (fixed across run seeds)")
+    split_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seed of the data draws (subsets, validation carve, canvases); null = the run's seed, so each seed draws its own and the methods of a seed share it; an int pins one split for every seed")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
 
@@ -76,7 +76,7 @@ class TrainConfig(Strict):
 class GRPOConfig(Strict):
     rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "uniformity_prob": 1.0})
     temperature: float = Field(1.0, gt=0)
-    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (the sampled group's exact expectation)")
+    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (sampled GRPO's large-G limit; with advantage_scale none, its expectation up to the factor 1 - 1/G)")
     group_size: int = Field(16, ge=2, description="G when group = sampled")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)

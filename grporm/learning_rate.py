@@ -60,7 +60,7 @@ def search_lr(cfg: RunConfig, built: Built, extractor: Extractor, saved: Path, d
     data = built.splits.train
     if cfg.train.search_train_per_class is not None and not built.segmentation:
         per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
-        data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(cfg.data.split_seed, "subset")))
+        data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(seeding.split_seed(cfg), "subset")))
     for lr in grid:
         if lr in done:
             continue

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Callable
 
+from grporm import seeding
 from grporm.config import RunConfig
 from grporm.data import DATASETS
 from grporm.data.splits import split_indices
@@ -87,7 +88,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1) -> None:
                                               "fetch the data set again or fix data.root")
                 datasets[key] = (train.labels, test.labels, train.classes)
             if datasets[key][0].ndim == 1:  # enough images per class? (mask data sets split by image)
-                split_indices(*datasets[key][:2], r.data, datasets[key][2])
+                split_indices(*datasets[key][:2], r.data, datasets[key][2], seeding.split_seed(r))
         except GrpormError as err:
             err.args = (f"run {r.run_id}: {err}",)
             raise

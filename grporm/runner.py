@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from grporm import seeding
 from grporm.build import build, set_threads
 from grporm.checkpoints import save_checkpoint
 from grporm.config import RunConfig
@@ -32,7 +33,7 @@ from grporm.records import environment, now, peak_memory_mib, run_dir, set_aside
 from grporm.schema import RunRecord, Timing
 from grporm.tracking import Tracker
 from grporm.train import FitResult, fit
-from grporm.tuning import needs_decision
+from grporm.tuning import needs_decision, tuning_config
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
@@ -116,7 +117,10 @@ class Run:
     # -- stages -------------------------------------------------------------------------------
     def _tuned_lr(self) -> float:
         """The winner of the setting's tuning record, made now (before training) if there is none yet."""
-        decision, _ = decision_for(self.cfg, self.paths.results, self.dist, splits=self.built.splits)
+        # The decision is made at tune.seed: the run's splits serve it only if that seed draws the same data.
+        same_data = seeding.split_seed(tuning_config(self.cfg)) == seeding.split_seed(self.cfg)
+        decision, _ = decision_for(self.cfg, self.paths.results, self.dist,
+                                   splits=self.built.splits if same_data else None)
         self.record.lr = decision["winner"]
         self.record.tuning = {k: decision[k] for k in ("key", "winner", "margin", "close_call", "edge")}
         margin = {} if decision["margin"] is None else {"tuning/margin": decision["margin"]}
@@ -133,7 +137,7 @@ class Run:
 
     def _train(self, lr: float) -> None:
         cfg, built = self.cfg, self.built
-        probe = EpochProbe(self.extractor, built.splits, cfg.eval, cfg.data.split_seed, built.segmentation,
+        probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
