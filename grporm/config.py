@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Seeds are multiplied into torch generator seeds (which must fit 64 bits): keep them to 31 bits.
 MAX_SEED = 2**31 - 1
+# A learning-rate decision is made on this many tuning seeds at least (docs/method.md, 'Tuning rules').
+MIN_TUNING_SEEDS = 2
 
 
 class Strict(BaseModel):
@@ -151,7 +153,26 @@ class TuneConfig(Strict):
     score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
     fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the seed every decision is made with")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], description="the tuning seeds: every candidate trains once "
+                             "per seed (each draws its own data unless data.split_seed pins it), scored by the mean")
+    pick: Literal["winner", "runner_up"] = Field("winner", description="the decision's lr a run trains at; runner_up = "
+                                                 "the sensitivity run of a close call (not part of the decision)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _two_distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        # one seed cannot tell a better learning rate from a luckier draw (docs/method.md, 'Tuning rules')
+        if len(seeds) < MIN_TUNING_SEEDS or len(set(seeds)) != len(seeds):
+            raise ValueError(f"needs at least {MIN_TUNING_SEEDS} distinct seeds (got {seeds}), e.g. [0, 1]")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise ValueError(f"seeds are 0..{MAX_SEED}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _runner_up_needs_a_decision(self) -> "TuneConfig":
+        if self.pick == "runner_up" and not self.grid:
+            raise ValueError("pick: runner_up needs a decision: set tune.grid (or leave pick at winner)")
+        return self
 
 
 class TrackingConfig(Strict):
@@ -211,7 +232,11 @@ class RunConfig(Strict):
 # hash of a run at that option's default unchanged. To be deleted, with ADDED_OPTIONS, once every
 # committed record has been rerun (their hashes then include every option).
 ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
-                 ("grpo_rm", "feature_uniformity_t"))
+                 ("grpo_rm", "feature_uniformity_t"), ("tune", "pick"))
+
+
+def _as_old_records_tune(tune: dict) -> dict:
+    return {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
 
 
 def _as_old_records_hashed(payload: dict) -> dict:
@@ -220,7 +245,7 @@ def _as_old_records_hashed(payload: dict) -> dict:
     for section, key in ADDED_OPTIONS:
         if payload[section][key] == RunConfig.model_fields[section].annotation.model_fields[key].default:
             payload[section].pop(key)
-    if payload["tune"] == TuneConfig().model_dump(mode="json"):
+    if payload["tune"] == _as_old_records_tune(TuneConfig().model_dump(mode="json")):
         payload.pop("tune")
     return payload
 

@@ -35,6 +35,7 @@ EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
 ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
+PICK_AXIS = "tune.pick"  # named in a run id as lr=runner_up only (run_id_for)
 EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
 # A matrix is counted before it is built: a typo like `seed: range(1000000)` unrolled by a script
 # would otherwise grow memory for minutes with no output. `--max-runs` / GRPORM_MAX_RUNS raise it.
@@ -481,10 +482,14 @@ def id_value(run: RunConfig, key: str, value: Any) -> Any:
 
 
 def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
+    """data-backbone-method[-axis=value...][-lr=runner_up]-s<seed>: a run at its decision's runner-up
+    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id."""
     parts = [run.data.name, run.model.name, run.method]
     for key, value in axis_values.items():
-        if key in ID_AXES or key == "seed":
+        if key in ID_AXES or key in ("seed", PICK_AXIS):
             continue
         parts.append(f"{key.split('.')[-1]}={id_value(run, key, value)}")
+    if run.tune.pick != "winner":
+        parts.append(f"lr={run.tune.pick}")
     parts.append(f"s{run.seed}")
     return sanitize("-".join(str(p) for p in parts))

@@ -26,14 +26,17 @@ from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
 from grporm.inputs import read_text
 from grporm.interrupts import Interrupted
-from grporm.learning_rate import decision_for, search_lr
+from grporm.learning_rate import decision_for, lends_splits, search_lr
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.records import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.schema import RunRecord, Timing
 from grporm.tracking import Tracker
 from grporm.train import FitResult, fit
-from grporm.tuning import needs_decision, tuning_config
+from grporm.tuning import needs_decision
+
+# The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
+PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
@@ -116,16 +119,21 @@ class Run:
 
     # -- stages -------------------------------------------------------------------------------
     def _tuned_lr(self) -> float:
-        """The winner of the setting's tuning record, made now (before training) if there is none yet."""
-        # The decision is made at tune.seed: the run's splits serve it only if that seed draws the same data.
-        same_data = seeding.split_seed(tuning_config(self.cfg)) == seeding.split_seed(self.cfg)
+        """The lr `tune.pick` names in the setting's tuning record (the winner, or the runner-up for a
+        sensitivity run), the record made now (before training) if there is none yet."""
+        # The run's splits serve the tuning seed that draws the same data, if there is one.
         decision, _ = decision_for(self.cfg, self.paths.results, self.dist,
-                                   splits=self.built.splits if same_data else None)
-        self.record.lr = decision["winner"]
-        self.record.tuning = {k: decision[k] for k in ("key", "winner", "margin", "close_call", "edge")}
+                                   splits=self.built.splits if lends_splits(self.cfg) else None)
+        pick = self.cfg.tune.pick
+        lr = decision["winner"] if pick == "winner" else decision["runner_up"]
+        if lr is None:
+            raise ConfigError(f"tune.pick: runner_up: the decision {decision['key']} has no runner-up (a single "
+                              "learning rate did not diverge); leave pick at winner")
+        self.record.lr = lr
+        self.record.tuning = {k: decision.get(k) for k in PICKED_FIELDS} | {"pick": pick, "lr": lr}
         margin = {} if decision["margin"] is None else {"tuning/margin": decision["margin"]}
-        self.tracker.log({"tuning/lr": decision["winner"]} | margin)
-        return decision["winner"]
+        self.tracker.log({"tuning/lr": lr} | margin)
+        return lr
 
     def _searched_lr(self) -> float:
         lr, rows = search_lr(self.cfg, self.built, self.extractor, self.paths.ckpt / "lr_search.json", self.device, self.dist)

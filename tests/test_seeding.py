@@ -87,9 +87,9 @@ def test_only_seeding_reads_data_split_seed():
     assert readers == []
 
 
-@pytest.mark.parametrize("seed, split_seed, shared", [(0, None, True), (1, None, False), (1, 0, True)])
+@pytest.mark.parametrize("seed, split_seed, shared", [(0, None, True), (1, None, True), (2, None, False), (2, 0, True)])
 def test_a_run_lends_its_splits_to_tuning_only_when_tune_seed_draws_the_same(tmp_path, monkeypatch, seed, split_seed, shared):
-    """Tuning decides at tune.seed (0): a seed-1 run's own data is not the decision's data."""
+    """Tuning decides on tune.seeds (0, 1): a seed-2 run's own data is none of the decision's data."""
     from grporm import runner
     from grporm.build import build
     from grporm.config import RunConfig
@@ -104,7 +104,7 @@ def test_a_run_lends_its_splits_to_tuning_only_when_tune_seed_draws_the_same(tmp
 
     def fake_decision(run, results, dist, splits=None):
         lent.append(splits)
-        return {"key": "k", "winner": 1e-3, "margin": None, "close_call": False, "edge": False}, "found"
+        return {"key": "k", "winner": 1e-3, "runner_up": None, "margin": None, "close_call": False, "edge": False}, "found"
 
     monkeypatch.setattr(runner, "decision_for", fake_decision)
     run = runner.Run(cfg, runner.RunPaths.of(cfg, tmp_path / "results", tmp_path / "checkpoints"))
