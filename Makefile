@@ -16,7 +16,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify tune \
+.PHONY: install data test reproduce report bench verify tune sensitivity \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
 	reproduce-scale reproduce-all
 
@@ -94,6 +94,13 @@ TUNE_FILES ?= experiments/quick.yaml $(STUDIES)
 tune: install data
 	for f in $(TUNE_FILES); do ( $(call shards,tune,$$f,--results $(RESULTS)) ) || exit 1; done
 	for f in $(TUNE_FILES); do $(GRPORM) tune $$f --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; done
+
+# Sensitivity: every run of a close-call cell (its decision or its CE control's, results/tuning/) again at
+# the decision's runner-up learning rate, beside the winner's run (run ids ...-lr=runner_up-s<seed>).
+# Needs the decisions (make tune); a file without close calls runs nothing.
+SENSITIVITY_FILES ?= $(TUNE_FILES)
+sensitivity: install data
+	for f in $(SENSITIVITY_FILES); do ( $(call shards,run,$$f,--results $(RESULTS) --sensitivity) ) || exit 1; done
 
 # The readings study (SR, kNN, convergence, corruptions; every reading against CE) and the transfer study.
 reproduce-ood: reproduce-readings reproduce-transfer

@@ -146,7 +146,7 @@ class SegConfig(Strict):
 
 class TuneConfig(Strict):
     """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning.py;
-    docs/method.md, 'Choosing hyper-parameters'). An empty grid keeps train.lr_grid / train.lr."""
+    docs/method.md, 'Tuning rules'). An empty grid keeps train.lr_grid / train.lr."""
 
     grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr_grid or train.lr); "
                               "checked by the grid rule when an experiment is loaded (grporm/tuning.py, check_grid)")
