@@ -155,6 +155,8 @@ class TuneConfig(Strict):
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], description="the tuning seeds: every candidate trains once "
                              "per seed (each draws its own data unless data.split_seed pins it), scored by the mean")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="only in run records made when a decision took one "
+                             "seed (before tune.seeds): read, hashed as then; refused in experiment files")
     pick: Literal["winner", "runner_up"] = Field("winner", description="the decision's lr a run trains at; runner_up = "
                                                  "the sensitivity run of a close call (not part of the decision)")
 
@@ -232,11 +234,23 @@ class RunConfig(Strict):
 # hash of a run at that option's default unchanged. To be deleted, with ADDED_OPTIONS, once every
 # committed record has been rerun (their hashes then include every option).
 ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
-                 ("grpo_rm", "feature_uniformity_t"), ("tune", "pick"))
+                 ("grpo_rm", "feature_uniformity_t"))
 
 
-def _as_old_records_tune(tune: dict) -> dict:
-    return {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
+def _tune_as_hashed(tune: dict) -> dict:
+    """The tune section as hashed: `pick` only when not the winner; a one-seed config (`seed`, of the
+    committed records) as it was hashed then, without `seeds`; a current one without `seed`."""
+    out = {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
+    out.pop("seeds" if out.get("seed") is not None else "seed", None)
+    return out
+
+
+def _tuning_off(tune: dict) -> bool:
+    """Tuning off at every default (the tune section came after the first records; their one-seed
+    default said seed 0)."""
+    default = _tune_as_hashed(TuneConfig().model_dump(mode="json"))
+    one_seed = {**{k: v for k, v in default.items() if k != "seeds"}, "seed": 0}
+    return tune in (default, one_seed)
 
 
 def _as_old_records_hashed(payload: dict) -> dict:
@@ -245,7 +259,8 @@ def _as_old_records_hashed(payload: dict) -> dict:
     for section, key in ADDED_OPTIONS:
         if payload[section][key] == RunConfig.model_fields[section].annotation.model_fields[key].default:
             payload[section].pop(key)
-    if payload["tune"] == _as_old_records_tune(TuneConfig().model_dump(mode="json")):
+    payload["tune"] = _tune_as_hashed(payload["tune"])
+    if _tuning_off(payload["tune"]):
         payload.pop("tune")
     return payload
 

@@ -302,6 +302,8 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         check_grid(run.tune.grid)
     except ValueError as err:
         return "tune.grid", str(err)
+    if run.tune.seed is not None:  # kept in the model for the committed run records only
+        return "tune.seed", "decisions take at least 2 tuning seeds now: write tune.seeds, e.g. [0, 1]"
     return None
 
 

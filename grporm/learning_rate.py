@@ -83,8 +83,8 @@ def search_lr(cfg: RunConfig, built: Built, extractor: Extractor, saved: Path, d
 
 class TuningTrial:
     """The tuning of one setting at one tuning seed: its config at that seed (which draws its own data
-    unless data.split_seed pins it), trained for the tuning epochs from the same initial weights at each
-    candidate lr, on that seed's training split, scored on its validation split."""
+    unless the data section pins a split seed), trained for the tuning epochs from the same initial
+    weights at each candidate lr, on that seed's training split, scored on its validation split."""
 
     def __init__(self, run: RunConfig, seed: int, dist: Dist = SINGLE, splits=None):
         self.cfg, self.dist = tuning_config(run, seed), dist

@@ -227,8 +227,8 @@ def needs_decision(run: RunConfig) -> bool:
 
 
 def tuning_config(run: RunConfig, seed: int) -> RunConfig:
-    """The run tuning trains at tuning seed `seed` (which also draws its data unless data.split_seed
-    pins it): the run's setting, for tuning_epochs, no per-run search, pick at its default."""
+    """The run tuning trains at tuning seed `seed` (which also draws its data unless the data section
+    pins a split seed): the run's setting, for tuning_epochs, no per-run search, pick at its default."""
     train = run.train.model_copy(update={"epochs": tuning_epochs(run), "lr_grid": []})
     tune = run.tune.model_copy(update={"pick": "winner"})
     return run.model_copy(update={"experiment": TUNING_DIR, "seed": seed, "train": train, "tune": tune,

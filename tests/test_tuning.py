@@ -161,6 +161,14 @@ def test_a_decision_needs_at_least_two_distinct_tuning_seeds(seeds):
     assert str(err.value).startswith("x.yaml: tune.seeds: needs at least 2 distinct seeds") and "\n" not in str(err.value)
 
 
+def test_the_one_seed_tune_seed_reads_from_records_but_not_from_experiment_files():
+    one_seed = RunConfig(method="ce", tune={"grid": GRID, "seed": 0})  # as the committed run records hold it
+    assert one_seed.hash_payload()["tune"] == {"grid": GRID, "score": "sr", "fraction": 1.0, "max_extensions": 2, "seed": 0}
+    assert one_seed.config_hash() != RunConfig(method="ce", tune={"grid": GRID}).config_hash()
+    with pytest.raises(ConfigError, match="x.yaml: tune.seed: decisions take at least 2 tuning seeds now"):
+        build_experiment({"tune": {"grid": GRID, "seed": 0}}, "x.yaml")
+
+
 def test_ties_go_to_the_smaller_lr_and_are_close_calls():
     d = decide_on({1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.9}, max_extensions=0)
     assert d.winner == 1e-3 and d.runner_up == 1e-2 and d.margin == 0 and d.close_call
