@@ -78,6 +78,8 @@ verify: install data
 JOBS ?= 2
 # A rerun into another folder trains at the committed learning-rate decisions (results/tuning/) instead of
 # tuning again (an hour); decisions already in that folder are kept. `make tune RESULTS=dir` redoes them there.
+# Decisions made on one seed (before tune.seeds) are stale: no run trains at them, a run needing one
+# decides it first (saying so); `make tune` redoes them all up front (docs/method.md, 'Tuning rules').
 reuse_tuning = mkdir -p $(1)/tuning && cp -n results/tuning/*.json $(1)/tuning/
 # $(call shards,COMMAND,EXPERIMENT,MORE ARGS): `grporm COMMAND` as JOBS shards side by side; fails if any shard did.
 shards = fail=0; pids=""; \

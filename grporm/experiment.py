@@ -429,7 +429,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{source_of(tuple(key.split('.')), overrides, where)}: {key}: {message}")
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
-        run.axes = axis_values
+        # A runner-up run names its pick among its axes, so no table averages it into the winner's cell.
+        run.axes = {k: v for k, v in axis_values.items() if k != PICK_AXIS} | (
+            {PICK_AXIS: run.tune.pick} if run.tune.pick != "winner" else {})
         if len(run.run_id) > MAX_RUN_ID_CHARS:
             raise ConfigError(f"{where}: matrix gives a run the id {shown(run.run_id)}, over the {MAX_RUN_ID_CHARS} "
                               "characters a folder name may have; shorten the matrix values (or use an arm with a short name)")

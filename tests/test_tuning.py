@@ -270,6 +270,7 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
     (other,) = load_runs(tmp_path, "tune.pick=runner_up")
     assert other.run_id == "digits-test_vit-grpo_rm-lr=runner_up-s0" and run.run_id == "digits-test_vit-grpo_rm-s0"
     assert tuning_key(other) == tuning_key(run) and other.config_hash() != run.config_hash()
+    assert run.axes == {} and other.axes == {"tune.pick": "runner_up"}  # its own variant in every table
     fake_record(tmp_path / "results", run, winner=1e-2, runner_up=1e-3)
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     lrs = []
@@ -284,6 +285,14 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
     assert (winner["lr"], winner["tuning"]["pick"], winner["tuning"]["lr"]) == (1e-2, "winner", 1e-2)
     assert (runner_up["lr"], runner_up["tuning"]["pick"], runner_up["tuning"]["lr"]) == (1e-3, "runner_up", 1e-3)
     assert runner_up["tuning"]["winner"] == 1e-2 and runner_up["config"]["tune"]["pick"] == "runner_up"
+
+
+def test_pick_as_a_matrix_axis_names_only_the_runner_up():
+    runs = build_experiment({"name": "x", "method": "ce", "tune": {"grid": GRID},
+                             "matrix": {"tune.pick": ["winner", "runner_up"], "seed": [0]}}, "x.yaml").runs
+    assert [r.run_id for r in runs] == ["fashion_mnist-tf_efficientnet_lite0-ce-s0",
+                                        "fashion_mnist-tf_efficientnet_lite0-ce-lr=runner_up-s0"]
+    assert [r.axes for r in runs] == [{"seed": 0}, {"seed": 0, "tune.pick": "runner_up"}]
 
 
 def test_a_runner_up_pick_without_a_runner_up_is_one_line(tmp_path):
