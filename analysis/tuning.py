@@ -39,7 +39,8 @@ def tuning_latex(records: list[dict]) -> str:
 def tuning_csv(records: list[dict]) -> str:
     """Long form, one line per (decision, grid value), numbers unrounded (fractions, not %)."""
     lines = [{"setting": r.get("label", ""), "key": r["key"], "score_name": r["score"], "lr": row["lr"],
-              "score": row["score"], "n_val": row.get("n_val"), "winner": row["lr"] == r["winner"],
+              "score": row["score"], "n_val": row.get("n_val") or " ".join(str(x.get("n_val")) for x in row.get("per_seed") or []),
+              "winner": row["lr"] == r["winner"],
               "margin": r["margin"], "se": r["se"], "close_call": r["close_call"], "edge": r["edge"],
               "runner_up": r.get("runner_up"), "seed_se": r.get("seed_se"), "seeds": " ".join(map(str, r.get("seeds") or [])),
               "per_seed": " ".join(f"{x['seed']}:{x['score']}" for x in row.get("per_seed") or []),
