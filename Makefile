@@ -16,7 +16,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify tune \
+.PHONY: install data test reproduce report bench verify tune sensitivity \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
 	reproduce-scale reproduce-all
 
@@ -78,6 +78,8 @@ verify: install data
 JOBS ?= 2
 # A rerun into another folder trains at the committed learning-rate decisions (results/tuning/) instead of
 # tuning again (an hour); decisions already in that folder are kept. `make tune RESULTS=dir` redoes them there.
+# Decisions made on one seed (before tune.seeds) are stale: no run trains at them, a run needing one
+# decides it first (saying so); `make tune` redoes them all up front (docs/method.md, 'Tuning rules').
 reuse_tuning = mkdir -p $(1)/tuning && cp -n results/tuning/*.json $(1)/tuning/
 # $(call shards,COMMAND,EXPERIMENT,MORE ARGS): `grporm COMMAND` as JOBS shards side by side; fails if any shard did.
 shards = fail=0; pids=""; \
@@ -94,6 +96,13 @@ TUNE_FILES ?= experiments/quick.yaml $(STUDIES)
 tune: install data
 	for f in $(TUNE_FILES); do ( $(call shards,tune,$$f,--results $(RESULTS)) ) || exit 1; done
 	for f in $(TUNE_FILES); do $(GRPORM) tune $$f --results $(RESULTS) | sed -n '/decision(s) under/,$$p'; done
+
+# Sensitivity: every run of a close-call cell (its decision or its CE control's, results/tuning/) again at
+# the decision's runner-up learning rate, beside the winner's run (run ids ...-lr=runner_up-s<seed>).
+# Needs the decisions (make tune); a file without close calls runs nothing.
+SENSITIVITY_FILES ?= $(TUNE_FILES)
+sensitivity: install data
+	for f in $(SENSITIVITY_FILES); do ( $(call shards,run,$$f,--results $(RESULTS) --sensitivity) ) || exit 1; done
 
 # The readings study (SR, kNN, convergence, corruptions; every reading against CE) and the transfer study.
 reproduce-ood: reproduce-readings reproduce-transfer

@@ -3,74 +3,58 @@ validation score per value, winner, margin, SE, flags) as Markdown, LaTeX and CS
 the table the `grporm tune` command prints. The decision itself is `grporm.tuning`'s."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from grporm.errors import GrpormError
-from grporm.storage import read_record
-from grporm.tuning import DECISION_FIELDS, TUNING_DIR, _belongs_to, describe
+from grporm.tuning import _label_of, _points, flags, is_current, load_records
 
 NAME = "tuning"
 TITLE = "Tuning decisions"
 LEGEND = ("One learning-rate decision per setting (data set, backbone, method and every other setting "
           "but the seed), shared by every run with that setting: validation score in % after training "
-          "each grid value as long as the decision's `fraction` of the final run; ties go to the smaller "
-          "lr. Margin = winner minus runner-up, SE = binomial standard error of the winner's validation "
-          "score, both in points. Flags: *close call* = margin below SE; *extended up/down* = the winner "
-          "sat on an edge and the grid grew by its own step; *edge* = still on an edge after the last "
-          "extension.")
+          "each grid value as long as the decision's `fraction` of the final run, once per tuning seed "
+          "(mean, per-seed scores in brackets); ties go to the smaller lr. Margin = winner minus runner-up "
+          "(means), SE = binomial standard error of the winner's mean score, Seed SE = standard error of "
+          "the per-seed differences winner minus runner-up, all in points. Flags: *close call* = margin "
+          "below the larger of SE and Seed SE (its cells are also run at the runner-up, `make sensitivity`); "
+          "*extended up/down* = the winner sat on an edge and the grid grew by its own step; *edge* = still "
+          "on an edge after the last extension; *stale* = decided on one seed, before this rule.")
 ABSENT = ("No tuning record under `tuning/`: runs with `tune.grid` set (or `grporm tune`) write them; "
           "section skipped.")
-ROW_TITLES = {"setting": "Setting", "key": "Key", "score": "Score", "grid": "Grid", "scores": "Val. score per lr (%)",
-              "winner": "Winner", "margin": "Margin", "se": "SE", "flags": "Flags"}
-ALIGN = "".join("r" if k in ("winner", "margin", "se") else "l" for k in ROW_TITLES)
-
-
-def load_records(results: Path) -> list[dict]:
-    """Every decision under `results`/tuning, by setting label then key; a damaged one is skipped
-    with a warning naming it."""
-    folder = Path(results) / TUNING_DIR
-    records = []
-    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
-        try:
-            records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
-        except GrpormError as err:
-            print(f"warning: {err}; left out of the report", file=sys.stderr)
-    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
-
-
-def flags(record: dict) -> str:
-    out = []
-    if record.get("close_call"):
-        out.append("close call")
-    if record.get("edge"):
-        out.append("edge")
-    out += [f"extended {d}" for d in record.get("extended") or []]
-    return ", ".join(out)
 
 
 def _pct(value: float | None) -> str:
     return "diverged" if value is None else f"{100 * value:.1f}"
 
 
-def _label_of(record: dict) -> str:
-    """From the record's setting where it has a readable one (decisions made before `describe` carry
-    a shorter label), else its stored label."""
-    try:
-        return describe(record["setting"])
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return record.get("label", "")
+def _per_seed(row: dict) -> str:
+    seeds = row.get("per_seed") or []
+    return f" ({', '.join(_pct(x.get('score')) for x in seeds)})" if seeds else ""
+
+
+def _seeds(record: dict) -> str:
+    if is_current(record):
+        return ", ".join(str(s) for s in record["seeds"])
+    return str(record.get("seed", "?"))  # a one-seed decision
 
 
 def decision_row(record: dict) -> dict:
-    """One row per decision, cells as text (scores, margin and SE in % of the validation score)."""
-    scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}" for row in record["scores"])
-    margin = record.get("margin")
-    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
+    """One row per decision, cells as text (scores, margin and SEs in % of the validation score): the
+    mean score per lr with its per-seed scores in brackets. A one-seed decision (made before the tuning
+    seeds) reads too, its missing numbers as —."""
+    scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}{_per_seed(row)}" for row in record["scores"])
+    runner_up = record.get("runner_up")
+    return {"setting": _label_of(record), "key": record["key"], "score": record["score"], "seeds": _seeds(record),
             "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
-            "winner": f"{record['winner']:g}", "margin": "—" if margin is None else f"{100 * margin:.1f}",
-            "se": f"{100 * record['se']:.1f}", "flags": flags(record)}
+            "winner": f"{record['winner']:g}", "runner_up": "—" if runner_up is None else f"{runner_up:g}",
+            "margin": _points(record.get("margin")), "se": _points(record.get("se")),
+            "seed_se": _points(record.get("seed_se")), "flags": flags(record)}
+
+
+ROW_TITLES = {"setting": "Setting", "key": "Key", "score": "Score", "seeds": "Seeds", "grid": "Grid",
+              "scores": "Val. score per lr, mean (per seed) (%)", "winner": "Winner", "runner_up": "Runner-up",
+              "margin": "Margin", "se": "SE", "seed_se": "Seed SE", "flags": "Flags"}
+ALIGN = "".join("r" if k in ("winner", "runner_up", "margin", "se", "seed_se") else "l" for k in ROW_TITLES)
 
 
 def _cells(records: list[dict]) -> list[list[str]]:
@@ -88,11 +72,14 @@ def tuning_latex(records: list[dict]) -> str:
 def tuning_csv(records: list[dict]) -> str:
     """Long form, one line per (decision, grid value), numbers unrounded (fractions, not %)."""
     return frame_csv([{"setting": r.get("label", ""), "key": r["key"], "score_name": r["score"], "lr": row["lr"],
-                       "score": row["score"], "n_val": row.get("n_val"), "winner": row["lr"] == r["winner"],
-                       "margin": r["margin"], "se": r["se"], "close_call": r["close_call"], "edge": r["edge"],
-                       "extended": " ".join(r.get("extended") or []), "seed": r.get("seed"), "epochs": r.get("epochs"),
-                       "config_hash": r.get("config_hash")}
-                      for r in records for row in r["scores"]])
+                      "score": row["score"], "n_val": row.get("n_val") or " ".join(str(x.get("n_val")) for x in row.get("per_seed") or []),
+                      "winner": row["lr"] == r["winner"],
+                      "margin": r["margin"], "se": r["se"], "close_call": r["close_call"], "edge": r["edge"],
+                      "runner_up": r.get("runner_up"), "seed_se": r.get("seed_se"), "seeds": " ".join(map(str, r.get("seeds") or [])),
+                      "per_seed": " ".join(f"{x['seed']}:{x['score']}" for x in row.get("per_seed") or []),
+                      "extended": " ".join(r.get("extended") or []), "seed": r.get("seed"), "epochs": r.get("epochs"),
+                      "config_hash": r.get("config_hash")}
+                     for r in records for row in r["scores"]])
 
 
 def tuning_section(root: Path) -> tuple[list[str], dict[str, str]]:

@@ -33,7 +33,8 @@ def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
     """Data splits (given, or made from the config), the model on `device` and its initial weights."""
     segmentation = cfg.task == "segmentation"
     if splits is None:
-        splits = segmentation_splits(cfg.data, cfg.seg) if segmentation else make_splits(cfg.data)
+        seed = seeding.split_seed(cfg)  # the run's data draws: its own seed unless data.split_seed pins one
+        splits = segmentation_splits(cfg.data, cfg.seg, seed) if segmentation else make_splits(cfg.data, seed)
     torch.manual_seed(seeding.derive(cfg.seed, "init"))  # same head (and random backbone) for every method of a seed
     backbone = with_pooling(create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size), cfg.model.pool)
     frozen = method(cfg.method).frozen_backbone

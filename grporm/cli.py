@@ -102,6 +102,10 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --dry-run: print each run's full config"),
     max_runs: Optional[int] = max_runs_option(),
     force: bool = typer.Option(False, "--force", help="rerun finished runs and drop their checkpoints"),
+    sensitivity: bool = typer.Option(False, "--sensitivity",
+                                     help="instead, the runs of every close-call cell (its decision or its ce control's) "
+                                          "at the decision's runner-up lr (tune.pick=runner_up, ids ...-lr=runner_up-s<seed>); "
+                                          "needs the decisions (grporm tune)"),
     only: Optional[str] = typer.Option(None, "--only", help="run only the runs whose id contains this text"),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
                                         help="run only shard I of N (I = 0..N-1): every N-th run of the matrix from the I-th"),
@@ -133,12 +137,15 @@ def run(
     from grporm import distributed
     from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
-    from grporm.matrix import is_finished, preflight, run_matrix, select_runs
+    from grporm.matrix import is_finished, preflight, run_matrix, select_runs, sensitivity_runs
 
     dist = distributed.SINGLE
     try:
         exp = load_experiment(experiment, override, max_runs)
-        runs = select_runs(exp.runs, only, shard)
+        if sensitivity:
+            exp = _runner_up_experiment(exp, experiment, override, max_runs)
+            exp.runs = sensitivity_runs(exp.runs, results)
+        runs = select_runs(exp.runs, only, shard) if exp.runs else []
         if dry_run:
             typer.echo(f"{exp.name}: {len(runs)} run(s)")
             for r in runs:
@@ -149,12 +156,14 @@ def run(
             preflight(runs, nproc, warn=_warn)  # what a real run would refuse, refused here too
             return
         if not runs:
-            typer.echo(f"shard {shard} of {exp.name} has no runs")
+            typer.echo(f"{exp.name}: no close-call cell, no runner-up run needed" if sensitivity and not exp.runs
+                       else f"shard {shard} of {exp.name} has no runs")
             return
         output_folder(results, "--results")
         output_folder(checkpoints, "--checkpoints")
         argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
                 "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
+                *(["--sensitivity"] if sensitivity else []),
                 *(["--only", only] if only else [])]
         if launcher is not None or slurm:
             from grporm import launch
@@ -172,6 +181,18 @@ def run(
         _end_of_matrix(err, dist, "from the last checkpoint")
     finally:
         distributed.shutdown()
+
+
+def _runner_up_experiment(exp, experiment: Path, override: list[str], max_runs: int | None):
+    """`experiment` with tune.pick=runner_up (the ids gain -lr=runner_up); one line if it cannot have it."""
+    from grporm.experiment import load_experiment, parse_override
+    from grporm.tuning import needs_decision
+
+    if any(parse_override(o)[0] == "tune.pick" for o in override):
+        raise GrpormError("--sensitivity sets tune.pick=runner_up itself; drop -o tune.pick")
+    if not any(needs_decision(r) for r in exp.runs):
+        raise GrpormError(f"--sensitivity: no run of {exp.name} trains at a tuning decision (tune.grid); nothing to rerun")
+    return load_experiment(experiment, [*override, "tune.pick=runner_up"], max_runs)
 
 
 @app.command()

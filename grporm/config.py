@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Seeds are multiplied into torch generator seeds (which must fit 64 bits): keep them to 31 bits.
 MAX_SEED = 2**31 - 1
+# A learning-rate decision is made on this many tuning seeds at least (docs/method.md, 'Tuning rules').
+MIN_TUNING_SEEDS = 2
 
 
 class Strict(BaseModel):
@@ -30,7 +32,7 @@ class DataConfig(Strict):
     train_per_class: int | None = Field(None, ge=1, description="class-balanced training subset; null = all")
     val_per_class: int = Field(100, ge=1, description="validation images per class, carved from the training split")
     test_per_class: int | None = Field(None, ge=1, description="null = the full test split")
-    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subsets and the validation split (fixed across run seeds)")
+    split_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seed of the data draws (subsets, validation carve, canvases); null = the run's seed, so each seed draws its own and the methods of a seed share it; an int pins one split for every seed")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
 
@@ -76,7 +78,7 @@ class TrainConfig(Strict):
 class GRPOConfig(Strict):
     rewards: dict[str, float] = Field(default_factory=lambda: {"accuracy": 1.0, "uniformity_prob": 1.0})
     temperature: float = Field(1.0, gt=0)
-    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (the sampled group's exact expectation)")
+    group: Literal["full", "sampled", "expected"] = Field("full", description="full = every output once; sampled = group_size draws from pi_old; expected = every output weighted by pi_old (sampled GRPO's large-G limit; with advantage_scale none, its expectation up to the factor 1 - 1/G)")
     group_size: int = Field(16, ge=2, description="G when group = sampled")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="divide the centred rewards by the group's std, the batch's std (for group = expected: the pi_old-weighted std of the whole batch's rewards), or nothing (Dr. GRPO)")
     clip_eps: float = Field(0.2, gt=0, lt=1)
@@ -144,14 +146,35 @@ class SegConfig(Strict):
 
 class TuneConfig(Strict):
     """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning.py;
-    docs/method.md, 'Choosing hyper-parameters'). An empty grid keeps train.lr_grid / train.lr."""
+    docs/method.md, 'Tuning rules'). An empty grid keeps train.lr_grid / train.lr."""
 
     grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr_grid or train.lr); "
                               "checked by the grid rule when an experiment is loaded (grporm/tuning.py, check_grid)")
     score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
     fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the seed every decision is made with")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], description="the tuning seeds: every candidate trains once "
+                             "per seed (each draws its own data unless data.split_seed pins it), scored by the mean")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="only in run records made when a decision took one "
+                             "seed (before tune.seeds): read, hashed as then; refused in experiment files")
+    pick: Literal["winner", "runner_up"] = Field("winner", description="the decision's lr a run trains at; runner_up = "
+                                                 "the sensitivity run of a close call (not part of the decision)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _two_distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        # one seed cannot tell a better learning rate from a luckier draw (docs/method.md, 'Tuning rules')
+        if len(seeds) < MIN_TUNING_SEEDS or len(set(seeds)) != len(seeds):
+            raise ValueError(f"needs at least {MIN_TUNING_SEEDS} distinct seeds (got {seeds}), e.g. [0, 1]")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise ValueError(f"seeds are 0..{MAX_SEED}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _runner_up_needs_a_decision(self) -> "TuneConfig":
+        if self.pick == "runner_up" and not self.grid:
+            raise ValueError("pick: runner_up needs a decision: set tune.grid (or leave pick at winner)")
+        return self
 
 
 class TrackingConfig(Strict):
@@ -214,13 +237,30 @@ ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("gr
                  ("grpo_rm", "feature_uniformity_t"))
 
 
+def _tune_as_hashed(tune: dict) -> dict:
+    """The tune section as hashed: `pick` only when not the winner; a one-seed config (`seed`, of the
+    committed records) as it was hashed then, without `seeds`; a current one without `seed`."""
+    out = {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
+    out.pop("seeds" if out.get("seed") is not None else "seed", None)
+    return out
+
+
+def _tuning_off(tune: dict) -> bool:
+    """Tuning off at every default (the tune section came after the first records; their one-seed
+    default said seed 0)."""
+    default = _tune_as_hashed(TuneConfig().model_dump(mode="json"))
+    one_seed = {**{k: v for k, v in default.items() if k != "seeds"}, "seed": 0}
+    return tune in (default, one_seed)
+
+
 def _as_old_records_hashed(payload: dict) -> dict:
     """`payload` without the options added after records were committed, where they are at their
     default (and without the tune section when tuning is off: it too came later)."""
     for section, key in ADDED_OPTIONS:
         if payload[section][key] == RunConfig.model_fields[section].annotation.model_fields[key].default:
             payload[section].pop(key)
-    if payload["tune"] == TuneConfig().model_dump(mode="json"):
+    payload["tune"] = _tune_as_hashed(payload["tune"])
+    if _tuning_off(payload["tune"]):
         payload.pop("tune")
     return payload
 

@@ -35,6 +35,7 @@ EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
 ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
+PICK_AXIS = "tune.pick"  # named in a run id as lr=runner_up only (run_id_for)
 EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
 # A matrix is counted before it is built: a typo like `seed: range(1000000)` unrolled by a script
 # would otherwise grow memory for minutes with no output. `--max-runs` / GRPORM_MAX_RUNS raise it.
@@ -301,6 +302,8 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         check_grid(run.tune.grid)
     except ValueError as err:
         return "tune.grid", str(err)
+    if run.tune.seed is not None:  # kept in the model for the committed run records only
+        return "tune.seed", "decisions take at least 2 tuning seeds now: write tune.seeds, e.g. [0, 1]"
     return None
 
 
@@ -426,7 +429,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{source_of(tuple(key.split('.')), overrides, where)}: {key}: {message}")
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
-        run.axes = axis_values
+        # A runner-up run names its pick among its axes, so no table averages it into the winner's cell.
+        run.axes = {k: v for k, v in axis_values.items() if k != PICK_AXIS} | (
+            {PICK_AXIS: run.tune.pick} if run.tune.pick != "winner" else {})
         if len(run.run_id.encode()) > MAX_RUN_ID_BYTES:
             raise ConfigError(f"{where}: matrix gives a run the id {shown(run.run_id)}, over the {MAX_RUN_ID_BYTES} "
                               "characters a folder name may have; shorten the matrix values (or use an arm with a short name)")
@@ -481,10 +486,14 @@ def id_value(run: RunConfig, key: str, value: Any) -> Any:
 
 
 def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
+    """data-backbone-method[-axis=value...][-lr=runner_up]-s<seed>: a run at its decision's runner-up
+    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id."""
     parts = [run.data.name, run.model.name, run.method]
     for key, value in axis_values.items():
-        if key in ID_AXES or key == "seed":
+        if key in ID_AXES or key in ("seed", PICK_AXIS):
             continue
         parts.append(f"{key.split('.')[-1]}={id_value(run, key, value)}")
+    if run.tune.pick != "winner":
+        parts.append(f"lr={run.tune.pick}")
     parts.append(f"s{run.seed}")
     return sanitize("-".join(str(p) for p in parts))

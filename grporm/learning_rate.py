@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
@@ -22,14 +23,18 @@ from grporm.storage import environment, now, read_record_or_rerun, write_json
 from grporm.train import fit
 from grporm.tuning import (
     decide,
+    decision_record,
+    decision_summary,
     label,
     lock_path,
     partial_path,
     read_decision,
     read_partial,
     record_path,
-    setting,
+    stale_reason,
+    stale_records_of,
     tuning_config,
+    tuning_epochs,
     tuning_key,
 )
 
@@ -60,7 +65,7 @@ def search_lr(cfg: RunConfig, built: Built, extractor: Extractor, saved: Path, d
     data = built.splits.train
     if cfg.train.search_train_per_class is not None and not built.segmentation:
         per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
-        data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(cfg.data.split_seed, "subset")))
+        data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(seeding.split_seed(cfg), "subset")))
     for lr in grid:
         if lr in done:
             continue
@@ -77,11 +82,12 @@ def search_lr(cfg: RunConfig, built: Built, extractor: Extractor, saved: Path, d
 
 
 class TuningTrial:
-    """The tuning of one setting: its config at tune.seed, trained for the tuning epochs from the same
-    initial weights at each candidate lr, on the run's training split, scored on validation."""
+    """The tuning of one setting at one tuning seed: its config at that seed (which draws its own data
+    unless the data section pins a split seed), trained for the tuning epochs from the same initial
+    weights at each candidate lr, on that seed's training split, scored on its validation split."""
 
-    def __init__(self, run: RunConfig, dist: Dist = SINGLE, splits=None):
-        self.cfg, self.dist = tuning_config(run), dist
+    def __init__(self, run: RunConfig, seed: int, dist: Dist = SINGLE, splits=None):
+        self.cfg, self.dist = tuning_config(run, seed), dist
         self.device = dist.device(run.train.device)
         set_threads(run, dist)
         self.built = build(self.cfg, self.device, splits)
@@ -93,10 +99,15 @@ class TuningTrial:
         built.reset()
         try:
             fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
-                self.device, desc=f"tune {lr:g}", dist=self.dist)
+                self.device, desc=f"tune {lr:g} s{cfg.seed}", dist=self.dist)
         except TrainingDiverged:
             return None
         return val_score(self.extractor, built.splits, cfg.eval, cfg.tune.score, built.segmentation)
+
+
+def lends_splits(run: RunConfig) -> bool:
+    """Do `run`'s own splits serve one of its tuning seeds (that seed draws the same data)?"""
+    return seeding.split_seed(run) in {seeding.split_seed(tuning_config(run, s)) for s in run.tune.seeds}
 
 
 def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=None, force: bool = False,
@@ -123,7 +134,11 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
             waiting = True
         time.sleep(poll_seconds)
     try:
-        say(f"tuning the learning rate of {label(run)} (key {key}; every run of this setting reuses it)")
+        if dist.is_main:
+            for old in stale_records_of(run, results):
+                say(f"note: {stale_reason(old)}; deciding it now")
+        say(f"tuning the learning rate of {label(run)} on seeds {run.tune.seeds} (key {key}; every run of this "
+            "setting reuses it)")
         return _tune(run, results, key, dist, splits, say), "tuned"
     finally:
         if dist.is_main:
@@ -142,61 +157,72 @@ def _claim_key(results: Path, key: str, lock: RunLock, force: bool) -> str:
 
 
 def _tune(run: RunConfig, results: Path, key: str, dist: Dist, splits, say) -> dict:
-    """Score the grid (resuming the values already scored), decide, write the record."""
+    """Score the grid at every tuning seed (resuming the (lr, seed) pairs already scored), decide,
+    write the record. `splits`, a run's own, serve the tuning seeds that draw the same data."""
     tic = time.perf_counter()
     saved = partial_path(results, key)
-    done = {row["lr"]: row for row in dist.from_main(lambda: (read_partial(saved) or {}).get("scores", []))}
-    trial = TuningTrial(run, dist, splits)
-    n_val = len(trial.built.splits.val)
+    done = {(row["lr"], row["seed"]): row
+            for row in dist.from_main(lambda: (read_partial(saved) or {}).get("scores", [])) if "seed" in row}
+    trials: dict[int, TuningTrial] = {}
 
-    def score(lr: float) -> float | None:
-        if lr not in done:
+    def trial(seed: int) -> TuningTrial:
+        if seed not in trials:  # built on first use: a resumed decision may need no training at some seed
+            cfg = tuning_config(run, seed)
+            lent = splits if splits is not None and seeding.split_seed(cfg) == seeding.split_seed(run) else None
+            trials[seed] = TuningTrial(run, seed, dist, lent)
+        return trials[seed]
+
+    def score(lr: float, seed: int) -> float | None:
+        if (lr, seed) not in done:
             start = time.perf_counter()
-            value = trial.score(lr)
-            done[lr] = {"lr": lr, "score": value, "n_val": n_val, "seconds": round(time.perf_counter() - start, 1)}
+            t = trial(seed)
+            value = t.score(lr)
+            done[lr, seed] = {"lr": lr, "seed": seed, "score": value, "n_val": len(t.built.splits.val),
+                              "seconds": round(time.perf_counter() - start, 1)}
             if dist.is_main:
-                write_json(saved, {"key": key, "scores": sorted(done.values(), key=lambda row: row["lr"])})
+                write_json(saved, {"key": key, "scores": sorted(done.values(), key=lambda row: (row["lr"], row["seed"]))})
             shown = "diverged" if value is None else f"{100 * value:.1f}%"
-            say(f"  {key} lr {lr:g}: validation {run.tune.score} {shown} ({done[lr]['seconds']:.0f} s)")
-        return done[lr]["score"]
+            say(f"  {key} lr {lr:g} seed {seed}: validation {run.tune.score} {shown} ({done[lr, seed]['seconds']:.0f} s)")
+        return done[lr, seed]["score"]
 
+    seeds = list(run.tune.seeds)
     try:
-        decision = decide(run.tune.grid, score, n_val, run.tune.max_extensions)
+        decision = decide(run.tune.grid, score, _Sizes(done), seeds, run.tune.max_extensions)
     except ValueError as err:
         raise GrpormError(f"tuning {label(run)} (key {key}): {err}") from None
-    trial_cfg = trial.cfg
-    record = {
-        "key": key,
-        "label": label(run),
-        "setting": setting(run),
-        "score": run.tune.score,
-        "n_val": n_val,
-        "se_n": "validation images" + (" (pixels of an image are not independent)" if trial.built.segmentation else ""),
-        "initial_grid": list(run.tune.grid),
-        "grid": decision.grid,
-        "scores": [done[lr] for lr in decision.grid],
-        "winner": decision.winner,
-        "margin": decision.margin,
-        "se": decision.se,
-        "close_call": decision.close_call,
-        "edge": decision.edge,
-        "extended": decision.extended,
-        "seed": run.tune.seed,
-        "epochs": trial_cfg.train.epochs,
+    record = decision_record(run, key, decision, done)
+    record.update({
+        "se_n": "validation images per seed" + (" (pixels of an image are not independent)"
+                                                 if run.task == "segmentation" else ""),
+        "epochs": tuning_epochs(run),
         "fraction": run.tune.fraction,
-        "config_hash": trial_cfg.config_hash(),
+        "config_hashes": {str(s): tuning_config(run, s).config_hash() for s in seeds},
         "timing": {"total_seconds": round(time.perf_counter() - tic, 1),
-                   "candidate_seconds": round(sum(done[lr]["seconds"] for lr in decision.grid), 1)},
+                   "candidate_seconds": round(sum(done[lr, s]["seconds"] for lr in decision.grid for s in seeds), 1)},
         "env": environment(),
         "host": socket.gethostname(),
         "distributed": dist.info(),
         "finished_at": now(),
-    }
+    })
     if dist.is_main:
         write_json(record_path(results, key), record)
         saved.unlink(missing_ok=True)
-    margin = "—" if decision.margin is None else f"{100 * decision.margin:.1f}"
-    flags = [f for f, on in (("close call", decision.close_call), ("edge", decision.edge)) if on]
-    say(f"  {key}: lr {decision.winner:g} (margin {margin} points, SE {100 * decision.se:.1f}"
-        + "".join(f", {f}" for f in flags) + ")")
+    say(f"  {key}: {decision_summary(record)}")
     return record
+
+
+class _Sizes(Mapping):
+    """The validation size of each tuning seed, from its scored rows (`decide` reads it once every
+    seed is scored)."""
+
+    def __init__(self, done: dict):
+        self.done = done
+
+    def __getitem__(self, seed: int) -> int:
+        return next(row["n_val"] for (_, s), row in self.done.items() if s == seed)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted({s for _, s in self.done}))
+
+    def __len__(self) -> int:
+        return len({s for _, s in self.done})

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from grporm import seeding
 from grporm.config import RunConfig
 from grporm.data import DATASETS
 from grporm.data.splits import split_indices
@@ -287,7 +288,7 @@ def _split_problems(run: RunConfig, train_labels, test_labels, classes) -> list[
 
     if train_labels.ndim != 1:  # mask data sets (segmentation) split by image: seg.*_images
         return data_problems(run, None, None, run.seg.train_images)
-    index = split_indices(train_labels, test_labels, run.data, classes)  # enough images per class?
+    index = split_indices(train_labels, test_labels, run.data, classes, seeding.split_seed(run))  # enough images per class?
     count = len(classes)
     train = torch.bincount(train_labels[index["train"]], minlength=count).tolist()
     test = torch.bincount(test_labels[index["test"]], minlength=count).tolist()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from grporm import seeding
 from grporm.build import build, set_threads
 from grporm.checkpoints import save_checkpoint
 from grporm.config import RunConfig
@@ -25,7 +26,7 @@ from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
 from grporm.inputs import read_text
 from grporm.interrupts import Interrupted
-from grporm.learning_rate import decision_for, search_lr
+from grporm.learning_rate import decision_for, lends_splits, search_lr
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
@@ -33,6 +34,9 @@ from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside
 from grporm.tracking import Tracker
 from grporm.train import FitResult, fit
 from grporm.tuning import needs_decision
+
+# The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
+PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
@@ -115,13 +119,21 @@ class Run:
 
     # -- stages -------------------------------------------------------------------------------
     def _tuned_lr(self) -> float:
-        """The winner of the setting's tuning record, made now (before training) if there is none yet."""
-        decision, _ = decision_for(self.cfg, self.paths.results, self.dist, splits=self.built.splits)
-        self.record.lr = decision["winner"]
-        self.record.tuning = {k: decision[k] for k in ("key", "winner", "margin", "close_call", "edge")}
+        """The lr `tune.pick` names in the setting's tuning record (the winner, or the runner-up for a
+        sensitivity run), the record made now (before training) if there is none yet."""
+        # The run's splits serve the tuning seed that draws the same data, if there is one.
+        decision, _ = decision_for(self.cfg, self.paths.results, self.dist,
+                                   splits=self.built.splits if lends_splits(self.cfg) else None)
+        pick = self.cfg.tune.pick
+        lr = decision["winner"] if pick == "winner" else decision["runner_up"]
+        if lr is None:
+            raise ConfigError(f"tune.pick: runner_up: the decision {decision['key']} has no runner-up (a single "
+                              "learning rate did not diverge); leave pick at winner")
+        self.record.lr = lr
+        self.record.tuning = {k: decision.get(k) for k in PICKED_FIELDS} | {"pick": pick, "lr": lr}
         margin = {} if decision["margin"] is None else {"tuning/margin": decision["margin"]}
-        self.tracker.log({"tuning/lr": decision["winner"]} | margin)
-        return decision["winner"]
+        self.tracker.log({"tuning/lr": lr} | margin)
+        return lr
 
     def _searched_lr(self) -> float:
         lr, rows = search_lr(self.cfg, self.built, self.extractor, self.paths.ckpt / "lr_search.json", self.device, self.dist)
@@ -133,7 +145,7 @@ class Run:
 
     def _train(self, lr: float) -> None:
         cfg, built = self.cfg, self.built
-        probe = EpochProbe(self.extractor, built.splits, cfg.eval, cfg.data.split_seed, built.segmentation,
+        probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,

@@ -17,9 +17,9 @@ from typing import Callable
 
 import torch
 
-# Split streams of `data.split_seed` (grporm/data/splits.py): seed * 3 + stream is injective for
-# these three; the long-tail stream 3 equals the next seed's validation stream, harmless for a
-# subset draw and kept for the records.
+# Split streams of a run's split seed (`split_seed` below; grporm/data/splits.py): seed * 3 + stream
+# is injective for these three; the long-tail stream 3 equals the next seed's validation stream,
+# harmless for a subset draw and kept for the records.
 SPLIT_STREAMS = {"val": 0, "train": 1, "test": 2, "long_tail": 3}
 # torch.Generator.manual_seed takes 64 bits; 63 keep the value a positive int64 everywhere.
 _HASH_BITS = 63
@@ -49,16 +49,28 @@ PURPOSES: dict[str, Purpose] = {
     "dropout": Purpose(lambda seed, rank: seed + 1_000_003 * rank, "the global stream (dropout) at the start of a "
                        "fit: seed + 1_000_003 * rank, so each process has its own masks", legacy=True),
     "split": Purpose(lambda seed, stream: seed * 3 + SPLIT_STREAMS[stream], "validation / training / test / "
-                     "long-tail subsets of data.split_seed: split_seed * 3 + stream (val 0, train 1, test 2, "
-                     "long_tail 3)", legacy=True),
-    "subset": Purpose(lambda seed: seed, "a fixed class-balanced subset (lr search, convergence probe, the "
-                      "corrupted test images, a carved test split): the given seed itself", legacy=True),
+                     "long-tail subsets of the run's split seed: split_seed * 3 + stream (val 0, train 1, "
+                     "test 2, long_tail 3)", legacy=True),
+    "subset": Purpose(lambda seed: seed, "a class-balanced subset (lr search, convergence probe, the "
+                      "corrupted test images: the run's split seed; a carved test split: the data set's "
+                      "fixed seed): the given seed itself", legacy=True),
     "canvases": Purpose(lambda seed: seed, "the embedded segmentation task's canvases and, for a data set with "
-                        "masks, its validation split: data.split_seed itself", legacy=True),
+                        "masks, its validation split and test subset: the run's split seed itself", legacy=True),
     "corruption": Purpose(lambda seed, name, severity: stable_hash("corruption", seed, name, severity),
                           "one corruption at one severity of eval.ood.seed: a stable hash of (seed, name, "
                           "severity), so registering another corruption leaves this one's data alone", legacy=False),
 }
+
+
+def split_seed(run) -> int:
+    """The seed of everything `run` (a RunConfig) draws from its data: training subset, validation
+    carve, test subset, long-tail subset, canvases, the convergence probe's and the lr search's
+    subsets, the corrupted test images (docs/method.md, 'Seeds and data draws').
+
+    `data.split_seed` when the config pins one, else the run's own seed: each seed draws its own data
+    and the methods / arms of one seed share it. Every consumer asks here, nowhere else."""
+    pinned = run.data.split_seed
+    return run.seed if pinned is None else pinned
 
 
 def derive(seed: int, purpose: str, *parts: object) -> int:

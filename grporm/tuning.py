@@ -1,9 +1,11 @@
 """Choosing the learning rate: one decisive rule, the same for every method (docs/method.md,
-'Choosing hyper-parameters').
+'Tuning rules').
 
 A decision belongs to a *setting*: everything that changes training or the score, without the run's
 seed, the experiment's name, tracking or the evaluations the score does not use. So the seeds of a
-study and an ablation with the same setting share one decision, made once with `tune.seed`.
+study and an ablation with the same setting share one decision, made once on the tuning seeds
+(`tune.seeds`, at least 2). Which of the decision's learning rates a run trains at (`tune.pick`:
+the winner, or the runner-up for the sensitivity runs of a close call) is not part of the setting.
 
 Here: the decision as a pure function of a score callback, the key of a setting and the record's
 file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
@@ -15,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
-from grporm.config import GRPOConfig, RunConfig
+from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
+from grporm.errors import GrpormError
 from grporm.methods import method
-from grporm.storage import read_record_or_rerun
+from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
@@ -61,6 +65,24 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
 
 
+def mean_binomial_se(scores: list[float], sizes: list[int]) -> float:
+    """Binomial SE of the mean of k independent scores p_i on n_i validation images:
+    sqrt(sum p_i (1 - p_i) / n_i) / k (each seed validates on its own draw)."""
+    if not scores or any(n <= 0 for n in sizes):
+        return math.nan
+    return math.sqrt(sum(max(p * (1 - p), 0.0) / n for p, n in zip(scores, sizes))) / len(scores)
+
+
+def paired_se(a: list[float], b: list[float]) -> float:
+    """Standard error of the mean of the paired differences a_i - b_i: their sample std (k - 1) / sqrt(k)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    k = len(diffs)
+    if k < 2:
+        return math.nan
+    mean = sum(diffs) / k
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
+
+
 def _significant(x: float, digits: int = 3) -> float:
     """A grid step as a round number (9e-3, not 0.009000000000000001), so records and keys are stable."""
     return float(f"{x:.{digits - 1}e}")
@@ -76,10 +98,15 @@ def extend(grid: list[float], direction: str) -> list[float]:
 @dataclass
 class Decision:
     grid: list[float]                      # every value scored, increasing (extensions included)
-    scores: dict[float, float | None]      # None = training diverged at that lr
+    seeds: list[int]                       # the tuning seeds
+    per_seed: dict[float, dict[int, float | None]]  # lr -> seed -> validation score; None = diverged
+    scores: dict[float, float | None]      # mean over the seeds; None = diverged at some seed
     winner: float
-    margin: float | None                   # best - second best; None with a single finite score
-    se: float                              # binomial SE of the winner's validation score
+    runner_up: float | None                # second best mean; None with a single finite score
+    margin: float | None                   # winner's mean - runner-up's mean
+    se: float                              # binomial SE of the winner's mean score
+    seed_se: float | None                  # SE of the per-seed differences winner - runner-up
+    uncertainty: float | None              # max(se, seed_se): a margin below it is a close call
     close_call: bool
     edge: bool                             # still on an edge after max_extensions
     extended: list[str] = field(default_factory=list)
@@ -90,42 +117,68 @@ def _rank(scores: dict[float, float | None], lr: float) -> tuple[float, float]:
     return (-math.inf if value is None else value, -lr)  # ties -> the smaller lr
 
 
-def decide(grid: list[float], score: Callable[[float], float | None], n_val: int, max_extensions: int = 2) -> Decision:
-    """Score every grid value (once each), take the best (ties -> smaller lr), extend the grid past an
-    edge winner by its own log-step up to `max_extensions` times. Close call: margin below the
-    binomial SE sqrt(p(1-p)/n_val) of the winner's score p (or an exact tie)."""
+def _mean(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def close_call_threshold(se: float, seed_se: float | None) -> float:
+    """The combined uncertainty of a margin: the larger of the binomial SE of the winner's mean and the
+    SE of the paired per-seed differences (docs/method.md, 'Tuning rules')."""
+    known = [x for x in (se, seed_se) if x is not None and not math.isnan(x)]
+    return max(known) if known else math.nan
+
+
+def decide(grid: list[float], score: Callable[[float, int], float | None], n_val: int | Mapping[int, int],
+           seeds: Sequence[int], max_extensions: int = 2) -> Decision:
+    """Score every grid value once per tuning seed (`score(lr, seed)`), take the best mean over the
+    seeds (ties -> smaller lr; a value that diverged at any seed never wins), extend the grid past an
+    edge winner by its own log-step up to `max_extensions` times. Close call: the margin over the
+    runner-up is below `close_call_threshold` (or an exact tie). `n_val`: the validation size, one
+    for every seed or per seed."""
+    seeds = list(seeds)
+    if len(seeds) < MIN_TUNING_SEEDS or len(set(seeds)) != len(seeds):
+        raise ValueError(f"a decision needs at least {MIN_TUNING_SEEDS} distinct tuning seeds (got {seeds}); "
+                         "set tune.seeds, e.g. [0, 1]")
     values = list(check_grid(grid))
-    scores: dict[float, float | None] = {}
+    per_seed: dict[float, dict[int, float | None]] = {}
     extended: list[str] = []
     while True:
         for lr in values:
-            if lr not in scores:
-                scores[lr] = score(lr)
+            for seed in seeds:
+                if seed not in per_seed.setdefault(lr, {}):
+                    per_seed[lr][seed] = score(lr, seed)
+        scores = {lr: _mean([per_seed[lr][s] for s in seeds]) for lr in values}
         if all(scores[lr] is None for lr in values):
-            raise ValueError(f"training diverged at every learning rate of {values}; lower the grid")
+            raise ValueError(f"training diverged at every learning rate of {values} (at some tuning seed); lower the grid")
         winner = max(values, key=lambda lr: _rank(scores, lr))
         direction = "up" if winner == values[-1] else "down" if winner == values[0] else None
         if direction is None or len(extended) >= max_extensions:
             break
         values = extend(values, direction)
         extended.append(direction)
-    finite = sorted((scores[lr] for lr in values if scores[lr] is not None), reverse=True)
-    best = scores[winner]
-    margin = finite[0] - finite[1] if len(finite) > 1 else None
-    se = binomial_se(best, n_val)
-    close = margin is not None and (margin < se or margin == 0)
-    return Decision(values, {lr: scores[lr] for lr in values}, winner, margin, se, close,
-                    winner in (values[0], values[-1]), extended)
+    finite = sorted((lr for lr in values if scores[lr] is not None), key=lambda lr: _rank(scores, lr), reverse=True)
+    runner_up = finite[1] if len(finite) > 1 else None
+    sizes = [n_val[s] if isinstance(n_val, Mapping) else n_val for s in seeds]  # read once every seed is scored
+    se = mean_binomial_se([per_seed[winner][s] for s in seeds], sizes)
+    margin = seed_se = uncertainty = None
+    if runner_up is not None:
+        margin = scores[winner] - scores[runner_up]
+        seed_se = paired_se([per_seed[winner][s] for s in seeds], [per_seed[runner_up][s] for s in seeds])
+        uncertainty = close_call_threshold(se, seed_se)
+    close = margin is not None and (margin == 0 or margin < uncertainty)
+    return Decision(values, seeds, {lr: dict(per_seed[lr]) for lr in values}, scores, winner, runner_up, margin,
+                    se, seed_se, uncertainty, close, winner in (values[0], values[-1]), extended)
 
 
 # -- the setting a decision is for -------------------------------------------------------------------
 def setting(run: RunConfig) -> dict:
     """Everything that changes tuning's training or score, without the run's seed, the experiment,
-    tracking, out-of-distribution evaluations or the other kNN k (tune.seed is in: it makes the decision)."""
+    tracking, out-of-distribution evaluations or the other kNN k (tune.seeds are in: they make the
+    decision; tune.pick is out: it only says which of the decision's lrs a run uses)."""
     payload = run.hash_payload()
     out = {"task": payload["task"], "method": payload["method"], "data": payload["data"], "model": payload["model"],
            "train": {k: v for k, v in payload["train"].items() if k not in TRAIN_NOT_IN_KEY},
-           "tune": payload["tune"],
+           "tune": {k: v for k, v in payload["tune"].items() if k != "pick"},
            "eval": {k: payload["eval"][k] for k in SCORE_EVAL_FIELDS[run.tune.score]}}
     if method(run.method).objective == "grpo_rm":  # its options change training
         out["grpo_rm"] = payload["grpo_rm"]
@@ -173,11 +226,13 @@ def needs_decision(run: RunConfig) -> bool:
     return bool(run.tune.grid) and method(run.method).trains
 
 
-def tuning_config(run: RunConfig) -> RunConfig:
-    """The run tuning trains: the run's setting at tune.seed, for tuning_epochs, no per-run search."""
+def tuning_config(run: RunConfig, seed: int) -> RunConfig:
+    """The run tuning trains at tuning seed `seed` (which also draws its data unless the data section
+    pins a split seed): the run's setting, for tuning_epochs, no per-run search, pick at its default."""
     train = run.train.model_copy(update={"epochs": tuning_epochs(run), "lr_grid": []})
-    return run.model_copy(update={"experiment": TUNING_DIR, "seed": run.tune.seed, "train": train,
-                                  "run_id": f"tune-{tuning_key(run)}", "axes": {}})
+    tune = run.tune.model_copy(update={"pick": "winner"})
+    return run.model_copy(update={"experiment": TUNING_DIR, "seed": seed, "train": train, "tune": tune,
+                                  "run_id": f"tune-{tuning_key(run)}-s{seed}", "axes": {}})
 
 
 def record_path(results: Path, key: str) -> Path:
@@ -193,10 +248,82 @@ def lock_path(results: Path, key: str) -> Path:
     return Path(results) / TUNING_DIR / f".{key}.lock"
 
 
+CLOSE_CALL_RULE = ("close call: margin == 0 or margin < max(se, seed_se); margin = winner's mean - runner-up's mean "
+                   "over the k tuning seeds, se = sqrt(sum_s p_s (1 - p_s) / n_s) / k with p_s the winner's score "
+                   "on seed s's n_s validation images, seed_se = sample std of the per-seed differences "
+                   "(winner - runner-up) / sqrt(k)")
+
+
+def decision_record(run: RunConfig, key: str, decision: Decision, rows: dict[tuple[float, int], dict]) -> dict:
+    """The record of a decision: the rule's numbers and every per-seed score. `rows`: (lr, seed) ->
+    {"lr", "seed", "score", "n_val", "seconds"} of every scored pair."""
+    seeds = decision.seeds
+    return {
+        "key": key,
+        "label": label(run),
+        "setting": setting(run),
+        "score": run.tune.score,
+        "seeds": seeds,
+        "n_val": {str(s): rows[decision.winner, s]["n_val"] for s in seeds},
+        "initial_grid": list(run.tune.grid),
+        "grid": decision.grid,
+        "scores": [{"lr": lr, "score": decision.scores[lr],
+                    "per_seed": [{k: rows[lr, s][k] for k in ("seed", "score", "n_val", "seconds")} for s in seeds]}
+                   for lr in decision.grid],
+        "winner": decision.winner,
+        "runner_up": decision.runner_up,
+        "margin": decision.margin,
+        "se": decision.se,
+        "seed_se": decision.seed_se,
+        "uncertainty": decision.uncertainty,
+        "close_call_rule": CLOSE_CALL_RULE,
+        "close_call": decision.close_call,
+        "edge": decision.edge,
+        "extended": decision.extended,
+    }
+
+
+def _points(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def flags(record: dict) -> str:
+    """What a reader must know about a decision: stale, close call, edge, grid extensions."""
+    out = [] if is_current(record) else ["stale: one seed, redo with make tune"]
+    if record.get("close_call"):
+        out.append("close call")
+    if record.get("edge"):
+        out.append("edge")
+    out += [f"extended {d}" for d in record.get("extended") or []]
+    return ", ".join(out)
+
+
+def decision_summary(record: dict) -> str:
+    """One line: 'lr 0.001 (runner-up 0.0003, margin 1.2 points, SE 0.9, seed SE 1.5, close call)'."""
+    runner_up = record.get("runner_up")
+    parts = [f"runner-up {runner_up:g}" if runner_up is not None else "no runner-up",
+             f"margin {_points(record.get('margin'))} points", f"SE {_points(record.get('se'))}",
+             f"seed SE {_points(record.get('seed_se'))}"]
+    return f"lr {record['winner']:g} (" + ", ".join(parts + [f for f in flags(record).split(", ") if f]) + ")"
+
+
 # What a decision and a tuning's progress must hold to be read back; anything else counts as damaged
-# (the decision is redone, the damaged file kept aside).
+# (the decision is redone, the damaged file kept aside). DECISION_FIELDS is what the report reads (the
+# committed one-seed decisions have it); a run trains at a decision only with CURRENT_FIELDS too.
 DECISION_FIELDS = {"key": str, "label": str, "score": str, "grid": list, "scores": list, "winner": (int, float)}
+CURRENT_FIELDS = {**DECISION_FIELDS, "seeds": list, "margin": (int, float, type(None)),
+                  "runner_up": (int, float, type(None)), "close_call": bool}
 PARTIAL_FIELDS = {"key": str, "scores": list}
+
+
+def is_current(record: dict) -> bool:
+    """Made under the rules as built (on the tuning seeds), not an older one-seed decision."""
+    return all(isinstance(record.get(k), t) for k, t in CURRENT_FIELDS.items())
+
+
+def stale_reason(record: dict) -> str:
+    return (f"tuning record {record.get('key')} ({_label_of(record)}) was decided on one seed, before decisions "
+            "needed 2 tuning seeds; redo it with `make tune` (or `grporm tune EXPERIMENT --force`)")
 
 
 def _belongs_to(path: Path):
@@ -213,10 +340,68 @@ def _belongs_to(path: Path):
 
 
 def read_decision(path: Path) -> dict | None:
-    """The decision at `path`; None if it is missing or damaged (then it is redone, with a warning)."""
-    return read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
+    """The decision at `path` a run may train at; None if it is missing, damaged or made under the
+    one-seed rule (then it is redone, with a warning)."""
+    record = read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
+    if record is not None and not is_current(record):
+        print(f"warning: {stale_reason(record)}; it is redone now", file=sys.stderr)
+        return None
+    return record
 
 
 def read_partial(path: Path) -> dict | None:
     """The scores of an interrupted tuning; None if missing or damaged (the grid is scored again)."""
     return read_record_or_rerun(path, PARTIAL_FIELDS, _belongs_to(path))
+
+
+def load_records(results: Path) -> list[dict]:
+    """Every decision under `results`/tuning, by setting label then key; a damaged one is skipped
+    with a warning naming it."""
+    folder = Path(results) / TUNING_DIR
+    records = []
+    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+        try:
+            records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
+        except GrpormError as err:
+            print(f"warning: {err}; left out of the report", file=sys.stderr)
+    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
+
+
+def stale_records_of(run: RunConfig, results: Path) -> list[dict]:
+    """The one-seed decisions under `results` of `run`'s setting as it reads (its key differs: the
+    tuning seeds are part of it), which a new decision replaces."""
+    name = label(run)
+    return [r for r in load_records(results) if not is_current(r) and _label_of(r) == name]
+
+
+# -- sensitivity: the runs of a close call, again at the runner-up ------------------------------------
+CONTROL = "ce"  # the arm (or, without an arm axis, the method) every other arm is compared with
+
+
+def control_of(run: RunConfig, runs: list[RunConfig]) -> RunConfig | None:
+    """`run`'s control in its matrix: the run with the same axes but the `arm` (else the `method`)
+    axis at `ce`; None if the matrix has no such axis or no such run."""
+    axis = next((a for a in ("arm", "method") if a in run.axes), None)
+    if axis is None:
+        return None
+    wanted = {**run.axes, axis: CONTROL}
+    return next((r for r in runs if r.axes == wanted), None)
+
+
+def in_close_call_cell(run: RunConfig, runs: list[RunConfig], decisions: Mapping[str, dict]) -> bool:
+    """Is `run`'s own decision a close call, or its control's (the cell compares the two)?
+    `decisions`: tuning key -> decision record, for every run that needs one."""
+    if not needs_decision(run):
+        return False
+    control = control_of(run, runs)
+    cell = [run] + ([control] if control is not None and needs_decision(control) else [])
+    return any(decisions[tuning_key(r)].get("close_call") for r in cell)
+
+
+def _label_of(record: dict) -> str:
+    """From the record's setting where it has a readable one (decisions made before `describe` carry
+    a shorter label), else its stored label."""
+    try:
+        return describe(record["setting"])
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return record.get("label", "")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grporm.config import AugmentConfig, DataConfig
-from grporm.data import DATASETS, Splits, balanced_indices, make_splits, preprocess_batch, read_idx
+from grporm.data import DATASETS, ImageSet, Splits, balanced_indices, make_splits, preprocess_batch, read_idx
 from grporm.data.fashion_mnist import FASHION_CLASSES
 from grporm.data.mnist5k import mnist5k_path
 from grporm.data.transforms import flip_and_shift
@@ -148,33 +148,33 @@ def fake_root(tmp_path):
 
 
 def test_make_splits_disjoint_balanced(fake_root):
-    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10, test_per_class=4, split_seed=1)
-    s = make_splits(cfg)
+    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10, test_per_class=4)
+    s = make_splits(cfg, seed=1)
     assert isinstance(s, Splits) and s.num_classes == 10 and s.classes == FASHION_CLASSES
     assert (len(s.train), len(s.val), len(s.test)) == (100, 50, 40)
     for part in (s.train, s.val, s.test):
         assert torch.bincount(part.labels, minlength=10).unique().numel() == 1
 
 
-def _index_sets(cfg: DataConfig) -> dict[str, set[int]]:
+def _index_sets(cfg: DataConfig, seed: int) -> dict[str, set[int]]:
     from grporm.data.splits import split_indices
 
     train, test = DATASETS.get(cfg.name)(cfg)
-    return {k: set(v.tolist()) for k, v in split_indices(train.labels, test.labels, cfg, train.classes).items()}
+    return {k: set(v.tolist()) for k, v in split_indices(train.labels, test.labels, cfg, train.classes, seed).items()}
 
 
 def test_split_indices_disjoint_and_deterministic(fake_root):
-    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10, split_seed=0)
-    a = _index_sets(cfg)
+    cfg = DataConfig(root=fake_root, val_per_class=5, train_per_class=10)
+    a = _index_sets(cfg, 0)
     assert not a["train"] & a["val"]
-    assert a == _index_sets(cfg)
-    b = _index_sets(cfg.model_copy(update={"split_seed": 1}))
+    assert a == _index_sets(cfg, 0)
+    b = _index_sets(cfg, 1)
     assert a["val"] != b["val"] and a["train"] != b["train"]
 
 
 def test_val_unchanged_when_train_size_changes(fake_root):
-    base = DataConfig(root=fake_root, val_per_class=5, split_seed=2)
-    sizes = [_index_sets(base.model_copy(update={"train_per_class": n})) for n in (3, 15, None)]
+    base = DataConfig(root=fake_root, val_per_class=5)
+    sizes = [_index_sets(base.model_copy(update={"train_per_class": n}), 2) for n in (3, 15, None)]
     assert sizes[0]["val"] == sizes[1]["val"] == sizes[2]["val"]
     assert len(sizes[2]["train"]) == 150 and not sizes[2]["train"] & sizes[2]["val"]  # None = all remaining
     assert sizes[0]["train"] < sizes[1]["train"]  # nested subsets
@@ -182,9 +182,92 @@ def test_val_unchanged_when_train_size_changes(fake_root):
 
 def test_make_splits_too_few_per_class(fake_root):
     with pytest.raises(ConfigError, match="train_per_class.*has 15 images available, 16"):
-        make_splits(DataConfig(root=fake_root, val_per_class=5, train_per_class=16))
+        make_splits(DataConfig(root=fake_root, val_per_class=5, train_per_class=16), seed=0)
     with pytest.raises(ConfigError, match="val_per_class"):
-        make_splits(DataConfig(root=fake_root, val_per_class=21))
+        make_splits(DataConfig(root=fake_root, val_per_class=21), seed=0)
+
+
+# ---------------------------------------------------------------- each seed draws its own data
+
+
+def _study_runs(fake_root, **data) -> dict[tuple[str, int], object]:
+    """Runs of a two-arm, two-seed experiment on the fake data, by (method, seed)."""
+    from grporm.experiment import build_experiment
+
+    raw = {"name": "seeds", "matrix": {"method": ["ce", "grpo_rm"], "seed": [0, 1]},
+           "data": {"root": str(fake_root), "val_per_class": 5, "train_per_class": 10, "test_per_class": 4, **data}}
+    return {(r.method, r.seed): r for r in build_experiment(raw, "seeds.yaml").runs}
+
+
+def _run_indices(run) -> dict[str, set[int]]:
+    from grporm import seeding
+
+    return _index_sets(run.data, seeding.split_seed(run))
+
+
+def test_each_seed_draws_its_own_train_val_and_test(fake_root):
+    runs = _study_runs(fake_root)
+    assert all(r.data.split_seed is None for r in runs.values())  # the default: the run's seed
+    s0, s1 = _run_indices(runs["ce", 0]), _run_indices(runs["ce", 1])
+    for part in ("train", "val", "test"):
+        assert s0[part] != s1[part], part
+
+
+def test_the_arms_of_one_seed_share_its_data(fake_root):
+    runs = _study_runs(fake_root)
+    for seed in (0, 1):
+        assert _run_indices(runs["ce", seed]) == _run_indices(runs["grpo_rm", seed])
+
+
+def test_an_explicit_split_seed_pins_one_split_for_every_seed(fake_root):
+    runs = _study_runs(fake_root, split_seed=3)
+    pinned = _run_indices(runs["ce", 0])
+    assert all(_run_indices(r) == pinned for r in runs.values())
+    assert pinned == _index_sets(runs["ce", 0].data, 3)
+    assert pinned != _run_indices(_study_runs(fake_root)["ce", 0])  # not the split of seed 0
+
+
+def test_the_pretrained_reference_of_two_seeds_differs():
+    """The pretrained row has no training: before, its seeds shared one split and so one SR; now each
+    seed scores the backbone on its own draw (data level: which images, and so which features)."""
+    from grporm.build import build
+    from grporm.config import RunConfig
+    from grporm.evaluate.features import extract
+
+    def built(seed, **data):
+        cfg = RunConfig(method="pretrained", seed=seed, model={"name": "test_vit", "weights": "none"},
+                        data={"name": "digits", "train_per_class": 6, "val_per_class": 3, "test_per_class": 5,
+                              "image_size": 16, **data})
+        return build(cfg, torch.device("cpu"))
+
+    a, b = built(0), built(1)
+    for part in ("train", "val", "test"):
+        assert not torch.equal(getattr(a.splits, part).images, getattr(b.splits, part).images), part
+    # a random test_vit's weights follow the run's seed: give both a's, so only the images differ
+    b.model.load_state_dict(a.model.state_dict())
+    fa, _ = extract(a.model, a.splits.test, a.input_spec, 64, torch.device("cpu"))
+    fb, _ = extract(b.model, b.splits.test, b.input_spec, 64, torch.device("cpu"))
+    assert not torch.equal(fa, fb)
+    pinned = built(0, split_seed=0), built(1, split_seed=0)
+    assert torch.equal(pinned[0].splits.test.images, pinned[1].splits.test.images)
+
+
+def test_segmentation_canvases_and_a_mask_test_subset_are_drawn_per_seed():
+    from grporm.config import SegConfig
+    from grporm.data.segmentation import _test_subset, segmentation_splits
+
+    data = DataConfig(name="digits", train_per_class=20, val_per_class=5, test_per_class=5, image_size=24)
+    seg = SegConfig(train_images=12, val_images=4, test_images=6, max_items=2, threshold=32)
+    a, b = segmentation_splits(data, seg, 0), segmentation_splits(data, seg, 1)
+    for part in ("train", "val", "test"):
+        assert not torch.equal(getattr(a, part).labels, getattr(b, part).labels), part
+    masks = ImageSet(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10).view(10, 1, 1).expand(10, 4, 4), ["x"])
+
+    def drawn(seed):
+        return _test_subset(masks, 4, torch.Generator().manual_seed(seed)).labels[:, 0, 0].tolist()
+
+    assert drawn(0) != drawn(1) and drawn(0) == sorted(drawn(0)) and len(set(drawn(0))) == 4
+    assert _test_subset(masks, 10, torch.Generator().manual_seed(0)) is masks  # all of them: nothing drawn
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -1,6 +1,9 @@
 """The shifted-data protocols and segmentation run end to end through the CLI, on tiny data."""
 import pytest
+import torch
 
+from grporm.data import ImageSet
+from grporm.evaluate.protocols import ood_metrics
 from tests.tiny_runs import invoke, record, write_experiment
 
 IDS = {
@@ -48,3 +51,30 @@ def test_segmentation_run_records_miou_and_converges_on_val(tmp_path):
     assert len(rec["metrics"]["per_class"]["iou"]) == 11
     history = (tmp_path / "results" / "tiny" / "runs" / "digits-resnet10t-grpo_rm-s0" / "history.csv").read_text()
     assert "val_miou" in history.splitlines()[0]
+
+
+def test_the_corrupted_test_subset_is_a_data_draw_of_the_split_seed():
+    """Which test images are corrupted follows the run's split seed (so each seed draws its own);
+    the corruptions' noise follows eval.ood.seed."""
+    g = torch.Generator().manual_seed(0)
+    test = ImageSet(torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(40) % 4, list("abcd"))
+
+    class Scorer:
+        def scores(self, feats, logits, labels):
+            return {"sr_top1": 0.0}
+
+    def seen(subset_seed, seed):
+        sets = []
+
+        def extract(images, desc):
+            sets.append(images.images)
+            return torch.zeros(len(images), 2), torch.zeros(len(images), 4)
+
+        ood_metrics(extract, test, Scorer(), ["gaussian_noise"], [3], 2, subset_seed, seed)
+        return sets  # [clean subset, its noisy copy]
+
+    base = seen(0, 0)
+    assert len(base[0]) == 8
+    assert not torch.equal(seen(1, 0)[0], base[0])  # another split seed, other test images
+    other_noise = seen(0, 5)
+    assert torch.equal(other_noise[0], base[0]) and not torch.equal(other_noise[1], base[1])

@@ -69,3 +69,45 @@ def test_no_other_module_computes_a_seed():
             if re.search(r"manual_seed\(|Generator\(", line) and "seeding." not in line:
                 problems.append(f"{path.name}: {line.strip()}")
     assert problems == []
+
+
+def test_the_split_seed_is_the_run_seed_unless_pinned():
+    from grporm.config import RunConfig
+
+    assert seeding.split_seed(RunConfig(seed=4)) == 4
+    assert seeding.split_seed(RunConfig(seed=4, data={"split_seed": 0})) == 0
+    assert seeding.split_seed(RunConfig(seed=0, data={"split_seed": 7})) == 7
+
+
+def test_only_seeding_reads_data_split_seed():
+    """One place resolves a run's split seed (seeding.split_seed); a module reading the setting
+    itself would ignore the run's seed whenever the setting is null."""
+    readers = [f"{path.name}: {line.strip()}" for path in PACKAGE.rglob("*.py") if path.name not in ("seeding.py", "config.py")
+               for line in path.read_text().splitlines() if re.search(r"\.split_seed\b", line) and "seeding.split_seed" not in line]
+    assert readers == []
+
+
+@pytest.mark.parametrize("seed, split_seed, shared", [(0, None, True), (1, None, True), (2, None, False), (2, 0, True)])
+def test_a_run_lends_its_splits_to_tuning_only_when_tune_seed_draws_the_same(tmp_path, monkeypatch, seed, split_seed, shared):
+    """Tuning decides on tune.seeds (0, 1): a seed-2 run's own data is none of the decision's data."""
+    from grporm import runner
+    from grporm.build import build
+    from grporm.config import RunConfig
+    from grporm.tracking import Tracker
+
+    cfg = RunConfig(method="ce", seed=seed, run_id=f"r{seed}", model={"name": "test_vit", "weights": "none"},
+                    tracking={"mode": "disabled"},
+                    data={"name": "digits", "train_per_class": 6, "val_per_class": 3, "test_per_class": 5,
+                          "image_size": 16, "split_seed": split_seed},
+                    tune={"grid": [1e-4, 1e-3, 1e-2]})
+    lent = []
+
+    def fake_decision(run, results, dist, splits=None):
+        lent.append(splits)
+        return {"key": "k", "winner": 1e-3, "runner_up": None, "margin": None, "close_call": False, "edge": False}, "found"
+
+    monkeypatch.setattr(runner, "decision_for", fake_decision)
+    run = runner.Run(cfg, runner.RunPaths.of(cfg, tmp_path / "results", tmp_path / "checkpoints"))
+    run.built, run.tracker = build(cfg, torch.device("cpu")), Tracker(cfg, enabled=False)
+    assert run._tuned_lr() == 1e-3
+    assert (lent[0] is run.built.splits) == shared and (lent[0] is None) == (not shared)

@@ -61,7 +61,7 @@ def test_segmentation_splits_from_a_classification_source_are_deterministic():
 
     data = DataConfig(name="digits", train_per_class=20, val_per_class=5, test_per_class=5, image_size=24)
     seg = SegConfig(train_images=12, val_images=4, test_images=6, max_items=2, threshold=32)
-    a, b = segmentation_splits(data, seg), segmentation_splits(data, seg)
+    a, b = segmentation_splits(data, seg, 0), segmentation_splits(data, seg, 0)
     assert (len(a.train), len(a.val), len(a.test)) == (12, 4, 6)
     assert a.train.labels.shape == (12, 24, 24) and a.num_classes == 11
     assert torch.equal(a.test.labels, b.test.labels) and torch.equal(a.train.images, b.train.images)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.tuning import decisions_markdown, load_records
-from grporm import learning_rate
+from analysis.tuning import decision_row, decisions_markdown
+from grporm import learning_rate, runner
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
@@ -17,8 +17,14 @@ from grporm.tuning import (
     binomial_se,
     check_grid,
     decide,
+    is_current,
+    load_records,
     lock_path,
+    mean_binomial_se,
+    paired_se,
+    read_decision,
     record_path,
+    setting,
     tuning_epochs,
     tuning_key,
 )
@@ -67,62 +73,114 @@ def test_fraction_is_whole_epochs_at_least_that_fraction():
 
 
 # -- the decision (pure: a fake score) -------------------------------------------------------------
-class Scorer:
-    def __init__(self, fn):
-        self.fn, self.calls = fn, []
+SEEDS = [0, 1]
 
-    def __call__(self, lr):
-        self.calls.append(lr)
-        return self.fn(lr)
+
+class Scorer:
+    """score(lr, seed) from {lr: score} (the same at every seed) or {lr: {seed: score}}, or a function of lr."""
+
+    def __init__(self, table):
+        self.table, self.calls = table, []
+
+    def __call__(self, lr, seed):
+        self.calls.append((lr, seed))
+        value = self.table(lr) if callable(self.table) else self.table[lr]
+        return value[seed] if isinstance(value, dict) else value
+
+
+def decide_on(table, n_val=1000, seeds=SEEDS, **kwargs):
+    return decide(kwargs.pop("grid", GRID), Scorer(table), n_val, seeds, **kwargs)
 
 
 def test_an_interior_winner_is_kept_without_extension():
-    score = Scorer({1e-4: 0.5, 1e-3: 0.8, 1e-2: 0.6}.get)
-    d = decide(GRID, score, n_val=1000)
-    assert (d.winner, d.extended, d.edge, d.grid) == (1e-3, [], False, GRID)
-    assert d.margin == pytest.approx(0.2) and not d.close_call and score.calls == GRID
+    score = Scorer({1e-4: 0.5, 1e-3: 0.8, 1e-2: 0.6})
+    d = decide(GRID, score, 1000, SEEDS)
+    assert (d.winner, d.runner_up, d.extended, d.edge, d.grid) == (1e-3, 1e-2, [], False, GRID)
+    assert d.margin == pytest.approx(0.2) and not d.close_call
+    assert score.calls == [(lr, s) for lr in GRID for s in SEEDS]  # every value once per tuning seed
 
 
 def test_an_edge_winner_extends_the_grid_by_its_own_step_up_to_the_bound():
     score = Scorer(lambda lr: lr)  # the larger the better, forever
-    d = decide(GRID, score, n_val=100, max_extensions=2)
+    d = decide(GRID, score, 100, SEEDS, max_extensions=2)
     assert d.grid == [1e-4, 1e-3, 1e-2, 0.1, 1.0] and d.extended == ["up", "up"]
     assert d.winner == 1.0 and d.edge
-    assert sorted(score.calls) == d.grid  # each value scored once
+    assert sorted(score.calls) == [(lr, s) for lr in d.grid for s in SEEDS]  # each pair scored once
 
 
 def test_extension_down_stops_when_the_winner_is_inside_again():
     # 3e-4 / 1e-3 is the bottom step; the extension adds 9e-5 (round), which loses to 3e-4.
-    score = Scorer({9e-5: 0.5, 3e-4: 0.9, 1e-3: 0.7, 3e-3: 0.6, 1e-2: 0.1}.get)
-    d = decide([3e-4, 1e-3, 3e-3, 1e-2], score, n_val=1000)
+    d = decide_on({9e-5: 0.5, 3e-4: 0.9, 1e-3: 0.7, 3e-3: 0.6, 1e-2: 0.1}, grid=[3e-4, 1e-3, 3e-3, 1e-2])
     assert d.grid == [9e-5, 3e-4, 1e-3, 3e-3, 1e-2] and d.extended == ["down"]
     assert d.winner == 3e-4 and not d.edge
 
 
 def test_no_extension_allowed_flags_the_edge():
-    d = decide(GRID, lambda lr: -lr, n_val=100, max_extensions=0)
+    d = decide_on(lambda lr: -lr, n_val=100, max_extensions=0)
     assert (d.winner, d.extended, d.edge) == (1e-4, [], True)
 
 
-def test_close_call_is_a_margin_below_the_binomial_se():
-    se = binomial_se(0.85, 1000)
-    assert se == pytest.approx(0.01129, abs=1e-5)
-    close = decide(GRID, {1e-4: 0.80, 1e-3: 0.85, 1e-2: 0.85 - se / 2}.get, n_val=1000)
-    clear = decide(GRID, {1e-4: 0.80, 1e-3: 0.85, 1e-2: 0.85 - 2 * se}.get, n_val=1000)
-    assert close.close_call and not clear.close_call
-    assert close.se == pytest.approx(se)
+def test_the_score_is_the_mean_over_the_tuning_seeds_and_every_per_seed_score_is_kept():
+    # seed 0 alone would pick 1e-2, seed 1 alone 1e-3; the mean picks 1e-3 (0.80 vs 0.79)
+    table = {1e-4: {0: 0.5, 1: 0.5}, 1e-3: {0: 0.78, 1: 0.82}, 1e-2: {0: 0.80, 1: 0.78}}
+    d = decide_on(table)
+    assert d.winner == 1e-3 and d.runner_up == 1e-2 and d.scores[1e-3] == pytest.approx(0.80)
+    assert d.per_seed == table and d.margin == pytest.approx(0.01)
+
+
+def test_close_call_combines_the_binomial_se_of_the_mean_and_the_spread_between_seeds():
+    # binomial: winner 0.80 and 0.90 on 400 images each -> sqrt(.16/400 + .09/400) / 2 = 0.0125
+    se = binomial_se(0.8, 400)
+    assert se == pytest.approx(0.02) and mean_binomial_se([0.8, 0.9], [400, 400]) == pytest.approx(0.0125)
+    # margin 0.02 over a runner-up whose per-seed differences agree (0.02, 0.02): seed SE 0 -> clear
+    steady = decide_on({1e-4: 0.5, 1e-3: {0: 0.80, 1: 0.90}, 1e-2: {0: 0.78, 1: 0.88}}, n_val=400)
+    assert (steady.margin, steady.se, steady.seed_se) == pytest.approx((0.02, 0.0125, 0.0))
+    assert steady.uncertainty == pytest.approx(0.0125) and not steady.close_call
+    # the same margin, but the seeds disagree (0.06, -0.02): seed SE = |0.06 + 0.02| / 2 = 0.04 -> close call
+    shaky = decide_on({1e-4: 0.5, 1e-3: {0: 0.80, 1: 0.90}, 1e-2: {0: 0.74, 1: 0.92}}, n_val=400)
+    assert (shaky.margin, shaky.se, shaky.seed_se) == pytest.approx((0.02, 0.0125, 0.04))
+    assert shaky.uncertainty == pytest.approx(0.04) and shaky.close_call
+    # steady seeds, but a margin below the binomial SE of the mean -> close call
+    small = decide_on({1e-4: 0.5, 1e-3: {0: 0.80, 1: 0.90}, 1e-2: {0: 0.79, 1: 0.89}}, n_val=400)
+    assert small.seed_se == pytest.approx(0.0) and small.margin == pytest.approx(0.01) and small.close_call
+    assert paired_se([0.80, 0.90], [0.74, 0.92]) == pytest.approx(0.04)
+
+
+def test_per_seed_validation_sizes_enter_the_binomial_se():
+    d = decide_on({1e-4: 0.5, 1e-3: {0: 0.8, 1: 0.9}, 1e-2: 0.6}, n_val={0: 400, 1: 100})
+    assert d.se == pytest.approx(((0.16 / 400 + 0.09 / 100) ** 0.5) / 2)
+
+
+@pytest.mark.parametrize("seeds", [[0], [], [3, 3]])
+def test_a_decision_needs_at_least_two_distinct_tuning_seeds(seeds):
+    with pytest.raises(ValueError, match="at least 2 distinct tuning seeds"):
+        decide_on({1e-4: 0.5, 1e-3: 0.8, 1e-2: 0.6}, seeds=seeds)
+    with pytest.raises(ConfigError) as err:
+        build_experiment({"tune": {"grid": GRID, "seeds": seeds}}, "x.yaml")
+    assert str(err.value).startswith("x.yaml: tune.seeds: needs at least 2 distinct seeds") and "\n" not in str(err.value)
+
+
+def test_the_one_seed_tune_seed_reads_from_records_but_not_from_experiment_files():
+    one_seed = RunConfig(method="ce", tune={"grid": GRID, "seed": 0})  # as the committed run records hold it
+    assert one_seed.hash_payload()["tune"] == {"grid": GRID, "score": "sr", "fraction": 1.0, "max_extensions": 2, "seed": 0}
+    assert one_seed.config_hash() != RunConfig(method="ce", tune={"grid": GRID}).config_hash()
+    with pytest.raises(ConfigError, match="x.yaml: tune.seed: decisions take at least 2 tuning seeds now"):
+        build_experiment({"tune": {"grid": GRID, "seed": 0}}, "x.yaml")
 
 
 def test_ties_go_to_the_smaller_lr_and_are_close_calls():
-    d = decide(GRID, {1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.9}.get, n_val=1000, max_extensions=0)
-    assert d.winner == 1e-3 and d.margin == 0 and d.close_call
+    d = decide_on({1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.9}, max_extensions=0)
+    assert d.winner == 1e-3 and d.runner_up == 1e-2 and d.margin == 0 and d.close_call
 
 
-def test_a_diverged_value_never_wins_and_all_diverged_is_an_error():
-    d = decide(GRID, {1e-4: 0.5, 1e-3: 0.6, 1e-2: None}.get, n_val=100)
-    assert d.winner == 1e-3 and d.scores[1e-2] is None and d.margin == pytest.approx(0.1)
+def test_a_value_diverged_at_any_seed_never_wins_and_all_diverged_is_an_error():
+    d = decide_on({1e-4: 0.5, 1e-3: 0.6, 1e-2: {0: 0.99, 1: None}}, n_val=100)
+    assert d.winner == 1e-3 and d.runner_up == 1e-4 and d.scores[1e-2] is None and d.margin == pytest.approx(0.1)
+    assert d.per_seed[1e-2] == {0: 0.99, 1: None}
     with pytest.raises(ValueError, match="diverged at every"):
-        decide(GRID, lambda lr: None, n_val=100)
+        decide_on(lambda lr: None, n_val=100)
+    alone = decide_on({1e-4: None, 1e-3: 0.6, 1e-2: None}, n_val=100, max_extensions=0)
+    assert alone.runner_up is None and alone.margin is None and not alone.close_call
 
 
 # -- the key of a setting ------------------------------------------------------------------------
@@ -133,8 +191,9 @@ def key_of(**sections) -> str:
     return tuning_key(RunConfig.model_validate(base))
 
 
-def test_key_ignores_seed_experiment_tracking_and_unused_evaluations():
+def test_key_ignores_seed_experiment_tracking_unused_evaluations_and_the_pick():
     key = key_of()
+    assert key == key_of(tune={**TUNE, "pick": "runner_up"})
     assert key == key_of(seed=3) == key_of(experiment="ablation_x") == key_of(tracking={"mode": "disabled"})
     assert key == key_of(eval={"ood": {"corruptions": ["gaussian_noise"]}, "knn_k": [20, 200]})
     assert key == key_of(train={"lr": 0.5, "lr_grid": [1e-3, 1e-2], "threads": 1, "channels_last": False})
@@ -142,7 +201,7 @@ def test_key_ignores_seed_experiment_tracking_and_unused_evaluations():
 
 def test_key_changes_with_what_changes_the_decision():
     key = key_of()
-    changed = [key_of(tune={**TUNE, "grid": [1e-5, 1e-4, 1e-3]}), key_of(tune={**TUNE, "seed": 1}),
+    changed = [key_of(tune={**TUNE, "grid": [1e-5, 1e-4, 1e-3]}), key_of(tune={**TUNE, "seeds": [1, 2]}),
                key_of(tune={**TUNE, "score": "sr"}), key_of(method="ce"), key_of(data={"train_per_class": 50}),
                key_of(data={"imbalance_factor": 10}), key_of(model={"name": "mobilenetv2_100"}),
                key_of(train={"epochs": 5}), key_of(grpo_rm={"clip_eps": 0.3}), key_of(eval={"knn_temperature": 0.1})]
@@ -153,7 +212,12 @@ def test_grpo_settings_are_not_part_of_a_ce_key_and_default_tune_keeps_the_hash(
     assert key_of(method="ce") == key_of(method="ce", grpo_rm={"clip_eps": 0.3})
     plain = RunConfig(method="ce")
     assert "tune" not in plain.hash_payload()  # committed records keep their hashes
-    assert RunConfig(method="ce", tune={"grid": GRID}).config_hash() != plain.config_hash()
+    tuned = RunConfig(method="ce", tune={"grid": GRID})
+    assert tuned.config_hash() != plain.config_hash() and "pick" not in tuned.hash_payload()["tune"]
+    assert RunConfig(method="ce", tune={"grid": GRID, "pick": "winner"}).config_hash() == tuned.config_hash()
+    assert RunConfig(method="ce", tune={"grid": GRID, "pick": "runner_up"}).config_hash() != tuned.config_hash()
+    with pytest.raises(ConfigError, match="pick: runner_up needs a decision: set tune.grid"):
+        build_experiment({"tune": {"pick": "runner_up"}}, "x.yaml")
 
 
 def test_a_base_file_passes_its_tune_section_on(tmp_path):
@@ -167,46 +231,161 @@ def test_a_base_file_passes_its_tune_section_on(tmp_path):
 
 
 # -- runs and the `tune` command (tiny real runs) --------------------------------------------------
-def fake_record(results: Path, run: RunConfig, winner: float) -> None:
+def fake_record(results: Path, run: RunConfig, winner: float, runner_up: float | None = 1e-4,
+                close_call: bool = True) -> None:
+    """A decision as `decide` records it (two seeds), with the given winner, runner-up and close call."""
     path = record_path(results, tuning_key(run))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": tuning_key(run), "label": "tiny", "score": "knn20", "grid": GRID,
-                                "scores": [{"lr": lr, "score": 0.5, "n_val": 30} for lr in GRID], "winner": winner,
-                                "margin": 0.0, "se": 0.09, "close_call": True, "edge": False, "extended": []}))
+    path.write_text(json.dumps({
+        "key": tuning_key(run), "label": "tiny", "score": "knn20", "seeds": [0, 1], "grid": GRID,
+        "scores": [{"lr": lr, "score": 0.5, "per_seed": [{"seed": s, "score": 0.5, "n_val": 30, "seconds": 1.0}
+                                                           for s in (0, 1)]} for lr in GRID],
+        "winner": winner, "runner_up": runner_up, "margin": 0.0, "se": 0.09, "seed_se": 0.0, "uncertainty": 0.09,
+        "close_call": close_call, "edge": False, "extended": []}))
+
+
+def load_runs(folder: Path, *overrides: str) -> list[RunConfig]:
+    from grporm.experiment import load_experiment
+
+    return load_experiment(folder / "exp.yaml", list(overrides)).runs
 
 
 def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeypatch):
-    path = write_experiment(tmp_path, tune=TUNE, seed=1)
-    run = build_experiment(__import__("yaml").safe_load(path.read_text()), str(path)).runs[0]
+    write_experiment(tmp_path, tune=TUNE, seed=1)
+    (run,) = load_runs(tmp_path)
     fake_record(tmp_path / "results", run, winner=1e-2)
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s1")
     assert rec["lr"] == 1e-2 and rec["lr_search"] == []
-    assert rec["tuning"] == {"key": tuning_key(run), "winner": 1e-2, "margin": 0.0, "close_call": True, "edge": False}
+    assert rec["tuning"] == {"key": tuning_key(run), "winner": 1e-2, "runner_up": 1e-4, "margin": 0.0, "se": 0.09,
+                             "seed_se": 0.0, "close_call": True, "edge": False, "pick": "winner", "lr": 1e-2}
+
+
+def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path, monkeypatch):
+    write_experiment(tmp_path, tune=TUNE)
+    (run,) = load_runs(tmp_path)
+    (other,) = load_runs(tmp_path, "tune.pick=runner_up")
+    assert other.run_id == "digits-test_vit-grpo_rm-lr=runner_up-s0" and run.run_id == "digits-test_vit-grpo_rm-s0"
+    assert tuning_key(other) == tuning_key(run) and other.config_hash() != run.config_hash()
+    assert run.axes == {} and other.axes == {"tune.pick": "runner_up"}  # its own variant in every table
+    fake_record(tmp_path / "results", run, winner=1e-2, runner_up=1e-3)
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
+    lrs = []
+    real_fit = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda model, objective, data, cfg, lr, *a, **k: lrs.append(lr) or real_fit(
+        model, objective, data, cfg, lr, *a, **k))
+    assert invoke(tmp_path).exit_code == 0
+    result = invoke(tmp_path, "-o", "tune.pick=runner_up")
+    assert result.exit_code == 0, result.output
+    assert lrs == [1e-2, 1e-3]  # the final training of each run
+    winner, runner_up = record(tmp_path, run_id=run.run_id), record(tmp_path, run_id=other.run_id)
+    assert (winner["lr"], winner["tuning"]["pick"], winner["tuning"]["lr"]) == (1e-2, "winner", 1e-2)
+    assert (runner_up["lr"], runner_up["tuning"]["pick"], runner_up["tuning"]["lr"]) == (1e-3, "runner_up", 1e-3)
+    assert runner_up["tuning"]["winner"] == 1e-2 and runner_up["config"]["tune"]["pick"] == "runner_up"
+
+
+def test_pick_as_a_matrix_axis_names_only_the_runner_up():
+    runs = build_experiment({"name": "x", "method": "ce", "tune": {"grid": GRID},
+                             "matrix": {"tune.pick": ["winner", "runner_up"], "seed": [0]}}, "x.yaml").runs
+    assert [r.run_id for r in runs] == ["fashion_mnist-tf_efficientnet_lite0-ce-s0",
+                                        "fashion_mnist-tf_efficientnet_lite0-ce-lr=runner_up-s0"]
+    assert [r.axes for r in runs] == [{"seed": 0}, {"seed": 0, "tune.pick": "runner_up"}]
+
+
+def test_a_runner_up_pick_without_a_runner_up_is_one_line(tmp_path):
+    write_experiment(tmp_path, tune=TUNE)
+    (run,) = load_runs(tmp_path)
+    fake_record(tmp_path / "results", run, winner=1e-2, runner_up=None, close_call=False)
+    result = invoke(tmp_path, "-o", "tune.pick=runner_up")
+    assert result.exit_code == 2 and "has no runner-up" in result.output
+
+
+SENSITIVITY = {"arm": [{"name": "ce", "method": "ce"}, {"name": "default", "method": "grpo_rm"},
+                       {"name": "clip", "method": "grpo_rm", "grpo_rm.clip_eps": 0.3}], "seed": [0, 1]}
+
+
+@pytest.mark.parametrize("close, selected", [
+    ({"default"}, {"default"}),                      # its own decision only
+    ({"ce"}, {"ce", "default", "clip"}),             # the control's: every cell compares with it
+    ({"clip", "default"}, {"clip", "default"}),
+    (set(), set()),
+])
+def test_sensitivity_selects_exactly_the_runs_of_close_call_cells(tmp_path, close, selected):
+    write_experiment(tmp_path, tune=TUNE, matrix={**SENSITIVITY, "model.name": ["test_vit"]})
+    runs = load_runs(tmp_path)
+    for r in runs:
+        fake_record(tmp_path / "results", r, winner=1e-2, runner_up=1e-3, close_call=r.axes["arm"] in close)
+    result = invoke(tmp_path, "--sensitivity", "--dry-run")
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0] for line in result.output.splitlines()[1:] if line.startswith("  ")}
+    assert listed == {r.run_id.replace(f"-s{r.seed}", f"-lr=runner_up-s{r.seed}")
+                      for r in runs if r.axes["arm"] in selected}
+    assert f"{len(listed)} run(s)" in result.output
+
+
+def test_sensitivity_needs_the_decisions_and_a_tuned_experiment(tmp_path):
+    write_experiment(tmp_path, tune=TUNE, matrix=SENSITIVITY)
+    result = invoke(tmp_path, "--sensitivity", "--dry-run")
+    assert result.exit_code == 2 and "--sensitivity: 3 of 3 setting(s) have no decision" in result.output
+    assert "grporm tune" in result.output
+    write_experiment(tmp_path, matrix=SENSITIVITY)
+    result = invoke(tmp_path, "--sensitivity", "--dry-run")
+    assert result.exit_code == 2 and "no run of tiny trains at a tuning decision" in result.output
 
 
 def tune_cli(folder: Path, *args: str):
     return invoke(folder, *args, command="tune")
 
 
-def test_tune_decides_once_per_setting_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):
+def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):
+    from grporm import seeding
+
     write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, matrix={"seed": [0, 1], "method": ["pretrained", "ce"]})
     scored = []
     real = learning_rate.TuningTrial.score
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append(lr) or real(self, lr))
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append(
+        (lr, self.cfg.seed, seeding.split_seed(self.cfg))) or real(self, lr))
     result = tune_cli(tmp_path)
     assert result.exit_code == 0, result.output
-    assert scored == GRID  # one setting (ce; seeds share it, pretrained needs none), each value once
+    # one setting (ce; seeds share it, pretrained needs none), each value once per tuning seed, on that seed's data
+    assert scored == [(lr, s, s) for lr in GRID for s in (0, 1)]
     (rec,) = load_records(tmp_path / "results")
-    assert [row["lr"] for row in rec["scores"]] == GRID and rec["winner"] in GRID and rec["n_val"] == 30
-    assert rec["seed"] == 0 and rec["epochs"] == 3 and rec["env"]["torch"] and rec["config_hash"]
-    assert "| digits / 16 px, 6/class / test_vit / ce |" in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert [row["lr"] for row in rec["scores"]] == GRID and rec["winner"] in GRID and rec["n_val"] == {"0": 30, "1": 30}
+    assert all([x["seed"] for x in row["per_seed"]] == [0, 1] for row in rec["scores"])
+    assert all(row["score"] == pytest.approx(sum(x["score"] for x in row["per_seed"]) / 2) for row in rec["scores"])
+    assert rec["seeds"] == [0, 1] and rec["runner_up"] in GRID and rec["runner_up"] != rec["winner"]
+    assert rec["uncertainty"] == max(rec["se"], rec["seed_se"]) and "max(se, seed_se)" in rec["close_call_rule"]
+    assert rec["epochs"] == 3 and rec["env"]["torch"] and set(rec["config_hashes"]) == {"0", "1"}
+    assert "| digits / 16 px, 6/class / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
-    assert "decided already" in again.output and scored == GRID
-    assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and scored == GRID
+    assert "decided already" in again.output and len(scored) == 6
+    assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
     assert record(tmp_path, run_id="digits-test_vit-ce-s1")["lr"] == rec["winner"]
+
+
+def test_an_interrupted_decision_resumes_the_pairs_it_scored(tmp_path, monkeypatch):
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
+    (run,) = load_runs(tmp_path)
+    table = {(1e-4, 0): 0.2, (1e-4, 1): 0.3, (1e-3, 0): 0.6, (1e-3, 1): 0.5, (1e-2, 0): 0.4, (1e-2, 1): 0.45}
+    scored = []
+
+    def score(self, lr):
+        if len(scored) == 3:
+            raise KeyboardInterrupt
+        scored.append((lr, self.cfg.seed))
+        return table[lr, self.cfg.seed]
+
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", score)
+    with pytest.raises(KeyboardInterrupt):
+        learning_rate.decision_for(run, tmp_path / "results", echo=lambda *a: None)
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append((lr, self.cfg.seed))
+                        or table[lr, self.cfg.seed])
+    rec, how = learning_rate.decision_for(run, tmp_path / "results", echo=lambda *a: None)
+    assert how == "tuned" and sorted(scored) == sorted(table)  # each pair once, across the interruption
+    assert (rec["winner"], rec["runner_up"]) == (1e-3, 1e-2)
+    assert rec["margin"] == pytest.approx(0.55 - 0.425) and rec["seed_se"] == pytest.approx(abs(0.2 - 0.05) / 2)
 
 
 def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatch):
@@ -241,6 +420,41 @@ def test_report_section_lists_every_decision_with_flags(tmp_path):
     assert "No tuning record" in "\n".join(empty) and none == {}
 
 
+def one_seed_record(results: Path, run: RunConfig) -> Path:
+    """A decision as the committed ones were made (one seed, no runner-up), filed under `run`'s key."""
+    path = record_path(results, tuning_key(run))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": tuning_key(run), "label": "tiny", "setting": setting(run), "score": "knn20",
+                                "grid": GRID, "scores": [{"lr": lr, "score": 0.5, "n_val": 30} for lr in GRID],
+                                "winner": 1e-3, "margin": 0.0, "se": 0.09, "close_call": True, "edge": False,
+                                "extended": [], "seed": 0}))
+    return path
+
+
+def test_one_seed_decisions_still_show_in_the_report_but_no_run_trains_at_them(tmp_path, monkeypatch, capsys):
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
+    (run,) = load_runs(tmp_path)
+    one_seed_record(tmp_path / "results", run)
+    (old,) = load_records(tmp_path / "results")
+    row = decision_row(old)
+    assert (row["seeds"], row["runner_up"], row["seed_se"]) == ("0", "—", "—") and "stale" in row["flags"]
+    assert read_decision(record_path(tmp_path / "results", tuning_key(run))) is None
+    assert "decided on one seed" in capsys.readouterr().err and "make tune" in decisions_markdown([old])
+    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
+    messages = []
+    rec, how = learning_rate.decision_for(run, tmp_path / "results", echo=messages.append)
+    assert how == "tuned" and rec["seeds"] == [0, 1] and any("decided on one seed" in m for m in messages)
+
+
+def test_the_committed_decisions_render_without_a_crash():
+    records = load_records(Path(__file__).parent.parent / "results")
+    if not records:
+        pytest.skip("no committed tuning records")
+    text = decisions_markdown(records)
+    assert text.count("\n") == len(records) + 2
+    assert all(is_current(r) or "stale" in decision_row(r)["flags"] for r in records)
+
+
 def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_path, monkeypatch):
     import threading
     import time
@@ -263,7 +477,7 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
         time.sleep(0.02)
     for w in workers:
         w.join()
-    assert scored == GRID  # once each, by one of them
+    assert scored == [lr for lr in GRID for _ in (0, 1)]  # once per tuning seed, by one of them
     assert sorted(how for _, how in outcomes) == ["found", "tuned"]
     assert outcomes[0][0]["winner"] == outcomes[1][0]["winner"] == 1e-3
     assert any("waiting for it" in m for m in messages)

@@ -2,7 +2,9 @@
 'Out of distribution: corruptions and transfer').
 
 Each corruption maps float images in [0, 1], (N, C, H, W), to corrupted ones at severity 1..5,
-drawing any randomness from the given generator, so every run sees the same corrupted test set.
+drawing any randomness from the given generator, so given images, a corruption, a severity and
+eval.ood.seed always give the same pixels (which test images are corrupted is a data draw of the run's
+split seed: grporm/evaluate/protocols.py).
 Strengths follow ImageNet-C's spirit (Hendrycks & Dietterich 2019), scaled to the image size
 where they are in pixels; the exact values are our choice and live in the tables below.
 """

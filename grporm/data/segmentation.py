@@ -38,14 +38,23 @@ def make_canvases(items: ImageSet, count: int, canvas: int, max_items: int, thre
     return ImageSet(images, masks, [BACKGROUND, *items.classes])
 
 
-def segmentation_splits(data_cfg, seg_cfg):
-    """Train / val / test for the segmentation task.
+def _test_subset(test: ImageSet, count: int, generator: torch.Generator) -> ImageSet:
+    """`count` test images drawn with `generator` (all of them, in order, when there are no more)."""
+    if count >= len(test):
+        return test
+    return test.subset(torch.randperm(len(test), generator=generator)[:count].sort().values)
+
+
+def segmentation_splits(data_cfg, seg_cfg, seed: int):
+    """Train / val / test for the segmentation task, drawn with the run's split seed `seed`
+    (grporm.seeding.split_seed).
 
     A data set that comes with masks (e.g. VOC) is split as it is: validation images are carved
-    from its training split. Any classification data set becomes canvases of its items, each
-    split pasted from the items of the matching classification split.
+    from its training split, and a test split larger than seg.test_images gives a random subset.
+    Any classification data set becomes canvases of its items, each split pasted from the items of
+    the matching classification split.
     """
-    generator = seeding.generator(data_cfg.split_seed, "canvases")
+    generator = seeding.generator(seed, "canvases")
     train_full, test = DATASETS.get(data_cfg.name)(data_cfg)
     if train_full.labels.ndim == 3:
         if seg_cfg.val_images >= len(train_full):  # else an empty training split fails deep in the loop
@@ -54,8 +63,8 @@ def segmentation_splits(data_cfg, seg_cfg):
         order = torch.randperm(len(train_full), generator=generator)
         val = train_full.subset(order[:seg_cfg.val_images].sort().values)
         train = train_full.subset(order[seg_cfg.val_images:][:seg_cfg.train_images].sort().values)
-        return Splits(train=train, val=val, test=test.subset(torch.arange(min(len(test), seg_cfg.test_images))))
-    items = make_splits(data_cfg, (train_full, test))
+        return Splits(train=train, val=val, test=_test_subset(test, seg_cfg.test_images, generator))
+    items = make_splits(data_cfg, seed, (train_full, test))
     size = data_cfg.image_size
 
     def canvases(split: ImageSet, count: int) -> ImageSet:

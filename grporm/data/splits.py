@@ -1,4 +1,5 @@
-"""Deterministic, class-balanced train / validation / test splits.
+"""Deterministic, class-balanced train / validation / test splits, drawn with a run's split seed
+(grporm.seeding.split_seed: by default the run's own seed; docs/method.md, 'Seeds and data draws').
 
 The validation split is carved from the FULL official training split before the training subset is
 drawn, each from its own random stream, so (a) val never overlaps train and (b) changing
@@ -36,7 +37,7 @@ class Splits:
 
 
 def _stream(seed: int, stream: str) -> torch.Generator:
-    # One random stream per purpose, all derived from split_seed (grporm/seeding.py, "split").
+    # One random stream per purpose, all derived from the run's split seed (grporm/seeding.py, "split").
     return seeding.generator(seed, "split", stream)
 
 
@@ -114,9 +115,10 @@ def _complement(n: int, index: torch.Tensor) -> torch.Tensor:
     return keep.nonzero().squeeze(1)
 
 
-def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "DataConfig", class_names: list[str]) -> dict[str, torch.Tensor]:
-    """Indices into the full train split ("train", "val") and the full test split ("test")."""
-    seed = cfg.split_seed
+def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "DataConfig", class_names: list[str],
+                  seed: int) -> dict[str, torch.Tensor]:
+    """Indices into the full train split ("train", "val") and the full test split ("test"), drawn
+    with the run's split seed `seed` (grporm.seeding.split_seed; `cfg.split_seed` is not read here)."""
     try:
         val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, "val"), class_names=class_names)
     except ConfigError as err:
@@ -140,8 +142,9 @@ def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "D
     return {"train": train, "val": val, "test": test}
 
 
-def make_splits(cfg: "DataConfig", loaded: tuple[ImageSet, ImageSet] | None = None) -> Splits:
-    """Load `cfg.name` (unless `loaded` already holds its train and test) and cut the subsets of `cfg`."""
+def make_splits(cfg: "DataConfig", seed: int, loaded: tuple[ImageSet, ImageSet] | None = None) -> Splits:
+    """Load `cfg.name` (unless `loaded` already holds its train and test) and cut the subsets of `cfg`
+    with the split seed `seed`."""
     train_full, test_full = loaded if loaded is not None else DATASETS.get(cfg.name)(cfg)
-    idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes)
+    idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes, seed)
     return Splits(train=train_full.subset(idx["train"]), val=train_full.subset(idx["val"]), test=test_full.subset(idx["test"]))

@@ -46,10 +46,13 @@ class FrozenScorer:
 
 
 def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corruptions: list[str],
-                severities: list[int], per_class: int | None, seed: int) -> tuple[dict, dict]:
-    """{corruption: {severity: scores}}, and the scores on the same (sub)set uncorrupted."""
+                severities: list[int], per_class: int | None, subset_seed: int, seed: int) -> tuple[dict, dict]:
+    """{corruption: {severity: scores}}, and the scores on the same (sub)set uncorrupted.
+
+    The test subset is drawn with the run's split seed `subset_seed` (a data draw, like the test
+    split it comes from); the corruptions' own randomness comes from `seed` (eval.ood.seed)."""
     if per_class is not None:
-        test = balanced_subset(test, per_class, seed)
+        test = balanced_subset(test, per_class, subset_seed)
     clean = scorer.scores(*extract(test, "ood clean"), test.labels)
     out: dict = {}
     for name in corruptions:

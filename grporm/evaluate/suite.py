@@ -164,7 +164,8 @@ def _shifted(metrics: Metrics, extractor: Extractor, splits, cfg, scorer: Frozen
     if cfg.eval.ood.corruptions:
         ood = cfg.eval.ood
         metrics.ood, metrics.ood_clean = ood_metrics(extractor.here, splits.test, scorer, ood.corruptions,
-                                                     ood.severities, ood.test_per_class, ood.seed)
+                                                     ood.severities, ood.test_per_class, seeding.split_seed(cfg),
+                                                     ood.seed)
     if cfg.eval.transfer:
         metrics.transfer = transfer_metrics(extractor.here, cfg.data, cfg.eval.transfer, scorer, splits.classes)
     if cfg.data.imbalance_factor is not None:

@@ -4,7 +4,9 @@
 For each query q (an image, or a pixel in segmentation) with true class y and logits z:
   policy     pi_theta(o|q) = softmax(z / tau)_o
   group      O = {0..C-1} (full, G = C), G draws from pi_old (sampled), or the output set weighted by
-             pi_old (expected: the exact expectation of the sampled group, in the large-G limit)
+             pi_old (expected: with advantage_scale none, the sampled group's expectation divided by
+             1 - 1/G when no clip acts; with the group's std, its large-G limit only; docs/method.md,
+             'Expected group')
   reward     r_o = sum_k w_k * reward_k(o)
   advantage  A_o = (r_o - mean r) / (std r + std_eps)   (advantage_scale = group; mean and std over the
              group, under pi_old for `expected`), or the batch's std, or no division (none)
