@@ -282,3 +282,23 @@ def test_sr_closed_form_gradient_matches_autograd(monkeypatch):
     monkeypatch.setattr(sr_module.torch.optim, "LBFGS", OneCall)
     sr_module._fit(x, y, 4, 0.1, 1, start=(w.detach(), b.detach()))
     assert torch.allclose(captured["w"], w.grad, atol=1e-6) and torch.allclose(captured["b"], b.grad, atol=1e-6)
+
+
+def test_freed_memory_is_reused_without_page_faults():
+    """grporm.allocator: a forward pass's large blocks come back from the heap, not as fresh pages
+    (glibc otherwise maps a 64 MB block anew, and faults in its 16,384 pages, at every allocation)."""
+    import resource
+
+    from grporm.allocator import keep_freed_memory
+
+    if not keep_freed_memory():
+        pytest.skip("not glibc: the allocator keeps its own policy")
+
+    def faults_of_a_64_mb_block() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 * 2**20).fill_(1.0)  # allocated, touched, freed
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    # the first few grow the heap (each 64-byte-aligned block leaves a remainder behind it); then it is reused
+    faults = [faults_of_a_64_mb_block() for _ in range(10)]
+    assert max(faults[-3:]) < 1000, faults

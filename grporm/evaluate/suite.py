@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from grporm import seeding
+from grporm.allocator import keep_freed_memory
 from grporm.data import ImageSet, balanced_indices
 from grporm.distributed import SINGLE, Dist
 from grporm.evaluate.calibration import expected_calibration_error, per_class_accuracy, top1
@@ -38,6 +39,7 @@ class Extractor:
 
     @classmethod
     def for_run(cls, model, input_spec: tuple, cfg, device: torch.device, dist: Dist = SINGLE) -> Extractor:
+        keep_freed_memory()  # every forward pass reuses freed pages instead of faulting in new ones
         return cls(model, input_spec, cfg.eval.batch_size, device, cfg.train.precision == "bf16",
                    cfg.train.channels_last, dist)
 
