@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-from analysis import inference as inf
-from analysis.records import RunSet, load_history, load_runs
+import analysis.inference as inf
+from analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
 from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from analysis.sections import SHOT_GROUPS, Column, run_values
 from analysis.stats import paired_difference
@@ -208,8 +208,7 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Com
 
 
 def _axis_columns(run_set: RunSet) -> set[str]:
-    from analysis.records import ID_COLUMNS, metric_columns
-
+    """The matrix axes of the runs (the columns `load_runs` adds beside its fixed ones)."""
     fixed = set(ID_COLUMNS) | set(metric_columns(run_set.knn_ks))
     return {c for c in run_set.runs.columns if c not in fixed}
 
