@@ -57,10 +57,18 @@ def detectable(std: float, n: int, alpha: float = ALPHA, target_power: float = P
 
 def seeds_needed(std: float, target: float, alpha: float = ALPHA, target_power: float = POWER,
                  most: int = 500) -> int | None:
-    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`)."""
+    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`): the
+    first n whose power at `target` reaches `target_power`, found by bisection (power grows with n)."""
     if not (std > 0 and math.isfinite(std)):
         return None
-    return next((n for n in range(2, most + 1) if detectable(std, n, alpha, target_power) <= target), None)
+    enough = lambda n: power(target, std, n, alpha) >= target_power  # noqa: E731
+    if not enough(most):
+        return None
+    low, high = 1, most  # enough(high); not enough(low) (no test with one pair)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:

@@ -159,12 +159,7 @@ def _flag(run_set: RunSet, runs: pd.DataFrame, key: str) -> bool:
     return any(bool(((run_set.records.get(p) or {}).get("tuning") or {}).get(key)) for p in runs["path"])
 
 
-def _holm_words(means: dict[str, float], ps: dict[str, float]) -> tuple[dict[str, float], dict[str, str]]:
-    adjusted = inf.holm(ps)
-    return adjusted, {t: inf.word(means[t], adjusted[t]) for t in ps}
-
-
-def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Comparison | None:
+def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Comparison:
     """The verdict of one experiment, or a Comparison with an empty frame and the reason in notes."""
     runs = run_set.runs[run_set.runs["experiment"] == experiment]
     declared, is_declared, notes = declaration(run_set, runs["path"])
@@ -237,14 +232,13 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
         if not mine_ru.empty or not control_ru.empty:
             treated = _by_seed(mine_ru, value) if not mine_ru.empty else _by_seed(runs, value)
             against = _by_seed(control_ru, value) if not control_ru.empty else base
-            alt[who] = (paired_difference(treated, against), bool(len(mine_ru)), bool(len(control_ru)))
+            alt[who] = paired_difference(treated, against)
     if not cells:
         return []
     roles = {who: role_of(who, declared) for who in cells}
     treatments = [w for w in cells if roles[w] == "treatment"]
     ps = {w: inf.paired_p(c.mean, c.std, c.n) for w, (c, _) in cells.items()}
-    means = {w: c.mean for w, (c, _) in cells.items()}
-    adjusted, words = _holm_words(means, {w: ps[w] for w in treatments})
+    adjusted = inf.holm({w: ps[w] for w in treatments})
     family = max(1, sum(math.isfinite(ps[w]) for w in treatments))
     level = inf.ALPHA / family
     spread = [c.std ** 2 for c, _ in cells.values() if c.n >= 2 and math.isfinite(c.std)]
@@ -260,7 +254,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
         word = inf.word(cell.mean, p_holm)
         runner_up_word = ""
         if who in alt:
-            other = alt[who][0]
+            other = alt[who]
             p_alt = inf.paired_p(other.mean, other.std, other.n)
             if aa:
                 runner_up_word = inf.word(other.mean, p_alt)
@@ -410,8 +404,8 @@ def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
         first = lines.iloc[0]
         by = {line["treatment"]: line for _, line in lines.iterrows()}
         needed = first["seeds_needed"]
-        level = by[next(iter(by))]["level"] if all(r == "aa" for r in lines["role"]) else \
-            lines.loc[lines["role"] == "treatment", "level"].iloc[0]
+        treated = lines[lines["role"] == "treatment"]
+        level = treated["level"].iloc[0] if not treated.empty else inf.ALPHA
         rows.append([claim, *[str(first[k]) for k in keys], first["backbone"], str(int(lines["n"].max())),
                      f"{level:.3g}", _number(first["detectable"]),
                      "> 500" if needed is None or (isinstance(needed, float) and math.isnan(needed)) else str(int(needed))]
