@@ -210,3 +210,14 @@ def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
     assert "### `tiny_new`" in text and "Control: `ce` (arm)" in text and "claims: declared" in text
     assert "| SR | test_vit | 3 |" in text and "Seeds for 5" in text and "P(improvement)" in text
     assert (tmp_path / "results" / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
+
+
+def test_an_axis_only_the_treatments_have_names_them(write_run, tmp_path: Path):
+    """CE run once, GRPO-RM at two temperatures (an axis CE lacks): two treatments of one row, one Holm family."""
+    _arm(write_run, tmp_path, "t", None, "ce", CE)
+    _arm(write_run, tmp_path, "t", None, "grpo_rm", AHEAD, axes={"grpo_rm.temperature": 0.5})
+    _arm(write_run, tmp_path, "t", None, "grpo_rm", MIXED, axes={"grpo_rm.temperature": 2.0})
+    sr = verdict_frame(load_runs(tmp_path)).query("claim == 'SR'").set_index("treatment")
+    assert set(sr.index) == {"grpo_rm, grpo_rm.temperature=0.5", "grpo_rm, grpo_rm.temperature=2.0"}
+    assert set(sr["axes"]) == {""} and set(sr["level"]) == {0.025}
+    assert sr.loc["grpo_rm, grpo_rm.temperature=0.5", "word"] == "ahead"
