@@ -2,7 +2,7 @@
 
 - records: load_runs -> RunSet (wide ``runs``, tidy ``metrics``, ``excluded`` with reasons)
 - stats: summarize (mean ± std over seeds), paired_difference (GRPO-RM − CE by seed, t interval)
-- tables, sections, verdict, tuning: the report's tables as data
+- tables, sections, verdict, tuning: the report's tables as data (verdict_frame: the verdict, one row per cell)
 - render: the one writer of Markdown / LaTeX / CSV tables
 - figures: convergence, severity, shot-group and ablation bars, training statistics
 - report: records loaded once -> REPORT.md with everything, and each experiment's table.md
@@ -14,8 +14,9 @@ from analysis.report import report_all, write_experiment_tables, write_report
 from analysis.sections import SECTIONS, build_table, build_tables
 from analysis.stats import paired_difference, summarize
 from analysis.tables import classification_table
+from analysis.verdict import verdict_frame
 
 __all__ = ["RunSet", "SECTIONS", "build_table", "build_tables", "classification_markdown", "classification_table",
            "convergence_figure", "load_history", "load_runs", "load_steps", "paired_difference", "report_all",
            "summarize", "table_csv", "table_latex", "table_markdown", "tidy", "write_experiment_tables",
-           "write_report"]
+           "verdict_frame", "write_report"]

@@ -57,10 +57,18 @@ def detectable(std: float, n: int, alpha: float = ALPHA, target_power: float = P
 
 def seeds_needed(std: float, target: float, alpha: float = ALPHA, target_power: float = POWER,
                  most: int = 500) -> int | None:
-    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`)."""
+    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`): the
+    first n whose power at `target` reaches `target_power`, found by bisection (power grows with n)."""
     if not (std > 0 and math.isfinite(std)):
         return None
-    return next((n for n in range(2, most + 1) if detectable(std, n, alpha, target_power) <= target), None)
+    enough = lambda n: power(target, std, n, alpha) >= target_power  # noqa: E731
+    if not enough(most):
+        return None
+    low, high = 1, most  # enough(high); not enough(low) (no test with one pair)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
@@ -117,11 +125,13 @@ def stratified_bootstrap(tasks: Sequence[tuple[Sequence[float], Sequence[float]]
     if not tasks:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    arrays = [(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y in tasks]
-    draws = np.empty(reps)
-    for i in range(reps):
-        draws[i] = np.mean([improvement_probability(rng.choice(x, x.size), rng.choice(y, y.size))
-                            for x, y in arrays])
+    draws = np.zeros(reps)
+    for x, y in tasks:  # every resample of a task at once: (reps, n) draws of each side
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        xs = x[rng.integers(0, x.size, (reps, x.size))][:, :, None]
+        ys = y[rng.integers(0, y.size, (reps, y.size))][:, None, :]
+        draws += np.mean((xs > ys) + 0.5 * (xs == ys), axis=(1, 2))
+    draws /= len(tasks)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return float(low), float(high)

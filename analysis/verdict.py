@@ -1,261 +1,527 @@
-"""The verdict: for every claim of the paper (rows, one per backbone) and every reading of GRPO-RM
-(columns, the `arm`s of the studies), the paired difference against CE of the same study, backbone
-and seed, with its 95% t interval and one word: ahead, behind or no difference.
+"""The verdict of every experiment with a control: each treatment (arm, or method without an arm axis)
+against the control, paired by seed and every other shared axis, claim by claim, under the rules of
+analysis/inference.py (Holm over a row's treatments, exact power, claim words, the probability of
+improvement, the A/A rate).
 
-Each row also states its power: the smallest paired difference the study could detect (two-sided 5%
-test, 80% power) from the seeds' spread of the row's paired differences, and the seeds that would
-bring it to `TARGET` points. Inputs are the records alone (`RunSet`); rendering is Markdown, LaTeX
-and CSV like every report table.
+An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
+each run's record; without one the default rule applies: the control is the arm or method named
+`ce`, every other fine-tuned arm or method is a treatment, every metric the runs recorded is a row.
+Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
-from scipy import stats as _scipy_stats
+from pydantic import ValidationError
 
-from analysis.records import RunSet, load_history
+import analysis.inference as inf
+from analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
 from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from analysis.sections import Column, run_values
-from analysis.stats import PairedDiff, paired_difference
-from grporm.record_schema import HEADLINE_KNN, MIOU, SR
+from analysis.sections import SHOT_GROUPS, Column, run_values
+from analysis.stats import paired_difference
+from grporm.config import VerdictConfig
+from grporm.errors import GrpormError
+from grporm.measures import MEASURES, claim_title, measure_problem, split
+from grporm.methods import METHODS
 
 NAME = "verdict"
-TITLE = "Verdict: each reading of GRPO-RM against CE"
-ARM = "arm"                # the matrix axis that names a study's columns
-CONTROL = "ce"             # the control arm's method
-TREATMENT = "grpo_rm"      # arms with this method are the columns
-FIRST, LAST = "default", "anchor"  # shown first and last (the CE anchor is a control); the rest by name
-CONFIDENCE, POWER = 0.95, 0.80
-TARGET = 3.0               # points: the detectable difference the studies are sized for (README, 'Power')
-WORDS = ("ahead", "behind", "no difference")
-
-
-@dataclass(frozen=True)
-class Claim:
-    name: str
-    experiment: str
-    measure: str                                         # what the number is, for the legend
-    values: Callable[[RunSet, pd.DataFrame], pd.Series]   # (run set, its runs of the experiment) -> value per path
-    scale: float = 100.0                                 # fractions shown in points
-
-
-def _clean(column: str) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
-    return lambda _, runs: runs.set_index("path")[column]
-
-
-def _tidy(family: str, metric: str, condition: str | None = None) -> Callable[[RunSet, pd.DataFrame], pd.Series]:
-    """The run's mean over its tidy rows of (family, metric[, condition]): e.g. every corruption and severity."""
-    column = Column("", "", family, metric, condition)
-    return lambda run_set, _: run_values(run_set.metrics, column)
-
-
-def _after_first_epoch(_: RunSet, runs: pd.DataFrame) -> pd.Series:
-    """kNN@20 of the validation probe after the first epoch (history.csv): how far one epoch gets."""
-    out = {}
-    for path in runs["path"]:
-        history = load_history(path)
-        if history is not None and HEADLINE_KNN in history and (history["epoch"] == 1).any():
-            out[path] = float(history.loc[history["epoch"] == 1, HEADLINE_KNN].iloc[0])
-    return pd.Series(out, dtype=float)
-
-
-CLAIMS = (
-    Claim("SR", "study_readings", "test top-1 of softmax regression on frozen features", _clean(SR)),
-    Claim("kNN", "study_readings", "test top-1 of kNN@20 on frozen features", _clean(HEADLINE_KNN)),
-    Claim("Convergence", "study_readings", "validation kNN@20 after the first of the 4 epochs", _after_first_epoch),
-    Claim("OOD: corruptions", "study_readings", "SR averaged over 6 corruptions x 5 severities of the test split",
-          _tidy("ood", SR)),
-    Claim("OOD: transfer", "study_transfer", "SR on scikit-learn's 8x8 digits after training on MNIST-5k",
-          _tidy("transfer", SR, "digits")),
-    Claim("Imbalance", "study_imbalance", "balanced test SR after long-tailed training (factor 100)",
-          _tidy("imbalance", SR, "overall")),
-    Claim("Imbalance: few-shot", "study_imbalance", "the same, on the classes with fewer than 20 training images",
-          _tidy("imbalance", SR, "few")),
-    Claim("Segmentation", "study_segmentation", "test mIoU of the linear segmentation head", _tidy("seg", MIOU)),
-)
-
-
-def word(diff: PairedDiff) -> str:
-    """ahead / behind when the interval excludes 0, else no difference; '' without an interval."""
-    if diff.n < 2 or math.isnan(diff.ci_low):
-        return ""
-    return WORDS[0] if diff.ci_low > 0 else WORDS[1] if diff.ci_high < 0 else WORDS[2]
-
-
-def detectable(std: float, n: int, confidence: float = CONFIDENCE, power: float = POWER) -> float:
-    """Smallest true mean paired difference a two-sided paired t test at 1 - confidence detects with
-    the given power, for n pairs whose differences have standard deviation std (normal approximation
-    of the noncentral t with the t quantiles: (t_{1-a/2} + t_{power}) * std / sqrt(n))."""
-    if n < 2 or not math.isfinite(std):
-        return math.nan
-    t = _scipy_stats.t
-    return (t.ppf(1 - (1 - confidence) / 2, n - 1) + t.ppf(power, n - 1)) * std / math.sqrt(n)
-
-
-def seeds_needed(std: float, target: float, most: int = 200) -> int | None:
-    """Fewest pairs whose detectable difference is at most `target` (None: more than `most`)."""
-    if not math.isfinite(std):
-        return None
-    return next((n for n in range(2, most + 1) if detectable(std, n) <= target), None)
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    claim: Claim
-    backbone: str
-    cells: dict[str, PairedDiff]   # arm -> paired difference against CE
-    n: int                         # pairs in most cells
-    std: float                     # pooled std of the paired differences (fractions)
-    runs: tuple[tuple[str, str], ...]  # (run_id, config_hash) behind the row
-    shaky: frozenset[str] = frozenset()  # arms whose or whose CE's learning rate was a close call or an edge pick
-
-    @property
-    def detectable(self) -> float:
-        return detectable(self.std, self.n)
-
-    @property
-    def seeds_for_target(self) -> int | None:
-        return seeds_needed(self.std * self.claim.scale, TARGET)
-
-
-def _shaky(run_set: RunSet, runs: pd.DataFrame) -> bool:
-    """Did any of these runs train at a learning rate whose decision was a close call or an edge pick?"""
-    decisions = [(run_set.records.get(path) or {}).get("tuning") or {} for path in runs["path"]]
-    return any(d.get("close_call") or d.get("edge") for d in decisions)
-
-
-def _arm_order(arms) -> list[str]:
-    return sorted(set(arms), key=lambda a: (a != FIRST, a == LAST, a))
-
-
-def verdict_rows(run_set: RunSet) -> tuple[list[VerdictRow], list[str]]:
-    """The rows of every claim whose study has a CE arm and at least one GRPO-RM arm, and the arms (columns)."""
-    runs = run_set.runs
-    if runs.empty or ARM not in runs.columns:
-        return [], []
-    rows: list[VerdictRow] = []
-    arms: set[str] = set()
-    for claim in CLAIMS:
-        study = runs[(runs["experiment"] == claim.experiment) & runs[ARM].notna() & (runs[ARM] != "")]
-        if study.empty:
-            continue
-        values = claim.values(run_set, study)
-        study = study.assign(value=study["path"].map(values))
-        for backbone, group in study.groupby("backbone", sort=True):
-            control = group[group["method"] == CONTROL]
-            if control[ARM].nunique() != 1:  # no CE arm, or two: nothing to pair with unambiguously
-                continue
-            base = dict(zip(control["seed"], control["value"]))
-            cells = {arm: paired_difference(dict(zip(g["seed"], g["value"])), base)
-                     for arm, g in group[group["method"] == TREATMENT].groupby(ARM)}
-            cells = {arm: cell for arm, cell in cells.items() if cell.n > 0}
-            if not cells:
-                continue
-            arms.update(cells)
-            spread = [c.std ** 2 for c in cells.values() if c.n >= 2 and math.isfinite(c.std)]
-            std = math.sqrt(sum(spread) / len(spread)) if spread else math.nan
-            used = group[group[ARM].isin([*cells, control[ARM].iloc[0]])]
-            shaky = {arm for arm in cells if _shaky(run_set, group[group[ARM] == arm])}
-            shaky = set(cells) if _shaky(run_set, control) else shaky
-            rows.append(VerdictRow(claim, str(backbone), cells, max(c.n for c in cells.values()), std,
-                                   tuple(sorted(zip(used["run_id"], used["config_hash"]))), frozenset(shaky)))
-    return rows, _arm_order(arms)
-
-
+TITLE = "Verdict: every comparison with its control"
+ARM, METHOD = "arm", "method"
+PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/experiment.py)
+RUNNER_UP = "runner_up"
+SCALE = 100.0               # every measure is a fraction: shown in points
 SHAKY = "‡"
+BOOTSTRAP_REPS = 2000
+# Columns the forest plot and the Python API read: keep their names.
+FRAME_COLUMNS = ("experiment", "claim", "measure", "dataset", "backbone", "axes", "treatment", "role", "control",
+                 "n", "diff", "ci_low", "ci_high", "p", "p_holm", "level", "word", "detectable", "power_target",
+                 "target", "seeds_needed", "close_call", "edge", "runner_up_word", "no_rerun", "claim_word", "runs")
+DEFAULT = VerdictConfig()
 
 
-def cell_text(cell: PairedDiff | None, scale: float, shaky: bool = False) -> str:
-    if cell is None:
-        return "not run"
-    text = f"{scale * cell.mean:+.1f}"
-    if not math.isnan(cell.ci_low):
-        text += f" [{scale * cell.ci_low:+.1f}, {scale * cell.ci_high:+.1f}] {word(cell)}"
-    return text.replace("-", "−") + (f" {SHAKY}" if shaky else "")
+@dataclass
+class Comparison:
+    """One experiment's verdict: rows (FRAME_COLUMNS), the aggregate per treatment, notes."""
+
+    experiment: str
+    declaration: VerdictConfig
+    declared: bool
+    axis: str
+    frame: pd.DataFrame
+    aggregate: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def _number(value: float, digits: int = 1) -> str:
-    return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+# -- reading the records -----------------------------------------------------------------------------
+def _pick(record: dict) -> str:
+    return ((record.get("tuning") or {}).get("pick")) or "winner"
 
 
-def _row_cells(row: VerdictRow, arms: list[str]) -> list[str]:
-    needed = row.seeds_for_target
-    return [row.claim.name, row.backbone, str(row.n), _number(row.detectable * row.claim.scale),
-            str(needed) if needed is not None else "> 200"] + [cell_text(row.cells.get(a), row.claim.scale, a in row.shaky) for a in arms]
+def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
+    """The experiment's declaration from its records: the latest finished run's, where any has one;
+    (declaration, declared?, notes)."""
+    found: dict[str, tuple[str, dict]] = {}
+    for path in paths:
+        record = run_set.records.get(path) or {}
+        stated = (record.get("config") or {}).get("verdict") if isinstance(record.get("config"), dict) else None
+        if stated is not None:
+            key = json.dumps(stated, sort_keys=True)
+            stamp = str(record.get("finished_at") or "")
+            if key not in found or stamp > found[key][0]:
+                found[key] = (stamp, stated)
+    if not found:
+        return DEFAULT, False, []
+    stamp, stated = max(found.values(), key=lambda item: item[0])
+    notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
+             "run's is used."] if len(found) > 1 else []
+    try:
+        return VerdictConfig.model_validate(stated), True, notes
+    except ValidationError as err:
+        return DEFAULT, False, notes + [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); "
+                                        "the default rule is used."]
 
 
-HEADER = ["Claim", "Backbone", "Seeds", "Detectable", f"Seeds for {TARGET:g}"]
+def _axis(runs: pd.DataFrame) -> str:
+    has_arm = ARM in runs.columns and runs[ARM].fillna("").astype(str).ne("").any()
+    return ARM if has_arm else METHOD
 
 
-def verdict_markdown(rows: list[VerdictRow], arms: list[str]) -> str:
-    header = HEADER + [f"`{a}`" for a in arms]
-    return markdown_grid(header, [_row_cells(row, arms) for row in rows], "ll" + "r" * (len(header) - 2))
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
-def verdict_latex(rows: list[VerdictRow], arms: list[str]) -> str:
-    header = HEADER + arms
-    cells = [[c.replace("−", "-").replace(SHAKY, "(lr?)") for c in _row_cells(row, arms)] for row in rows]
-    return latex_grid(TITLE, header, cells, "ll" + "r" * (len(header) - 2))
+def _trains(method: str) -> bool:
+    return method not in METHODS or METHODS.get(method).trains
 
 
-def verdict_csv(rows: list[VerdictRow]) -> str:
-    """One line per (claim, backbone, arm), numbers unrounded in the record's unit (fractions)."""
-    return frame_csv([{"claim": r.claim.name, "experiment": r.claim.experiment, "backbone": r.backbone, "arm": arm,
-                       "n": cell.n, "diff": cell.mean, "ci_low": cell.ci_low, "ci_high": cell.ci_high,
-                       "verdict": word(cell), "lr_close_call_or_edge": arm in r.shaky, "row_std": r.std,
-                       "row_detectable": r.detectable, "seeds": " ".join(map(str, cell.seeds))}
-                      for r in rows for arm, cell in r.cells.items()])
+class _Values:
+    """Per-run values of measures, history.csv read once per run."""
+
+    def __init__(self, run_set: RunSet):
+        self.run_set = run_set
+        self.histories: dict[str, pd.DataFrame | None] = {}
+
+    def history(self, path: str) -> pd.DataFrame | None:
+        if path not in self.histories:
+            self.histories[path] = load_history(path)
+        return self.histories[path]
+
+    def of(self, spec: str, paths) -> pd.Series:
+        name, condition = split(spec)
+        measure = MEASURES.get(name)
+        if measure.family == "history":
+            out = {}
+            for path in paths:
+                history = self.history(path)
+                if history is not None and measure.metric in history and (history["epoch"] == 1).any():
+                    value = float(history.loc[history["epoch"] == 1, measure.metric].iloc[0])
+                    if math.isfinite(value):
+                        out[path] = value
+            return pd.Series(out, dtype=float)
+        metrics = self.run_set.metrics
+        metrics = metrics[metrics["path"].isin(set(paths))]
+        return run_values(metrics, Column("", "", measure.family, measure.metric, condition))
+
+    def recorded(self, paths) -> list[str]:
+        """The default rows: every measure the runs recorded (clean head/SR/kNN@20, convergence,
+        OOD mean, transfer per target, imbalance per shot group, mIoU), SR for the shifted sets."""
+        metrics = self.run_set.metrics
+        metrics = metrics[metrics["path"].isin(set(paths))]
+        present = set(zip(metrics["family"], metrics["metric"]))
+        specs = [p for p in ("sr", "knn20", "head") if ("clean", MEASURES.get(p).metric) in present]
+        specs += [s for s in ("first_epoch_knn20",) if not self.of(s, paths).empty]
+        sr = MEASURES.get("sr").metric
+        if ("ood", sr) in present:
+            specs.append("ood_sr")
+        shifted = metrics[metrics["metric"] == sr]
+        specs += [f"transfer_sr/{t}" for t in sorted(set(shifted.loc[shifted["family"] == "transfer", "condition"]))]
+        groups = set(shifted.loc[shifted["family"] == "imbalance", "condition"])
+        specs += [f"imbalance_sr/{g}" for g in [g for g in SHOT_GROUPS if g in groups] + sorted(groups - set(SHOT_GROUPS))]
+        specs += ["miou"] if ("seg", "miou") in present else []
+        return specs
 
 
-def reproduced(rows: list[VerdictRow], arms: list[str]) -> list[str]:
-    """Per claim, the readings ahead of CE on every backbone the claim was run on, in words. The CE
-    anchor is a control (its gradient is CE's), not a reading: it is never said to reproduce a claim."""
-    arms = [a for a in arms if a != LAST]
+# -- one experiment ------------------------------------------------------------------------------------
+def _by_seed(runs: pd.DataFrame, values: pd.Series) -> dict[int, float]:
+    out: dict[int, list[float]] = {}
+    for path, seed in zip(runs["path"], runs["seed"]):
+        if path in values.index and math.isfinite(float(values[path])):
+            out.setdefault(int(seed), []).append(float(values[path]))
+    return {seed: sum(v) / len(v) for seed, v in out.items()}
+
+
+def _flag(run_set: RunSet, runs: pd.DataFrame, key: str) -> bool:
+    """Did any of these runs train at a decision flagged `key` (close_call, edge)?"""
+    return any(bool(((run_set.records.get(p) or {}).get("tuning") or {}).get(key)) for p in runs["path"])
+
+
+def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Comparison:
+    """The verdict of one experiment, or a Comparison with an empty frame and the reason in notes."""
+    runs = run_set.runs[run_set.runs["experiment"] == experiment]
+    declared, is_declared, notes = declaration(run_set, runs["path"])
+    axis = _axis(runs)
+    runs = runs[runs["method"].map(_trains)]  # pretrained rows are neither control nor treatment
+    picks = runs["path"].map(lambda p: _pick(run_set.records.get(p) or {}))
+    runs = runs.assign(_pick=picks.values, _who=runs[axis].fillna("").astype(str).values)
+    empty = pd.DataFrame(columns=list(FRAME_COLUMNS))
+    control_runs = runs[runs["_who"] == declared.control]
+    if control_runs.empty:
+        where = "arm" if axis == ARM else "method"
+        return Comparison(experiment, declared, is_declared, axis, empty, notes=notes + [
+            f"`{experiment}`: no {where} named `{declared.control}` (the control) among its finished runs; no verdict."])
+    skip = {axis, PICK_AXIS, "seed"}
+    axes = [c for c in runs.columns if c not in skip and c in _axis_columns(run_set)]
+    shared = [c for c in axes if control_runs[c].map(lambda v: not _blank(v)).all()]
+    nested = [c for c in axes if c not in shared]
+    if nested:  # an axis only the treatments have: part of the treatment's name
+        runs = runs.assign(_who=[who if role_of(who, declared) == "control" else
+                                 who + "".join(f", {c}={row[c]}" for c in nested if not _blank(row[c]))
+                                 for who, (_, row) in zip(runs["_who"], runs.iterrows())])
+    keys = ["dataset", "backbone", *shared]
+    claims = declared.claims or [{"name": claim_title(s), "measure": s} for s in values.recorded(runs["path"])]
+    lines: list[dict] = []
+    for claim in claims:
+        problem = measure_problem(claim["measure"])
+        if problem is not None:
+            notes.append(f"`{experiment}` claim {claim['name']}: {problem}; not judged.")
+            continue
+        value = values.of(claim["measure"], runs["path"])
+        for key, group in runs.groupby(keys, sort=True, dropna=False):
+            lines += _row_lines(run_set, experiment, claim, dict(zip(keys, key)), shared, group, value, declared)
+    frame = pd.DataFrame(lines, columns=list(FRAME_COLUMNS)) if lines else empty
+    if frame.empty:
+        notes.append(f"`{experiment}`: no finished treatment shares a seed (and its other axes) with the control "
+                     f"`{declared.control}`; no verdict.")
+    frame = _with_claim_words(frame, declared.target)
+    comparison = Comparison(experiment, declared, is_declared, axis, frame, notes=notes)
+    comparison.aggregate = _aggregate(run_set, runs, frame, values, claims, keys, declared)
+    return comparison
+
+
+def _axis_columns(run_set: RunSet) -> set[str]:
+    """The matrix axes of the runs (the columns `load_runs` adds beside its fixed ones)."""
+    fixed = set(ID_COLUMNS) | set(metric_columns(run_set.knn_ks))
+    return {c for c in run_set.runs.columns if c not in fixed}
+
+
+def role_of(who: str, declared: VerdictConfig) -> str:
+    if who == declared.control:
+        return "control"
+    return "aa" if who.split(",")[0] in declared.aa else "treatment"
+
+
+def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared: list[str], group: pd.DataFrame,
+               value: pd.Series, declared: VerdictConfig) -> list[dict]:
+    """The lines of one row (claim x data set x backbone x shared axes), one per treatment and A/A arm."""
+    winners, runner_ups = group[group["_pick"] != RUNNER_UP], group[group["_pick"] == RUNNER_UP]
+    control, control_ru = (g[g["_who"] == declared.control] for g in (winners, runner_ups))
+    base = _by_seed(control, value)
+    if not base:
+        return []
+    cells, alt = {}, {}
+    for who, runs in winners[winners["_who"] != declared.control].groupby("_who", sort=True):
+        cell = paired_difference(_by_seed(runs, value), base)
+        if cell.n == 0:
+            continue
+        cells[who] = (cell, runs)
+        mine_ru = runner_ups[runner_ups["_who"] == who]
+        if not mine_ru.empty or not control_ru.empty:
+            treated = _by_seed(mine_ru, value) if not mine_ru.empty else _by_seed(runs, value)
+            against = _by_seed(control_ru, value) if not control_ru.empty else base
+            alt[who] = paired_difference(treated, against)
+    if not cells:
+        return []
+    roles = {who: role_of(who, declared) for who in cells}
+    treatments = [w for w in cells if roles[w] == "treatment"]
+    ps = {w: inf.paired_p(c.mean, c.std, c.n) for w, (c, _) in cells.items()}
+    adjusted = inf.holm({w: ps[w] for w in treatments})
+    family = max(1, sum(math.isfinite(ps[w]) for w in treatments))
+    level = inf.ALPHA / family
+    spread = [c.std ** 2 for c, _ in cells.values() if c.n >= 2 and math.isfinite(c.std)]
+    std = SCALE * math.sqrt(sum(spread) / len(spread)) if spread else math.nan
+    n = max(c.n for c, _ in cells.values())
+    detectable = inf.detectable(std, n, level)
+    needed = inf.seeds_needed(std, declared.target, level)
+    control_close, control_edge = _flag(run_set, control, "close_call"), _flag(run_set, control, "edge")
     out = []
-    for claim in dict.fromkeys(r.claim for r in rows):
-        mine = [r for r in rows if r.claim == claim]
-        ahead = [a for a in arms if all(a in r.cells and word(r.cells[a]) == "ahead" for r in mine)]
-        behind = [a for a in arms if all(a in r.cells and word(r.cells[a]) == "behind" for r in mine)]
-        run = [a for a in arms if any(a in r.cells for r in mine)]
-        backbones = " and ".join(r.backbone for r in mine)
-        text = (f"**reproduced** by {', '.join(f'`{a}`' for a in ahead)}" if ahead
-                else "**not reproduced** by any reading")
-        text += f" (on {backbones}; {len(run)} reading(s) run"
-        text += f", behind CE on every backbone: {', '.join(f'`{a}`' for a in behind)})" if behind else ")"
-        out.append(f"- {claim.name} ({claim.measure}): {text}.")
+    for who, (cell, runs) in cells.items():
+        aa = roles[who] == "aa"
+        p_holm = ps[who] if aa else adjusted[who]
+        word = inf.word(cell.mean, p_holm)
+        runner_up_word = ""
+        if who in alt:
+            other = alt[who]
+            p_alt = inf.paired_p(other.mean, other.std, other.n)
+            if aa:
+                runner_up_word = inf.word(other.mean, p_alt)
+            else:
+                runner_up_word = inf.word(other.mean, inf.holm({**{w: ps[w] for w in treatments}, who: p_alt})[who])
+        close = control_close or _flag(run_set, runs, "close_call")
+        used = pd.concat([control, runs])
+        out.append({
+            "experiment": experiment, "claim": claim["name"], "measure": claim["measure"],
+            "dataset": str(key["dataset"]), "backbone": str(key["backbone"]),
+            "axes": ", ".join(f"{k}={key[k]}" for k in shared), "treatment": who,
+            "role": "aa" if aa else "treatment", "control": declared.control, "n": cell.n,
+            "diff": SCALE * cell.mean, "ci_low": SCALE * cell.ci_low, "ci_high": SCALE * cell.ci_high,
+            "p": ps[who], "p_holm": p_holm, "level": inf.ALPHA if aa else level, "word": word,
+            "detectable": detectable, "power_target": inf.POWER, "target": declared.target,
+            "seeds_needed": needed, "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
+            "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
+            "runs": tuple(sorted(zip(used["run_id"], used["config_hash"]))),
+        })
     return out
 
 
-LEGEND = (f"Each cell: the reading (column, an `arm` of the study) minus CE, paired by backbone and seed, in "
-          f"points: mean [{CONFIDENCE:.0%} t interval] and a word: *ahead* or *behind* when the interval "
-          f"excludes 0, *no difference* when it covers 0 (not: *equal*; see Detectable). *not run*: the "
-          f"study of that claim has no such arm. Every arm trains at its own tuned learning rate (Tuning "
-          f"decisions). Seeds = pairs per cell. Detectable = the smallest true difference, in points, that "
-          f"a two-sided paired t test at 5% finds with {POWER:.0%} power given the spread of this row's "
-          f"paired differences (pooled over its readings); Seeds for {TARGET:g} = the pairs that would bring "
-          f"it to {TARGET:g} points. {SHAKY}: the learning rate of this reading or of CE was a close call or an "
-          f"edge pick (Tuning decisions): the cell could move with another decision.")
+def _with_claim_words(frame: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per claim one word from its rows' treatment words and detectable differences (inference.claim_word)."""
+    if frame.empty:
+        return frame
+    words = {}
+    for claim, lines in frame.groupby("claim", sort=False):
+        rows = []
+        for _, row in lines.groupby(["dataset", "backbone", "axes"], sort=False):
+            treated = row[row["role"] == "treatment"]
+            rows.append((dict(zip(treated["treatment"], treated["word"])), float(row["detectable"].iloc[0])))
+        words[claim] = inf.claim_word(rows, target)
+    return frame.assign(claim_word=frame["claim"].map(words))
+
+
+def _aggregate(run_set: RunSet, runs: pd.DataFrame, frame: pd.DataFrame, values: _Values, claims, keys, declared) -> list[dict]:
+    """Per treatment: the probability of improvement over the control averaged over the rows it has
+    (tasks), with a stratified bootstrap 95% interval (winner runs)."""
+    if frame.empty:
+        return []
+    winners = runs[runs["_pick"] != RUNNER_UP]
+    tasks: dict[str, list[tuple[list[float], list[float]]]] = {}
+    for claim in claims:
+        if measure_problem(claim["measure"]) is not None:
+            continue
+        value = values.of(claim["measure"], winners["path"])
+        for _, group in winners.groupby(keys, sort=True, dropna=False):
+            base = list(_by_seed(group[group["_who"] == declared.control], value).values())
+            if not base:
+                continue
+            for who, mine in group[group["_who"] != declared.control].groupby("_who", sort=True):
+                treated = list(_by_seed(mine, value).values())
+                if treated:
+                    tasks.setdefault(who, []).append(([SCALE * v for v in treated], [SCALE * v for v in base]))
+    out = []
+    for who, task in sorted(tasks.items()):
+        low, high = inf.stratified_bootstrap(task, reps=BOOTSTRAP_REPS)
+        out.append({"experiment": frame["experiment"].iloc[0], "treatment": who, "role": role_of(who, declared),
+                    "probability": inf.mean_improvement_probability(task), "ci_low": low, "ci_high": high,
+                    "tasks": len(task)})
+    return out
+
+
+# -- every experiment ----------------------------------------------------------------------------------
+def comparisons(run_set: RunSet) -> list[Comparison]:
+    if run_set.runs.empty:
+        return []
+    values = _Values(run_set)
+    return [c for e in sorted(set(run_set.runs["experiment"])) if (c := compare_experiment(run_set, e, values))]
+
+
+def verdict_frame(run_set: RunSet) -> pd.DataFrame:
+    """One row per (experiment, claim, data set/backbone/other axes, treatment or A/A arm): differences
+    and intervals in points, p, Holm-adjusted p, the word, the row's detectable difference and seeds
+    for the target at the Holm family's strictest level, the close-call flag and runner-up word, the
+    claim's word, and the runs (run id, config hash) behind the line."""
+    frames = [c.frame for c in comparisons(run_set) if not c.frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
+
+
+def merged(folders: list[Path]) -> RunSet:
+    """The finished runs of several results folders as one RunSet; an experiment found in more than
+    one folder is kept apart, named `<folder>/<experiment>`."""
+    if len({Path(f).resolve() for f in folders}) != len(folders):
+        raise GrpormError("a results folder is given twice; give each once")
+    sets = [(str(f), load_runs(f)) for f in folders]
+    seen: dict[str, int] = {}
+    for _, s in sets:
+        for e in set(s.runs["experiment"]) if not s.runs.empty else ():
+            seen[e] = seen.get(e, 0) + 1
+    runs, metrics, records, excluded = [], [], {}, []
+    for label, s in sets:
+        rename = {e: f"{label.rstrip('/')}/{e}" for e, count in seen.items() if count > 1}
+        if not s.runs.empty:
+            runs.append(s.runs.assign(experiment=s.runs["experiment"].replace(rename)))
+            metrics.append(s.metrics.assign(experiment=s.metrics["experiment"].replace(rename)))
+        records.update(s.records)
+        excluded += s.excluded
+    if not runs:
+        return RunSet(runs=pd.DataFrame(), excluded=excluded)
+    knn_ks = tuple(sorted({k for _, s in sets for k in s.knn_ks}))
+    return RunSet(runs=pd.concat(runs, ignore_index=True), excluded=excluded,
+                  metrics=pd.concat(metrics, ignore_index=True), records=records,
+                  roots=tuple(Path(f) for f in folders), knn_ks=knn_ks)
+
+
+# -- rendering -----------------------------------------------------------------------------------------
+def _signed(value: float) -> str:
+    return f"{value:+.1f}".replace("-", "−")
+
+
+def _p(value: float) -> str:
+    return "—" if not math.isfinite(value) else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def cell_text(line) -> str:
+    if line is None:
+        return "not run"
+    text = _signed(line["diff"])
+    if math.isfinite(line["ci_low"]):
+        text += f" [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}] {line['word']} (p {_p(line['p_holm'])})"
+    if line["runner_up_word"]:
+        text += f" (runner-up: {line['runner_up_word']})"
+    return text + (f" {SHAKY}" if line["no_rerun"] else "")
+
+
+def _number(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.1f}"
+
+
+def _columns(frame: pd.DataFrame) -> list[str]:
+    treated = list(dict.fromkeys(frame.loc[frame["role"] == "treatment", "treatment"]))
+    aa = list(dict.fromkeys(frame.loc[frame["role"] == "aa", "treatment"]))
+    return treated + aa
+
+
+def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    frame = c.frame
+    who = _columns(frame)
+    keys = [k for k in ("dataset", "axes") if frame[k].nunique() > 1 or (k == "axes" and frame[k].ne("").any())]
+    header = ["Claim", *[{"dataset": "Data set", "axes": "Axes"}[k] for k in keys], "Backbone", "Seeds",
+              "Level", "Detectable", f"Seeds for {c.declaration.target:g}"]
+    header += [f"`{w}`" + (" (A/A)" if role_of(w, c.declaration) == "aa" else "") for w in who]
+    rows = []
+    for (claim, *_), lines in frame.groupby(["claim", "dataset", "backbone", "axes"], sort=False):
+        first = lines.iloc[0]
+        by = {line["treatment"]: line for _, line in lines.iterrows()}
+        needed = first["seeds_needed"]
+        treated = lines[lines["role"] == "treatment"]
+        level = treated["level"].iloc[0] if not treated.empty else inf.ALPHA
+        rows.append([claim, *[str(first[k]) for k in keys], first["backbone"], str(int(lines["n"].max())),
+                     f"{level:.3g}", _number(first["detectable"]),
+                     "> 500" if needed is None or (isinstance(needed, float) and math.isnan(needed)) else str(int(needed))]
+                    + [cell_text(by.get(w)) for w in who])
+    return header, rows
+
+
+def legend(target_note: str = "") -> str:
+    return (
+        "Each cell: the treatment (column) minus the control of its experiment, paired by seed and by every other "
+        "axis the control shares (data set, backbone, matrix values), in points: mean [95% t interval], the word and "
+        "its p. **Word**: *ahead* / *behind* when the two-sided paired t test rejects at 5% after Holm's step-down "
+        "correction over the treatments of the row (p shown: Holm-adjusted), *no difference* otherwise (not: *equal*; "
+        "see Detectable); an A/A control (A/A) is judged unadjusted and left out of the family. **Level** = the "
+        "strictest level of the row's Holm family, 5% / (treatments with a test); **Detectable** = the smallest true "
+        f"difference a paired t test at that level finds with {inf.POWER:.0%} power (exact, noncentral t), from the "
+        "spread of the row's paired differences pooled over its cells; **Seeds for T** = the pairs that would bring it "
+        "to the experiment's target T. **Claim words**: *reproduced* = some treatment ahead on every row of the claim; "
+        "*contradicted* = no treatment ahead on any row and every row can detect the target; *inconclusive* otherwise. "
+        "A/A controls never reproduce a claim. **P(improvement)** = probability that a run of the treatment beats a "
+        "run of the control (ties count half), averaged over the rows (tasks), with a stratified bootstrap 95% "
+        f"interval ({BOOTSTRAP_REPS} resamples of runs within each task and side). **A/A rate** = share of an A/A "
+        "control's cells whose 95% interval excludes 0 (nominal: 5%). Main cells use the runs at each learning-rate "
+        "decision's winner; *(runner-up: word)* = the word with the runs at the runner-up learning rate in place "
+        f"of the winner's, for the side(s) that have them; {SHAKY} = the treatment's or the control's decision was a "
+        "close call and no runner-up run exists. *not run*: no such treatment in that row." + target_note)
+
+
+def _experiment_markdown(c: Comparison) -> list[str]:
+    parts = [f"### `{c.experiment}`", ""]
+    source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
+    aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
+    parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
+              f"target {c.declaration.target:g} points; claims: {source}.", ""]
+    header, rows = _grid(c)
+    parts += [markdown_grid(header, rows, "l" * 2 + "r" * (len(header) - 2)).rstrip("\n"), ""]
+    parts += ["Claims:", ""]
+    for claim, lines in c.frame.groupby("claim", sort=False):
+        first = lines.iloc[0]
+        name, _ = split(first["measure"])
+        treated = lines[lines["role"] == "treatment"]
+        ahead = sorted(set(treated.loc[treated["word"] == inf.AHEAD, "treatment"]))
+        parts.append(f"- {claim} (`{first['measure']}`: {MEASURES.get(name).doc}): **{first['claim_word']}**"
+                     + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else "") + ".")
+    parts.append("")
+    if c.aggregate:
+        rows = [[f"`{a['treatment']}`" + (" (A/A)" if a["role"] == "aa" else ""),
+                 f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", str(a["tasks"])] for a in c.aggregate]
+        parts += [markdown_grid(["Treatment", "P(improvement) [95%]", "Tasks"], rows, "lrr").rstrip("\n"), ""]
+    for a in c.declaration.aa:
+        cells = c.frame[(c.frame["treatment"].str.split(",").str[0] == a) & c.frame["p"].map(math.isfinite)]
+        if not cells.empty:
+            excluded = (cells["p"] < inf.ALPHA).tolist()
+            parts += [f"A/A rate of `{a}`: {sum(excluded)} of {len(excluded)} cells exclude 0 "
+                      f"({inf.exclusion_rate(excluded):.0%}; nominal {inf.ALPHA:.0%}).", ""]
+    edges = sorted(set(c.frame.loc[c.frame["edge"].astype(bool), "treatment"]))
+    if edges:
+        parts += ["Learning rate on a grid edge (the grid did not bracket the optimum) for the control or: "
+                  + ", ".join(f"`{e}`" for e in edges) + ".", ""]
+    return parts
+
+
+def verdict_markdown(found: list[Comparison]) -> str:
+    parts = [legend(), ""]
+    for c in found:
+        if not c.frame.empty:
+            parts += _experiment_markdown(c) + ([f"- {n}" for n in c.notes] + [""] if c.notes else [])
+    without = [n for c in found if c.frame.empty for n in c.notes]
+    if without:
+        parts += ["Experiments without a verdict:", ""] + [f"- {n}" for n in without] + [""]
+    return "\n".join(parts)
+
+
+def verdict_latex(found: list[Comparison]) -> str:
+    out = []
+    for c in found:
+        if c.frame.empty:
+            continue
+        header, rows = _grid(c)
+        cells = [[x.replace("−", "-").replace(SHAKY, "(lr?)") for x in row] for row in rows]
+        out.append(latex_grid(f"{TITLE}: {c.experiment}", [h.replace("`", "") for h in header], cells,
+                              "l" * 2 + "r" * (len(header) - 2)))
+    return "\n".join(out)
+
+
+def verdict_csv(frame: pd.DataFrame) -> str:
+    """The frame, numbers unrounded (points), runs as 'run_id:config_hash' separated by spaces."""
+    return frame_csv(frame.assign(runs=frame["runs"].map(lambda rs: " ".join(f"{i}:{h}" for i, h in rs))))
+
+
+def aggregate_frame(found: list[Comparison]) -> pd.DataFrame:
+    return pd.DataFrame([a for c in found for a in c.aggregate],
+                        columns=["experiment", "treatment", "role", "probability", "ci_low", "ci_high", "tasks"])
+
+
+def verdict_files(found: list[Comparison]) -> dict[str, str]:
+    """{file suffix: text}: the Markdown (legend, tables, claim words, aggregate, A/A rate), LaTeX, the frame as CSV."""
+    frames = [c.frame for c in found if not c.frame.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
+    return {".md": f"# {TITLE}\n\n" + verdict_markdown(found), ".tex": verdict_latex(found),
+            ".csv": verdict_csv(frame), "_aggregate.csv": frame_csv(aggregate_frame(found))}
 
 
 def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
-    """(REPORT.md lines, {file suffix: text}); the Markdown file also carries the legend, the claims'
-    measures and the plain statement, since the README embeds it whole."""
-    rows, arms = verdict_rows(run_set)
+    """(REPORT.md lines, {file suffix: text}) for every experiment with a control; the Markdown file
+    also carries the legend and the claim words, since the README embeds it whole."""
+    found = comparisons(run_set)
     parts = [f"## {TITLE}", ""]
-    if not rows:
-        return parts + ["No study with an `arm` axis holding a CE arm and a GRPO-RM arm has finished runs; "
-                        "section skipped.", ""], {}
-    measures = [f"- {c.name} (`{c.experiment}`): {c.measure}." for c in dict.fromkeys(r.claim for r in rows)]
-    missing = [c for c in CLAIMS if c not in {r.claim for r in rows}]
-    measures += [f"- {c.name} (`{c.experiment}`): no finished runs; not judged." for c in missing]
-    sources = [f"- {r.claim.name} / {r.backbone}: " + ", ".join(f"{i} ({h})" for i, h in r.runs) for r in rows]
-    body = [LEGEND, "", verdict_markdown(rows, arms).rstrip("\n"), "", "Claims and what is measured:", ""] + \
-        measures + ["", f"Which reading reproduces which claim (ahead of CE on every backbone; `{LAST}` is a control, not a reading):", ""] + \
-        reproduced(rows, arms) + [""]
-    markdown = "\n".join([f"# {TITLE}", ""] + body)
-    files = {".md": markdown, ".tex": verdict_latex(rows, arms), ".csv": verdict_csv(rows)}
-    return parts + body + [file_links(NAME), "", "<details><summary>Runs behind each row (run id, config hash)"
-                                                  "</summary>", ""] + sources + ["", "</details>", ""], files
+    if not any(not c.frame.empty for c in found):
+        why = [f"- {n}" for c in found for n in c.notes]
+        return parts + ["No experiment has finished runs of a control and a treatment; section skipped.", ""] + why + [""], {}
+    files = verdict_files(found)
+    sources = [f"- `{c.experiment}` / {claim} / {backbone}{' / ' + axes if axes else ''}: " + ", ".join(
+        f"{i} ({h})" for i, h in sorted({r for rs in lines["runs"] for r in rs}))
+        for c in found if not c.frame.empty
+        for (claim, backbone, axes), lines in c.frame.groupby(["claim", "backbone", "axes"], sort=False)]
+    return parts + [verdict_markdown(found), file_links(NAME), "",
+                    "<details><summary>Runs behind each row (run id, config hash)</summary>", ""] + sources + \
+        ["", "</details>", ""], files

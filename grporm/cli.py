@@ -268,6 +268,33 @@ def report(
 
 
 @app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., metavar="RESULTS...", help="one or more results folders, e.g. results my_results"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="also write verdict.md, .tex, .csv (and verdict_aggregate.csv) here"),
+) -> None:
+    """The verdict over the records of every folder given (Markdown on stdout): each experiment with a
+    control, its treatments against it; an experiment found in two folders is kept apart, named <folder>/<experiment>."""
+    from analysis.verdict import NAME, comparisons, merged, verdict_files
+    from grporm.inputs import output_folder
+
+    try:
+        found = comparisons(merged(list(results)))
+        if not found:
+            raise GrpormError(f"no finished run records under {', '.join(map(str, results))}; "
+                              "produce them with `grporm run EXPERIMENT.yaml --results DIR`")
+        files = verdict_files(found)
+        if out is not None:
+            output_folder(out, "--out").mkdir(parents=True, exist_ok=True)
+            for suffix, text in files.items():
+                (out / f"{NAME}{suffix}").write_text(text, encoding="utf-8")
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(files[".md"])
+    if out is not None:
+        typer.echo(f"wrote {len(files)} file(s) under {out}")
+
+
+@app.command()
 def verify(
     rerun: Path = typer.Argument(..., metavar="RERUN_DIR", help="the --results folder of a rerun, e.g. of make verify"),
     against: Path = typer.Option(Path("results"), "--against", help="folder with the committed records"),

@@ -192,6 +192,38 @@ class TrackingConfig(Strict):
         return name
 
 
+class VerdictConfig(Strict):
+    """The comparison an experiment's verdict makes (analysis/verdict.py). Stored with each run's
+    record (so a report from the records alone knows it); never part of the config hash or run id.
+    Measure names are checked when the experiment is loaded (grporm/measures.py)."""
+
+    control: str = Field("ce", min_length=1, description="the arm (or, without an arm axis, the method) every other one is compared with")
+    aa: list[str] = Field(default_factory=list, description="A/A controls: compared with the control like the others, reported "
+                          "as controls, never said to reproduce a claim, outside the multiplicity family")
+    target: float = Field(3.0, gt=0, description="points: the difference the experiment must be able to detect")
+    claims: list[dict[str, str]] | None = Field(None, description="rows, each {name: ..., measure: ...}; null = every "
+                                                "metric the runs recorded")
+
+    @field_validator("claims")
+    @classmethod
+    def _named_measures(cls, claims: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+        if claims is None:
+            return None
+        for claim in claims:
+            if set(claim) != {"name", "measure"} or not all(v.strip() for v in claim.values()):
+                raise ValueError(f"each claim is {{name: ..., measure: ...}} (got {claim!r}), e.g. {{name: SR, measure: sr}}")
+        names = [c["name"] for c in claims]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two claims share a name ({names!r}); give each its own")
+        return claims or None
+
+    @model_validator(mode="after")
+    def _control_is_no_treatment(self) -> "VerdictConfig":
+        if self.control in self.aa:
+            raise ValueError(f"the control {self.control!r} cannot also be an A/A control (aa)")
+        return self
+
+
 class RunConfig(Strict):
     experiment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     task: Literal["classification", "segmentation"] = "classification"
@@ -205,6 +237,7 @@ class RunConfig(Strict):
     seg: SegConfig = Field(default_factory=SegConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    verdict: VerdictConfig | None = Field(None, description="the experiment's comparison (not hashed); null = the default rule")
     run_id: str = Field("", description="set by the matrix expansion")
     axes: dict[str, Any] = Field(default_factory=dict, description="this run's matrix values, set by the expansion")
 
@@ -223,7 +256,8 @@ class RunConfig(Strict):
 
     def hash_payload(self) -> dict:
         """What `config_hash` hashes; the tuning key (grporm/tuning.py) narrows it to a setting."""
-        payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes"})
+        # the verdict declaration says how runs are compared, not what a run computes
+        payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes", "verdict"})
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
         return _as_old_records_hashed(payload)

@@ -25,6 +25,7 @@ from grporm.data import DATASETS
 from grporm.data.corruptions import CORRUPTIONS
 from grporm.errors import ConfigError
 from grporm.inputs import read_text
+from grporm.measures import verdict_problem
 from grporm.methods import METHODS, method_names
 from grporm.objectives.rewards import REWARDS
 from grporm.registry import Registry
@@ -304,7 +305,7 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         return "tune.grid", str(err)
     if run.tune.seed is not None:  # kept in the model for the committed run records only
         return "tune.seed", "decisions take at least 2 tuning seeds now: write tune.seeds, e.g. [0, 1]"
-    return None
+    return verdict_problem(run.verdict)
 
 
 # -- the matrix --------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""The verdict table (analysis/verdict.py): paired differences of every arm against the CE arm, the
-word of each cell, the power columns, and the plain statement, on hand-made records."""
+"""The verdict of any experiment (analysis/verdict.py) on hand-made records with known answers: pairing,
+Holm over a row's treatments, exact power at the family's strictest level, the claim words, the
+aggregate, the A/A rate, runner-up words and close-call marks, the default rule, `grporm compare`;
+and one real tiny experiment, never seen before, through `grporm run` and `grporm report`."""
 from __future__ import annotations
 
 import json
@@ -7,129 +9,215 @@ import math
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from analysis import inference as inf
 from analysis.records import load_runs
 from analysis.stats import paired_difference
-from analysis.verdict import (
-    detectable,
-    reproduced,
-    seeds_needed,
-    verdict_csv,
-    verdict_markdown,
-    verdict_rows,
-    verdict_section,
-    word,
-)
+from analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame, verdict_section
+from grporm.cli import app
+from grporm.errors import ConfigError
+from grporm.experiment import build_experiment
 
 CE = (0.80, 0.82, 0.81, 0.83, 0.79)
 AHEAD = (0.84, 0.85, 0.86, 0.85, 0.84)      # +3.8 points on average, consistently
 BEHIND = (0.70, 0.73, 0.71, 0.72, 0.70)
 MIXED = (0.82, 0.80, 0.83, 0.81, 0.81)      # differences +2, -2, +2, -2, +2: no difference
+DECLARED = {"control": "ce", "aa": ["anchor"], "target": 3.0, "claims": [{"name": "SR", "measure": "sr"}]}
 
 
-def _arm(write_run, root: Path, study: str, arm: str, method: str, values, close_call: bool = False, **more) -> None:
+def _patch(folder: Path, **fields) -> None:
+    record = json.loads((folder / "record.json").read_text())
+    for key, value in fields.items():
+        if key == "verdict":
+            record["config"]["verdict"] = value
+        else:
+            record[key] = value
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+def _arm(write_run, root: Path, exp: str, arm: str | None, method: str, values, *, verdict=None, tuning=None,
+         suffix: str = "", axes: dict | None = None, **more) -> None:
     for seed, value in enumerate(values):
-        folder = write_run(root, study, f"{study}-{arm}-s{seed}", method=method, seed=seed, sr=value,
-                           axes={"arm": arm}, **more)
-        record = json.loads((folder / "record.json").read_text())
-        record["tuning"] = {"key": arm, "winner": 1e-3, "margin": 0.001, "close_call": close_call, "edge": False}
-        (folder / "record.json").write_text(json.dumps(record))
+        extra_axes = ({"arm": arm} if arm is not None else {}) | (axes or {})
+        name = arm or method
+        tag = "".join(f"-{k}={v}" for k, v in (axes or {}).items())
+        folder = write_run(root, exp, f"{exp}-{name}{tag}{suffix}-s{seed}", method=method, seed=seed, sr=value,
+                           axes=extra_axes, **more)
+        _patch(folder, verdict=verdict, tuning=tuning)
 
 
 @pytest.fixture(scope="module")
 def results(write_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("verdict") / "results"
-    _arm(write_run, root, "study_readings", "ce", "ce", CE, history=[0.5, 0.6, 0.7])
-    _arm(write_run, root, "study_readings", "default", "grpo_rm", BEHIND, history=[0.5, 0.5, 0.6])
-    _arm(write_run, root, "study_readings", "expected", "grpo_rm", AHEAD, history=[0.5, 0.7, 0.75])
-    _arm(write_run, root, "study_readings", "sampled16", "grpo_rm", MIXED, history=[0.5, 0.6, 0.7], close_call=True)
-    _arm(write_run, root, "study_readings", "anchor", "grpo_rm", CE, history=[0.5, 0.6, 0.7])  # the control: last
-    _arm(write_run, root, "study_readings", "pretrained", "pretrained", CE)  # neither control nor a column
-    # a study with one seed of its GRPO-RM arm: a difference but no interval, so no word
-    _arm(write_run, root, "study_segmentation", "ce", "ce", CE[:1], extra={"seg": {"miou": 0.40, "pixel_acc": 0.8}})
-    _arm(write_run, root, "study_segmentation", "default", "grpo_rm", CE[:1], extra={"seg": {"miou": 0.45, "pixel_acc": 0.8}})
-    # runs without arms (quick) are not part of the verdict
-    write_run(root, "quick", "quick-ce-s0", method="ce", seed=0, sr=0.9)
+    exp = "mine"
+    _arm(write_run, root, exp, "ce", "ce", CE, verdict=DECLARED)
+    _arm(write_run, root, exp, "better", "grpo_rm", AHEAD, verdict=DECLARED)
+    _arm(write_run, root, exp, "worse", "grpo_rm", BEHIND, verdict=DECLARED,
+         tuning={"close_call": True, "edge": False, "pick": "winner"})
+    _arm(write_run, root, exp, "flat", "grpo_rm", MIXED, verdict=DECLARED, tuning={"close_call": True, "pick": "winner"})
+    # the runner-up runs of flat's close call: ahead there
+    _arm(write_run, root, exp, "flat", "grpo_rm", AHEAD, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={"close_call": True, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    _arm(write_run, root, exp, "anchor", "grpo_rm", CE, verdict=DECLARED)
+    _arm(write_run, root, exp, "pretrained", "pretrained", CE, verdict=DECLARED)
     return root
 
 
-def _rows(results: Path):
-    rows, arms = verdict_rows(load_runs(results))
-    return {(r.claim.name, r.backbone): r for r in rows}, arms
+def _frame(results: Path):
+    frame = verdict_frame(load_runs(results))
+    return {row["treatment"]: row for _, row in frame.iterrows()}, frame
 
 
-def test_columns_are_the_grpo_rm_arms_default_first(results: Path):
-    _, arms = _rows(results)
-    assert arms == ["default", "expected", "sampled16", "anchor"]
+def test_frame_columns_and_paired_numbers(results: Path):
+    by, frame = _frame(results)
+    assert list(frame.columns) == list(FRAME_COLUMNS) and len(frame) == 4  # pretrained is neither; one claim
+    cell = paired_difference(dict(enumerate(AHEAD)), dict(enumerate(CE)))
+    assert by["better"]["diff"] == pytest.approx(100 * cell.mean)
+    assert (by["better"]["ci_low"], by["better"]["ci_high"]) == pytest.approx((100 * cell.ci_low, 100 * cell.ci_high))
+    assert by["better"]["n"] == 5 and by["anchor"]["role"] == "aa" and by["better"]["role"] == "treatment"
+    assert len(by["better"]["runs"]) == 10 and all(len(pair) == 2 for pair in by["better"]["runs"])
 
 
-def test_cells_pair_each_arm_with_ce_by_seed(results: Path):
-    rows, _ = _rows(results)
-    sr = rows[("SR", "tf_efficientnet_lite0")]
-    expect = paired_difference(dict(enumerate(AHEAD)), dict(enumerate(CE)))
-    assert sr.cells["expected"].mean == pytest.approx(expect.mean)
-    assert sr.cells["expected"].ci_low == pytest.approx(expect.ci_low)
-    assert (word(sr.cells["expected"]), word(sr.cells["default"]), word(sr.cells["sampled16"])) == \
-        ("ahead", "behind", "no difference")
-    assert sr.n == 5 and len(sr.runs) == 25  # CE + four arms, five seeds; pretrained left out
-    knn = rows[("kNN", "tf_efficientnet_lite0")]  # write_run's kNN@20 = SR - 0.02: the same differences
-    assert knn.cells["default"].mean == pytest.approx(sr.cells["default"].mean)
+def test_holm_over_the_treatments_only_and_the_words(results: Path):
+    by, _ = _frame(results)
+    treatments = ("better", "flat", "worse")
+    adjusted = inf.holm({t: by[t]["p"] for t in treatments})
+    for t in treatments:
+        assert by[t]["p_holm"] == pytest.approx(adjusted[t])
+    assert by["anchor"]["p_holm"] == by["anchor"]["p"]  # the A/A control: unadjusted, outside the family
+    assert (by["better"]["word"], by["worse"]["word"], by["flat"]["word"]) == ("ahead", "behind", "no difference")
 
 
-def test_convergence_reads_the_first_epoch_of_history(results: Path):
-    rows, _ = _rows(results)
-    cell = rows[("Convergence", "tf_efficientnet_lite0")].cells
-    assert cell["default"].mean == pytest.approx(-0.1)
-    assert cell["expected"].mean == pytest.approx(0.1)
-    assert cell["sampled16"].mean == pytest.approx(0.0) and word(cell["sampled16"]) == "no difference"
+def test_exact_power_at_the_strictest_holm_level(results: Path):
+    by, _ = _frame(results)
+    cells = [paired_difference(dict(enumerate(v)), dict(enumerate(CE))) for v in (AHEAD, BEHIND, MIXED, CE)]
+    std = 100 * math.sqrt(sum(c.std ** 2 for c in cells) / 4)
+    assert by["better"]["level"] == pytest.approx(0.05 / 3)
+    assert by["better"]["detectable"] == pytest.approx(inf.detectable(std, 5, 0.05 / 3))
+    assert by["better"]["seeds_needed"] == inf.seeds_needed(std, 3.0, 0.05 / 3)
+    assert by["better"]["detectable"] > inf.detectable(std, 5)  # Holm's level asks for more
 
 
-def test_one_pair_gives_a_difference_without_a_word(results: Path):
-    rows, _ = _rows(results)
-    seg = rows[("Segmentation", "tf_efficientnet_lite0")]
-    assert seg.cells["default"].mean == pytest.approx(0.05)
-    assert word(seg.cells["default"]) == "" and math.isnan(seg.detectable)
-
-
-def test_detectable_difference_and_seeds():
-    # n = 5, std 2 points: (t_.975,4 + t_.80,4) * 2 / sqrt(5) = (2.776 + 0.941) * 0.894
-    assert detectable(2.0, 5) == pytest.approx((2.7764 + 0.9410) * 2 / math.sqrt(5), rel=1e-3)
-    assert detectable(2.0, 20) < detectable(2.0, 10) < detectable(2.0, 5)
-    n = seeds_needed(2.0, 3.0)
-    assert detectable(2.0, n) <= 3.0 < detectable(2.0, n - 1)
-    assert seeds_needed(math.nan, 3.0) is None and math.isnan(detectable(1.0, 1))
-
-
-def test_rendered_table_statement_and_csv(results: Path):
-    rows, arms = verdict_rows(load_runs(results))
-    markdown = verdict_markdown(rows, arms)
-    assert "| SR | tf_efficientnet_lite0 | 5 |" in markdown
-    assert "behind" in markdown and "ahead" in markdown and "not run" in markdown  # segmentation has one arm
-    assert "no difference ‡" in markdown and markdown.count("‡") == 3  # sampled16's lr: SR, kNN, convergence
-    lines = reproduced(rows, arms)
-    sr_line = next(line for line in lines if line.startswith("- SR "))
-    assert "**reproduced** by `expected`" in sr_line and "behind CE on every backbone: `default`" in sr_line
-    seg_line = next(line for line in lines if line.startswith("- Segmentation"))
-    assert "**not reproduced**" in seg_line
-    csv = verdict_csv(rows).splitlines()
-    assert csv[0].startswith("claim,experiment,backbone,arm,n,diff,ci_low,ci_high,verdict")
-    assert len(csv) == 1 + 3 * 4 + 1  # header; SR, kNN, convergence x 4 arms; segmentation (no OOD records here)
+def test_runner_up_word_and_close_call_mark(results: Path):
+    by, _ = _frame(results)
+    assert by["flat"]["runner_up_word"] == "ahead" and not by["flat"]["no_rerun"]  # the rerun answers the close call
+    assert by["worse"]["close_call"] and by["worse"]["no_rerun"] and by["worse"]["runner_up_word"] == ""
+    assert by["flat"]["diff"] == pytest.approx(100 * paired_difference(dict(enumerate(MIXED)), dict(enumerate(CE))).mean)
     lines, files = verdict_section(load_runs(results))
-    assert set(files) == {".md", ".tex", ".csv"} and "OOD: corruptions (`study_readings`): no finished runs" in files[".md"]
+    text = files[".md"]
+    assert "no difference (p " in text and "(runner-up: ahead)" in text and text.count("‡") == 1 + text.count("‡ =")
 
 
-def test_no_arms_no_section(write_run, tmp_path: Path):
-    write_run(tmp_path, "quick", "q-ce-s0", method="ce", seed=0, sr=0.9)
-    write_run(tmp_path, "quick", "q-grpo-s0", method="grpo_rm", seed=0, sr=0.8)
+def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
+    run_set = load_runs(results)
+    [mine] = comparisons(run_set)
+    assert set(mine.frame["claim_word"]) == {inf.REPRODUCED}  # better is ahead on the only row
+    aggregate = {a["treatment"]: a for a in mine.aggregate}
+    assert aggregate["better"]["probability"] == 1.0 and (aggregate["better"]["ci_low"], aggregate["better"]["ci_high"]) == (1.0, 1.0)
+    assert aggregate["worse"]["probability"] == 0.0 and aggregate["better"]["tasks"] == 1
+    lines, files = verdict_section(run_set)
+    text = files[".md"]
+    assert "**reproduced**" in text and "P(improvement) [95%]" in text and "| `better` | 1.00 [1.00, 1.00] | 1 |" in text
+    assert "A/A rate of `anchor`: 0 of 1 cells exclude 0 (0%; nominal 5%)" in text
+    assert set(files) == {".md", ".tex", ".csv", "_aggregate.csv"}
+    assert files[".csv"].splitlines()[0].startswith(",".join(FRAME_COLUMNS[:5]))
+
+
+@pytest.mark.parametrize("treated, expected", [
+    (BEHIND, inf.CONTRADICTED),                        # behind, and the row can detect 3 points
+    ((0.70, 0.90, 0.75, 0.95, 0.80), inf.INCONCLUSIVE),  # too noisy to detect 3 points
+])
+def test_contradicted_needs_power(write_run, tmp_path: Path, treated, expected):
+    _arm(write_run, tmp_path, "x", "ce", "ce", CE, verdict=DECLARED)
+    _arm(write_run, tmp_path, "x", "grpo", "grpo_rm", treated, verdict=DECLARED)
+    frame = verdict_frame(load_runs(tmp_path))
+    assert set(frame["claim_word"]) == {expected}
+
+
+def test_default_rule_on_a_method_axis_and_pairing_by_every_shared_axis(write_run, tmp_path: Path):
+    """No declaration: CE is the control (method axis here), every metric recorded is a row, and the
+    runs pair by seed within each value of another shared axis."""
+    for factor, shift in ((10, 0.0), (100, -0.1)):
+        _arm(write_run, tmp_path, "u", None, "ce", CE, axes={"data.imbalance_factor": factor})
+        _arm(write_run, tmp_path, "u", None, "grpo_rm", [v + shift for v in AHEAD], axes={"data.imbalance_factor": factor})
+    _arm(write_run, tmp_path, "u", None, "pretrained", CE)
+    frame = verdict_frame(load_runs(tmp_path))
+    assert set(frame["treatment"]) == {"grpo_rm"} and set(frame["claim"]) == {"SR", "kNN"}  # head is None here
+    sr = frame[frame["claim"] == "SR"].set_index("axes")
+    assert set(sr.index) == {"data.imbalance_factor=10", "data.imbalance_factor=100"}
+    assert sr.loc["data.imbalance_factor=10", "word"] == "ahead" and sr.loc["data.imbalance_factor=100", "word"] == "behind"
+    assert set(frame["claim_word"]) == {inf.INCONCLUSIVE}  # ahead on one row only
+
+
+def test_no_control_says_why(write_run, tmp_path: Path):
+    _arm(write_run, tmp_path, "noce", "a", "grpo_rm", CE)
+    _arm(write_run, tmp_path, "noce", "b", "grpo_rm", AHEAD)
     lines, files = verdict_section(load_runs(tmp_path))
-    assert files == {} and "section skipped" in "\n".join(lines)
+    assert files == {} and "`noce`: no arm named `ce` (the control)" in "\n".join(lines)
 
 
-def test_the_anchor_is_a_control_never_said_to_reproduce(write_run, tmp_path: Path):
-    _arm(write_run, tmp_path, "study_readings", "ce", "ce", CE)
-    _arm(write_run, tmp_path, "study_readings", "default", "grpo_rm", BEHIND)
-    _arm(write_run, tmp_path, "study_readings", "anchor", "grpo_rm", AHEAD)
-    rows, arms = verdict_rows(load_runs(tmp_path))
-    assert word(rows[0].cells["anchor"]) == "ahead"
-    sr_line = next(line for line in reproduced(rows, arms) if line.startswith("- SR "))
-    assert "**not reproduced** by any reading" in sr_line and "1 reading(s) run" in sr_line
+def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Path):
+    for folder, values in (("committed", BEHIND), ("mine", AHEAD)):
+        _arm(write_run, tmp_path / folder, "same", "ce", "ce", CE, verdict=DECLARED)
+        _arm(write_run, tmp_path / folder, "same", "grpo", "grpo_rm", values, verdict=DECLARED)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "committed"), str(tmp_path / "mine"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"### `{tmp_path / 'committed'}/same`" in result.output and f"### `{tmp_path / 'mine'}/same`" in result.output
+    assert "behind (p" in result.output and "ahead (p" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["verdict.csv", "verdict.md", "verdict.tex", "verdict_aggregate.csv"]
+    missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_the_declaration_is_checked_at_load_and_never_hashed():
+    raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
+    plain = build_experiment(raw, "e.yaml").runs
+    declared = build_experiment({**raw, "verdict": {"control": "ce", "target": 2.0,
+                                                    "claims": [{"name": "T", "measure": "transfer_sr/digits"}]}}, "e.yaml").runs
+    assert [(r.run_id, r.config_hash()) for r in plain] == [(r.run_id, r.config_hash()) for r in declared]
+    assert declared[0].model_dump(mode="json")["verdict"]["target"] == 2.0  # what the record stores
+    with pytest.raises(ConfigError, match="unknown verdict measure 'srr'"):
+        build_experiment({**raw, "verdict": {"claims": [{"name": "SR", "measure": "srr"}]}}, "e.yaml")
+    with pytest.raises(ConfigError, match="needs a condition"):
+        build_experiment({**raw, "verdict": {"claims": [{"name": "T", "measure": "transfer_sr"}]}}, "e.yaml")
+    with pytest.raises(ConfigError, match="verdict.claims"):
+        build_experiment({**raw, "verdict": {"claims": [{"measure": "sr"}]}}, "e.yaml")
+
+
+@pytest.mark.slow
+def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
+    """A tiny experiment file the suite has never seen: a CE arm and a GRPO-RM arm over 3 seeds, real
+    runs; `grporm report` shows its verdict rows from the records alone (the declaration stored there)."""
+    from tests.tiny_runs import invoke, record, write_experiment
+
+    write_experiment(tmp_path, name="tiny_new", matrix={"arm": [{"name": "ce", "method": "ce"},
+                                                                {"name": "grpo", "method": "grpo_rm"}], "seed": [0, 1, 2]},
+                     verdict={"target": 5.0, "claims": [{"name": "SR", "measure": "sr"},
+                                                        {"name": "Convergence", "measure": "first_epoch_knn5"}]})
+    result = invoke(tmp_path)
+    assert result.exit_code != 0 and "unknown verdict measure 'first_epoch_knn5'" in result.output  # knn5: no such measure
+    write_experiment(tmp_path, name="tiny_new", matrix={"arm": [{"name": "ce", "method": "ce"},
+                                                                {"name": "grpo", "method": "grpo_rm"}], "seed": [0, 1, 2]},
+                     verdict={"target": 5.0, "claims": [{"name": "SR", "measure": "sr"}]})
+    result = invoke(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert record(tmp_path, "digits-test_vit-ce-arm=ce-s0", "tiny_new")["config"]["verdict"]["target"] == 5.0
+    report = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results")])
+    assert report.exit_code == 0, report.output
+    text = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "### `tiny_new`" in text and "Control: `ce` (arm)" in text and "claims: declared" in text
+    assert "| SR | test_vit | 3 |" in text and "Seeds for 5" in text and "P(improvement)" in text
+    assert (tmp_path / "results" / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
+
+
+def test_an_axis_only_the_treatments_have_names_them(write_run, tmp_path: Path):
+    """CE run once, GRPO-RM at two temperatures (an axis CE lacks): two treatments of one row, one Holm family."""
+    _arm(write_run, tmp_path, "t", None, "ce", CE)
+    _arm(write_run, tmp_path, "t", None, "grpo_rm", AHEAD, axes={"grpo_rm.temperature": 0.5})
+    _arm(write_run, tmp_path, "t", None, "grpo_rm", MIXED, axes={"grpo_rm.temperature": 2.0})
+    sr = verdict_frame(load_runs(tmp_path)).query("claim == 'SR'").set_index("treatment")
+    assert set(sr.index) == {"grpo_rm, grpo_rm.temperature=0.5", "grpo_rm, grpo_rm.temperature=2.0"}
+    assert set(sr["axes"]) == {""} and set(sr["level"]) == {0.025}
+    assert sr.loc["grpo_rm, grpo_rm.temperature=0.5", "word"] == "ahead"
