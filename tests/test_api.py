@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 import grporm
-from analysis.records import RunSet
+from grporm.analysis.records import RunSet
 
 from tiny_runs import write_experiment
 
 
 def test_import_grporm_loads_neither_torch_nor_pandas():
-    code = ("import sys, grporm; heavy = [m for m in ('torch', 'pandas', 'analysis', 'grporm.api') if m in sys.modules]; "
+    code = ("import sys, grporm; heavy = [m for m in ('torch', 'pandas', 'grporm.analysis', 'grporm.api') if m in sys.modules]; "
             "assert not heavy, heavy; assert callable(grporm.load_runs) and 'grporm.api' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(__file__))
 
@@ -39,7 +39,7 @@ def test_load_runs_reads_hand_made_records(tmp_path, write_run):
 
 def test_verdict_returns_the_verdict_frame_of_the_records(tmp_path, write_run, monkeypatch):
     """verdict_frame is the verdict module's (analysis.verdict); stood in for here with the runs it gets."""
-    from analysis import verdict as verdict_module
+    from grporm.analysis import verdict as verdict_module
 
     write_run(tmp_path, "study", "ce-s0", method="ce", seed=0, sr=0.8)
     seen = []
