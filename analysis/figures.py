@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.records import load_history, load_steps, method_label, method_rank
-from analysis.stats import summarize
+from grporm.analysis.records import load_history, load_steps, method_label, method_rank
+from grporm.analysis.stats import summarize
 from grporm.record_schema import HEADLINE_KNN, SR
 
 # One colour / line style per method, used by every figure.
@@ -472,7 +472,7 @@ def ablation_differences(run_set) -> pd.DataFrame:
     in points: columns experiment, dataset, backbone, metric, arm, method, n, diff, ci_low, ci_high.
     Legacy ablation records (one experiment per setting, no arm axis) have no control in their own
     experiment and are left out."""
-    from analysis.stats import paired_difference
+    from grporm.analysis.stats import paired_difference
 
     runs = run_set.runs
     columns = ["experiment", "dataset", "backbone", "metric", "arm", "method", "n", "diff", "ci_low", "ci_high"]

@@ -15,8 +15,8 @@ from typing import Callable
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import verdict as verdict_module
-from analysis.figures import (
+import grporm.analysis.verdict as verdict_module
+from grporm.analysis.figures import (
     ablation_plot,
     convergence_curves,
     convergence_figure,
@@ -27,14 +27,14 @@ from analysis.figures import (
     severity_plot,
     steps_plot,
 )
-from analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
-from analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
-from analysis.sections import DIFF_LABEL, Table, build_tables
-from analysis.tables import classification_table, row_keys
-from analysis.tuning import NAME as TUNING_NAME
-from analysis.tuning import tuning_section
-from analysis.verdict import NAME as VERDICT_NAME
-from analysis.verdict import verdict_section
+from grporm.analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
+from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
+from grporm.analysis.sections import DIFF_LABEL, Table, build_tables
+from grporm.analysis.tables import classification_table, row_keys
+from grporm.analysis.tuning import NAME as TUNING_NAME
+from grporm.analysis.tuning import tuning_section
+from grporm.analysis.verdict import NAME as VERDICT_NAME
+from grporm.analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
 from grporm.record_schema import HEADLINE_KNN, SR

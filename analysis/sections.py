@@ -14,9 +14,9 @@ from typing import Callable
 
 import pandas as pd
 
-from analysis.records import RunSet, is_ablation, method_label, method_rank, variant
-from analysis.stats import PairedDiff, paired_difference, summarize
-from analysis.tables import TABLE_METRICS
+from grporm.analysis.records import RunSet, is_ablation, method_label, method_rank, variant
+from grporm.analysis.stats import PairedDiff, paired_difference, summarize
+from grporm.analysis.tables import TABLE_METRICS
 from grporm.record_schema import SEG_NAMES, top1_name
 
 TREATMENT, CONTROL = "grpo_rm", "ce"

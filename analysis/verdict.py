@@ -16,10 +16,10 @@ from typing import Callable
 import pandas as pd
 from scipy import stats as _scipy_stats
 
-from analysis.records import RunSet, load_history
-from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from analysis.sections import Column, run_values
-from analysis.stats import PairedDiff, paired_difference
+from grporm.analysis.records import RunSet, load_history
+from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
+from grporm.analysis.sections import Column, run_values
+from grporm.analysis.stats import PairedDiff, paired_difference
 from grporm.record_schema import HEADLINE_KNN, MIOU, SR
 
 NAME = "verdict"

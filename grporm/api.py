@@ -8,8 +8,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from analysis.records import RunSet
-from analysis.records import load_runs as _load_runs
+from grporm.analysis.records import RunSet
+from grporm.analysis.records import load_runs as _load_runs
 
 __all__ = ["load_runs", "run", "verdict"]
 
@@ -51,6 +51,6 @@ def verdict(*results: str | Path) -> pd.DataFrame:
     """The verdict as a frame (analysis.verdict.verdict_frame): one row per (experiment, claim, backbone,
     treatment) with the paired difference from the control in points, its interval, p values, the
     word and the detectable difference."""
-    import analysis.verdict as verdict_module
+    import grporm.analysis.verdict as verdict_module
 
     return verdict_module.verdict_frame(load_runs(*results))

@@ -210,8 +210,8 @@ def tune(
     from grporm.inputs import check_environment, output_folder
 
     _checked_environment(check_environment)
-    from analysis.tuning import decisions_markdown
     from grporm import distributed
+    from grporm.analysis.tuning import decisions_markdown
     from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
     from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
@@ -252,7 +252,7 @@ def report(
     refresh: bool = typer.Option(False, "--refresh", help="with --from-wandb: query W&B again instead of the cache"),
 ) -> None:
     """Write REPORT.md (all tables and figures, under tables/ and figures/) and each experiment's table.md, from the run records."""
-    from analysis.report import REPORT_NAME, report_all
+    from grporm.analysis.report import REPORT_NAME, report_all
 
     try:
         written = report_all(results, from_wandb, refresh)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from analysis.records import load_runs
-from analysis.sections import SECTIONS, build_table, first_in_process
+from grporm.analysis.records import load_runs
+from grporm.analysis.sections import SECTIONS, build_table, first_in_process
 
 COST = next(s for s in SECTIONS if s.name == "cost")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import ablation_differences, ablation_plot, forest_plot, forest_rows
-from analysis.records import load_runs
+from grporm.analysis.figures import ablation_differences, ablation_plot, forest_plot, forest_rows
+from grporm.analysis.records import load_runs
 
 COLUMNS = ["experiment", "claim", "measure", "backbone", "treatment", "role", "n", "diff", "ci_low", "ci_high", "p",
            "p_holm", "word", "detectable", "target", "seeds_needed", "close_call", "runner_up_word", "claim_word"]
@@ -116,8 +116,8 @@ def test_ablation_plot_without_arm_studies_is_none(tmp_path, write_run):
 def test_report_draws_the_forest_plot_in_the_verdict_section_and_its_embedded_file(tmp_path, write_run, monkeypatch):
     """The report calls analysis.verdict.verdict_frame (stood in for here) and links the plot from REPORT.md,
     from tables/verdict.md (which the README embeds) and from the experiment's table.md."""
-    from analysis import report as report_module
-    from analysis import verdict as verdict_module
+    from grporm.analysis import report as report_module
+    from grporm.analysis import verdict as verdict_module
 
     _ablation_records(tmp_path, write_run)
     frame = verdict_frame(2, 2).assign(experiment="study_ablations")

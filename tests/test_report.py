@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from analysis.records import load_runs
-from analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
-from analysis.report import REPORT_NAME
-from analysis.sections import DIFF, SECTIONS, build_table, build_tables
-from analysis.stats import paired_difference, summarize, t_interval
 from grporm import wandb_tools
+from grporm.analysis.records import load_runs
+from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
+from grporm.analysis.report import REPORT_NAME
+from grporm.analysis.sections import DIFF, SECTIONS, build_table, build_tables
+from grporm.analysis.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
 
@@ -277,7 +277,7 @@ def test_csv_has_every_cell_with_provenance(results: Path):
 
 
 def test_convergence_curves_carry_wall_time(results: Path):
-    from analysis.figures import convergence_curves
+    from grporm.analysis.figures import convergence_curves
 
     runs = load_runs(results).runs
     curves = convergence_curves(runs[runs["experiment"] == "main"], None, ("experiment", "dataset", "backbone"))

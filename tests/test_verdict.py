@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.records import load_runs
-from analysis.stats import paired_difference
-from analysis.verdict import (
+from grporm.analysis.records import load_runs
+from grporm.analysis.stats import paired_difference
+from grporm.analysis.verdict import (
     detectable,
     reproduced,
     seeds_needed,
