@@ -313,7 +313,7 @@ def _section_markdown(section, table: Table | None, root: Path, written: list[Pa
     stem = root / TABLES_DIR / section.name
     for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
         _write(stem.with_suffix(suffix), render(table), written)
-    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
+    return parts + [table.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
         _provenance(table) + [""]
 
 

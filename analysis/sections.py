@@ -306,7 +306,7 @@ def warm_runs(run_set: RunSet, runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     warm_in_row = runs.assign(_warm=~cold).groupby(keys, sort=False, dropna=False)["_warm"].transform("any")
     drop = cold & warm_in_row
     only_cold = runs[cold & ~warm_in_row]
-    rows = sorted({" / ".join(str(v) for v in key if v) for key in
+    rows = sorted({" / ".join([*(str(v) for v in key[:-1] if v), method_label(key[-1])]) for key in
                    only_cold[keys].astype(str).replace("nan", "").itertuples(index=False, name=None)})
     note = (f"Warm-up: a process's first run that trained (and any run before it) pays the process's warm-up "
             f"(imports, data loading, first kernels; `timing.first_in_process`, inferred from host, pid and start "

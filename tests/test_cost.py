@@ -6,6 +6,7 @@ import json
 import pytest
 
 from grporm.analysis.records import load_runs
+from grporm.analysis.report import report_all
 from grporm.analysis.sections import SECTIONS, build_table, first_in_process
 
 COST = next(s for s in SECTIONS if s.name == "cost")
@@ -37,6 +38,9 @@ def test_the_first_run_of_a_process_is_left_out_of_the_cost_table(tmp_path, writ
     assert _train_seconds(table, "ce").mean == pytest.approx(4.4) and _train_seconds(table, "ce").n == 2
     assert _train_seconds(table, "grpo_rm").n == 3
     assert "first_in_process" in table.legend and "1 left out" in table.legend
+    report_all(tmp_path)
+    cost = (tmp_path / "REPORT.md").read_text().split("## Cost")[1]
+    assert "1 left out" in cost.split("| Experiment")[0]  # the legend above the table says so
 
 
 def test_a_row_of_first_runs_only_keeps_them_and_says_so(tmp_path, write_run):
