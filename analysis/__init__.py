@@ -7,14 +7,14 @@
 - figures: convergence, severity, shot-group and ablation bars, training statistics
 - report: records loaded once -> REPORT.md with everything, and each experiment's table.md
 """
-from analysis.figures import convergence_figure
-from analysis.records import RunSet, load_history, load_runs, load_steps, tidy
-from analysis.render import classification_markdown, table_csv, table_latex, table_markdown
-from analysis.report import report_all, write_experiment_tables, write_report
-from analysis.sections import SECTIONS, build_table, build_tables
-from analysis.stats import paired_difference, summarize
-from analysis.tables import classification_table
-from analysis.verdict import verdict_frame
+from grporm.analysis.figures import convergence_figure
+from grporm.analysis.records import RunSet, load_history, load_runs, load_steps, tidy
+from grporm.analysis.render import classification_markdown, table_csv, table_latex, table_markdown
+from grporm.analysis.report import report_all, write_experiment_tables, write_report
+from grporm.analysis.sections import SECTIONS, build_table, build_tables
+from grporm.analysis.stats import paired_difference, summarize
+from grporm.analysis.tables import classification_table
+from grporm.analysis.verdict import verdict_frame
 
 __all__ = ["RunSet", "SECTIONS", "build_table", "build_tables", "classification_markdown", "classification_table",
            "convergence_figure", "load_history", "load_runs", "load_steps", "paired_difference", "report_all",

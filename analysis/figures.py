@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib
+import matplotlib.lines
+import matplotlib.patches
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.records import load_history, load_steps, method_label, method_rank
-from analysis.stats import summarize
+from grporm.analysis.records import load_history, load_steps, method_label, method_rank
+from grporm.analysis.stats import summarize
 from grporm.record_schema import HEADLINE_KNN, SR
 
 # One colour / line style per method, used by every figure.
@@ -371,8 +373,163 @@ def imbalance_plot(table) -> Figure | None:
                              "Imbalanced training: accuracy per shot group")
 
 
-def ablation_plot(table) -> Figure | None:
-    """Accuracy per ablation variant (bars per method), from the ``ablations`` table."""
-    return grouped_bars_plot(table, lambda row, column: row.key[3] or "(default)", lambda key: key[:3],
-                             "Ablations: accuracy per variant")
+# -- forest plot (the verdict) --------------------------------------------------------------------
+WORD_STYLE = {"ahead": {"color": "#2ca02c", "marker": "o"}, "behind": {"color": "#d62728", "marker": "s"},
+              "no difference": {"color": "#555555", "marker": "D"}}
+NO_WORD = {"color": "#999999", "marker": "x"}  # fewer than two pairs: no interval, no word
+LINE_INCHES = 0.16  # per drawn line: 16 claim rows x 7 treatments stay readable on a long page
+FOREST_KEYS = ("experiment", "claim", "backbone")
 
+
+def forest_rows(frame: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The claim rows (experiment, claim, backbone) of a verdict frame in frame order, each with its lines
+    (treatments first in frame order, A/A controls last)."""
+    keys = [k for k in FOREST_KEYS if k in frame.columns]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        aa = group["role"].eq("aa") if "role" in group.columns else pd.Series(False, index=group.index)
+        rows.append((key, pd.concat([group[~aa], group[aa]])))
+    return rows
+
+
+def _forest_point(ax, y: float, line: pd.Series) -> None:
+    aa = line.get("role") == "aa"
+    style = WORD_STYLE.get(str(line.get("word") or ""), NO_WORD)
+    colour = "#7f7f7f" if aa else style["color"]
+    detect = line.get("detectable")
+    if detect is not None and np.isfinite(detect) and detect > 0:
+        ax.fill_betweenx([y - 0.4, y + 0.4], -detect, detect, color="#1f77b4", alpha=0.10, linewidth=0)
+    low, high = line.get("ci_low"), line.get("ci_high")
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        ax.hlines(y, low, high, color=colour, linewidth=1.6, linestyle=":" if aa else "-")
+    ax.plot([line["diff"]], [y], linestyle="none", marker=style["marker"], markersize=5, color=colour,
+            markerfacecolor="white" if aa else colour)
+
+
+@styled
+def forest_plot(frame: pd.DataFrame) -> Figure | None:
+    """Verdict forest plot from a verdict frame (analysis.verdict.verdict_frame, differences in points):
+    one block per claim row (experiment, claim, backbone), one line per treatment: the mean paired
+    difference from the control (point) and its 95% interval (line); the shaded band is ± the detectable
+    difference; colour and marker give the word; A/A controls are grey, hollow and dotted. None for an
+    empty frame."""
+    if frame is None or frame.empty:
+        return None
+    rows = forest_rows(frame)
+    lines = sum(len(group) for _, group in rows)
+    height = 1.6 + LINE_INCHES * lines + 0.12 * len(rows)
+    fig = Figure(figsize=(7.5, max(2.4, height)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ticks, labels, y = [], [], 0.0
+    spans = []
+    for key, group in rows:
+        start = y
+        for _, line in group.iterrows():
+            _forest_point(ax, y, line)
+            ticks.append(y)
+            labels.append(f"{line['treatment']}{' (A/A)' if line.get('role') == 'aa' else ''}")
+            y += 1
+        spans.append((start, y - 1, key))
+        y += 0.8  # a gap between claim rows
+    for i, (start, end, key) in enumerate(spans):
+        text = textwrap.fill(" / ".join(str(k) for k in key[1:] if k), 28)
+        ax.annotate(text, xy=(0, (start + end) / 2), xycoords=("axes fraction", "data"), xytext=(-118, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=7.5, fontweight="bold")
+        if i + 1 < len(spans):
+            ax.axhline(end + 0.9, color="#dddddd", linewidth=0.6)
+    ax.axvline(0, color="black", linewidth=0.9, label="zero (no difference)")
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.set_ylim(ticks[-1] + 0.7, -0.7)  # first row on top
+    ax.grid(axis="x", alpha=0.3)
+    measure = ", ".join(dict.fromkeys(str(m) for m in frame.get("measure", pd.Series(dtype=str)).dropna())) or ""
+    ax.set_xlabel("difference from the control (percentage points)" + (f"; measure: {textwrap.shorten(measure, 60)}"
+                                                                     if measure else ""))
+    handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"], label=w)
+               for w, s in WORD_STYLE.items()]
+    handles += [matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o", markerfacecolor="white",
+                                        label="A/A control"),
+                matplotlib.patches.Patch(color="#1f77b4", alpha=0.10, label="\u00b1 detectable difference")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=5, fontsize=7)
+    fig.suptitle("Verdict: each treatment minus the control, paired by seed\npoint = mean, line = 95% interval")
+    return fig
+
+
+# -- ablations ----------------------------------------------------------------------------------
+ABLATION_METRICS = ((SR, "SR"), (HEADLINE_KNN, "kNN@20"))
+CONTROL_ARM = "ce"
+
+
+def _arm(record: dict) -> str | None:
+    axes = record.get("axes") if isinstance(record, dict) else None
+    return str(axes["arm"]) if isinstance(axes, dict) and axes.get("arm") is not None else None
+
+
+def ablation_differences(run_set) -> pd.DataFrame:
+    """Per ablation study (an experiment named with 'ablation' whose runs have an ``arm`` axis), data set,
+    backbone, metric and arm: the arm minus the control arm (CONTROL_ARM, else the first CE arm) paired by seed,
+    in points: columns experiment, dataset, backbone, metric, arm, method, n, diff, ci_low, ci_high.
+    Legacy ablation records (one experiment per setting, no arm axis) have no control in their own
+    experiment and are left out."""
+    from grporm.analysis.stats import paired_difference
+
+    runs = run_set.runs
+    columns = ["experiment", "dataset", "backbone", "metric", "arm", "method", "n", "diff", "ci_low", "ci_high"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs = runs.assign(arm=[_arm(run_set.records.get(p, {})) for p in runs["path"]])
+    runs = runs[runs["experiment"].str.contains("ablation") & runs["arm"].notna()]
+    out = []
+    for (experiment, dataset, backbone), group in runs.groupby(["experiment", "dataset", "backbone"], sort=True):
+        ce_arms = list(dict.fromkeys(group.loc[group["method"] == "ce", "arm"]))
+        control = CONTROL_ARM if CONTROL_ARM in ce_arms else (ce_arms[0] if ce_arms else None)
+        if control is None:
+            continue
+        base = group[group["arm"] == control]
+        for metric, _ in ABLATION_METRICS:
+            if metric not in group.columns:
+                continue
+            reference = {int(s): float(v) for s, v in zip(base["seed"], base[metric]) if pd.notna(v)}
+            for arm, runs_of_arm in group[group["arm"] != control].groupby("arm", sort=False):
+                values = {int(s): float(v) for s, v in zip(runs_of_arm["seed"], runs_of_arm[metric]) if pd.notna(v)}
+                d = paired_difference(values, reference)
+                if d.n:
+                    out.append([experiment, dataset, backbone, metric, arm, runs_of_arm["method"].iloc[0], d.n,
+                                100 * d.mean, 100 * d.ci_low, 100 * d.ci_high])
+    return pd.DataFrame(out, columns=columns)
+
+
+@styled
+def ablation_plot(run_set) -> Figure | None:
+    """Each ablation arm minus the CE control of the same study and seed (points, 95% t interval), one
+    panel per (study, data set, backbone) and metric; the x axis spans the differences, so a point is
+    visible. None when no ablation study with arms has finished runs."""
+    diffs = ablation_differences(run_set)
+    if diffs.empty:
+        return None
+    panels = list(diffs.groupby(["experiment", "dataset", "backbone", "metric"], sort=False))
+    arms = max(g["arm"].nunique() for _, g in panels)
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(4.0 * ncols + 1.2, nrows * (0.9 + 0.24 * arms) + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    names = dict(ABLATION_METRICS)
+    for ax, ((experiment, dataset, backbone, metric), group) in zip(axes, panels):
+        ys = np.arange(len(group))
+        colours = [method_style(m)["color"] for m in group["method"]]
+        err = np.vstack([np.nan_to_num(group["diff"] - group["ci_low"]), np.nan_to_num(group["ci_high"] - group["diff"])])
+        for y, x, e0, e1, colour in zip(ys, group["diff"], err[0], err[1], colours):
+            ax.errorbar([x], [y], xerr=[[e0], [e1]], fmt="o", color=colour, capsize=2, markersize=4, linewidth=1.2)
+        ax.axvline(0, color="black", linewidth=0.9)
+        ax.set_yticks(ys, [f"{a} (n={n})" for a, n in zip(group["arm"], group["n"])])
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"{names.get(metric, metric)}: arm \u2212 CE control (points)")
+        ax.set_title(_title((experiment, dataset, backbone)))
+    fig.suptitle("Ablations: each arm minus the CE control of the same study and seed\n"
+                 "point = mean paired difference, line = 95% t interval (none with one seed)")
+    return fig

@@ -13,10 +13,10 @@ import math
 
 import pandas as pd
 
-from analysis.records import method_label
-from analysis.sections import DIFF, KEY_TITLES, Column, Row, Table
-from analysis.stats import MIN_SEEDS, PairedDiff, Summary
-from analysis.tables import TABLE_METRICS
+from grporm.analysis.records import method_label
+from grporm.analysis.sections import DIFF, KEY_TITLES, Column, Row, Table
+from grporm.analysis.stats import MIN_SEEDS, PairedDiff, Summary
+from grporm.analysis.tables import TABLE_METRICS
 
 MISSING = "—"
 

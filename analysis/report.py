@@ -15,24 +15,26 @@ from typing import Callable
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.figures import (
+import grporm.analysis.verdict as verdict_module
+from grporm.analysis.figures import (
     ablation_plot,
     convergence_curves,
     convergence_figure,
     convergence_plot,
+    forest_plot,
     imbalance_plot,
     save_figure,
     severity_plot,
     steps_plot,
 )
-from analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
-from analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
-from analysis.sections import DIFF_LABEL, Table, build_tables
-from analysis.tables import classification_table, row_keys
-from analysis.tuning import NAME as TUNING_NAME
-from analysis.tuning import tuning_section
-from analysis.verdict import NAME as VERDICT_NAME
-from analysis.verdict import verdict_section
+from grporm.analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
+from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
+from grporm.analysis.sections import DIFF_LABEL, Table, build_tables
+from grporm.analysis.tables import classification_table, row_keys
+from grporm.analysis.tuning import NAME as TUNING_NAME
+from grporm.analysis.tuning import tuning_section
+from grporm.analysis.verdict import NAME as VERDICT_NAME
+from grporm.analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
 from grporm.record_schema import HEADLINE_KNN, SR
@@ -41,6 +43,7 @@ REPORT_NAME = "REPORT.md"
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
 TABLE_NAME = "table.md"      # per experiment, next to its runs/
 FIGURE_NAME = "convergence.png"
+FOREST_NAME = "forest"       # per experiment with verdict rows: forest.png and forest.pdf
 LEGEND = ("Accuracies are test top-1 in %, mean ± std over seeds (sample std; a single number is one seed); "
           "Head = the model's own classifier (— where there is none, e.g. the pretrained backbone), "
           "SR = softmax regression on frozen features, kNN@20 = DINO kNN (k = 20) on frozen features.")
@@ -68,9 +71,21 @@ def _main_runs(run_set: RunSet):
 
 
 PANEL = ("experiment", "dataset", "backbone")
+FOREST = "verdict_forest"
+
+
+def verdict_figure(run_set: RunSet) -> Figure | None:
+    """The verdict's forest plot, from the verdict frame (analysis.verdict.verdict_frame; None while the
+    verdict module has no frame)."""
+    frame_of = getattr(verdict_module, "verdict_frame", None)
+    return forest_plot(frame_of(run_set)) if frame_of is not None else None
+
+
 # (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
 CONVERGENCE = ((HEADLINE_KNN, "kNN@20", ""), (SR, "SR", "_sr"))
 FIGURES = (
+    FigureSpec(FOREST, "Verdict: forest plot", VERDICT_NAME, lambda rs, t: verdict_figure(rs),
+               f"the verdict table (`{TABLES_DIR}/{VERDICT_NAME}.csv`).", "No verdict row (no study with a CE arm and a treatment arm has finished runs)."),
     *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
                  lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c), "epoch", c),
                  f"`history.csv` (column {column}) of the runs in the Classification table.",
@@ -88,8 +103,11 @@ FIGURES = (
     FigureSpec("imbalance_shots", "Many / medium / few-shot accuracy", "imbalance",
                lambda rs, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table.",
                "No imbalance table."),
-    FigureSpec("ablations", "Ablation bars", "ablations",
-               lambda rs, t: ablation_plot(t.get("ablations")), "the Ablations table.", "No ablation table."),
+    FigureSpec("ablations", "Ablations: each arm minus the CE control", "ablations",
+               lambda rs, t: ablation_plot(rs), "the runs of the ablation study (an experiment named with "
+               "'ablation' whose runs have an `arm` axis), paired by seed with its CE arm.",
+               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs; legacy "
+               "`ablation_*` records (one experiment per setting, no CE control of their own) are in the table only."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
                lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
                "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",
@@ -114,7 +132,7 @@ def _sources(runs: pd.DataFrame) -> list[str]:
 
 
 def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tuple[Path, str]], exp_dir: Path,
-                        figure: Path | None) -> str:
+                        figure: Path | None, forest: Path | None = None) -> str:
     """An experiment's table.md: its classification table, its convergence figure, its excluded runs."""
     parts = [f"# {experiment}", "", LEGEND, ""]
     if runs.empty:
@@ -125,6 +143,9 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
         parts += [f"![kNN@20 per epoch]({FIGURE_NAME})", ""]
     else:
         parts += ["No convergence figure: no finished run has a history.csv with kNN@20 values.", ""]
+    if forest is not None:
+        parts += ["Each treatment arm minus the control, paired by seed (point = mean, line = 95% interval, "
+                  "band = \u00b1 detectable difference):", "", f"![Forest plot]({forest.name})", ""]
     if excluded:
         parts += ["## Excluded runs", "", "Not averaged into the table:", ""]
         parts += [f"- `{_relative(path, (exp_dir,))}`: {reason}" for path, reason in excluded]
@@ -138,6 +159,8 @@ def write_experiment_tables(root: Path, run_set: RunSet) -> list[Path]:
     """For every ``<experiment>/`` under ``root`` with run records, ``table.md`` and ``convergence.png`` (when
     some run has a history) next to its ``runs/``, from its share of ``run_set``; returns the written paths."""
     written: list[Path] = []
+    frame_of = getattr(verdict_module, "verdict_frame", None)
+    frame = frame_of(run_set) if frame_of is not None else None
     for exp_dir in sorted(root.iterdir()):
         if not (exp_dir.is_dir() and (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*/record.json"))):
             continue
@@ -150,10 +173,23 @@ def write_experiment_tables(root: Path, run_set: RunSet) -> list[Path]:
         figure = convergence_figure(runs, exp_dir, figure_path) if not runs.empty else None
         if figure is None:
             figure_path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
+        forest = _experiment_forest(frame, exp_dir)
         table_path = exp_dir / TABLE_NAME
-        table_path.write_text(experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure), encoding="utf-8")
-        written += [table_path] + ([figure] if figure is not None else [])
+        table_path.write_text(experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest), encoding="utf-8")
+        written += [table_path] + ([figure] if figure is not None else []) + ([forest] if forest is not None else [])
     return written
+
+
+def _experiment_forest(frame: pd.DataFrame | None, exp_dir: Path) -> Path | None:
+    """The experiment's rows of the verdict frame as ``forest.png`` (+ .pdf) next to its table.md; a stale
+    plot is removed when the experiment has no verdict row."""
+    mine = frame[frame["experiment"] == exp_dir.name] if frame is not None and not frame.empty else None
+    fig = forest_plot(mine) if mine is not None and not mine.empty else None
+    if fig is None:
+        for suffix in (".png", ".pdf"):
+            (exp_dir / f"{FOREST_NAME}{suffix}").unlink(missing_ok=True)
+        return None
+    return save_figure(fig, exp_dir / FOREST_NAME)[0]
 
 
 def _relative(path: Path, roots: tuple[Path, ...]) -> str:
@@ -244,6 +280,11 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None) 
 
     parts = _header(run_set, sources)
     verdict_lines, verdict_files = verdict_section(run_set)
+    if FOREST in figure_files and ".md" in verdict_files:
+        # the README embeds tables/verdict.md (tools/embed.py rewrites its relative links): the plot goes in it
+        verdict_files[".md"] = verdict_files[".md"].rstrip("\n") + "\n\n" + \
+            f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
+    verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
     for suffix, text in verdict_files.items():
         _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
     parts += verdict_lines
@@ -272,7 +313,7 @@ def _section_markdown(section, table: Table | None, root: Path, written: list[Pa
     stem = root / TABLES_DIR / section.name
     for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
         _write(stem.with_suffix(suffix), render(table), written)
-    return parts + [section.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
+    return parts + [table.legend, "", table_markdown(table).rstrip("\n"), "", file_links(section.name, TABLES_DIR), ""] + \
         _provenance(table) + [""]
 
 

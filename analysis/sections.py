@@ -14,9 +14,9 @@ from typing import Callable
 
 import pandas as pd
 
-from analysis.records import RunSet, is_ablation, method_label, method_rank, variant
-from analysis.stats import PairedDiff, paired_difference, summarize
-from analysis.tables import TABLE_METRICS
+from grporm.analysis.records import RunSet, is_ablation, method_label, method_rank, variant
+from grporm.analysis.stats import PairedDiff, paired_difference, summarize
+from grporm.analysis.tables import TABLE_METRICS
 from grporm.record_schema import SEG_NAMES, top1_name
 
 TREATMENT, CONTROL = "grpo_rm", "ce"
@@ -92,6 +92,8 @@ class Section:
     absent: str = ""
     shown_axes: tuple[str, ...] = ()  # matrix axes shown as their own key column, so left out of Variant
     note: Callable[[list[dict]], str] | None = None  # more legend, from the records of the table's runs
+    # (run set, selected runs) -> (the runs the table averages, more legend): e.g. the cost table's warm-up rule
+    select: Callable[[RunSet, pd.DataFrame], tuple[pd.DataFrame, str]] | None = None
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -151,6 +153,9 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
     runs = run_set.runs
     if not section.all_experiments and not runs.empty:
         runs = runs[runs["experiment"].map(is_ablation) == section.ablations]
+    selected_note = ""
+    if section.select is not None and not runs.empty:
+        runs, selected_note = section.select(run_set, runs)
     metrics = run_set.metrics[run_set.metrics["path"].isin(set(runs["path"]))]
     metrics = metrics[metrics["family"].isin({section.family, "clean"})]
     if runs.empty or not (metrics["family"] == section.family).any():
@@ -179,6 +184,7 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
     legend = section.legend
     if section.note is not None:
         legend += " " + section.note([run_set.records[path] for path in runs["path"]])
+    legend += f" {selected_note}" if selected_note else ""
     return Table(section.name, section.title, legend, tuple(section.keys), columns, rows,
                  best_cells(rows, columns, block))
 
@@ -268,6 +274,49 @@ def cost_columns(metrics: pd.DataFrame) -> list[Column]:
             for title, metric, higher in COST if metric in present]
 
 
+def first_in_process(run_set: RunSet) -> set[str]:
+    """Paths of the runs that carry their process's warm-up: ``timing.first_in_process`` when the record has
+    it; for older records, inferred: the runs of one process (host, pid, experiment) in start order, up to and
+    including the first that trained (a pretrained row trains nothing, so the next run is still cold)."""
+    first: set[str] = set()
+    processes: dict[tuple, list[tuple[str, str, float]]] = {}
+    for path, record in run_set.records.items():
+        timing = record.get("timing") if isinstance(record.get("timing"), dict) else {}
+        flag = timing.get("first_in_process")
+        if isinstance(flag, bool):
+            first.update([path] if flag else [])
+        elif record.get("pid") is not None and record.get("started_at"):
+            trained = isinstance(timing.get("train_seconds"), (int, float)) and timing["train_seconds"] > 0
+            key = (str(record.get("host")), str(record["pid"]), str(record.get("experiment")))
+            processes.setdefault(key, []).append((str(record["started_at"]), path, trained))
+    for runs in processes.values():
+        for _, path, trained in sorted(runs):
+            first.add(path)
+            if trained:
+                break
+    return first
+
+
+def warm_runs(run_set: RunSet, runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The cost table's runs: a row's first-in-process runs (their times include the warm-up) are left out
+    when the row has other runs; a row of first runs only keeps them and is named in the legend."""
+    first = first_in_process(run_set)
+    cold = runs["path"].isin(first)
+    keys = list(KEYS) + ["method"]
+    warm_in_row = runs.assign(_warm=~cold).groupby(keys, sort=False, dropna=False)["_warm"].transform("any")
+    drop = cold & warm_in_row
+    only_cold = runs[cold & ~warm_in_row]
+    rows = sorted({" / ".join([*(str(v) for v in key[:-1] if v), method_label(key[-1])]) for key in
+                   only_cold[keys].astype(str).replace("nan", "").itertuples(index=False, name=None)})
+    note = (f"Warm-up: a process's first run that trained (and any run before it) pays the process's warm-up "
+            f"(imports, data loading, first kernels; `timing.first_in_process`, inferred from host, pid and start "
+            f"time for older records); such runs are left out of a row that has other runs "
+            f"({int(drop.sum())} left out here).")
+    if rows:
+        note += f" Rows of first runs only, warm-up included: {'; '.join(rows)}."
+    return runs[~drop], note
+
+
 def shot_thresholds_note(records: list[dict]) -> str:
     """The many/medium/few-shot boundaries the runs used (their config's eval.shot_thresholds)."""
     used = sorted({tuple(((r.get("config") or {}).get("eval") or {}).get("shot_thresholds") or ())
@@ -313,7 +362,7 @@ SECTIONS: tuple[Section, ...] = (
             "Per run, mean ± std over seeds: training time (excluding the learning-rate search and "
             "evaluation), whole-run wall time, training throughput and peak memory (CPU: max RSS of the "
             "process). Bold = cheapest (fastest for images/s). All experiments, ablations included.",
-            "cost", cost_columns, all_experiments=True),
+            "cost", cost_columns, all_experiments=True, select=warm_runs),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
+from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.tuning import _label_of, _points, flags, is_current, load_records
 
 NAME = "tuning"

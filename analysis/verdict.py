@@ -18,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-import analysis.inference as inf
-from analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
-from analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from analysis.sections import SHOT_GROUPS, Column, run_values
-from analysis.stats import paired_difference
+import grporm.analysis.inference as inf
+from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
+from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
+from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
+from grporm.analysis.stats import paired_difference
 from grporm.config import VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split

@@ -210,8 +210,8 @@ def tune(
     from grporm.inputs import check_environment, output_folder
 
     _checked_environment(check_environment)
-    from analysis.tuning import decisions_markdown
     from grporm import distributed
+    from grporm.analysis.tuning import decisions_markdown
     from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
     from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
@@ -252,7 +252,7 @@ def report(
     refresh: bool = typer.Option(False, "--refresh", help="with --from-wandb: query W&B again instead of the cache"),
 ) -> None:
     """Write REPORT.md (all tables and figures, under tables/ and figures/) and each experiment's table.md, from the run records."""
-    from analysis.report import REPORT_NAME, report_all
+    from grporm.analysis.report import REPORT_NAME, report_all
 
     try:
         written = report_all(results, from_wandb, refresh)
@@ -274,7 +274,7 @@ def compare(
 ) -> None:
     """The verdict over the records of every folder given (Markdown on stdout): each experiment with a
     control, its treatments against it; an experiment found in two folders is kept apart, named <folder>/<experiment>."""
-    from analysis.verdict import NAME, comparisons, merged, verdict_files
+    from grporm.analysis.verdict import NAME, comparisons, merged, verdict_files
     from grporm.inputs import output_folder
 
     try:

@@ -190,6 +190,14 @@ class Timing:
     total_seconds: float | None = None
     train_images_per_second: float | None = None
     peak_memory_mb: float | None = None  # CPU: the process's max RSS
+    # no run of this process trained before this one: its times include the process's warm-up (imports,
+    # data loading, first kernels); the cost table leaves such runs out (None: an older record)
+    first_in_process: bool | None = None
+
+    OPTIONAL = ("first_in_process",)  # left out of the JSON when None (records from before it)
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if not (k in self.OPTIONAL and v is None)}
 
     @classmethod
     def from_json(cls, data: Any) -> Timing:
@@ -236,7 +244,7 @@ class RunRecord:
             if f.name in self.OPTIONAL and value is None:
                 continue
             if f.name in ("metrics", "timing"):
-                value = {} if value is None else (value.to_json() if f.name == "metrics" else asdict(value))
+                value = {} if value is None else value.to_json()
             out[f.name] = value
         return out
 

@@ -64,6 +64,10 @@ class RunPaths:
         return self.out / ".lock"
 
 
+# Has a run of this process trained yet? The first one pays the process's warm-up (Timing.first_in_process).
+_TRAINED_IN_PROCESS = False
+
+
 class Run:
     """What every stage of one run shares. Under DDP every rank builds a Run; only rank 0
     (`dist.is_main`) writes files and logs to W&B."""
@@ -159,10 +163,13 @@ class Run:
         return metrics
 
     def _timing(self, eval_seconds: float, total_seconds: float) -> Timing:
+        global _TRAINED_IN_PROCESS
         train_seconds, images = self.progress.train_seconds, self.progress.images_seen
         peak = torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda" else peak_memory_mib()
+        first = not _TRAINED_IN_PROCESS
+        _TRAINED_IN_PROCESS = _TRAINED_IN_PROCESS or bool(self.method.trains and train_seconds)
         return Timing(train_seconds, eval_seconds, total_seconds,
-                      images / train_seconds if self.method.trains and train_seconds else None, peak)
+                      images / train_seconds if self.method.trains and train_seconds else None, peak, first)
 
     # -- files --------------------------------------------------------------------------------
     def _keep_final_weights(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import (
+from grporm.analysis import (
     classification_markdown,
     classification_table,
     convergence_figure,
@@ -16,8 +16,8 @@ from analysis import (
     report_all,
     write_experiment_tables,
 )
-from analysis.figures import convergence_curves
-from analysis.records import is_metric_column, load_history, tidy
+from grporm.analysis.figures import convergence_curves
+from grporm.analysis.records import is_metric_column, load_history, tidy
 from grporm.errors import GrpormError
 
 EXP = "quick"
@@ -188,7 +188,9 @@ def test_experiment_tables(results: Path):
     stale = results / "other" / "convergence.png"
     stale.write_bytes(b"old")
     paths = write_experiment_tables(results, load_runs(results))
-    assert paths == [results / "other" / "table.md", results / EXP / "table.md", results / EXP / "convergence.png"]
+    # EXP pairs GRPO-RM with CE by seed: its verdict rows get a forest plot; "other" has no treatment
+    assert sorted(paths) == sorted([results / "other" / "table.md", results / EXP / "table.md",
+                                    results / EXP / "convergence.png", results / EXP / "forest.png"])
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert not stale.exists()
     text = (results / EXP / "table.md").read_text()
@@ -243,7 +245,7 @@ def test_experiment_table_keeps_ablation_variants_apart(tmp_path: Path):
 
 
 def test_variants_of_one_method_get_distinct_line_styles():
-    from analysis.figures import _line_style
+    from grporm.analysis.figures import _line_style
 
     for method in ("ce", "grpo_rm", "pretrained"):
         lines = [_line_style(method, i)["linestyle"] for i in range(4)]

@@ -3,8 +3,8 @@
 Every import counts, at module level or inside a function (a function-level import only postpones a
 circle to the first call), except those under `if TYPE_CHECKING:`, which never run. Importing
 `a.b.c` also runs the `__init__` of `a.b` (unless the importer lives inside that package), so that
-edge counts too. `analysis` is in the graph with `grporm`: the two packages import each other's
-modules, and a circle through both is still a circle.
+edge counts too. `analysis/` is in the graph as `grporm.analysis` (how it is installed): it and the rest
+of `grporm` import each other's modules, and a circle through both is still a circle.
 """
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("grporm", "analysis")
+# folder -> the package it is installed as (pyproject.toml: analysis/ is grporm.analysis)
+PACKAGES = {"grporm": "grporm", "analysis": "grporm.analysis"}
 
 
-def module_names(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
+def module_names(root: Path, packages) -> dict[str, Path]:
+    """Module name -> file; ``packages``: folder names, or {folder: installed package name}."""
     out = {}
-    for package in packages:
-        for path in (root / package).rglob("*.py"):
-            parts = path.relative_to(root).with_suffix("").parts
+    for folder, package in (packages.items() if isinstance(packages, dict) else ((p, p) for p in packages)):
+        for path in (root / folder).rglob("*.py"):
+            parts = (*package.split("."), *path.relative_to(root / folder).with_suffix("").parts)
             out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
@@ -46,7 +48,7 @@ def _imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
     return []
 
 
-def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+def import_graph(root: Path, packages) -> dict[str, set[str]]:
     """module -> the modules of `packages` that importing it (or calling its functions) imports."""
     modules = module_names(root, packages)
     graph: dict[str, set[str]] = {name: set() for name in modules}

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis import inference as inf
+from grporm.analysis import inference as inf
 
 
 def test_power_matches_the_published_noncentral_t_value():

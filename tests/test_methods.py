@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.records import method_label, method_rank
+from grporm.analysis.records import method_label, method_rank
 from grporm.build import build
 from grporm.config import RunConfig
 from grporm.errors import ConfigError

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from analysis.records import load_runs
-from analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
-from analysis.report import REPORT_NAME
-from analysis.sections import DIFF, SECTIONS, build_table, build_tables
-from analysis.stats import paired_difference, summarize, t_interval
 from grporm import wandb_tools
+from grporm.analysis.records import load_runs
+from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
+from grporm.analysis.report import REPORT_NAME
+from grporm.analysis.sections import DIFF, SECTIONS, build_table, build_tables
+from grporm.analysis.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
 
@@ -277,7 +277,7 @@ def test_csv_has_every_cell_with_provenance(results: Path):
 
 
 def test_convergence_curves_carry_wall_time(results: Path):
-    from analysis.figures import convergence_curves
+    from grporm.analysis.figures import convergence_curves
 
     runs = load_runs(results).runs
     curves = convergence_curves(runs[runs["experiment"] == "main"], None, ("experiment", "dataset", "backbone"))
@@ -299,11 +299,14 @@ def test_report_files(report: Path):
             path = report / "tables" / f"{name}{suffix}"
             assert path.stat().st_size > 0 and f"tables/{name}{suffix}" in text
     for stem in ("convergence_epochs", "convergence_time", "convergence_sr_epochs", "convergence_sr_time",
-                 "ood_severity", "imbalance_shots", "ablations", "training_stats"):
+                 "ood_severity", "imbalance_shots", "training_stats"):
         png, pdf = report / "figures" / f"{stem}.png", report / "figures" / f"{stem}.pdf"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
         assert f"(figures/{stem}.png)" in text
+    # the legacy ablation records (no arm axis, no CE control of their own) are in the table, not the figure
+    assert "*Ablations: each arm minus the CE control*: not drawn." in text
+    assert not (report / "figures" / "ablations.png").exists()
     assert "- `main/runs/fm-grpo-s3/record.json`: failed: TrainingDiverged" in text
     assert "- `main/runs/fm-ce-s3/record.json`: status 'running'" in text
     assert f"main / {FM} / {BB} / GRPO-RM: `fm-grpo-s0` (`{hashlib.sha256(b'fm-grpo-s0').hexdigest()[:12]}`)" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.records import load_runs
+from grporm.analysis.records import load_runs
 from grporm.record_schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

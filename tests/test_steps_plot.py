@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.figures import STEP_DIAGNOSTICS, STEP_STATS, steps_plot
+from grporm.analysis.figures import STEP_DIAGNOSTICS, STEP_STATS, steps_plot
 
 OLD = ["reward_mean", "clip_frac", "entropy", "pi_y"]
 NEW = [column for column, _ in STEP_DIAGNOSTICS]

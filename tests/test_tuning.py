@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.tuning import decision_row, decisions_markdown
 from grporm import learning_rate, runner
+from grporm.analysis.tuning import decision_row, decisions_markdown
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
@@ -406,7 +406,7 @@ def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatc
 
 # -- the report ----------------------------------------------------------------------------------
 def test_report_section_lists_every_decision_with_flags(tmp_path):
-    from analysis.tuning import tuning_section
+    from grporm.analysis.tuning import tuning_section
 
     run = RunConfig(method="ce", tune=TUNE)
     fake_record(tmp_path, run, winner=1e-3)

@@ -148,7 +148,7 @@ def test_every_section_goes_to_wandb_and_comes_back(tmp_path, monkeypatch):
     back from that file, give the report the same section rows as the local records."""
     from types import SimpleNamespace
 
-    from analysis.records import load_runs
+    from grporm.analysis.records import load_runs
     from grporm.config import RunConfig
     from grporm.record_schema import Metrics, RunRecord, SegScores
     from grporm.tracking import Tracker
