@@ -131,6 +131,9 @@ class EvalConfig(Strict):
     shot_thresholds: tuple[int, int] = Field((20, 100), description="few < first <= medium <= second < many (training images per class)")
     ood: OODConfig = Field(default_factory=lambda: OODConfig())
     transfer: list[str] = Field(default_factory=list, description="data sets with the same classes to test on (cross-data-set transfer)")
+    transfer_split: Literal["test", "all"] = Field("test", description="what of each eval.transfer data set is scored: "
+                                                   "its test split, or all its images (train and test: the model never "
+                                                   "trains on a transfer target, so every image is unseen)")
 
 
 class SegConfig(Strict):
@@ -234,7 +237,7 @@ class RunConfig(Strict):
 # hash of a run at that option's default unchanged. To be deleted, with ADDED_OPTIONS, once every
 # committed record has been rerun (their hashes then include every option).
 ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
-                 ("grpo_rm", "feature_uniformity_t"))
+                 ("grpo_rm", "feature_uniformity_t"), ("eval", "transfer_split"))
 
 
 def _tune_as_hashed(tune: dict) -> dict:
