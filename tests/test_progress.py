@@ -60,3 +60,28 @@ def test_a_run_prints_one_line_per_epoch_and_the_matrix_line(tmp_path):
     epochs = re.findall(r"grpo_rm: epoch (\d)/2  loss -?\d\.\d{4}  val kNN@20 \d+\.\d%  elapsed \d+s  ETA (\S+)", result.output)
     assert [e for e, _ in epochs] == ["1", "2"] and epochs[-1][1] == "0s", result.output  # the last epoch: nothing left
     assert record(tmp_path)["status"] == "finished"
+
+
+def test_report_says_what_it_is_doing(write_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from grporm.cli import app
+
+    for seed in (0, 1):
+        write_run(tmp_path, "quick", f"ce-s{seed}", method="ce", seed=seed, sr=0.5)
+    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    stages = [line for line in result.output.splitlines() if re.match(r"\[\d+s\] ", line)]
+    assert stages[0].endswith("loading 2 record(s)") and any("table of experiment quick" in s for s in stages)
+    assert any(re.search(r"figure 1 of \d+: ", s) for s in stages) and stages[-1].endswith("REPORT.md")
+
+
+@pytest.mark.slow
+def test_tune_counts_its_candidates(tmp_path):
+    write_experiment(tmp_path, train={"epochs": 1}, tune={"grid": [1.0e-4, 1.0e-3, 1.0e-2], "max_extensions": 0})
+    result = invoke(tmp_path, command="tune")
+    assert result.exit_code == 0, result.output
+    lines = re.findall(r"candidate (\d) of (\d): lr (\S+) seed (\d)", result.output)
+    assert [(i, n) for i, n, _, _ in lines] == [(str(i), "6") for i in range(1, 7)], result.output
+    assert {(lr, seed) for _, _, lr, seed in lines} == {(lr, s) for lr in ("0.0001", "0.001", "0.01") for s in "01"}
+    assert "estimated time left" in result.output  # from the second candidate on

@@ -271,3 +271,19 @@ def test_no_model_artifact_by_default(tmp_path, monkeypatch):
     tracker.finish({"status": "finished"})
     wandb.teardown()
     assert "artifact" not in read_run(tracker.info["dir"])
+
+
+def test_a_run_read_back_from_wandb_keeps_hash_lr_and_data_set_name():
+    """What the tracker adds to the config (hash, lr, tuning key) is read back into the record's own fields,
+    not left in its config, where it would stop the config from validating."""
+    from types import SimpleNamespace
+
+    from grporm.config import RunConfig
+    from grporm.wandb_tools import record_from_wandb
+
+    run = RunConfig(method="ce", experiment="e", run_id="r0", data={"name": "imagefolder", "root": "/data/flowers"})
+    config = run.model_dump(mode="json") | {"config_hash": run.config_hash(), "lr": 0.003, "tuning_key": "abc123"}
+    fake = SimpleNamespace(id="wb0", name="e/r0", state="finished", summary={"status": "finished"}, config=config)
+    record = record_from_wandb(fake, "team/proj")
+    assert record["config_hash"] == run.config_hash() and record["lr"] == 0.003
+    assert record["config"] == run.model_dump(mode="json") and record["dataset"] == "flowers"
