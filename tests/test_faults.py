@@ -193,7 +193,10 @@ class FakeWandbRun:
     id, dir, url = "fake", ".", None
 
     def __init__(self):
-        self.summary = {}
+        self.summary, self.config = {}, {}  # config.update(values, allow_val_change=True) works on a dict
+
+    def define_metric(self, *args, **kwargs):
+        pass
 
     def log(self, *args, **kwargs):
         raise BrokenPipeError("wandb service died")

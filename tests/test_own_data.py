@@ -16,11 +16,27 @@ from grporm.experiment import EXPERIMENT_KEYS, build_experiment
 TEMPLATE = Path(__file__).resolve().parent.parent / "experiments" / "templates" / "own_data.yaml"
 
 
+VERDICT = "# verdict:"  # the block's first line while the experiment loader does not read `verdict:`
+
+
 def template() -> dict:
-    tree = yaml.safe_load(TEMPLATE.read_text())
-    if "verdict" not in EXPERIMENT_KEYS:  # the verdict declaration is read by the verdict's own branch
-        tree.pop("verdict")
-    return tree
+    return yaml.safe_load(TEMPLATE.read_text())
+
+
+def test_the_verdict_block_is_active_once_the_loader_reads_it():
+    text = TEMPLATE.read_text()
+    if "verdict" in EXPERIMENT_KEYS:
+        assert VERDICT not in text, f"uncomment the verdict block of {TEMPLATE} (the loader reads verdict: now)"
+    else:
+        assert VERDICT in text  # written, commented out, ready: control ce, claims sr and knn20
+        lines = text.splitlines()
+        block = []
+        for line in lines[next(i for i, line in enumerate(lines) if line.startswith(VERDICT)):]:
+            if not line.startswith("#"):
+                break
+            block.append(line[2:].split("  #")[0])  # without the "# " and the line's own comment
+        verdict = yaml.safe_load("\n".join(block))["verdict"]
+        assert verdict["control"] == "ce" and [c["measure"] for c in verdict["claims"]] == ["sr", "knn20"]
 
 
 def test_the_template_loads_as_written():
