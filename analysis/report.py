@@ -243,6 +243,7 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
         say(f"figure {number} of {len(FIGURES)}: {spec.stem}")
         figures[spec.stem] = spec.draw(run_set, tables)
     figure_files: dict[str, list[Path]] = {}
+    say(f"saving {sum(fig is not None for fig in figures.values())} figure(s) (PNG and PDF)")
     for stem, fig in figures.items():
         if fig is not None:
             figure_files[stem] = save_figure(fig, root / FIGURES_DIR / stem)
