@@ -37,6 +37,7 @@ from grporm.analysis.verdict import NAME as VERDICT_NAME
 from grporm.analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
+from grporm.progress import Say, quiet
 from grporm.record_schema import HEADLINE_KNN, SR
 
 REPORT_NAME = "REPORT.md"
@@ -155,7 +156,7 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
     return "\n".join(parts)
 
 
-def write_experiment_tables(root: Path, run_set: RunSet) -> list[Path]:
+def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet) -> list[Path]:
     """For every ``<experiment>/`` under ``root`` with run records, ``table.md`` and ``convergence.png`` (when
     some run has a history) next to its ``runs/``, from its share of ``run_set``; returns the written paths."""
     written: list[Path] = []
@@ -164,6 +165,7 @@ def write_experiment_tables(root: Path, run_set: RunSet) -> list[Path]:
     for exp_dir in sorted(root.iterdir()):
         if not (exp_dir.is_dir() and (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*/record.json"))):
             continue
+        say(f"table of experiment {exp_dir.name}")
         runs = run_set.runs
         if not runs.empty:
             mine = exp_dir.resolve()
@@ -265,20 +267,26 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
     ]
 
 
-def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None) -> list[Path]:
+def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet) -> list[Path]:
     """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths."""
     sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
     written: list[Path] = []
+    say("sections (tables)")
     built = build_tables(run_set)
     tables = {section.name: table for section, table in built if table is not None}
-    figures = {spec.stem: spec.draw(run_set, tables) for spec in FIGURES}
+    figures = {}
+    for number, spec in enumerate(FIGURES, 1):
+        say(f"figure {number} of {len(FIGURES)}: {spec.stem}")
+        figures[spec.stem] = spec.draw(run_set, tables)
     figure_files: dict[str, list[Path]] = {}
+    say(f"saving {sum(fig is not None for fig in figures.values())} figure(s) (PNG and PDF)")
     for stem, fig in figures.items():
         if fig is not None:
             figure_files[stem] = save_figure(fig, root / FIGURES_DIR / stem)
             written += figure_files[stem]
 
     parts = _header(run_set, sources)
+    say("verdict")
     verdict_lines, verdict_files = verdict_section(run_set)
     if FOREST in figure_files and ".md" in verdict_files:
         # the README embeds tables/verdict.md (tools/embed.py rewrites its relative links): the plot goes in it
@@ -300,6 +308,7 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None) 
     parts += ([f"- `{_relative(path, run_set.roots)}`: {reason}" for path, reason in run_set.excluded]
               or ["None: every record under the results folder is a finished run."]) + [""]
     parts += ["## Environment", "", "From the `env` of each finished run's record.", ""] + _environment(run_set) + [""]
+    say(f"writing {root / REPORT_NAME}")
     _write(root / REPORT_NAME, "\n".join(parts), written)
     _clean_stale(root / TABLES_DIR, set(written))
     _clean_stale(root / FIGURES_DIR, set(written))
@@ -331,7 +340,8 @@ def _figures_markdown(after: str, figures: dict, files: dict[str, list[Path]]) -
     return parts
 
 
-def report_all(results_dir: str | Path, wandb_project: str | None = None, refresh: bool = False) -> list[Path]:
+def report_all(results_dir: str | Path, wandb_project: str | None = None, refresh: bool = False,
+               say: Say = quiet) -> list[Path]:
     """What `grporm report` does: load the records once (with ``wandb_project``, "entity/project", the runs of
     that W&B project join in, read through the cache under ``results/.wandb_cache/``), then each experiment's
     ``table.md`` (local records) and REPORT.md with its tables and figures. Raises GrpormError when there
@@ -351,8 +361,9 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
         extra = (cache,)
         sources = ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)",
                    f"the runs of W&B project `{wandb_project}` (cached under `{_relative(cache, (root,))}`)"]
+    say(f"loading {sum(1 for r in (root, *extra) for _ in r.glob('*/runs/*/record.json'))} record(s)")
     run_set = load_runs(root, *extra)
     if run_set.runs.empty and not run_set.excluded:
         raise GrpormError(no_records)
-    written = write_experiment_tables(root, run_set) if has_local else []
-    return written + write_report(root, run_set, sources)
+    written = write_experiment_tables(root, run_set, say) if has_local else []
+    return written + write_report(root, run_set, sources, say)

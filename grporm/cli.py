@@ -253,9 +253,10 @@ def report(
 ) -> None:
     """Write REPORT.md (all tables and figures, under tables/ and figures/) and each experiment's table.md, from the run records."""
     from grporm.analysis.report import REPORT_NAME, report_all
+    from grporm.progress import Stages
 
     try:
-        written = report_all(results, from_wandb, refresh)
+        written = report_all(results, from_wandb, refresh, say=Stages())
     except GrpormError as err:
         _fail(err)
     for path in written:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Seeds are multiplied into torch generator seeds (which must fit 64 bits): keep them to 31 bits.
 MAX_SEED = 2**31 - 1
+# The registered name of "your own images in class folders" (grporm/data/image_folder.py): named by its folder.
+FOLDER_DATASET = "imagefolder"
 # A learning-rate decision is made on this many tuning seeds at least (docs/method.md, 'Tuning rules').
 MIN_TUNING_SEEDS = 2
 
@@ -35,6 +37,16 @@ class DataConfig(Strict):
     split_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seed of the data draws (subsets, validation carve, canvases); null = the run's seed, so each seed draws its own and the methods of a seed share it; an int pins one split for every seed")
     image_size: int = Field(64, ge=8, le=1024)
     imbalance_factor: float | None = Field(None, ge=1, description="long-tailed training subset (exponential profile); null = balanced")
+    label: str | None = Field(None, min_length=1, max_length=64, description="the data set's name in records, tables and "
+                              "W&B tags; null = data.name, or for imagefolder the name of data.root's folder; changes no result (not hashed)")
+
+    def display_name(self) -> str:
+        """How the data set is named to people: `label`, else an image folder's own folder name, else `name`."""
+        if self.label:
+            return self.label
+        if self.name == FOLDER_DATASET and self.root is not None:
+            return Path(self.root).expanduser().name or Path(self.root).expanduser().resolve().name or self.name
+        return self.name
 
 
 class ModelConfig(Strict):
@@ -131,6 +143,9 @@ class EvalConfig(Strict):
     shot_thresholds: tuple[int, int] = Field((20, 100), description="few < first <= medium <= second < many (training images per class)")
     ood: OODConfig = Field(default_factory=lambda: OODConfig())
     transfer: list[str] = Field(default_factory=list, description="data sets with the same classes to test on (cross-data-set transfer)")
+    transfer_split: Literal["test", "all"] = Field("test", description="what of each eval.transfer data set is scored: "
+                                                   "its test split, or all its images (train and test: the model never "
+                                                   "trains on a transfer target, so every image is unseen)")
 
 
 class SegConfig(Strict):
@@ -181,6 +196,7 @@ class TrackingConfig(Strict):
     mode: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode; the environment variable WANDB_MODE, when set, wins (it never turns on a disabled one); online falls back to offline when W&B does not answer within seconds")
     project: str = Field("grporm", description="W&B project: 1 to 128 characters, none of / \\ # ? % :")
     entity: str | None = None
+    log_model: bool = Field(False, description="log the finished run's weights (model.pt) as a W&B model artifact")
 
     @field_validator("project", "entity")
     @classmethod
@@ -260,6 +276,7 @@ class RunConfig(Strict):
         payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes", "verdict"})
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
+        payload["data"].pop("label", None)  # a name for people, not an input
         return _as_old_records_hashed(payload)
 
 
@@ -268,7 +285,7 @@ class RunConfig(Strict):
 # hash of a run at that option's default unchanged. To be deleted, with ADDED_OPTIONS, once every
 # committed record has been rerun (their hashes then include every option).
 ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
-                 ("grpo_rm", "feature_uniformity_t"))
+                 ("grpo_rm", "feature_uniformity_t"), ("eval", "transfer_split"))
 
 
 def _tune_as_hashed(tune: dict) -> dict:

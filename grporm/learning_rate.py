@@ -19,6 +19,7 @@ from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
+from grporm.progress import Countdown
 from grporm.storage import environment, now, read_record_or_rerun, write_json
 from grporm.train import fit
 from grporm.tuning import (
@@ -164,6 +165,7 @@ def _tune(run: RunConfig, results: Path, key: str, dist: Dist, splits, say) -> d
     done = {(row["lr"], row["seed"]): row
             for row in dist.from_main(lambda: (read_partial(saved) or {}).get("scores", [])) if "seed" in row}
     trials: dict[int, TuningTrial] = {}
+    candidates = Countdown(len(run.tune.grid) * len(run.tune.seeds), noun="candidate")
 
     def trial(seed: int) -> TuningTrial:
         if seed not in trials:  # built on first use: a resumed decision may need no training at some seed
@@ -174,9 +176,12 @@ def _tune(run: RunConfig, results: Path, key: str, dist: Dist, splits, say) -> d
 
     def score(lr: float, seed: int) -> float | None:
         if (lr, seed) not in done:
+            candidates.total = max(candidates.total, len(done) + 1)  # an edge winner extends the grid
+            say(f"  {candidates.start(len(done) + 1, f'lr {lr:g} seed {seed}')}")
             start = time.perf_counter()
             t = trial(seed)
             value = t.score(lr)
+            candidates.done()
             done[lr, seed] = {"lr": lr, "seed": seed, "score": value, "n_val": len(t.built.splits.val),
                               "seconds": round(time.perf_counter() - start, 1)}
             if dist.is_main:

@@ -15,6 +15,7 @@ from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.preflight import SPLIT_ONLY, _as_input_error, preflight  # noqa: F401 - moved there; imported from here before
+from grporm.progress import Countdown
 from grporm.record_schema import RunRecord
 from grporm.runner import RunPaths, execute_run
 from grporm.storage import read_record_or_rerun, run_dir
@@ -64,6 +65,7 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
     if any failed, Interrupted at once on SIGINT/SIGTERM."""
     say = echo if dist.is_main else (lambda *a, **k: None)
     failed: list[tuple[RunConfig, GrpormError, RunPaths]] = []
+    countdown = Countdown(len(runs))  # times only the runs done in this process
     for i, r in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {r.run_id}"
         paths = RunPaths.of(r, results, checkpoints)
@@ -72,7 +74,7 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
         if verdict != "run":
             say(f"{tag}: {verdict}")
             continue
-        say(tag)
+        say(countdown.start(i, r.run_id))
         try:
             record = execute_run(r, paths, force=force, dist=dist)
         except GrpormError as err:
@@ -82,6 +84,7 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
             failed.append((r, err, paths))
             continue
         finally:
+            countdown.done()
             if dist.is_main:
                 lock.release()
         if dist.is_main:

@@ -252,7 +252,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
         check_requirements(Experiment(name=runs[0].experiment, runs=runs))
     backbones: dict[tuple, object] = {}
     forwarded: set[tuple] = set()  # (backbone, image size, task, feature map) passed an image once
-    datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names)
+    datasets: dict[str, tuple] = {}  # loader settings -> (train labels, test labels, class names, own val)
     for r in runs:
         try:
             check_world(r.train.batch_size, world_size, "--nproc")
@@ -270,7 +270,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
                 train, test = _as_input_error(lambda: DATASETS.get(r.data.name)(r.data), DataMissingError,  # noqa: B023 - called at once
                                               f"data {r.data.name} (data.root {r.data.root})",
                                               "fetch the data set again or fix data.root")
-                datasets[key] = (train.labels, test.labels, train.classes)
+                datasets[key] = (train.labels, test.labels, train.classes, train.own_val)
             problems += _split_problems(r, *datasets[key])
         except GrpormError as err:
             err.args = (f"run {r.run_id}: {err}",)
@@ -283,12 +283,12 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
     return warned
 
 
-def _split_problems(run: RunConfig, train_labels, test_labels, classes) -> list[Problem]:
+def _split_problems(run: RunConfig, train_labels, test_labels, classes, own_val=None) -> list[Problem]:
     import torch
 
     if train_labels.ndim != 1:  # mask data sets (segmentation) split by image: seg.*_images
         return data_problems(run, None, None, run.seg.train_images)
-    index = split_indices(train_labels, test_labels, run.data, classes, seeding.split_seed(run))  # enough images per class?
+    index = split_indices(train_labels, test_labels, run.data, classes, seeding.split_seed(run), own_val)  # enough per class?
     count = len(classes)
     train = torch.bincount(train_labels[index["train"]], minlength=count).tolist()
     test = torch.bincount(test_labels[index["test"]], minlength=count).tolist()

@@ -31,7 +31,7 @@ from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
 from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
-from grporm.tracking import Tracker
+from grporm.tracking import Tracker, artifact_name
 from grporm.train import FitResult, fit
 from grporm.tuning import needs_decision
 
@@ -80,7 +80,7 @@ class Run:
         self.progress = FitResult()
         self.record = RunRecord(
             run_id=cfg.run_id, experiment=cfg.experiment, status="running", method=cfg.method,
-            dataset=cfg.data.name, backbone=cfg.model.name, seed=cfg.seed, axes=cfg.axes,
+            dataset=cfg.data.display_name(), backbone=cfg.model.name, seed=cfg.seed, axes=cfg.axes,
             config_hash=cfg.config_hash(), config=cfg.model_dump(mode="json"), host=socket.gethostname(),
             pid=os.getpid(), distributed=dist.info(), started_at=now())
 
@@ -91,7 +91,7 @@ class Run:
         tic = time.perf_counter()
         self.built = build(cfg, self.device)
         self.extractor = Extractor.for_run(self.built.model, self.built.input_spec, cfg, self.device, self.dist)
-        self.tracker = Tracker(cfg, enabled=self.dist.is_main)
+        self.tracker = Tracker(cfg, enabled=self.dist.is_main, folder=self.paths.out)
         record.wandb = self.tracker.info
         if self.dist.is_main:
             set_aside(self.paths.record)  # a damaged record is kept, not overwritten
@@ -151,10 +151,12 @@ class Run:
         cfg, built = self.cfg, self.built
         probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
+        self.tracker.note_lr(lr, (self.record.tuning or {}).get("key"))
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
             desc=cfg.method, dist=self.dist, result=self.progress)
         self._write_csv("history.csv", self.progress.history)
+        self.tracker.log_convergence(self.progress.history)
 
     def _evaluate(self):
         metrics = evaluate(self.extractor, self.built.splits, self.cfg, self.method.has_head, self.built.segmentation)
@@ -181,6 +183,7 @@ class Run:
             print(f"warning: could not save {self.paths.ckpt / FINAL_WEIGHTS} ({err}); the run's results are "
                   "recorded and its training checkpoint is kept", file=sys.stderr)
             return
+        self.tracker.log_weights(self.paths.ckpt / FINAL_WEIGHTS, artifact_name(self.cfg))  # tracking.log_model
         for name in ("last.pt", "last.prev.pt"):
             (self.paths.ckpt / name).unlink(missing_ok=True)
 

@@ -10,6 +10,7 @@ start is bounded by INIT_TIMEOUT; either failing, the run logs offline (upload l
 """
 from __future__ import annotations
 
+import io
 import os
 import socket
 import sys
@@ -18,10 +19,13 @@ import warnings
 from urllib.parse import urlparse
 
 from grporm.config import RunConfig
+from grporm.record_schema import HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD
 
 PROBE_SECONDS = 5.0  # a reachable server answers a TCP connection well within this
 INIT_TIMEOUT = 15.0  # seconds W&B may take to start a run online (its default is 90)
 ENV_MODES = {"dryrun": "offline", "run": "online"}  # W&B's older names for its modes
+# the probe's curves in a run's convergence figure -> their legend
+CURVES = {HEADLINE_KNN: "kNN@20", SR: "SR", VAL_HEAD: "head", f"val_{MIOU}": "mIoU", f"val_{PIXEL_ACC}": "pixel acc."}
 _said: set[str] = set()
 _unreachable: set[str] = set()  # servers found unreachable by this process: not probed again
 
@@ -93,13 +97,21 @@ def online_or_offline(mode: str) -> tuple[str, str | None]:
     return mode, None
 
 STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"  # W&B history keys; grporm.wandb_tools reads them back
+STEP_KEY, EPOCH_KEY = f"{STEP_PREFIX}step", "epoch"  # the x axes: train/* against the optimiser step, epoch/* the epoch
+FIGURE_PREFIX = "figures/"  # the run's figures, as W&B media
+# What the run's W&B config holds beyond its RunConfig (grporm.wandb_tools strips them to validate it):
+# the config hash (the record's), the lr the run trained at and the key of the tuning decision it came from.
+CONFIG_EXTRAS = ("config_hash", "lr", "tuning_key")
+MODEL_ARTIFACT_TYPE = "model"
 
 
 class Tracker:
     """Logs to W&B (offline by default). Any W&B failure disables it with one warning."""
 
-    def __init__(self, run: RunConfig, enabled: bool = True):
-        """enabled=False: a silent tracker (DDP ranks other than 0, so one run is one W&B run)."""
+    def __init__(self, run: RunConfig, enabled: bool = True, folder: str | os.PathLike | None = None):
+        """enabled=False: a silent tracker (DDP ranks other than 0, so one run is one W&B run). `folder`:
+        where W&B writes the run's files (its `wandb/` folder), e.g. the run's results folder;
+        $WANDB_DIR wins when set, the working directory when neither is given."""
         self.wb = None
         mode, decided = resolve_mode(run.tracking.mode) if enabled else ("disabled", "rank")
         self.info: dict = {"mode": mode, "mode_from": decided}
@@ -108,8 +120,11 @@ class Tracker:
         mode, why = online_or_offline(mode)
         if why is not None:
             self.info.update(mode=mode, fallback=why)
+        self.log_model = run.tracking.log_model
+        folder = os.path.abspath(os.environ.get("WANDB_DIR") or folder or ".")  # absolute: the record must find it
         try:
-            self.wb = self._start(run, mode)
+            os.makedirs(folder, exist_ok=True)
+            self.wb = self._start(run, mode, folder)
         except Exception as err:  # noqa: BLE001 - tracking must never stop a run
             if mode == "offline":
                 self._fail("start", err)
@@ -118,31 +133,37 @@ class Tracker:
                       "(upload them later with grporm sync)")
             self.info.update(mode="offline", fallback=f"start failed: {type(err).__name__}: {err}")
             try:
-                self.wb = self._start(run, "offline")
+                self.wb = self._start(run, "offline", folder)
             except Exception as again:  # noqa: BLE001
                 self._fail("start", again)
                 return
         self.info.update(id=self.wb.id, dir=os.path.abspath(self.wb.dir), url=self.wb.url)
 
     @staticmethod
-    def _start(run: RunConfig, mode: str):
+    def _start(run: RunConfig, mode: str, folder: str):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
         online = mode != "offline"
-        return wandb.init(
+        wb = wandb.init(
             project=run.tracking.project,
             entity=run.tracking.entity,
             name=f"{run.experiment}/{run.run_id}",
             group=run.experiment,
             job_type=run.method,
-            tags=[run.method, run.model.name, run.data.name],
-            config=run.model_dump(mode="json"),
+            tags=[run.method, run.model.name, run.data.display_name()],
+            config=run.model_dump(mode="json") | {"config_hash": run.config_hash()},
             mode=mode,
-            dir=os.path.abspath(os.environ.get("WANDB_DIR", ".")),  # absolute: the record must find it
+            dir=folder,
             reinit="finish_previous",
             **({"settings": wandb.Settings(init_timeout=INIT_TIMEOUT)} if online else {}),
         )
+        # Each family of curves against its own x axis, not W&B's log counter (_step).
+        wb.define_metric(STEP_KEY)
+        wb.define_metric(f"{STEP_PREFIX}*", step_metric=STEP_KEY)
+        wb.define_metric(EPOCH_KEY)
+        wb.define_metric(f"{EPOCH_PREFIX}*", step_metric=EPOCH_KEY)
+        return wb
 
     def _fail(self, what: str, err: Exception) -> None:
         warnings.warn(f"W&B {what} failed ({type(err).__name__}: {err}); the run goes on, "
@@ -159,12 +180,51 @@ class Tracker:
             self._fail("log", err)
 
     def log_step(self, step: int, stats: dict) -> None:
-        """A logged training step's statistics (train/*); W&B numbers the steps itself."""
-        self.log({f"{STEP_PREFIX}{k}": v for k, v in stats.items()}, step=None)
+        """A logged training step's statistics (train/*), against the optimiser step (train/step)."""
+        self.log({f"{STEP_PREFIX}{k}": v for k, v in stats.items()} | {STEP_KEY: step})
 
     def log_epoch(self, epoch: int, metrics: dict) -> None:
         """The per-epoch probe (epoch/*), against the epoch."""
-        self.log({f"{EPOCH_PREFIX}{k}": v for k, v in metrics.items()} | {"epoch": epoch})
+        self.log({f"{EPOCH_PREFIX}{k}": v for k, v in metrics.items()} | {EPOCH_KEY: epoch})
+
+    def note_lr(self, lr: float, tuning_key: str | None = None) -> None:
+        """The lr the run trains at (tuned, searched or train.lr) and its decision's key, in the run's
+        config: what W&B filters and groups by."""
+        if self.wb is None:
+            return
+        try:
+            self.wb.config.update({"lr": lr, "tuning_key": tuning_key}, allow_val_change=True)
+        except Exception as err:  # noqa: BLE001
+            self._fail("config", err)
+
+    def log_convergence(self, history: list[dict]) -> None:
+        """The run's convergence curves (the per-epoch probe) as one figure, logged as an image."""
+        if self.wb is None or not history:
+            return
+        try:
+            import wandb
+
+            png = convergence_png(history)
+            if png is not None:
+                from PIL import Image
+
+                self.wb.log({f"{FIGURE_PREFIX}convergence": wandb.Image(Image.open(io.BytesIO(png)),
+                                                                         caption="validation accuracy per epoch")})
+        except Exception as err:  # noqa: BLE001
+            self._fail("figure", err)
+
+    def log_weights(self, path: str | os.PathLike, name: str) -> None:
+        """With tracking.log_model: the final weights file as a W&B model artifact."""
+        if self.wb is None or not self.log_model:
+            return
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=MODEL_ARTIFACT_TYPE, metadata={"config_hash": self.wb.config.get("config_hash")})
+            artifact.add_file(str(path))
+            self.wb.log_artifact(artifact)
+        except Exception as err:  # noqa: BLE001
+            self._fail("model artifact", err)
 
     def per_class_table(self, per_class: dict[str, list[float]], classes: list[str]) -> None:
         """One row per class, one column per predictor (sr, head) of the metrics' per_class."""
@@ -191,3 +251,30 @@ class Tracker:
         except Exception as err:  # noqa: BLE001
             self._fail("finish", err)
         self.wb = None
+
+
+def artifact_name(run: RunConfig) -> str:
+    """A W&B artifact name (letters, digits, - _ .) for the run's weights."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{run.experiment}-{run.run_id}")[:128]
+
+
+def convergence_png(history: list[dict]) -> bytes | None:
+    """Validation curves per epoch (the probe's metrics in `history`, percent) as PNG bytes, or None
+    without any. A bare Figure: no pyplot state, no display needed."""
+    from matplotlib.figure import Figure
+
+    names = [k for k in CURVES if any(isinstance(row.get(k), (int, float)) for row in history)]
+    if not names:
+        return None
+    figure = Figure(figsize=(5, 3.2))
+    ax = figure.subplots()
+    for name in names:
+        points = [(row["epoch"], 100 * row[name]) for row in history if isinstance(row.get(name), (int, float))]
+        ax.plot(*zip(*points), marker="o", label=CURVES[name])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend()
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=100)
+    return out.getvalue()

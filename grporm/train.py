@@ -35,6 +35,7 @@ from grporm.interrupts import STOP, Interrupted
 from grporm.methods import method
 from grporm.objectives import Objective
 from grporm.objectives.diagnostics import training_diagnostics
+from grporm.progress import EpochClock
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
@@ -205,6 +206,7 @@ def fit(
     elif on_epoch is not None:
         result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
     train_model = training_view(model, run, dist, device)
+    clock = EpochClock(desc, epochs, start_epoch, enabled=dist.is_main)
 
     def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
         rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save
@@ -275,6 +277,7 @@ def fit(
             row.update(on_epoch(epoch + 1))
         result.history.append(row)
         save(epoch + 1, 0, None, [])
+        clock.epoch_done(row)
     return result
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from grporm.errors import GrpormError, first_line
 from grporm.record_schema import HEAD, HEADLINE_KNN, SR, SUMMARY_PREFIX, VAL_HEAD, Metrics, RunRecord, Timing
 from grporm.storage import write_csv, write_json
-from grporm.tracking import EPOCH_PREFIX, STEP_PREFIX
+from grporm.tracking import CONFIG_EXTRAS, EPOCH_PREFIX, STEP_KEY, STEP_PREFIX
 
 CACHE_DIR = ".wandb_cache"
 CACHE_MARKER = "query.json"
@@ -73,7 +73,8 @@ def _status(state: str, summary: dict) -> tuple[str, str | None]:
 
 def _config_hash(config: dict) -> str:
     """The same hash as a local record (grporm.config), so a run read from W&B and its local record are
-    recognised as one run; '' when the config no longer validates (then it cannot be matched)."""
+    recognised as one run (runs that did not log theirs); '' when the config no longer validates (then
+    it cannot be matched)."""
     try:
         from grporm.config import RunConfig
 
@@ -82,11 +83,22 @@ def _config_hash(config: dict) -> str:
         return ""
 
 
+def _dataset_name(data: dict) -> str | None:
+    """The data set as the local record names it (DataConfig.display_name), from the logged config."""
+    try:
+        from grporm.config import DataConfig
+
+        return DataConfig.model_validate(data).display_name()
+    except Exception:  # noqa: BLE001
+        return data.get("label") or data.get("name")
+
+
 def record_from_wandb(run, entity_project: str = "") -> dict:
     """A record.json-shaped dict from a W&B public-API run (``config`` as grporm.tracking logs it, the
     ``final/*`` summary as metrics). W&B holds no per-run timing except the runtime, no env beyond
     its own metadata: those fields stay empty rather than invented."""
-    config = dict(run.config or {})
+    logged = dict(run.config or {})
+    config = {k: v for k, v in logged.items() if k not in CONFIG_EXTRAS}  # what grporm.tracking adds to the RunConfig
     summary = dict(getattr(run.summary, "_json_dict", None) or run.summary or {})
     status, error = _status(str(run.state), summary)
     meta = dict(getattr(run, "metadata", None) or {})
@@ -95,9 +107,9 @@ def record_from_wandb(run, entity_project: str = "") -> dict:
         run_id=str(config.get("run_id") or str(run.name).split("/")[-1]),
         experiment=str(config.get("experiment") or getattr(run, "group", None) or "wandb"),
         status=status, error=error,
-        method=config.get("method"), dataset=data.get("name"), backbone=model.get("name"),
+        method=config.get("method"), dataset=_dataset_name(data), backbone=model.get("name"),
         seed=config.get("seed"), axes=config.get("axes") or {},
-        config_hash=_config_hash(config), config=config,
+        config_hash=str(logged.get("config_hash") or "") or _config_hash(config), config=config, lr=logged.get("lr"),
         metrics=Metrics.from_summary(summary),
         timing=Timing(total_seconds=summary.get("_runtime")),
         env={"python": meta.get("python"), "platform": meta.get("os"), "cpu_count": meta.get("cpu_count"),
@@ -109,8 +121,8 @@ def record_from_wandb(run, entity_project: str = "") -> dict:
 
 def history_from_wandb(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
     """(history.csv rows, steps.csv rows) from W&B history rows. Epoch rows carry ``epoch`` and
-    ``epoch/*``; step rows carry ``train/*``, whose step is W&B's ``_step`` (a log counter, not the
-    optimiser step, which grporm does not send)."""
+    ``epoch/*``; step rows carry ``train/*`` with the optimiser step as ``train/step`` (runs logged
+    before it was sent: W&B's ``_step``, a log counter)."""
     history, steps = [], []
     for row in rows:
         if row.get("epoch") is not None and any(k.startswith(EPOCH_PREFIX) for k in row):
@@ -184,7 +196,7 @@ def dashboard_blocks(wr, entity: str, project: str) -> list:
         wr.PanelGrid(runsets=runsets(), panels=[wr.BarPlot(title=title, metrics=[key]) for title, key in DASHBOARD_BARS]),
         wr.H2(text="Convergence and training statistics"),
         wr.PanelGrid(runsets=runsets(), panels=[
-            wr.LinePlot(title=title, x="epoch" if key.startswith(EPOCH_PREFIX) else "Step", y=[key])
+            wr.LinePlot(title=title, x="epoch" if key.startswith(EPOCH_PREFIX) else STEP_KEY, y=[key])
             for title, key in DASHBOARD_LINES]),
     ]
 

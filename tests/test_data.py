@@ -339,3 +339,101 @@ def test_long_tail_profile_and_subset():
     assert torch.bincount(labels[kept]).tolist() == [100, 50, 25]
     again = long_tail(train, labels, 4.0, torch.Generator().manual_seed(0), 3)
     assert torch.equal(kept, again)
+
+
+# ---------------------------------------------------------------- image folder: train/, val/, test/ as they say
+SPLIT_CODE = {"train": 0, "val": 100, "test": 200}  # pixel value = code + index: where an image came from
+
+
+def image_folder(root: Path, counts: dict[str, int], classes=("cat", "dog"), size: int = 8) -> Path:
+    from PIL import Image
+
+    for split, n in counts.items():
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((size, size, 3), SPLIT_CODE[split] + i, np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def origin(images: ImageSet) -> set[str]:
+    codes = images.images[:, 0, 0, 0].tolist()
+    return {next(s for s, c in sorted(SPLIT_CODE.items(), key=lambda kv: -kv[1]) if v >= c) for v in codes}
+
+
+def identities(images: ImageSet) -> set[tuple[int, int]]:
+    """(class, pixel value): one image of image_folder's."""
+    return set(zip(images.labels.tolist(), images.images[:, 0, 0, 0].tolist()))
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    from grporm.data import image_folder as module
+
+    monkeypatch.setattr(module, "_warned", set())
+
+
+def test_image_folder_test_is_test_and_val_is_val(tmp_path, capsys, fresh_warnings):
+    cfg = DataConfig(name="imagefolder", root=image_folder(tmp_path / "pets", {"train": 10, "val": 3, "test": 4}))
+    splits = make_splits(cfg, seed=0)
+    assert origin(splits.train) == {"train"} and len(splits.train) == 20
+    assert origin(splits.val) == {"val"} and len(splits.val) == 6  # all of val/, not data.val_per_class
+    assert origin(splits.test) == {"test"} and len(splits.test) == 8
+    assert capsys.readouterr().err == ""  # nothing carved, nothing ignored: nothing to say
+    assert cfg.display_name() == "pets"
+
+
+def test_image_folder_without_test_carves_it_from_train_with_one_warning(tmp_path, capsys, fresh_warnings):
+    cfg = DataConfig(name="imagefolder", root=image_folder(tmp_path, {"train": 10, "val": 3}))
+    splits = make_splits(cfg, seed=0)
+    assert origin(splits.val) == {"val"} and len(splits.val) == 6
+    assert origin(splits.test) == {"train"} and len(splits.test) == 2 * 2  # a fifth of 10 per class
+    assert origin(splits.train) == {"train"} and len(splits.train) == 2 * 8
+    assert not identities(splits.test) & identities(splits.train)  # carved out, not copied
+    again = make_splits(cfg, seed=5)
+    assert torch.equal(again.test.images, splits.test.images)  # the carved test split is the same for every seed
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no test/ folder" in err and "carved from train/" in err
+
+
+def test_image_folder_with_train_only_carves_test_and_validation(tmp_path, capsys, fresh_warnings):
+    cfg = DataConfig(name="imagefolder", root=image_folder(tmp_path, {"train": 10}), val_per_class=2)
+    splits = make_splits(cfg, seed=0)
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [2 * 6, 2 * 2, 2 * 2]
+    assert origin(splits.train) == origin(splits.val) == origin(splits.test) == {"train"}
+    assert "no test/ folder" in capsys.readouterr().err
+
+
+def test_image_folder_extra_folder_is_named_once(tmp_path, capsys, fresh_warnings):
+    root = image_folder(tmp_path, {"train": 5, "test": 2})
+    (root / "validation" / "cat").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    for _ in range(2):
+        DATASETS.get("imagefolder")(DataConfig(name="imagefolder", root=root))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "validation ignored" in err
+
+
+def test_image_folder_errors_name_the_folder(tmp_path, fresh_warnings):
+    root = image_folder(tmp_path, {"train": 5, "test": 1})
+    (root / "test" / "bird").mkdir()
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "test" / "bird" / "0.png")
+    with pytest.raises(DataMissingError, match="class folder.*bird.*not among the training classes"):
+        DATASETS.get("imagefolder")(DataConfig(name="imagefolder", root=root))
+    lonely = image_folder(tmp_path / "b", {"train": 1})
+    with pytest.raises(DataMissingError, match="no test/ folder, and a class of train/ has 1 image"):
+        DATASETS.get("imagefolder")(DataConfig(name="imagefolder", root=lonely))
+    (tmp_path / "c" / "train").mkdir(parents=True)
+    with pytest.raises(DataMissingError, match="image folder"):
+        DATASETS.get("imagefolder")(DataConfig(name="imagefolder", root=tmp_path / "c"))
+
+
+def test_image_folder_label_wins_and_is_not_hashed(tmp_path):
+    from grporm.config import RunConfig
+
+    folder = RunConfig(data={"name": "imagefolder", "root": str(tmp_path / "flowers")})
+    labelled = RunConfig(data={"name": "imagefolder", "root": str(tmp_path / "flowers"), "label": "Oxford flowers"})
+    assert (folder.data.display_name(), labelled.data.display_name()) == ("flowers", "Oxford flowers")
+    assert folder.config_hash() == labelled.config_hash()
+    assert DataConfig(name="digits", root=tmp_path).display_name() == "digits"  # only an image folder is named by its folder

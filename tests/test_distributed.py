@@ -64,7 +64,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert record(tmp_path)["distributed"] == {"world_size": 2, "backend": "gloo"}
-    assert done.stdout.count("[1/1] digits-test_vit-grpo_rm-s0\n") == 1  # rank 1 keeps quiet
+    assert done.stdout.count("run 1 of 1: digits-test_vit-grpo_rm-s0\n") == 1  # rank 1 keeps quiet
     assert_close_runs(one_process, tmp_path)
 
 

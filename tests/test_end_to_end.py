@@ -31,6 +31,7 @@ tracking: {mode: offline}
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed; make test installs it")
 def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
     (tmp_path / "exp.yaml").write_text(TINY)
     result = CliRunner().invoke(app, ["run", "exp.yaml"])
     assert result.exit_code == 0, result.output
@@ -57,7 +58,8 @@ def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch
     assert pretrained["metrics"]["head_top1"] is None and pretrained["metrics"]["sr_top1"] > 0
 
     offline = (tmp_path / record["wandb"]["dir"]).parent  # W&B may store it relative to the run folder
-    assert offline.name.startswith("offline-run-") and offline.is_relative_to(tmp_path / "wandb")
+    run_folder = runs / "fashion_mnist-tf_efficientnet_lite0-grpo_rm-s0"
+    assert offline.name.startswith("offline-run-") and offline.is_relative_to(run_folder / "wandb")  # beside the record
     assert list(offline.glob("run-*.wandb"))
 
     again = CliRunner().invoke(app, ["run", "exp.yaml"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -193,7 +194,10 @@ class FakeWandbRun:
     id, dir, url = "fake", ".", None
 
     def __init__(self):
-        self.summary = {}
+        self.summary, self.config = {}, {}  # config.update(values, allow_val_change=True) works on a dict
+
+    def define_metric(self, *args, **kwargs):
+        pass
 
     def log(self, *args, **kwargs):
         raise BrokenPipeError("wandb service died")
@@ -236,7 +240,7 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
     stdout = "\n".join(out for out, _ in outputs)
     for seed in range(4):
         run_id = f"digits-test_vit-grpo_rm-s{seed}"
-        starts = [line for line in stdout.splitlines() if line.endswith(f"] {run_id}")]
+        starts = [line for line in stdout.splitlines() if re.match(rf"run \d+ of \d+: {run_id}(  \(|$)", line)]
         assert len(starts) == 1, stdout  # started by exactly one process
         rec = json.loads((run_folder(tmp_path, run_id) / "record.json").read_text())
         assert rec["status"] == "finished" and rec["seed"] == seed

@@ -96,7 +96,7 @@ def test_stl10_to_cifar10_mapping(tmp_path):
 
 
 def test_imagefolder_sorted_classes_native_size(tmp_path):
-    for split, n in (("train", 2), ("val", 1)):
+    for split, n in (("train", 2), ("test", 1)):
         for c, cls in enumerate(["zebra", "ant"]):
             for i in range(n):
                 img = np.full((6, 5, 3), 10 * c + i, dtype=np.uint8)
@@ -114,7 +114,7 @@ def test_imagefolder_sorted_classes_native_size(tmp_path):
 def test_imagefolder_mixed_sizes_resized_to_image_size(tmp_path):
     png(tmp_path / "train" / "a" / "0.png", np.full((6, 6, 3), 7, np.uint8))
     png(tmp_path / "train" / "b" / "0.png", np.full((10, 4), 9, np.uint8))  # grey, other size
-    png(tmp_path / "val" / "b" / "0.png", np.full((6, 6, 3), 1, np.uint8))
+    png(tmp_path / "test" / "b" / "0.png", np.full((6, 6, 3), 1, np.uint8))
     train, test = load("imagefolder", tmp_path, image_size=8)
     assert train.images.shape == (2, 3, 8, 8) and test.images.shape == (1, 3, 8, 8)
     assert int(train.images[1].min()) == int(train.images[1].max()) == 9 and test.labels.tolist() == [1]

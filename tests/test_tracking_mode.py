@@ -47,6 +47,9 @@ def test_the_environment_wins_over_the_file(monkeypatch, capsys, env, file, expe
 class FakeRun:
     id, dir, url = "fake", ".", None
 
+    def define_metric(self, *args, **kwargs):
+        pass
+
 
 def fake_init(calls, fail_online=False):
     def init(**kwargs):

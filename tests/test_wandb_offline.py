@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from grporm.tracking import CONFIG_EXTRAS, EPOCH_KEY, EPOCH_PREFIX, FIGURE_PREFIX, STEP_KEY, STEP_PREFIX
+
 from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
 
 wandb = pytest.importorskip("wandb")
@@ -65,12 +67,30 @@ def items(updates) -> dict:
     return {(u.key or "/".join(u.nested_key)): json.loads(u.value_json) for u in updates}
 
 
+def read_run(files_folder: Path) -> dict[str, list]:
+    """The records of the one offline run whose files/ folder is `files_folder`, by record type."""
+    files = list(Path(files_folder).parent.glob("run-*.wandb"))
+    assert len(files) == 1, files
+    by_type: dict[str, list] = {}
+    for message in read_records(files[0]):
+        by_type.setdefault(message.WhichOneof("record_type"), []).append(message)
+    return by_type
+
+
+def logged_config(by_type) -> dict:
+    config = items(by_type["run"][0].run.config.update)
+    for m in by_type.get("config", []):  # later config updates, in order
+        config.update(items(m.config.update))
+    config.pop("_wandb", None)
+    return config
+
+
 @pytest.fixture(scope="module")
 def offline_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("wandb_run")
     write_experiment(folder, train={"epochs": 2}, tracking={"mode": "offline", "project": "grporm-test"})
     mp = pytest.MonkeyPatch()
-    mp.setenv("WANDB_DIR", str(folder))
+    mp.delenv("WANDB_DIR", raising=False)  # the default: the run's files beside its record
     try:
         result = invoke(folder)
         wandb.teardown()  # stop W&B's service process: everything it holds is on disk
@@ -78,12 +98,14 @@ def offline_run(tmp_path_factory):
         mp.undo()
     assert result.exit_code == 0, result.output
     rec = record(folder)
-    files = list(Path(rec["wandb"]["dir"]).parent.glob("run-*.wandb"))
-    assert rec["wandb"]["mode"] == "offline" and len(files) == 1, rec["wandb"]
-    by_type: dict[str, list] = {}
-    for message in read_records(files[0]):
-        by_type.setdefault(message.WhichOneof("record_type"), []).append(message)
-    return folder, rec, by_type
+    assert rec["wandb"]["mode"] == "offline", rec["wandb"]
+    return folder, rec, read_run(rec["wandb"]["dir"])
+
+
+def test_run_files_sit_in_the_run_folder(offline_run):
+    folder, rec, _ = offline_run
+    assert Path(rec["wandb"]["dir"]).is_relative_to(run_folder(folder) / "wandb")
+    assert not (folder / "wandb").exists()  # nothing in the working directory
 
 
 def test_run_identity_config_tags_and_group(offline_run):
@@ -92,12 +114,27 @@ def test_run_identity_config_tags_and_group(offline_run):
     assert run.run_id == rec["wandb"]["id"] and run.project == "grporm-test"
     assert run.display_name == f"tiny/{RUN_ID}" and run.run_group == "tiny" and run.job_type == "grpo_rm"
     assert list(run.tags) == ["grpo_rm", "test_vit", "digits"]
-    config = items(run.config.update)
-    for m in by_type.get("config", []):  # later config updates, if any
-        config.update(items(m.config.update))
-    config.pop("_wandb", None)
+    config = logged_config(by_type)
+    extras = {k: config.pop(k) for k in CONFIG_EXTRAS}
     assert config == rec["config"]  # every section, every value
+    assert extras == {"config_hash": rec["config_hash"], "lr": rec["lr"], "tuning_key": None}  # no decision: train.lr
     assert [m.exit.exit_code for m in by_type["exit"]] == [0]  # the run was finished, not cut off
+
+
+def test_curves_have_their_own_x_axes(offline_run):
+    _, _, by_type = offline_run
+    metrics = {(m.metric.name or m.metric.glob_name): m.metric.step_metric for m in by_type["metric"]}
+    assert metrics[f"{STEP_PREFIX}*"] == STEP_KEY and metrics[f"{EPOCH_PREFIX}*"] == EPOCH_KEY
+    assert {STEP_KEY, EPOCH_KEY} <= set(metrics)
+
+
+def test_the_convergence_figure_is_logged_as_media(offline_run):
+    folder, rec, by_type = offline_run
+    rows = [items(m.history.item) for m in by_type["history"]]
+    key = f"{FIGURE_PREFIX}convergence/"  # a media value is logged as nested keys
+    (image,) = [{k[len(key):]: v for k, v in r.items() if k.startswith(key)} for r in rows if f"{key}_type" in r]
+    assert image["_type"] == "image-file" and image["format"] == "png"
+    assert (Path(rec["wandb"]["dir"]) / image["path"]).stat().st_size > 1000  # a drawn figure, in the run's files
 
 
 def test_history_per_step_and_per_epoch_match_the_local_files(offline_run):
@@ -108,7 +145,7 @@ def test_history_per_step_and_per_epoch_match_the_local_files(offline_run):
     assert len(logged_steps) == len(steps) == 2 * 5  # 2 epochs x 5 steps, log_every 1
     for row, (_, local) in zip(logged_steps, steps.iterrows()):
         train = {k[len("train/"):]: v for k, v in row.items() if k.startswith("train/")}
-        assert {"loss", "reward_mean", "clip_frac", "entropy", "pi_y", "lr"} <= set(train)
+        assert {"loss", "reward_mean", "clip_frac", "entropy", "pi_y", "lr", "step"} <= set(train)  # step: the optimiser's
         assert set(train) <= set(local.index)
         assert train == pytest.approx({k: float(local[k]) for k in train}, rel=1e-6, abs=1e-12)
 
@@ -192,3 +229,61 @@ def test_every_section_goes_to_wandb_and_comes_back(tmp_path, monkeypatch):
     assert len(_sections(from_local)) == 5 + 2 * 3 * 2 + 3 + 12 + 2  # clean, ood (no kNN), transfer, imbalance, seg
     assert Metrics.from_json(json.loads((remote / "e/runs/r0/record.json").read_text())["metrics"]).ood_clean \
         == classification.ood_clean
+
+
+def test_tuned_lr_and_key_in_config_model_artifact_and_wandb_dir(tmp_path, monkeypatch):
+    """The calls a tuned run makes, on a Tracker of its own: lr and decision key in the config, the final
+    weights as a model artifact (tracking.log_model), files under $WANDB_DIR when it is set."""
+    from grporm.config import RunConfig
+    from grporm.tracking import MODEL_ARTIFACT_TYPE, Tracker
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    run = RunConfig(method="ce", experiment="e", run_id="r0", data={"name": "imagefolder", "root": str(tmp_path / "flowers")},
+                    tracking={"mode": "offline", "project": "grporm-test", "log_model": True})
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    tracker = Tracker(run, folder=tmp_path / "results")
+    assert tracker.wb is not None, tracker.info
+    tracker.note_lr(0.003, "abc123")
+    tracker.log_weights(weights, "e-r0")
+    tracker.finish({"status": "finished"})
+    wandb.teardown()
+    assert Path(tracker.info["dir"]).is_relative_to(tmp_path / "elsewhere") and not (tmp_path / "results").exists()
+    by_type = read_run(tracker.info["dir"])
+    assert list(by_type["run"][0].run.tags) == ["ce", run.model.name, "flowers"]  # the folder's name, not imagefolder
+    config = logged_config(by_type)
+    assert (config["lr"], config["tuning_key"], config["config_hash"]) == (0.003, "abc123", run.config_hash())
+    (artifact,) = [m.artifact for m in by_type["artifact"]]
+    assert artifact.type == MODEL_ARTIFACT_TYPE and artifact.name == "e-r0"
+    assert [e.path for e in artifact.manifest.contents] == ["model.pt"]
+
+
+def test_no_model_artifact_by_default(tmp_path, monkeypatch):
+    from grporm.config import RunConfig
+    from grporm.tracking import Tracker
+
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    run = RunConfig(experiment="e", run_id="r0", tracking={"mode": "offline", "project": "grporm-test"})
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    tracker = Tracker(run, folder=tmp_path)
+    tracker.log_weights(weights, "e-r0")
+    tracker.finish({"status": "finished"})
+    wandb.teardown()
+    assert "artifact" not in read_run(tracker.info["dir"])
+
+
+def test_a_run_read_back_from_wandb_keeps_hash_lr_and_data_set_name():
+    """What the tracker adds to the config (hash, lr, tuning key) is read back into the record's own fields,
+    not left in its config, where it would stop the config from validating."""
+    from types import SimpleNamespace
+
+    from grporm.config import RunConfig
+    from grporm.wandb_tools import record_from_wandb
+
+    run = RunConfig(method="ce", experiment="e", run_id="r0", data={"name": "imagefolder", "root": "/data/flowers"})
+    config = run.model_dump(mode="json") | {"config_hash": run.config_hash(), "lr": 0.003, "tuning_key": "abc123"}
+    fake = SimpleNamespace(id="wb0", name="e/r0", state="finished", summary={"status": "finished"}, config=config)
+    record = record_from_wandb(fake, "team/proj")
+    assert record["config_hash"] == run.config_hash() and record["lr"] == 0.003
+    assert record["config"] == run.model_dump(mode="json") and record["dataset"] == "flowers"

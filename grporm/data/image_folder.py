@@ -1,6 +1,15 @@
-"""Any ImageFolder tree: `root/train/<class>/*` and `root/val/<class>/*` (or `root/test/<class>/*`),
-classes sorted by folder name (Tiny-ImageNet, grporm/data/tiny_imagenet.py, is one with its own
-validation layout).
+"""Your own images in class folders (`imagefolder`): `root/train/<class>/*` required, and optionally
+`root/val/<class>/*` and `root/test/<class>/*`, each meaning what it says:
+
+- test/ is the test split; without it, a fixed fifth of every class of train/ is carved as the test
+  split (the same images for every seed), with one warning line;
+- val/ is the validation split (all of it: learning-rate tuning, the per-epoch probe); without it,
+  `data.val_per_class` images per class are carved from train/, as for every data set;
+- any other folder is ignored with one warning line.
+
+Classes are train/'s folder names, sorted; val/ and test/ may lack a class but not add one. The data
+set is named by its folder in records, tables and W&B (DataConfig.display_name). `load_tree` reads
+the older layout Tiny-ImageNet keeps (grporm/data/tiny_imagenet.py): its val/ is the test split.
 
 Images are decoded with PIL to RGB and kept at their native size when every image of both splits
 has the same size (Tiny-ImageNet: 64x64); otherwise every image is resized (bilinear) to
@@ -8,6 +17,7 @@ has the same size (Tiny-ImageNet: 64x64); otherwise every image is resized (bili
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -24,6 +34,7 @@ from grporm.data.sources import (
     locate,
     missing_error,
 )
+from grporm.data.splits import carve_test
 from grporm.errors import DataMissingError
 
 if TYPE_CHECKING:
@@ -31,6 +42,10 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp"}
 TEST_SPLITS = ("val", "test")
+SPLIT_FOLDERS = ("train", "val", "test")
+CARVED_TEST_FRACTION = 0.2  # of the smallest class of train/, per class, when there is no test/
+CARVED_TEST_SEED = 0  # fixed forever: a carved test split is one set of images for every run
+_warned: set[str] = set()
 # (tree, class names) -> (paths, labels) of a test split in another layout, or None when it is absent.
 TestLister = Callable[[Path, list[str]], "tuple[list[Path], list[int]] | None"]
 
@@ -46,12 +61,19 @@ def is_imagefolder(folder: Path, other_test: Callable[[Path], bool] | None = Non
     return any(has_class_dirs(folder / s) for s in TEST_SPLITS) or (other_test is not None and other_test(folder))
 
 
+def _warn_once(line: str) -> None:
+    # the loader runs more than once per process (checks, each run): say a layout problem once
+    if line not in _warned:
+        _warned.add(line)
+        print(f"warning: {line}", file=sys.stderr)
+
+
 @LOCATORS.register("imagefolder")
 def locate_imagefolder(cfg: "DataConfig") -> Location:
     root = data_root(cfg, "imagefolder")
-    hint = ("set data.root=DIR to a folder with train/<class>/* and val/<class>/* (or test/<class>/*) "
-            "images (data.download is not supported)")
-    return locate([root], is_imagefolder, hint)
+    hint = ("set data.root=DIR to a folder with train/<class>/* images, and optionally val/<class>/* and "
+            "test/<class>/* (data.download is not supported)")
+    return locate([root], lambda folder: has_class_dirs(folder / "train"), hint)
 
 
 def _list_class_folders(split: Path, classes: list[str] | None) -> tuple[list[str], list[Path], list[int]]:
@@ -95,10 +117,59 @@ def load_tree(folder: Path, cfg: "DataConfig", list_test: TestLister | None = No
     return train, test
 
 
+def _listed(folder: Path, split: str, classes: list[str]) -> tuple[list[Path], list[int]] | None:
+    """(paths, labels) of `folder/split/<class>/*`, None when the folder is absent."""
+    if not (folder / split).is_dir():
+        return None
+    if not has_class_dirs(folder / split):
+        raise DataMissingError(f"{folder / split}: no class folders; put its images in {split}/<class>/ "
+                               "(or remove the folder)")
+    _, paths, labels = _list_class_folders(folder / split, classes)
+    return paths, labels
+
+
+def carved_per_class(labels: torch.Tensor, num_classes: int) -> int:
+    smallest = int(torch.bincount(labels, minlength=num_classes).min())
+    return max(1, int(smallest * CARVED_TEST_FRACTION))
+
+
+def load_folder(folder: Path, cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
+    """The (train, test) of an image folder by the rules above; train carries val/ as its `own_val`."""
+    extra = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in SPLIT_FOLDERS)
+    if extra:
+        _warn_once(f"{folder}: folder(s) {', '.join(extra)} ignored (an image folder has train/, val/ and test/)")
+    classes, train_paths, train_labels = _list_class_folders(folder / "train", None)
+    val, test = _listed(folder, "val", classes), _listed(folder, "test", classes)
+    paths = train_paths + (val[0] if val else []) + (test[0] if test else [])
+    # Keep the native size when all images share one; else resize to data.image_size.
+    load_size = None if len(image_sizes(paths)) == 1 else (cfg.image_size, cfg.image_size)
+
+    def image_set(files: list[Path], labels: list[int]) -> ImageSet:
+        return ImageSet(decode_images(files, load_size), torch.tensor(labels, dtype=torch.int64), list(classes))
+
+    train = image_set(train_paths, train_labels)
+    if test is not None:
+        test_set = image_set(*test)
+    else:
+        smallest = int(torch.bincount(train.labels, minlength=len(classes)).min())
+        if smallest < 2:
+            raise DataMissingError(f"{folder}: no test/ folder, and a class of train/ has {smallest} image(s), too few "
+                                   "to carve a test split from; add test/<class>/ images")
+        per_class = carved_per_class(train.labels, len(classes))
+        train, test_set = carve_test(train, per_class, CARVED_TEST_SEED)
+        _warn_once(f"{folder}: no test/ folder; the test split is {per_class} image(s) per class carved from train/ "
+                   "(the same for every seed); add test/<class>/ for a test split of your own")
+    if val is not None:
+        val_set = image_set(*val)
+        train = ImageSet(torch.cat([train.images, val_set.images]), torch.cat([train.labels, val_set.labels]),
+                         list(classes), own_val=torch.arange(len(train), len(train) + len(val_set)))
+    return train, test_set
+
+
 @DATASETS.register("imagefolder")
 def load_imagefolder(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
-    """Any ImageFolder tree: root/train/<class>/* and root/val/<class>/* (classes sorted by folder name)."""
+    """Your own images: root/train/<class>/*, optional val/<class>/* and test/<class>/* (classes sorted by folder name)."""
     loc = locate_imagefolder(cfg)
     if loc.found is None:
-        raise missing_error("ImageFolder tree (train/<class>/, val/<class>/)", loc)
-    return load_tree(loc.found, cfg)
+        raise missing_error("image folder (train/<class>/)", loc)
+    return load_folder(loc.found, cfg)

@@ -36,11 +36,16 @@ if TYPE_CHECKING:  # annotations only
 
 @dataclass
 class ImageSet:
-    """Images as uint8 (N, C, H, W) with C in {1, 3}, int64 labels (N,) or masks (N, H, W), and the class names."""
+    """Images as uint8 (N, C, H, W) with C in {1, 3}, int64 labels (N,) or masks (N, H, W), and the class names.
+
+    `own_val`, on a loader's training split only: the indices of the images the source itself sets aside
+    for validation (an image folder's val/), used as the validation split instead of a carve
+    (grporm.data.splits.split_indices); a subset drops it."""
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
+    own_val: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # Catch a malformed source at load time rather than deep inside training.

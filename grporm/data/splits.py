@@ -116,20 +116,26 @@ def _complement(n: int, index: torch.Tensor) -> torch.Tensor:
 
 
 def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "DataConfig", class_names: list[str],
-                  seed: int) -> dict[str, torch.Tensor]:
+                  seed: int, own_val: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Indices into the full train split ("train", "val") and the full test split ("test"), drawn
-    with the run's split seed `seed` (grporm.seeding.split_seed; `cfg.split_seed` is not read here)."""
-    try:
-        val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, "val"), class_names=class_names)
-    except ConfigError as err:
-        raise ConfigError(f"data.val_per_class: {err}") from None
+    with the run's split seed `seed` (grporm.seeding.split_seed; `cfg.split_seed` is not read here).
+    `own_val` (ImageSet.own_val): the source's own validation images, all of them, instead of
+    `data.val_per_class` carved per class."""
+    if own_val is not None:
+        val = torch.as_tensor(own_val, dtype=torch.long)
+    else:
+        try:
+            val = balanced_indices(train_labels, cfg.val_per_class, _stream(seed, "val"), class_names=class_names)
+        except ConfigError as err:
+            raise ConfigError(f"data.val_per_class: {err}") from None
     if cfg.train_per_class is None:
         train = _complement(len(train_labels), val)
     else:
         try:
             train = balanced_indices(train_labels, cfg.train_per_class, _stream(seed, "train"), exclude=val, class_names=class_names)
         except ConfigError as err:
-            raise ConfigError(f"data.train_per_class: {err} (after {cfg.val_per_class} per class went to validation)") from None
+            went = "the val/ images" if own_val is not None else f"{cfg.val_per_class} per class"
+            raise ConfigError(f"data.train_per_class: {err} (after {went} went to validation)") from None
     if cfg.imbalance_factor is not None:
         train = long_tail(train, train_labels, cfg.imbalance_factor, _stream(seed, "long_tail"), len(class_names))
     if cfg.test_per_class is None:
@@ -146,5 +152,5 @@ def make_splits(cfg: "DataConfig", seed: int, loaded: tuple[ImageSet, ImageSet] 
     """Load `cfg.name` (unless `loaded` already holds its train and test) and cut the subsets of `cfg`
     with the split seed `seed`."""
     train_full, test_full = loaded if loaded is not None else DATASETS.get(cfg.name)(cfg)
-    idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes, seed)
+    idx = split_indices(train_full.labels, test_full.labels, cfg, train_full.classes, seed, train_full.own_val)
     return Splits(train=train_full.subset(idx["train"]), val=train_full.subset(idx["val"]), test=test_full.subset(idx["test"]))

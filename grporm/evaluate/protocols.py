@@ -63,11 +63,25 @@ def ood_metrics(extract: Extract, test: ImageSet, scorer: FrozenScorer, corrupti
     return out, clean
 
 
-def transfer_metrics(extract: Extract, data_cfg, targets: list[str], scorer: FrozenScorer, classes: list[str]) -> dict:
-    """Cross-data-set transfer: the test split of each target data set with the same classes."""
+def transfer_images(name: str, data_cfg, split: str = "test") -> ImageSet:
+    """What a transfer target is scored on (eval.transfer_split): its test split, or all its images
+    (docs/method.md, 'Out of distribution: corruptions and transfer'). The target is loaded with the
+    source's settings but its own default location."""
+    if split == "all" and name == data_cfg.name:
+        raise ConfigError(f"eval.transfer_split: all: {name} is also the training data set, whose training "
+                          "images the model has seen; use transfer_split: test or another target")
+    train, test = DATASETS.get(name)(data_cfg.model_copy(update={"name": name, "root": None}))
+    if split == "test":
+        return test
+    return ImageSet(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]), list(test.classes))
+
+
+def transfer_metrics(extract: Extract, data_cfg, targets: list[str], scorer: FrozenScorer, classes: list[str],
+                     split: str = "test") -> dict:
+    """Cross-data-set transfer: each target data set with the same classes, its test split or all of it."""
     out = {}
     for name in targets:
-        _, test = DATASETS.get(name)(data_cfg.model_copy(update={"name": name, "root": None}))
+        test = transfer_images(name, data_cfg, split)
         adapt = TRANSFER_ADAPTERS.get((data_cfg.name, name))
         test = adapt(test) if adapt is not None else test
         if test.num_classes != len(classes):

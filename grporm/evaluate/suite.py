@@ -169,7 +169,8 @@ def _shifted(metrics: Metrics, extractor: Extractor, splits, cfg, scorer: Frozen
                                                      ood.severities, ood.test_per_class, seeding.split_seed(cfg),
                                                      ood.seed)
     if cfg.eval.transfer:
-        metrics.transfer = transfer_metrics(extractor.here, cfg.data, cfg.eval.transfer, scorer, splits.classes)
+        metrics.transfer = transfer_metrics(extractor.here, cfg.data, cfg.eval.transfer, scorer, splits.classes,
+                                            cfg.eval.transfer_split)
     if cfg.data.imbalance_factor is not None:
         metrics.imbalance = imbalance_metrics(scorer.predictions(test_f, test_z), splits.test.labels,
                                               splits.train.labels, splits.num_classes, cfg.eval.shot_thresholds)
