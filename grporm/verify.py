@@ -117,7 +117,8 @@ class CrossMachine:
 
 def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> CrossMachine:
     """The cross-machine table: '#' comment lines (provenance), then CSV with columns run_id, metric,
-    committed, rerun. Its data set is that of the committed records of those run ids, next to it."""
+    committed, rerun. Its data set is named by a '# data set: NAME' line (the records it was measured on
+    are replaced by reruns), else that of the committed records of those run ids, next to it."""
     text = read_text(path, "cross-machine table", "restore it from git (results/quick/cross_machine.csv)")
     rows = list(csv.DictReader(io.StringIO("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")))))
     deltas = []
@@ -131,8 +132,9 @@ def cross_machine_tolerance(path: Path = CROSS_MACHINE) -> CrossMachine:
     if not deltas:
         raise ConfigError(f"cross-machine table {path}: no measured pair; restore it from git")
     worst, row = max(deltas, key=lambda d: d[0])
-    datasets = set()
-    for run_id in sorted({r["run_id"] for _, r in deltas}):
+    named = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.lower().startswith("# data set:")]
+    datasets = set(named[:1])
+    for run_id in sorted({r["run_id"] for _, r in deltas}) if not named else ():
         try:
             record = read_record(path.parent / "runs" / str(run_id) / "record.json")
         except GrpormError:
