@@ -222,6 +222,9 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     base = _by_seed(control, value)
     if not base:
         return []
+    # The sensitivity of a cell: each side whose own decision is a close call at its runner-up, the
+    # other side at its winner (a side whose decision is clear keeps it).
+    control_moves = _flag(run_set, control, "close_call") and not control_ru.empty
     cells, alt = {}, {}
     for who, runs in winners[winners["_who"] != declared.control].groupby("_who", sort=True):
         cell = paired_difference(_by_seed(runs, value), base)
@@ -229,10 +232,10 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
             continue
         cells[who] = (cell, runs)
         mine_ru = runner_ups[runner_ups["_who"] == who]
-        if not mine_ru.empty or not control_ru.empty:
-            treated = _by_seed(mine_ru, value) if not mine_ru.empty else _by_seed(runs, value)
-            against = _by_seed(control_ru, value) if not control_ru.empty else base
-            alt[who] = paired_difference(treated, against)
+        moves = _flag(run_set, runs, "close_call") and not mine_ru.empty
+        if moves or control_moves:
+            treated = _by_seed(mine_ru if moves else runs, value)
+            alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
     if not cells:
         return []
     roles = {who: role_of(who, declared) for who in cells}

@@ -19,7 +19,7 @@ from grporm.progress import Countdown
 from grporm.record_schema import RunRecord
 from grporm.runner import RunPaths, execute_run
 from grporm.storage import read_record_or_rerun, run_dir
-from grporm.tuning import in_close_call_cell, label, needs_decision, read_decision, record_path, tuning_key
+from grporm.tuning import is_close_call, label, needs_decision, read_decision, record_path, tuning_key
 
 
 class RunsFailed(GrpormError):
@@ -109,8 +109,8 @@ def _headline(record: RunRecord) -> str:
 
 
 def sensitivity_runs(runs: list[RunConfig], results: Path) -> list[RunConfig]:
-    """The runs (loaded with tune.pick runner_up) of every cell whose decision or whose control's
-    decision is a close call (grporm.tuning.in_close_call_cell); every decision must be made first."""
+    """The runs (loaded with tune.pick runner_up) whose own decision is a close call
+    (grporm.tuning.is_close_call); every decision must be made first."""
     keys = {tuning_key(r) for r in runs if needs_decision(r)}
     decisions = {k: read_decision(record_path(results, k)) for k in sorted(keys)}
     missing = [k for k, d in decisions.items() if d is None]
@@ -118,7 +118,7 @@ def sensitivity_runs(runs: list[RunConfig], results: Path) -> list[RunConfig]:
         raise ConfigError(f"--sensitivity: {len(missing)} of {len(keys)} setting(s) have no decision under "
                           f"{Path(results) / 'tuning'} yet (e.g. key {missing[0]}); make them first: "
                           "`grporm tune EXPERIMENT` (or `make tune`)")
-    return [r for r in runs if in_close_call_cell(r, runs, decisions)]
+    return [r for r in runs if is_close_call(r, decisions)]
 
 
 def settings_to_tune(runs: list[RunConfig]) -> list[RunConfig]:

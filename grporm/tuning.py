@@ -375,27 +375,11 @@ def stale_records_of(run: RunConfig, results: Path) -> list[dict]:
 
 
 # -- sensitivity: the runs of a close call, again at the runner-up ------------------------------------
-CONTROL = "ce"  # the arm (or, without an arm axis, the method) every other arm is compared with
-
-
-def control_of(run: RunConfig, runs: list[RunConfig]) -> RunConfig | None:
-    """`run`'s control in its matrix: the run with the same axes but the `arm` (else the `method`)
-    axis at `ce`; None if the matrix has no such axis or no such run."""
-    axis = next((a for a in ("arm", "method") if a in run.axes), None)
-    if axis is None:
-        return None
-    wanted = {**run.axes, axis: CONTROL}
-    return next((r for r in runs if r.axes == wanted), None)
-
-
-def in_close_call_cell(run: RunConfig, runs: list[RunConfig], decisions: Mapping[str, dict]) -> bool:
-    """Is `run`'s own decision a close call, or its control's (the cell compares the two)?
-    `decisions`: tuning key -> decision record, for every run that needs one."""
-    if not needs_decision(run):
-        return False
-    control = control_of(run, runs)
-    cell = [run] + ([control] if control is not None and needs_decision(control) else [])
-    return any(decisions[tuning_key(r)].get("close_call") for r in cell)
+def is_close_call(run: RunConfig, decisions: Mapping[str, dict]) -> bool:
+    """Does `run` train at a decision that is a close call? Those runs are run again at the runner-up;
+    the verdict pairs them with the other side at its own winner (a cell whose two sides are both close
+    calls moves both). `decisions`: tuning key -> decision record, for every run that needs one."""
+    return needs_decision(run) and bool(decisions[tuning_key(run)].get("close_call"))
 
 
 def _label_of(record: dict) -> str:

@@ -308,11 +308,11 @@ SENSITIVITY = {"arm": [{"name": "ce", "method": "ce"}, {"name": "default", "meth
 
 @pytest.mark.parametrize("close, selected", [
     ({"default"}, {"default"}),                      # its own decision only
-    ({"ce"}, {"ce", "default", "clip"}),             # the control's: every cell compares with it
+    ({"ce"}, {"ce"}),                                # the control's: only CE moves, the verdict pairs it with the arms' winners
     ({"clip", "default"}, {"clip", "default"}),
     (set(), set()),
 ])
-def test_sensitivity_selects_exactly_the_runs_of_close_call_cells(tmp_path, close, selected):
+def test_sensitivity_selects_exactly_the_runs_of_close_call_decisions(tmp_path, close, selected):
     write_experiment(tmp_path, tune=TUNE, matrix={**SENSITIVITY, "model.name": ["test_vit"]})
     runs = load_runs(tmp_path)
     for r in runs:

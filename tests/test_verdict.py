@@ -221,3 +221,20 @@ def test_an_axis_only_the_treatments_have_names_them(write_run, tmp_path: Path):
     assert set(sr.index) == {"grpo_rm, grpo_rm.temperature=0.5", "grpo_rm, grpo_rm.temperature=2.0"}
     assert set(sr["axes"]) == {""} and set(sr["level"]) == {0.025}
     assert sr.loc["grpo_rm, grpo_rm.temperature=0.5", "word"] == "ahead"
+
+
+def test_a_close_call_of_the_control_moves_only_the_control(write_run, tmp_path):
+    """CE's decision is a close call, the arm's is clear: the sensitivity pairs CE at its runner-up with
+    the arm at its winner, never with the arm's own runner-up runs (which a clear decision does not use)."""
+    root, exp = tmp_path / "results", "ctl"
+    close, clear = {"close_call": True, "pick": "winner"}, {"close_call": False, "pick": "winner"}
+    _arm(write_run, root, exp, "ce", "ce", CE, verdict=DECLARED, tuning=close)
+    _arm(write_run, root, exp, "ce", "ce", AHEAD, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**close, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    _arm(write_run, root, exp, "flat", "grpo_rm", AHEAD, verdict=DECLARED, tuning=clear)
+    # runs of the arm at its own runner-up (far behind): ignored, its decision is clear
+    _arm(write_run, root, exp, "flat", "grpo_rm", [v - 0.3 for v in CE], verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**clear, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    by, _ = _frame(root)
+    assert by["flat"]["word"] == "ahead" and by["flat"]["close_call"]
+    assert by["flat"]["runner_up_word"] == "no difference"  # the arm's winners (AHEAD) against CE's runner-up (AHEAD)
