@@ -224,7 +224,8 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
         return []
     # The sensitivity of a cell: each side whose own decision is a close call at its runner-up, the
     # other side at its winner (a side whose decision is clear keeps it).
-    control_moves = _flag(run_set, control, "close_call") and not control_ru.empty
+    control_close, control_edge = _flag(run_set, control, "close_call"), _flag(run_set, control, "edge")
+    control_moves = control_close and not control_ru.empty
     cells, alt = {}, {}
     for who, runs in winners[winners["_who"] != declared.control].groupby("_who", sort=True):
         cell = paired_difference(_by_seed(runs, value), base)
@@ -249,7 +250,6 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     n = max(c.n for c, _ in cells.values())
     detectable = inf.detectable(std, n, level)
     needed = inf.seeds_needed(std, declared.target, level)
-    control_close, control_edge = _flag(run_set, control, "close_call"), _flag(run_set, control, "edge")
     out = []
     for who, (cell, runs) in cells.items():
         aa = roles[who] == "aa"

@@ -31,7 +31,8 @@ def run(experiment: str | Path, overrides: Iterable[str] = (), results: str | Pa
     from grporm.experiment import load_experiment
     from grporm.inputs import check_environment, output_folder
     from grporm.interrupts import STOP
-    from grporm.matrix import preflight, run_matrix, select_runs
+    from grporm.matrix import run_matrix, select_runs
+    from grporm.preflight import preflight
 
     check_environment()
     exp = load_experiment(Path(experiment), list(overrides))

@@ -137,7 +137,8 @@ def run(
     from grporm import distributed
     from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
-    from grporm.matrix import is_finished, preflight, run_matrix, select_runs, sensitivity_runs
+    from grporm.matrix import is_finished, run_matrix, select_runs, sensitivity_runs
+    from grporm.preflight import preflight
 
     dist = distributed.SINGLE
     try:
@@ -214,7 +215,8 @@ def tune(
     from grporm.analysis.tuning import decisions_markdown
     from grporm.experiment import load_experiment
     from grporm.interrupts import STOP
-    from grporm.matrix import parse_shard, preflight, settings_to_tune, tune_matrix
+    from grporm.matrix import parse_shard, settings_to_tune, tune_matrix
+    from grporm.preflight import preflight
     from grporm.tuning import read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE

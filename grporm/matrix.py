@@ -1,6 +1,6 @@
-"""What surrounds runs: picking a shard of the matrix, checking every run's inputs before the first
-writes anything (`preflight`), walking the runs with a lock each (`run_matrix`), and deciding the
-learning rate of every tuning setting of a matrix (`tune_matrix`)."""
+"""What surrounds runs: picking a shard of the matrix, walking the runs with a lock each (`run_matrix`),
+the runs of close calls again at the runner-up (`sensitivity_runs`), and deciding the learning rate of
+every tuning setting of a matrix (`tune_matrix`); the checks before any run are grporm/preflight.py."""
 from __future__ import annotations
 
 import re
@@ -14,7 +14,6 @@ from grporm.errors import ConfigError, GrpormError
 from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
-from grporm.preflight import SPLIT_ONLY, _as_input_error, preflight  # noqa: F401 - moved there; imported from here before
 from grporm.progress import Countdown
 from grporm.record_schema import RunRecord
 from grporm.runner import RunPaths, execute_run

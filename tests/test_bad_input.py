@@ -458,7 +458,7 @@ def test_data_root_that_is_a_file(tmp_path):
 def test_undamaged_data_root_is_accepted(tmp_path):
     """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
     from grporm.experiment import load_experiment
-    from grporm.matrix import preflight
+    from grporm.preflight import preflight
 
     root = fashion_root(tmp_path, "none")
     path = write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
