@@ -470,8 +470,7 @@ def ablation_differences(run_set) -> pd.DataFrame:
     """Per ablation study (an experiment named with 'ablation' whose runs have an ``arm`` axis), data set,
     backbone, metric and arm: the arm minus the control arm (CONTROL_ARM, else the first CE arm) paired by seed,
     in points: columns experiment, dataset, backbone, metric, arm, method, n, diff, ci_low, ci_high.
-    Legacy ablation records (one experiment per setting, no arm axis) have no control in their own
-    experiment and are left out."""
+    An ablation experiment without an arm axis has no control of its own and is left out."""
     from grporm.analysis.stats import paired_difference
 
     runs = run_set.runs

@@ -107,8 +107,7 @@ FIGURES = (
     FigureSpec("ablations", "Ablations: each arm minus the CE control", "ablations",
                lambda rs, t: ablation_plot(rs), "the runs of the ablation study (an experiment named with "
                "'ablation' whose runs have an `arm` axis), paired by seed with its CE arm.",
-               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs; legacy "
-               "`ablation_*` records (one experiment per setting, no CE control of their own) are in the table only."),
+               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
                lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
                "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",

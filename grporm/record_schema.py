@@ -222,7 +222,6 @@ class RunRecord:
     config_hash: str = ""
     config: dict = field(default_factory=dict)
     lr: float | None = None
-    lr_search: list[dict] = field(default_factory=list)  # {"lr", "val_top1"} per searched lr
     metrics: Metrics | None = None
     timing: Timing | None = None
     env: dict = field(default_factory=dict)

@@ -144,7 +144,7 @@ def test_base_cycle_is_refused(tmp_path):
         load_experiment(tmp_path / "a.yaml")
 
 
-def test_an_option_added_later_keeps_old_hashes_at_its_default():
+def test_an_option_added_later_keeps_old_hashes_at_its_default_and_a_retired_one_its_last_default():
     run = RunConfig(method="grpo_rm")
     payload = run.model_dump(mode="json", exclude={"tracking", "run_id", "axes", "verdict"})  # verdict: never hashed
     for how in ("threads", "channels_last", "compile"):
@@ -152,6 +152,7 @@ def test_an_option_added_later_keeps_old_hashes_at_its_default():
     payload["data"].pop("label")  # a name for people, never hashed
     for section, key in ADDED_OPTIONS:  # what a record written before the options existed hashed
         payload[section].pop(key)
+    payload["train"] |= {"lr_grid": [], "search_epochs": 1, "search_train_per_class": None}  # retired since
     payload.pop("tune")  # nor the tune section (tuning off)
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     assert run.config_hash() == before
