@@ -444,8 +444,9 @@ def forest_plot(frame: pd.DataFrame) -> Figure | None:
     ax.set_ylim(ticks[-1] + 0.7, -0.7)  # first row on top
     ax.grid(axis="x", alpha=0.3)
     measure = ", ".join(dict.fromkeys(str(m) for m in frame.get("measure", pd.Series(dtype=str)).dropna())) or ""
-    ax.set_xlabel("difference from the control (percentage points)" + (f"; measure: {textwrap.shorten(measure, 60)}"
-                                                                     if measure else ""))
+    # the measures on lines of their own: on one line with the unit they ran past the figure's edge
+    ax.set_xlabel("difference from the control (percentage points)" + ("\nmeasure: " + textwrap.fill(measure, 60)
+                                                                         if measure else ""), fontsize=8)
     handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"], label=w)
                for w, s in WORD_STYLE.items()]
     handles += [matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o", markerfacecolor="white",

@@ -135,3 +135,16 @@ def test_report_draws_the_forest_plot_in_the_verdict_section_and_its_embedded_fi
     assert "(figures/ablations.png)" in text
     assert "![Forest plot](forest.png)" in (tmp_path / "study_ablations" / "table.md").read_text()
     assert not (tmp_path / "ablation_clip" / "forest.png").exists()  # no verdict row there
+
+
+def test_a_long_list_of_measures_stays_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    frame = verdict_frame(claims=6, treatments=2)
+    frame["measure"] = [["transfer_sr/digits", "sr", "imbalance_sr/overall", "imbalance_sr/few", "miou", "knn20"][i % 6]
+                        for i in range(len(frame))]
+    fig = forest_plot(frame)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    label = fig.axes[0].xaxis.label.get_window_extent(renderer)
+    assert 0 <= label.x0 and label.x1 <= fig.bbox.x1, (label, fig.bbox)
