@@ -378,6 +378,11 @@ def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     return count
 
 
+# What a results folder holds besides one folder per experiment (launch logs, tuning decisions, the
+# report's tables and figures, the benchmarks); lower case: some file systems ignore case.
+RESULTS_FOLDERS = frozenset({"logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
+
+
 def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:
     """The runs of an experiment mapping (a file's, after its `base:` chain) with `overrides`: every
     combination of the matrix, validated, its names and tuning grid checked, with its run id. A matrix
@@ -389,6 +394,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")
+    if name.lower() in RESULTS_FOLDERS:
+        raise ConfigError(f"{where}: name: {shown(name)} is <results>/{name}, a folder the suite keeps for itself "
+                          f"({', '.join(sorted(RESULTS_FOLDERS))}); give the experiment another name")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise ConfigError(f"{where}: name: at most {MAX_NAME_BYTES} characters, it names a folder (got {shown(name)})")
     description = raw.pop("description", "")

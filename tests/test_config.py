@@ -38,6 +38,8 @@ def write(tmp_path, text):
         ("matrix: {seed: []}\n", "matrix.seed: must be a non-empty list"),
         ("matrix: {seed: [0, 0]}\n", "two runs the id"),
         ("name: ../escape\n", "name: must be letters"),
+        ("name: Logs\n", "name: 'Logs' is <results>/Logs, a folder the suite keeps for itself"),
+        ("name: tuning\n", "name: 'tuning' is <results>/tuning, a folder the suite keeps for itself"),
         ("matrix: {arm: [{method: ce}]}\n", "matrix.arm[0]: each arm is a mapping with a name"),
         ("matrix: {arm: [{name: a, grpo_rm.grup: expected}]}\n", "matrix.arm[0] (a): grpo_rm.grup: unknown key"),
         ("matrix: {arm: [{name: a}, {name: a, method: ce}]}\n", "two arms are named 'a'"),
