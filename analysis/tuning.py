@@ -37,7 +37,8 @@ def decision_row(record: dict) -> dict:
     mean score per lr with its per-seed scores in brackets."""
     scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}{_per_seed(row)}" for row in record["scores"])
     runner_up = record.get("runner_up")
-    return {"setting": _label_of(record), "key": record["key"], "score": record["score"], "seeds": ", ".join(str(s) for s in record["seeds"]),
+    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
+            "seeds": ", ".join(str(s) for s in record["seeds"]),
             "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
             "winner": f"{record['winner']:g}", "runner_up": "—" if runner_up is None else f"{runner_up:g}",
             "margin": _points(record.get("margin")), "se": _points(record.get("se")),
