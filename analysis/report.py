@@ -287,10 +287,11 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
     parts = _header(run_set, sources)
     say("verdict")
     verdict_lines, verdict_files = verdict_section(run_set)
-    if FOREST in figure_files and ".md" in verdict_files:
-        # the README embeds tables/verdict.md (tools/embed.py rewrites its relative links): the plot goes in it
-        verdict_files[".md"] = verdict_files[".md"].rstrip("\n") + "\n\n" + \
-            f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
+    for suffix in (".md", "_summary.md"):
+        if FOREST in figure_files and verdict_files.get(suffix):
+            # the README embeds the summary (tools/embed.py rewrites its relative links): the plot goes in both
+            verdict_files[suffix] = verdict_files[suffix].rstrip("\n") + "\n\n" + \
+                f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
     verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
     for suffix, text in verdict_files.items():
         _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)

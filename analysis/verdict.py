@@ -484,6 +484,66 @@ def verdict_markdown(found: list[Comparison]) -> str:
     return "\n".join(parts)
 
 
+SUMMARY_LEGEND = (
+    "One line per claim of each experiment, from the full verdict tables (`verdict.md`, intervals and p "
+    "values there): the claim word; the treatments *ahead* of and *behind* the control after Holm, with the "
+    "rows (backbone, and axes where an experiment has more) where they are; the range of the rows' "
+    "*Detectable* difference; the A/A control's cells whose 95% interval excludes 0; and every cell whose "
+    "word turns when the close-call side trains at its runner-up learning rate. P(improvement): each "
+    "treatment's probability of beating a control run, averaged over the experiment's rows, 95% bootstrap interval.")
+
+
+def _where(lines: pd.DataFrame) -> str:
+    rows = [b + (f" {a}" if a else "") for b, a in zip(lines["backbone"], lines["axes"])]
+    return ", ".join(dict.fromkeys(rows))
+
+
+def _named(lines: pd.DataFrame, word: str) -> str:
+    """'`a`, `b` (rows); `c` (rows)': the treatments with `word`, those with the same rows together."""
+    hits = lines[lines["word"] == word]
+    by_rows: dict[str, list[str]] = {}
+    for treatment, rows in hits.groupby("treatment", sort=False):
+        by_rows.setdefault(_where(rows), []).append(f"`{treatment}`")
+    return "; ".join(f"{', '.join(names)} ({rows})" for rows, names in by_rows.items()) or "—"
+
+
+def _span(values: pd.Series) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "—"
+    low, high = min(finite), max(finite)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+
+
+def summary_markdown(found: list[Comparison]) -> str:
+    """The verdict at a glance: one line per (experiment, claim), then P(improvement) per experiment."""
+    claims, improvements = [], []
+    for c in (c for c in found if not c.frame.empty):
+        for claim, lines in c.frame.groupby("claim", sort=False):
+            treated, aa = lines[lines["role"] == "treatment"], lines[(lines["role"] == "aa") & lines["p"].map(math.isfinite)]
+            turns = lines[lines["runner_up_word"].astype(bool) & (lines["runner_up_word"] != lines["word"])]
+            claims.append([f"`{c.experiment}`", claim, f"**{lines['claim_word'].iloc[0]}**", _named(treated, inf.AHEAD),
+                           _named(treated, inf.BEHIND), _span(lines.drop_duplicates(["dataset", "backbone", "axes"])["detectable"]),
+                           str(int(lines["n"].max())),
+                           f"{int((aa['p'] < inf.ALPHA).sum())} of {len(aa)}" if len(aa) else "—",
+                           "; ".join(f"`{r['treatment']}` {claim} {r['backbone']}: {r['word']} → {r['runner_up_word']}"
+                                     for _, r in turns.iterrows()) or "—"])
+        if c.aggregate:
+            ranked = sorted(c.aggregate, key=lambda a: -a["probability"])
+            improvements.append([f"`{c.experiment}`", "; ".join(
+                f"`{a['treatment']}`{' (A/A)' if a['role'] == 'aa' else ''} {a['probability']:.2f} "
+                f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]" for a in ranked)])
+    if not claims:
+        return ""
+    header = ["Experiment", "Claim", "Word", "Ahead of the control", "Behind the control", "Detectable (points)",
+              "Seeds", "A/A cells excluding 0", "Word at the runner-up lr"]
+    parts = [SUMMARY_LEGEND, "", markdown_grid(header, claims, "l" * 5 + "rrrl").rstrip("\n"), ""]
+    if improvements:
+        parts += [markdown_grid(["Experiment", "P(improvement) over the control [95%], best first"], improvements,
+                                "ll").rstrip("\n"), ""]
+    return "\n".join(parts)
+
+
 def verdict_latex(found: list[Comparison]) -> str:
     out = []
     for c in found:
@@ -510,7 +570,8 @@ def verdict_files(found: list[Comparison]) -> dict[str, str]:
     """{file suffix: text}: the Markdown (legend, tables, claim words, aggregate, A/A rate), LaTeX, the frame as CSV."""
     frames = [c.frame for c in found if not c.frame.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
-    return {".md": f"# {TITLE}\n\n" + verdict_markdown(found), ".tex": verdict_latex(found),
+    return {".md": f"# {TITLE}\n\n" + verdict_markdown(found), "_summary.md": summary_markdown(found),
+            ".tex": verdict_latex(found),
             ".csv": verdict_csv(frame), "_aggregate.csv": frame_csv(aggregate_frame(found))}
 
 

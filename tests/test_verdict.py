@@ -120,8 +120,18 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
     text = files[".md"]
     assert "**reproduced**" in text and "P(improvement) [95%]" in text and "| `better` | 1.00 [1.00, 1.00] | 1 |" in text
     assert "A/A rate of `anchor`: 0 of 1 cells exclude 0 (0%; nominal 5%)" in text
-    assert set(files) == {".md", ".tex", ".csv", "_aggregate.csv"}
+    assert set(files) == {".md", "_summary.md", ".tex", ".csv", "_aggregate.csv"}
     assert files[".csv"].splitlines()[0].startswith(",".join(FRAME_COLUMNS[:5]))
+
+
+def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_turns(results: Path):
+    _, files = verdict_section(load_runs(results))
+    [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "**reproduced**" and cells[3].startswith("`better` (") and cells[4].startswith("`worse` (")
+    assert cells[7] == "0 of 1"                                      # the anchor's cell does not exclude 0
+    assert "`flat` SR" in cells[8] and "no difference → ahead" in cells[8]  # flat's word at its runner-up
+    assert "| `mine` | `better` 1.00 [1.00, 1.00];" in files["_summary.md"]  # P(improvement), best first
 
 
 @pytest.mark.parametrize("treated, expected", [
@@ -166,7 +176,8 @@ def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert f"### `{tmp_path / 'committed'}/same`" in result.output and f"### `{tmp_path / 'mine'}/same`" in result.output
     assert "behind (p" in result.output and "ahead (p" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["verdict.csv", "verdict.md", "verdict.tex", "verdict_aggregate.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["verdict.csv", "verdict.md", "verdict.tex", "verdict_aggregate.csv",
+                                                     "verdict_summary.md"]
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
 
