@@ -235,6 +235,9 @@ class RunRecord:
     source: str | None = None  # "wandb" for a record read back from W&B
 
     OPTIONAL = ("wandb", "tuning", "source")  # left out of the JSON when None
+    # fields of earlier versions, at the value every committed record holds: read and dropped
+    # (lr_search: the per-run learning-rate search's rows, grporm.config.RETIRED_OPTIONS)
+    RETIRED = {"lr_search": []}
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {}
