@@ -440,7 +440,7 @@ def legend(target_note: str = "") -> str:
 
 
 def _experiment_markdown(c: Comparison) -> list[str]:
-    parts = [f"### `{c.experiment}`", ""]
+    parts = [f"#### `{c.experiment}`", ""]
     source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
     aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
     parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
@@ -588,6 +588,7 @@ def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
         f"{i} ({h})" for i, h in sorted({r for rs in lines["runs"] for r in rs}))
         for c in found if not c.frame.empty
         for (claim, backbone, axes), lines in c.frame.groupby(["claim", "backbone", "axes"], sort=False)]
+    parts += ["### At a glance", "", files["_summary.md"], "### Every comparison, experiment by experiment", ""]
     return parts + [verdict_markdown(found), file_links(NAME), "",
                     "<details><summary>Runs behind each row (run id, config hash)</summary>", ""] + sources + \
         ["", "</details>", ""], files
