@@ -526,7 +526,7 @@ def summary_markdown(found: list[Comparison]) -> str:
                            _named(treated, inf.BEHIND), _span(lines.drop_duplicates(["dataset", "backbone", "axes"])["detectable"]),
                            str(int(lines["n"].max())),
                            f"{int((aa['p'] < inf.ALPHA).sum())} of {len(aa)}" if len(aa) else "—",
-                           "; ".join(f"`{r['treatment']}` {claim} {r['backbone']}: {r['word']} → {r['runner_up_word']}"
+                           "; ".join(f"`{r['treatment']}` ({_where(r.to_frame().T)}): {r['word']} → {r['runner_up_word']}"
                                      for _, r in turns.iterrows()) or "—"])
         if c.aggregate:
             ranked = sorted(c.aggregate, key=lambda a: -a["probability"])
