@@ -200,7 +200,8 @@ def describe(tree: dict) -> str:
     """'data / size / backbone / method (what differs from the defaults)' of a setting, e.g. of a
     decision record's `setting`: tells apart the readings of one study and the studies of one data set."""
     data, train = tree["data"], tree.get("train", {})
-    size = f"{data.get('image_size')} px, {data.get('train_per_class') or 'all'}/class"
+    size = f"{data.get('image_size')} px, {data.get('train_per_class') or 'all'}/class" + (
+        f", {train['epochs']} epochs" if "epochs" in train else "")  # e.g. CE with twice the steps
     parts = [data["name"], size, tree["model"]["name"], tree["method"]]
     if data.get("imbalance_factor") is not None:
         parts.insert(2, f"IF {data['imbalance_factor']:g}")

@@ -354,7 +354,7 @@ def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the
     assert rec["seeds"] == [0, 1] and rec["runner_up"] in GRID and rec["runner_up"] != rec["winner"]
     assert rec["uncertainty"] == max(rec["se"], rec["seed_se"]) and "max(se, seed_se)" in rec["close_call_rule"]
     assert rec["epochs"] == 3 and rec["env"]["torch"] and set(rec["config_hashes"]) == {"0", "1"}
-    assert "| digits / 16 px, 6/class / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and len(scored) == 6
     assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
@@ -477,5 +477,16 @@ def test_labels_tell_the_readings_of_one_study_apart():
     labels = {label(r) for r in runs}
     keys = {tuning_key(r) for r in runs}
     assert len(labels) == len(keys) == 2 * 8  # two backbones x (CE and seven readings)
-    assert ("fashion_mnist / 32 px, 200/class / mobilenetv2_100 / grpo_rm "
+    assert ("fashion_mnist / 32 px, 200/class, 4 epochs / mobilenetv2_100 / grpo_rm "
             "(rewards=uniformity_all:1, advantage_scale=none, grad_clip=0.1)") in labels
+
+
+@pytest.mark.parametrize("path", sorted(Path("experiments").rglob("*.yaml")), ids=str)
+def test_every_embedded_experiment_labels_its_settings_apart(path):
+    """Two settings with one label would read as one decision in the report (as CE and CE with twice
+    the epochs once did)."""
+    from grporm.experiment import load_experiment
+    from grporm.tuning import label, needs_decision
+
+    runs = [r for r in load_experiment(path).runs if needs_decision(r)]
+    assert len({label(r) for r in runs}) == len({tuning_key(r) for r in runs})
