@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
 from grporm.analysis.stats import summarize
+from grporm.analysis.verdict_roles import ROLE_MARK
 from grporm.record_schema import HEADLINE_KNN, SR
 
 # One colour / line style per method, used by every figure.
@@ -429,7 +430,7 @@ def forest_plot(frame: pd.DataFrame) -> Figure | None:
         for _, line in group.iterrows():
             _forest_point(ax, y, line)
             ticks.append(y)
-            labels.append(f"{line['treatment']}{' (A/A)' if line.get('role') == 'aa' else ''}")
+            labels.append(f"{line['treatment']}{ROLE_MARK.get(line.get('role'), '')}")
             y += 1
         spans.append((start, y - 1, key))
         y += 0.8  # a gap between claim rows

@@ -23,6 +23,7 @@ from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs,
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
+from grporm.analysis.verdict_roles import ROLE_MARK
 from grporm.config import VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
@@ -208,10 +209,15 @@ def _axis_columns(run_set: RunSet) -> set[str]:
     return {c for c in run_set.runs.columns if c not in fixed}
 
 
-def role_of(who: str, declared: VerdictConfig) -> str:
+def role_of(who: str, declared: VerdictConfig, method: str | None = None, control_method: str | None = None) -> str:
+    """control, aa (a declared A/A control), reference (an arm with the control's own method, e.g. CE with
+    twice the steps: a claim is about a method beating the control's, so it never reproduces one) or
+    treatment."""
     if who == declared.control:
         return "control"
-    return "aa" if who.split(",")[0] in declared.aa else "treatment"
+    if who.split(",")[0] in declared.aa:
+        return "aa"
+    return "reference" if method is not None and method == control_method else "treatment"
 
 
 def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared: list[str], group: pd.DataFrame,
@@ -239,7 +245,8 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
             alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
     if not cells:
         return []
-    roles = {who: role_of(who, declared) for who in cells}
+    control_method = str(control["method"].iloc[0])
+    roles = {who: role_of(who, declared, str(runs["method"].iloc[0]), control_method) for who, (_, runs) in cells.items()}
     treatments = [w for w in cells if roles[w] == "treatment"]
     ps = {w: inf.paired_p(c.mean, c.std, c.n) for w, (c, _) in cells.items()}
     adjusted = inf.holm({w: ps[w] for w in treatments})
@@ -252,7 +259,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     needed = inf.seeds_needed(std, declared.target, level)
     out = []
     for who, (cell, runs) in cells.items():
-        aa = roles[who] == "aa"
+        aa = roles[who] != "treatment"  # an A/A control or a reference: judged alone, outside the family
         p_holm = ps[who] if aa else adjusted[who]
         word = inf.word(cell.mean, p_holm)
         runner_up_word = ""
@@ -269,7 +276,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
             "experiment": experiment, "claim": claim["name"], "measure": claim["measure"],
             "dataset": str(key["dataset"]), "backbone": str(key["backbone"]),
             "axes": ", ".join(f"{k}={key[k]}" for k in shared), "treatment": who,
-            "role": "aa" if aa else "treatment", "control": declared.control, "n": cell.n,
+            "role": roles[who], "control": declared.control, "n": cell.n,
             "diff": SCALE * cell.mean, "ci_low": SCALE * cell.ci_low, "ci_high": SCALE * cell.ci_high,
             "p": ps[who], "p_holm": p_holm, "level": inf.ALPHA if aa else level, "word": word,
             "detectable": detectable, "power_target": inf.POWER, "target": declared.target,
@@ -316,7 +323,9 @@ def _aggregate(run_set: RunSet, runs: pd.DataFrame, frame: pd.DataFrame, values:
     out = []
     for who, task in sorted(tasks.items()):
         low, high = inf.stratified_bootstrap(task, reps=BOOTSTRAP_REPS)
-        out.append({"experiment": frame["experiment"].iloc[0], "treatment": who, "role": role_of(who, declared),
+        role = frame.loc[frame["treatment"] == who, "role"]
+        out.append({"experiment": frame["experiment"].iloc[0], "treatment": who,
+                    "role": role.iloc[0] if len(role) else role_of(who, declared),
                     "probability": inf.mean_improvement_probability(task), "ci_low": low, "ci_high": high,
                     "tasks": len(task)})
     return out
@@ -390,9 +399,7 @@ def _number(value: float) -> str:
 
 
 def _columns(frame: pd.DataFrame) -> list[str]:
-    treated = list(dict.fromkeys(frame.loc[frame["role"] == "treatment", "treatment"]))
-    aa = list(dict.fromkeys(frame.loc[frame["role"] == "aa", "treatment"]))
-    return treated + aa
+    return [w for role in ("treatment", "reference", "aa") for w in dict.fromkeys(frame.loc[frame["role"] == role, "treatment"])]
 
 
 def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -401,7 +408,8 @@ def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
     keys = [k for k in ("dataset", "axes") if frame[k].nunique() > 1 or (k == "axes" and frame[k].ne("").any())]
     header = ["Claim", *[{"dataset": "Data set", "axes": "Axes"}[k] for k in keys], "Backbone", "Seeds",
               "Level", "Detectable", f"Seeds for {c.declaration.target:g}"]
-    header += [f"`{w}`" + (" (A/A)" if role_of(w, c.declaration) == "aa" else "") for w in who]
+    roles = dict(zip(frame["treatment"], frame["role"]))
+    header += [f"`{w}`" + ROLE_MARK.get(roles[w], "") for w in who]
     rows = []
     for (claim, *_), lines in frame.groupby(["claim", "dataset", "backbone", "axes"], sort=False):
         first = lines.iloc[0]
@@ -457,7 +465,7 @@ def _experiment_markdown(c: Comparison) -> list[str]:
                      + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else "") + ".")
     parts.append("")
     if c.aggregate:
-        rows = [[f"`{a['treatment']}`" + (" (A/A)" if a["role"] == "aa" else ""),
+        rows = [[f"`{a['treatment']}`" + ROLE_MARK.get(a["role"], ""),
                  f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", str(a["tasks"])] for a in c.aggregate]
         parts += [markdown_grid(["Treatment", "P(improvement) [95%]", "Tasks"], rows, "lrr").rstrip("\n"), ""]
     for a in c.declaration.aa:
@@ -531,7 +539,7 @@ def summary_markdown(found: list[Comparison]) -> str:
         if c.aggregate:
             ranked = sorted(c.aggregate, key=lambda a: -a["probability"])
             improvements.append([f"`{c.experiment}`", "; ".join(
-                f"`{a['treatment']}`{' (A/A)' if a['role'] == 'aa' else ''} {a['probability']:.2f} "
+                f"`{a['treatment']}`{ROLE_MARK.get(a['role'], '')} {a['probability']:.2f} "
                 f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]" for a in ranked)])
     if not claims:
         return ""

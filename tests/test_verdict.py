@@ -249,3 +249,18 @@ def test_a_close_call_of_the_control_moves_only_the_control(write_run, tmp_path)
     by, _ = _frame(root)
     assert by["flat"]["word"] == "ahead" and by["flat"]["close_call"]
     assert by["flat"]["runner_up_word"] == "no difference"  # the arm's winners (AHEAD) against CE's runner-up (AHEAD)
+
+
+def test_an_arm_with_the_control_s_own_method_is_a_reference_that_never_reproduces_a_claim(write_run, tmp_path: Path):
+    """CE with twice the steps ahead of CE says nothing about GRPO-RM: it is shown, outside the Holm
+    family, and the claim stays unreproduced."""
+    root = tmp_path / "results"
+    _arm(write_run, root, "abl", "ce", "ce", CE, verdict=DECLARED)
+    _arm(write_run, root, "abl", "ce_steps2x", "ce", AHEAD, verdict=DECLARED)
+    _arm(write_run, root, "abl", "grpo", "grpo_rm", MIXED, verdict=DECLARED)
+    by, frame = _frame(root)
+    assert (by["ce_steps2x"]["role"], by["ce_steps2x"]["word"]) == ("reference", inf.AHEAD)
+    assert by["grpo"]["role"] == "treatment" and by["grpo"]["level"] == inf.ALPHA  # a family of one
+    assert set(frame["claim_word"]) != {inf.REPRODUCED}
+    _, files = verdict_section(load_runs(root))
+    assert "`ce_steps2x` (reference)" in files[".md"] and "`ce_steps2x` (reference)" in files["_summary.md"]
