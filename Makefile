@@ -72,7 +72,7 @@ verify: install data
 	( $(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled --sensitivity) ) && \
 	$(GRPORM) verify "$$dir" --against $(RESULTS) --experiment quick
 
-# The embedded studies, one claim of the paper each (3 seeds, both packaged backbones).
+# The embedded studies, one claim of the paper each (5 seeds; both packaged backbones, one for the ablations and the scale probe).
 # Classification also yields the convergence curves (history.csv of every run).
 # JOBS=2 runs each matrix as 2 shards side by side, one CPU thread each: on 2 cores that beats one
 # process with 2 threads, whose threads wait on each other. Threads are not part of a run's config.

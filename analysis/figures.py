@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
 from grporm.analysis.stats import summarize
+from grporm.analysis.verdict_roles import ROLE_MARK
 from grporm.record_schema import HEADLINE_KNN, SR
 
 # One colour / line style per method, used by every figure.
@@ -429,7 +430,7 @@ def forest_plot(frame: pd.DataFrame) -> Figure | None:
         for _, line in group.iterrows():
             _forest_point(ax, y, line)
             ticks.append(y)
-            labels.append(f"{line['treatment']}{' (A/A)' if line.get('role') == 'aa' else ''}")
+            labels.append(f"{line['treatment']}{ROLE_MARK.get(line.get('role'), '')}")
             y += 1
         spans.append((start, y - 1, key))
         y += 0.8  # a gap between claim rows
@@ -444,8 +445,9 @@ def forest_plot(frame: pd.DataFrame) -> Figure | None:
     ax.set_ylim(ticks[-1] + 0.7, -0.7)  # first row on top
     ax.grid(axis="x", alpha=0.3)
     measure = ", ".join(dict.fromkeys(str(m) for m in frame.get("measure", pd.Series(dtype=str)).dropna())) or ""
-    ax.set_xlabel("difference from the control (percentage points)" + (f"; measure: {textwrap.shorten(measure, 60)}"
-                                                                     if measure else ""))
+    # the measures on lines of their own: on one line with the unit they ran past the figure's edge
+    ax.set_xlabel("difference from the control (percentage points)" + ("\nmeasure: " + textwrap.fill(measure, 60)
+                                                                         if measure else ""), fontsize=8)
     handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"], label=w)
                for w, s in WORD_STYLE.items()]
     handles += [matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o", markerfacecolor="white",
@@ -470,8 +472,7 @@ def ablation_differences(run_set) -> pd.DataFrame:
     """Per ablation study (an experiment named with 'ablation' whose runs have an ``arm`` axis), data set,
     backbone, metric and arm: the arm minus the control arm (CONTROL_ARM, else the first CE arm) paired by seed,
     in points: columns experiment, dataset, backbone, metric, arm, method, n, diff, ci_low, ci_high.
-    Legacy ablation records (one experiment per setting, no arm axis) have no control in their own
-    experiment and are left out."""
+    An ablation experiment without an arm axis has no control of its own and is left out."""
     from grporm.analysis.stats import paired_difference
 
     runs = run_set.runs

@@ -107,8 +107,7 @@ FIGURES = (
     FigureSpec("ablations", "Ablations: each arm minus the CE control", "ablations",
                lambda rs, t: ablation_plot(rs), "the runs of the ablation study (an experiment named with "
                "'ablation' whose runs have an `arm` axis), paired by seed with its CE arm.",
-               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs; legacy "
-               "`ablation_*` records (one experiment per setting, no CE control of their own) are in the table only."),
+               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
                lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
                "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",
@@ -288,10 +287,11 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
     parts = _header(run_set, sources)
     say("verdict")
     verdict_lines, verdict_files = verdict_section(run_set)
-    if FOREST in figure_files and ".md" in verdict_files:
-        # the README embeds tables/verdict.md (tools/embed.py rewrites its relative links): the plot goes in it
-        verdict_files[".md"] = verdict_files[".md"].rstrip("\n") + "\n\n" + \
-            f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
+    for suffix in (".md", "_summary.md"):
+        if FOREST in figure_files and verdict_files.get(suffix):
+            # the README embeds the summary (tools/embed.py rewrites its relative links): the plot goes in both
+            verdict_files[suffix] = verdict_files[suffix].rstrip("\n") + "\n\n" + \
+                f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
     verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
     for suffix, text in verdict_files.items():
         _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from grporm.tuning import _label_of, _points, flags, is_current, load_records
+from grporm.tuning import _label_of, _points, flags, load_records
 
 NAME = "tuning"
 TITLE = "Tuning decisions"
@@ -18,7 +18,7 @@ LEGEND = ("One learning-rate decision per setting (data set, backbone, method an
           "the per-seed differences winner minus runner-up, all in points. Flags: *close call* = margin "
           "below the larger of SE and Seed SE (its cells are also run at the runner-up, `make sensitivity`); "
           "*extended up/down* = the winner sat on an edge and the grid grew by its own step; *edge* = still "
-          "on an edge after the last extension; *stale* = decided on one seed, before this rule.")
+          "on an edge after the last extension.")
 ABSENT = ("No tuning record under `tuning/`: runs with `tune.grid` set (or `grporm tune`) write them; "
           "section skipped.")
 
@@ -32,19 +32,13 @@ def _per_seed(row: dict) -> str:
     return f" ({', '.join(_pct(x.get('score')) for x in seeds)})" if seeds else ""
 
 
-def _seeds(record: dict) -> str:
-    if is_current(record):
-        return ", ".join(str(s) for s in record["seeds"])
-    return str(record.get("seed", "?"))  # a one-seed decision
-
-
 def decision_row(record: dict) -> dict:
     """One row per decision, cells as text (scores, margin and SEs in % of the validation score): the
-    mean score per lr with its per-seed scores in brackets. A one-seed decision (made before the tuning
-    seeds) reads too, its missing numbers as —."""
+    mean score per lr with its per-seed scores in brackets."""
     scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}{_per_seed(row)}" for row in record["scores"])
     runner_up = record.get("runner_up")
-    return {"setting": _label_of(record), "key": record["key"], "score": record["score"], "seeds": _seeds(record),
+    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
+            "seeds": ", ".join(str(s) for s in record["seeds"]),
             "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
             "winner": f"{record['winner']:g}", "runner_up": "—" if runner_up is None else f"{runner_up:g}",
             "margin": _points(record.get("margin")), "se": _points(record.get("se")),

@@ -23,6 +23,7 @@ from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs,
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
+from grporm.analysis.verdict_roles import ROLE_MARK
 from grporm.config import VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
@@ -208,10 +209,15 @@ def _axis_columns(run_set: RunSet) -> set[str]:
     return {c for c in run_set.runs.columns if c not in fixed}
 
 
-def role_of(who: str, declared: VerdictConfig) -> str:
+def role_of(who: str, declared: VerdictConfig, method: str | None = None, control_method: str | None = None) -> str:
+    """control, aa (a declared A/A control), reference (an arm with the control's own method, e.g. CE with
+    twice the steps: a claim is about a method beating the control's, so it never reproduces one) or
+    treatment."""
     if who == declared.control:
         return "control"
-    return "aa" if who.split(",")[0] in declared.aa else "treatment"
+    if who.split(",")[0] in declared.aa:
+        return "aa"
+    return "reference" if method is not None and method == control_method else "treatment"
 
 
 def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared: list[str], group: pd.DataFrame,
@@ -239,7 +245,8 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
             alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
     if not cells:
         return []
-    roles = {who: role_of(who, declared) for who in cells}
+    control_method = str(control["method"].iloc[0])
+    roles = {who: role_of(who, declared, str(runs["method"].iloc[0]), control_method) for who, (_, runs) in cells.items()}
     treatments = [w for w in cells if roles[w] == "treatment"]
     ps = {w: inf.paired_p(c.mean, c.std, c.n) for w, (c, _) in cells.items()}
     adjusted = inf.holm({w: ps[w] for w in treatments})
@@ -252,7 +259,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     needed = inf.seeds_needed(std, declared.target, level)
     out = []
     for who, (cell, runs) in cells.items():
-        aa = roles[who] == "aa"
+        aa = roles[who] != "treatment"  # an A/A control or a reference: judged alone, outside the family
         p_holm = ps[who] if aa else adjusted[who]
         word = inf.word(cell.mean, p_holm)
         runner_up_word = ""
@@ -269,7 +276,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
             "experiment": experiment, "claim": claim["name"], "measure": claim["measure"],
             "dataset": str(key["dataset"]), "backbone": str(key["backbone"]),
             "axes": ", ".join(f"{k}={key[k]}" for k in shared), "treatment": who,
-            "role": "aa" if aa else "treatment", "control": declared.control, "n": cell.n,
+            "role": roles[who], "control": declared.control, "n": cell.n,
             "diff": SCALE * cell.mean, "ci_low": SCALE * cell.ci_low, "ci_high": SCALE * cell.ci_high,
             "p": ps[who], "p_holm": p_holm, "level": inf.ALPHA if aa else level, "word": word,
             "detectable": detectable, "power_target": inf.POWER, "target": declared.target,
@@ -316,7 +323,9 @@ def _aggregate(run_set: RunSet, runs: pd.DataFrame, frame: pd.DataFrame, values:
     out = []
     for who, task in sorted(tasks.items()):
         low, high = inf.stratified_bootstrap(task, reps=BOOTSTRAP_REPS)
-        out.append({"experiment": frame["experiment"].iloc[0], "treatment": who, "role": role_of(who, declared),
+        role = frame.loc[frame["treatment"] == who, "role"]
+        out.append({"experiment": frame["experiment"].iloc[0], "treatment": who,
+                    "role": role.iloc[0] if len(role) else role_of(who, declared),
                     "probability": inf.mean_improvement_probability(task), "ci_low": low, "ci_high": high,
                     "tasks": len(task)})
     return out
@@ -390,9 +399,7 @@ def _number(value: float) -> str:
 
 
 def _columns(frame: pd.DataFrame) -> list[str]:
-    treated = list(dict.fromkeys(frame.loc[frame["role"] == "treatment", "treatment"]))
-    aa = list(dict.fromkeys(frame.loc[frame["role"] == "aa", "treatment"]))
-    return treated + aa
+    return [w for role in ("treatment", "reference", "aa") for w in dict.fromkeys(frame.loc[frame["role"] == role, "treatment"])]
 
 
 def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -401,7 +408,8 @@ def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
     keys = [k for k in ("dataset", "axes") if frame[k].nunique() > 1 or (k == "axes" and frame[k].ne("").any())]
     header = ["Claim", *[{"dataset": "Data set", "axes": "Axes"}[k] for k in keys], "Backbone", "Seeds",
               "Level", "Detectable", f"Seeds for {c.declaration.target:g}"]
-    header += [f"`{w}`" + (" (A/A)" if role_of(w, c.declaration) == "aa" else "") for w in who]
+    roles = dict(zip(frame["treatment"], frame["role"]))
+    header += [f"`{w}`" + ROLE_MARK.get(roles[w], "") for w in who]
     rows = []
     for (claim, *_), lines in frame.groupby(["claim", "dataset", "backbone", "axes"], sort=False):
         first = lines.iloc[0]
@@ -430,7 +438,9 @@ def legend(target_note: str = "") -> str:
         "*contradicted* = no treatment ahead on any row and every row can detect the target; *inconclusive* otherwise. "
         "A/A controls never reproduce a claim. **P(improvement)** = probability that a run of the treatment beats a "
         "run of the control (ties count half), averaged over the rows (tasks), with a stratified bootstrap 95% "
-        f"interval ({BOOTSTRAP_REPS} resamples of runs within each task and side). **A/A rate** = share of an A/A "
+        f"interval ({BOOTSTRAP_REPS} resamples of runs within each task and side; when every run of a side beats "
+        "every run of the other in each task, resampling cannot move it and the interval has no width: it then "
+        "understates the uncertainty of so few runs). **A/A rate** = share of an A/A "
         "control's cells whose 95% interval excludes 0 (nominal: 5%). Main cells use the runs at each learning-rate "
         "decision's winner; *(runner-up: word)* = the word with the runs at the runner-up learning rate in place "
         f"of the winner's, for the side(s) that have them; {SHAKY} = the treatment's or the control's decision was a "
@@ -438,7 +448,7 @@ def legend(target_note: str = "") -> str:
 
 
 def _experiment_markdown(c: Comparison) -> list[str]:
-    parts = [f"### `{c.experiment}`", ""]
+    parts = [f"#### `{c.experiment}`", ""]
     source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
     aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
     parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
@@ -455,7 +465,7 @@ def _experiment_markdown(c: Comparison) -> list[str]:
                      + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else "") + ".")
     parts.append("")
     if c.aggregate:
-        rows = [[f"`{a['treatment']}`" + (" (A/A)" if a["role"] == "aa" else ""),
+        rows = [[f"`{a['treatment']}`" + ROLE_MARK.get(a["role"], ""),
                  f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", str(a["tasks"])] for a in c.aggregate]
         parts += [markdown_grid(["Treatment", "P(improvement) [95%]", "Tasks"], rows, "lrr").rstrip("\n"), ""]
     for a in c.declaration.aa:
@@ -479,6 +489,66 @@ def verdict_markdown(found: list[Comparison]) -> str:
     without = [n for c in found if c.frame.empty for n in c.notes]
     if without:
         parts += ["Experiments without a verdict:", ""] + [f"- {n}" for n in without] + [""]
+    return "\n".join(parts)
+
+
+SUMMARY_LEGEND = (
+    "One line per claim of each experiment, from the full verdict tables (`verdict.md`, intervals and p "
+    "values there): the claim word; the treatments *ahead* of and *behind* the control after Holm, with the "
+    "rows (backbone, and axes where an experiment has more) where they are; the range of the rows' "
+    "*Detectable* difference; the A/A control's cells whose 95% interval excludes 0; and every cell whose "
+    "word turns when the close-call side trains at its runner-up learning rate. P(improvement): each "
+    "treatment's probability of beating a control run, averaged over the experiment's rows, 95% bootstrap interval.")
+
+
+def _where(lines: pd.DataFrame) -> str:
+    rows = [b + (f" {a}" if a else "") for b, a in zip(lines["backbone"], lines["axes"])]
+    return ", ".join(dict.fromkeys(rows))
+
+
+def _named(lines: pd.DataFrame, word: str) -> str:
+    """'`a`, `b` (rows); `c` (rows)': the treatments with `word`, those with the same rows together."""
+    hits = lines[lines["word"] == word]
+    by_rows: dict[str, list[str]] = {}
+    for treatment, rows in hits.groupby("treatment", sort=False):
+        by_rows.setdefault(_where(rows), []).append(f"`{treatment}`")
+    return "; ".join(f"{', '.join(names)} ({rows})" for rows, names in by_rows.items()) or "—"
+
+
+def _span(values: pd.Series) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "—"
+    low, high = min(finite), max(finite)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+
+
+def summary_markdown(found: list[Comparison]) -> str:
+    """The verdict at a glance: one line per (experiment, claim), then P(improvement) per experiment."""
+    claims, improvements = [], []
+    for c in (c for c in found if not c.frame.empty):
+        for claim, lines in c.frame.groupby("claim", sort=False):
+            treated, aa = lines[lines["role"] == "treatment"], lines[(lines["role"] == "aa") & lines["p"].map(math.isfinite)]
+            turns = lines[lines["runner_up_word"].astype(bool) & (lines["runner_up_word"] != lines["word"])]
+            claims.append([f"`{c.experiment}`", claim, f"**{lines['claim_word'].iloc[0]}**", _named(treated, inf.AHEAD),
+                           _named(treated, inf.BEHIND), _span(lines.drop_duplicates(["dataset", "backbone", "axes"])["detectable"]),
+                           str(int(lines["n"].max())),
+                           f"{int((aa['p'] < inf.ALPHA).sum())} of {len(aa)}" if len(aa) else "—",
+                           "; ".join(f"`{r['treatment']}` ({_where(r.to_frame().T)}): {r['word']} → {r['runner_up_word']}"
+                                     for _, r in turns.iterrows()) or "—"])
+        if c.aggregate:
+            ranked = sorted(c.aggregate, key=lambda a: -a["probability"])
+            improvements.append([f"`{c.experiment}`", "; ".join(
+                f"`{a['treatment']}`{ROLE_MARK.get(a['role'], '')} {a['probability']:.2f} "
+                f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]" for a in ranked)])
+    if not claims:
+        return ""
+    header = ["Experiment", "Claim", "Word", "Ahead of the control", "Behind the control", "Detectable (points)",
+              "Seeds", "A/A cells excluding 0", "Word at the runner-up lr"]
+    parts = [SUMMARY_LEGEND, "", markdown_grid(header, claims, "l" * 5 + "rrrl").rstrip("\n"), ""]
+    if improvements:
+        parts += [markdown_grid(["Experiment", "P(improvement) over the control [95%], best first"], improvements,
+                                "ll").rstrip("\n"), ""]
     return "\n".join(parts)
 
 
@@ -508,7 +578,8 @@ def verdict_files(found: list[Comparison]) -> dict[str, str]:
     """{file suffix: text}: the Markdown (legend, tables, claim words, aggregate, A/A rate), LaTeX, the frame as CSV."""
     frames = [c.frame for c in found if not c.frame.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
-    return {".md": f"# {TITLE}\n\n" + verdict_markdown(found), ".tex": verdict_latex(found),
+    return {".md": f"# {TITLE}\n\n" + verdict_markdown(found), "_summary.md": summary_markdown(found),
+            ".tex": verdict_latex(found),
             ".csv": verdict_csv(frame), "_aggregate.csv": frame_csv(aggregate_frame(found))}
 
 
@@ -525,6 +596,7 @@ def verdict_section(run_set: RunSet) -> tuple[list[str], dict[str, str]]:
         f"{i} ({h})" for i, h in sorted({r for rs in lines["runs"] for r in rs}))
         for c in found if not c.frame.empty
         for (claim, backbone, axes), lines in c.frame.groupby(["claim", "backbone", "axes"], sort=False)]
+    parts += ["### At a glance", "", files["_summary.md"], "### Every comparison, experiment by experiment", ""]
     return parts + [verdict_markdown(found), file_links(NAME), "",
                     "<details><summary>Runs behind each row (run id, config hash)</summary>", ""] + sources + \
         ["", "</details>", ""], files

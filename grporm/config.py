@@ -8,6 +8,7 @@ these models must not (their modules import this one).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -65,9 +66,6 @@ class TrainConfig(Strict):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
-    lr_grid: list[float] = Field(default_factory=list, description="learning rates searched on the validation split; empty = use lr")
-    search_epochs: int = Field(1, ge=1)
-    search_train_per_class: int | None = Field(None, ge=1, description="training subset used by the search; null = the whole training split")
     weight_decay: float = Field(0.0, ge=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
@@ -78,13 +76,6 @@ class TrainConfig(Strict):
     channels_last: bool = Field(True, description="NHWC memory layout for model and inputs (about 2x faster convolutions on CPUs and GPUs)")
     compile: bool = Field(False, description="torch.compile the training forward on CUDA; ignored on CPU with a warning")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-
-    @field_validator("lr_grid")
-    @classmethod
-    def _positive(cls, grid: list[float]) -> list[float]:
-        if any(lr <= 0 for lr in grid):
-            raise ValueError("every learning rate must be > 0")
-        return grid
 
 
 class GRPOConfig(Strict):
@@ -161,17 +152,15 @@ class SegConfig(Strict):
 
 class TuneConfig(Strict):
     """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning.py;
-    docs/method.md, 'Tuning rules'). An empty grid keeps train.lr_grid / train.lr."""
+    docs/method.md, 'Tuning rules'). An empty grid keeps train.lr."""
 
-    grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr_grid or train.lr); "
+    grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr); "
                               "checked by the grid rule when an experiment is loaded (grporm/tuning.py, check_grid)")
     score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
     fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], description="the tuning seeds: every candidate trains once "
                              "per seed (each draws its own data unless data.split_seed pins it), scored by the mean")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="only in run records made when a decision took one "
-                             "seed (before tune.seeds): read, hashed as then; refused in experiment files")
     pick: Literal["winner", "runner_up"] = Field("winner", description="the decision's lr a run trains at; runner_up = "
                                                  "the sensitivity run of a close call (not part of the decision)")
 
@@ -266,6 +255,17 @@ class RunConfig(Strict):
             raise ValueError(f"score {tune.score!r} does not fit task {info.data.get('task')!r}; use {fits}")
         return tune
 
+    @classmethod
+    def from_stored(cls, config: dict) -> RunConfig:
+        """A config as a record or W&B stored it, read without the retired options it holds at their last
+        default (RETIRED_OPTIONS); one that used a retired option does not validate."""
+        tree = copy.deepcopy(config)
+        for section, retired in RETIRED_OPTIONS.items():
+            for key, last in retired.items():
+                if isinstance(tree.get(section), dict) and key in tree[section] and tree[section][key] == last:
+                    del tree[section][key]
+        return cls.model_validate(tree)
+
     def config_hash(self) -> str:
         """Hash of everything that can change a result (tracking settings cannot)."""
         return hashlib.sha256(json.dumps(self.hash_payload(), sort_keys=True).encode()).hexdigest()[:12]
@@ -277,41 +277,36 @@ class RunConfig(Strict):
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes
             payload["train"].pop(how, None)
         payload["data"].pop("label", None)  # a name for people, not an input
-        return _as_old_records_hashed(payload)
+        return _stable(payload)
 
 
-# -- only for records committed before later options existed -----------------------------------------
-# A committed record is found again by its config hash, so an option added afterwards must leave the
-# hash of a run at that option's default unchanged. To be deleted, with ADDED_OPTIONS, once every
-# committed record has been rerun (their hashes then include every option).
+# -- a run's identity across versions ----------------------------------------------------------------
+# A record is found again by its config hash, so adding or retiring an option must leave the hash of
+# every run that does not use it unchanged: an added option is hashed only away from its default, a
+# retired one as its last default (the form every committed record was hashed in).
 ADDED_OPTIONS = (("grpo_rm", "dual_clip"), ("grpo_rm", "solved_threshold"), ("grpo_rm", "feature_uniformity"),
                  ("grpo_rm", "feature_uniformity_t"), ("eval", "transfer_split"))
+# Retired options at the value every committed record holds: train.lr_grid & co. were the per-run
+# learning-rate search (replaced by one decision per setting, tune), tune.seed the one-seed decision.
+RETIRED_OPTIONS = {"train": {"lr_grid": [], "search_epochs": 1, "search_train_per_class": None}, "tune": {"seed": None}}
+HASHED_RETIRED = {"train": RETIRED_OPTIONS["train"]}  # tune.seed was left out of the hash at null
 
 
 def _tune_as_hashed(tune: dict) -> dict:
-    """The tune section as hashed: `pick` only when not the winner; a one-seed config (`seed`, of the
-    committed records) as it was hashed then, without `seeds`; a current one without `seed`."""
-    out = {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
-    out.pop("seeds" if out.get("seed") is not None else "seed", None)
-    return out
+    """The tune section as hashed: `pick` only when not the winner."""
+    return {k: v for k, v in tune.items() if not (k == "pick" and v == "winner")}
 
 
-def _tuning_off(tune: dict) -> bool:
-    """Tuning off at every default (the tune section came after the first records; their one-seed
-    default said seed 0)."""
-    default = _tune_as_hashed(TuneConfig().model_dump(mode="json"))
-    one_seed = {**{k: v for k, v in default.items() if k != "seeds"}, "seed": 0}
-    return tune in (default, one_seed)
-
-
-def _as_old_records_hashed(payload: dict) -> dict:
-    """`payload` without the options added after records were committed, where they are at their
-    default (and without the tune section when tuning is off: it too came later)."""
+def _stable(payload: dict) -> dict:
+    """`payload` in the form that keeps identities across versions (ADDED_OPTIONS, RETIRED_OPTIONS),
+    without the tune section when tuning is off at every default (it came after the first records)."""
     for section, key in ADDED_OPTIONS:
         if payload[section][key] == RunConfig.model_fields[section].annotation.model_fields[key].default:
             payload[section].pop(key)
+    for section, retired in HASHED_RETIRED.items():
+        payload[section].update(retired)
     payload["tune"] = _tune_as_hashed(payload["tune"])
-    if _tuning_off(payload["tune"]):
+    if payload["tune"] == _tune_as_hashed(TuneConfig().model_dump(mode="json")):
         payload.pop("tune")
     return payload
 

@@ -173,7 +173,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 def matrix_values(key: str, value: Any) -> list:
     """An override of a matrix axis: a list gives the axis its values, anything else one value. For
-    a setting that is itself a list (e.g. train.lr_grid) a flat list is one value, a list of lists the
+    a setting that is itself a list (e.g. tune.grid) a flat list is one value, a list of lists the
     values."""
     is_list_setting = _field_is_list(key)
     if isinstance(value, list) and not (is_list_setting and not all(isinstance(v, list) for v in value)):
@@ -239,10 +239,23 @@ def _check_key_path(key: str, where: str) -> None:
         if model is None or part not in allowed:
             if model is None and i > 0 and parts[i - 1] in ("rewards",):
                 return  # free-form mapping (reward name -> weight)
-            raise ConfigError(f"{where}: {cut(key)}: unknown key{_suggest(part, allowed)}")
+            raise ConfigError(f"{where}: {cut(key)}: {_unknown_key(tuple(parts[: i + 1]), allowed)}")
         model = _model_at(tuple(parts[: i + 1]))
         if model is None and i < len(parts) - 1 and parts[i] != "rewards":
             raise ConfigError(f"{where}: {key}: {'.'.join(parts[: i + 1])} is not a section")
+
+
+# Options that no longer exist, with what replaced them (config.RETIRED_OPTIONS).
+_REPLACED_BY = {"train.lr_grid": "tune.grid (one decision per setting, docs/method.md 'Tuning rules')",
+                "train.search_epochs": "tune.fraction", "train.search_train_per_class": "tune (it trains on the whole split)",
+                "tune.seed": "tune.seeds, at least 2, e.g. [0, 1]"}
+
+
+def _unknown_key(path: tuple[str, ...], choices: set[str]) -> str:
+    dotted = ".".join(path)
+    if dotted in _REPLACED_BY:
+        return f"retired option, use {_REPLACED_BY[dotted]}"
+    return f"unknown key{_suggest(path[-1], choices)}"
 
 
 def _model_at(path: tuple) -> type[BaseModel] | None:
@@ -262,7 +275,7 @@ def _format_validation_error(err: ValidationError, where: str) -> ConfigError:
     if first["type"] == "extra_forbidden":
         parent = _model_at(first["loc"][:-1])
         choices = set(parent.model_fields) if parent is not None else set()
-        msg = f"unknown key{_suggest(str(first['loc'][-1]), choices)}"
+        msg = _unknown_key(tuple(str(p) for p in first["loc"]), choices)
     else:
         msg = first["msg"].removeprefix("Value error, ")
         if "input" in first and not isinstance(first["input"], (dict, list)):
@@ -303,8 +316,6 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         check_grid(run.tune.grid)
     except ValueError as err:
         return "tune.grid", str(err)
-    if run.tune.seed is not None:  # kept in the model for the committed run records only
-        return "tune.seed", "decisions take at least 2 tuning seeds now: write tune.seeds, e.g. [0, 1]"
     return verdict_problem(run.verdict)
 
 
@@ -367,6 +378,11 @@ def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     return count
 
 
+# What a results folder holds besides one folder per experiment (launch logs, tuning decisions, the
+# report's tables and figures, the benchmarks); lower case: some file systems ignore case.
+RESULTS_FOLDERS = frozenset({"logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
+
+
 def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:
     """The runs of an experiment mapping (a file's, after its `base:` chain) with `overrides`: every
     combination of the matrix, validated, its names and tuning grid checked, with its run id. A matrix
@@ -378,6 +394,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")
+    if name.lower() in RESULTS_FOLDERS:
+        raise ConfigError(f"{where}: name: {shown(name)} is <results>/{name}, a folder the suite keeps for itself "
+                          f"({', '.join(sorted(RESULTS_FOLDERS))}); give the experiment another name")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise ConfigError(f"{where}: name: at most {MAX_NAME_BYTES} characters, it names a folder (got {shown(name)})")
     description = raw.pop("description", "")

@@ -1,5 +1,5 @@
-"""The learning rate of a run: the per-run search over train.lr_grid, or the decision of its setting's
-tuning (grporm/tuning.py rules; docs/method.md, 'Tuning rules'), made once per setting and kept."""
+"""The learning rate of a run: the decision of its setting's tuning (grporm/tuning.py rules;
+docs/method.md, 'Tuning rules'), made once per setting and kept."""
 from __future__ import annotations
 
 import socket
@@ -8,19 +8,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from grporm import seeding
-from grporm.build import Built, build, set_threads
+from grporm.build import build, set_threads
 from grporm.config import RunConfig
-from grporm.data import balanced_indices
 from grporm.distributed import SINGLE, Dist
 from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
 from grporm.progress import Countdown
-from grporm.storage import environment, now, read_record_or_rerun, write_json
+from grporm.storage import environment, now, write_json
 from grporm.train import fit
 from grporm.tuning import (
     decide,
@@ -32,54 +29,10 @@ from grporm.tuning import (
     read_decision,
     read_partial,
     record_path,
-    stale_reason,
-    stale_records_of,
     tuning_config,
     tuning_epochs,
     tuning_key,
 )
-
-# lr_search.json, the search's progress read back on resume: a list of {"lr", "val_top1"} rows.
-LR_SEARCH_FIELDS = {"results": list}
-
-
-def _lr_rows_problem(state: dict) -> str | None:
-    for row in state["results"]:
-        if not (isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
-                                              for k in ("lr", "val_top1"))):
-            return f"results row {row!r} is not {{'lr': number, 'val_top1': number}}"
-    return None
-
-
-def search_lr(cfg: RunConfig, built: Built, extractor: Extractor, saved: Path, device: torch.device,
-              dist: Dist = SINGLE) -> tuple[float, list[dict]]:
-    """(the chosen lr, one {"lr", "val_top1"} row per searched lr; none when the grid has one lr).
-
-    Every method gets the same grid and budget; the choice is by validation head accuracy (mean IoU
-    for segmentation). Each learning rate's result is saved to `saved` as soon as it is known, so a
-    resumed run redoes only the ones it had not finished. The model is left at its initial weights."""
-    grid = cfg.train.lr_grid or [cfg.train.lr]
-    if len(grid) == 1:
-        return grid[0], []
-    done = {row["lr"]: row for row in dist.from_main(
-        lambda: (read_record_or_rerun(saved, LR_SEARCH_FIELDS, _lr_rows_problem) or {}).get("results", []))}
-    data = built.splits.train
-    if cfg.train.search_train_per_class is not None and not built.segmentation:
-        per_class = min(cfg.train.search_train_per_class, int(torch.bincount(data.labels).min()))
-        data = data.subset(balanced_indices(data.labels, per_class, seeding.generator(seeding.split_seed(cfg), "subset")))
-    for lr in grid:
-        if lr in done:
-            continue
-        built.reset()
-        fit(built.model, build_objective(cfg), data, cfg, lr, cfg.train.search_epochs, built.input_spec,
-            device, desc=f"lr search {lr:g}", dist=dist)
-        done[lr] = {"lr": lr, "val_top1": val_score(extractor, built.splits, cfg.eval, segmentation=built.segmentation)}
-        if dist.is_main:
-            write_json(saved, {"results": [done[x] for x in grid if x in done]})
-    found = [done[lr] for lr in grid]
-    best = max(found, key=lambda row: (row["val_top1"], -row["lr"]))
-    built.reset()
-    return best["lr"], found
 
 
 class TuningTrial:
@@ -135,9 +88,6 @@ def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=N
             waiting = True
         time.sleep(poll_seconds)
     try:
-        if dist.is_main:
-            for old in stale_records_of(run, results):
-                say(f"note: {stale_reason(old)}; deciding it now")
         say(f"tuning the learning rate of {label(run)} on seeds {run.tune.seeds} (key {key}; every run of this "
             "setting reuses it)")
         return _tune(run, results, key, dist, splits, say), "tuned"

@@ -19,8 +19,7 @@ the value and the fix, raised as one `SettingsInvalid` before anything is writte
 survives is a warning line (`warn`), and the run goes on:
 
 * a k of eval.knn_k above the training-set size: every training image votes (grporm.evaluate.knn);
-* eval.convergence_per_class, eval.ood.test_per_class or train.search_train_per_class above the
-  smallest class: the subset is capped at that class's count (grporm.data.splits.balanced_subset);
+* eval.convergence_per_class or eval.ood.test_per_class above the smallest class: the subset is capped at that class's count (grporm.data.splits.balanced_subset);
 * fewer than MIN_STEPS optimiser steps in all: a run that trains that little measures little.
 """
 from __future__ import annotations
@@ -181,11 +180,6 @@ def data_problems(run: RunConfig, train_counts: list[int] | None, test_counts: l
         out.append(Problem(rid, "eval.convergence_per_class", ev.convergence_per_class,
                            f"the training split has {min(train_counts)} images in its smallest class, the probe's subset "
                            f"is capped there; set it <= {min(train_counts)}", fatal=False))
-    search = run.train.search_train_per_class
-    if train_counts and run.train.lr_grid and search is not None and search > min(train_counts):
-        out.append(Problem(rid, "train.search_train_per_class", search,
-                           f"the training split has {min(train_counts)} images in its smallest class, the search's "
-                           f"subset is capped there; set it <= {min(train_counts)} or null", fatal=False))
     if test_counts and ev.ood.corruptions and ev.ood.test_per_class is not None and ev.ood.test_per_class > min(test_counts):
         out.append(Problem(rid, "eval.ood.test_per_class", ev.ood.test_per_class,
                            f"the test split has {min(test_counts)} images in its smallest class, the corrupted subset "

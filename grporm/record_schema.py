@@ -222,7 +222,6 @@ class RunRecord:
     config_hash: str = ""
     config: dict = field(default_factory=dict)
     lr: float | None = None
-    lr_search: list[dict] = field(default_factory=list)  # {"lr", "val_top1"} per searched lr
     metrics: Metrics | None = None
     timing: Timing | None = None
     env: dict = field(default_factory=dict)
@@ -236,6 +235,9 @@ class RunRecord:
     source: str | None = None  # "wandb" for a record read back from W&B
 
     OPTIONAL = ("wandb", "tuning", "source")  # left out of the JSON when None
+    # fields of earlier versions, at the value every committed record holds: read and dropped
+    # (lr_search: the per-run learning-rate search's rows, grporm.config.RETIRED_OPTIONS)
+    RETIRED = {"lr_search": []}
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {}

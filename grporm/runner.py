@@ -26,7 +26,7 @@ from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
 from grporm.inputs import read_text
 from grporm.interrupts import Interrupted
-from grporm.learning_rate import decision_for, lends_splits, search_lr
+from grporm.learning_rate import decision_for, lends_splits
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
@@ -99,7 +99,7 @@ class Run:
         error: BaseException | None = None
         try:
             if self.method.trains:
-                self._train(self._tuned_lr() if needs_decision(cfg) else self._searched_lr())
+                self._train(self._tuned_lr() if needs_decision(cfg) else self._given_lr())
             eval_tic = time.perf_counter()
             record.metrics = self._evaluate()
             record.timing = self._timing(time.perf_counter() - eval_tic, time.perf_counter() - tic)
@@ -139,13 +139,10 @@ class Run:
         self.tracker.log({"tuning/lr": lr} | margin)
         return lr
 
-    def _searched_lr(self) -> float:
-        lr, rows = search_lr(self.cfg, self.built, self.extractor, self.paths.ckpt / "lr_search.json", self.device, self.dist)
-        self.record.lr = lr
-        if rows:
-            self.record.lr_search = rows
-            self.tracker.log({f"lr_search/val_top1@{row['lr']:g}": row["val_top1"] for row in rows})
-        return lr
+    def _given_lr(self) -> float:
+        """train.lr, for a run without tuning (tune.grid empty)."""
+        self.record.lr = self.cfg.train.lr
+        return self.record.lr
 
     def _train(self, lr: float) -> None:
         cfg, built = self.cfg, self.built

@@ -51,7 +51,7 @@ PURPOSES: dict[str, Purpose] = {
     "split": Purpose(lambda seed, stream: seed * 3 + SPLIT_STREAMS[stream], "validation / training / test / "
                      "long-tail subsets of the run's split seed: split_seed * 3 + stream (val 0, train 1, "
                      "test 2, long_tail 3)", legacy=True),
-    "subset": Purpose(lambda seed: seed, "a class-balanced subset (lr search, convergence probe, the "
+    "subset": Purpose(lambda seed: seed, "a class-balanced subset (convergence probe, the "
                       "corrupted test images: the run's split seed; a carved test split: the data set's "
                       "fixed seed): the given seed itself", legacy=True),
     "canvases": Purpose(lambda seed: seed, "the embedded segmentation task's canvases and, for a data set with "
@@ -64,8 +64,8 @@ PURPOSES: dict[str, Purpose] = {
 
 def split_seed(run) -> int:
     """The seed of everything `run` (a RunConfig) draws from its data: training subset, validation
-    carve, test subset, long-tail subset, canvases, the convergence probe's and the lr search's
-    subsets, the corrupted test images (docs/method.md, 'Seeds and data draws').
+    carve, test subset, long-tail subset, canvases, the convergence probe's subset, the corrupted
+    test images (docs/method.md, 'Seeds and data draws').
 
     `data.split_seed` when the config pins one, else the run's own seed: each seed draws its own data
     and the methods / arms of one seed share it. Every consumer asks here, nowhere else."""

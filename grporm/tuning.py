@@ -29,7 +29,7 @@ from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
-TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")
+TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")  # lr_grid & co.: retired, hashed at their last default
 SCORE_EVAL_FIELDS = {"sr": ("sr_l2_grid", "sr_max_iter"), "knn20": ("knn_temperature",), "head": (), "miou": ()}
 
 
@@ -200,7 +200,8 @@ def describe(tree: dict) -> str:
     """'data / size / backbone / method (what differs from the defaults)' of a setting, e.g. of a
     decision record's `setting`: tells apart the readings of one study and the studies of one data set."""
     data, train = tree["data"], tree.get("train", {})
-    size = f"{data.get('image_size')} px, {data.get('train_per_class') or 'all'}/class"
+    size = f"{data.get('image_size')} px, {data.get('train_per_class') or 'all'}/class" + (
+        f", {train['epochs']} epochs" if "epochs" in train else "")  # e.g. CE with twice the steps
     parts = [data["name"], size, tree["model"]["name"], tree["method"]]
     if data.get("imbalance_factor") is not None:
         parts.insert(2, f"IF {data['imbalance_factor']:g}")
@@ -228,8 +229,8 @@ def needs_decision(run: RunConfig) -> bool:
 
 def tuning_config(run: RunConfig, seed: int) -> RunConfig:
     """The run tuning trains at tuning seed `seed` (which also draws its data unless the data section
-    pins a split seed): the run's setting, for tuning_epochs, no per-run search, pick at its default."""
-    train = run.train.model_copy(update={"epochs": tuning_epochs(run), "lr_grid": []})
+    pins a split seed): the run's setting, for tuning_epochs, pick at its default."""
+    train = run.train.model_copy(update={"epochs": tuning_epochs(run)})
     tune = run.tune.model_copy(update={"pick": "winner"})
     return run.model_copy(update={"experiment": TUNING_DIR, "seed": seed, "train": train, "tune": tune,
                                   "run_id": f"tune-{tuning_key(run)}-s{seed}", "axes": {}})
@@ -288,8 +289,8 @@ def _points(value: float | None) -> str:
 
 
 def flags(record: dict) -> str:
-    """What a reader must know about a decision: stale, close call, edge, grid extensions."""
-    out = [] if is_current(record) else ["stale: one seed, redo with make tune"]
+    """What a reader must know about a decision: close call, edge, grid extensions."""
+    out = []
     if record.get("close_call"):
         out.append("close call")
     if record.get("edge"):
@@ -308,22 +309,11 @@ def decision_summary(record: dict) -> str:
 
 
 # What a decision and a tuning's progress must hold to be read back; anything else counts as damaged
-# (the decision is redone, the damaged file kept aside). DECISION_FIELDS is what the report reads (the
-# committed one-seed decisions have it); a run trains at a decision only with CURRENT_FIELDS too.
-DECISION_FIELDS = {"key": str, "label": str, "score": str, "grid": list, "scores": list, "winner": (int, float)}
-CURRENT_FIELDS = {**DECISION_FIELDS, "seeds": list, "margin": (int, float, type(None)),
-                  "runner_up": (int, float, type(None)), "close_call": bool}
+# (the decision is redone, the damaged file kept aside).
+DECISION_FIELDS = {"key": str, "label": str, "score": str, "grid": list, "scores": list, "winner": (int, float),
+                   "seeds": list, "margin": (int, float, type(None)), "runner_up": (int, float, type(None)),
+                   "close_call": bool}
 PARTIAL_FIELDS = {"key": str, "scores": list}
-
-
-def is_current(record: dict) -> bool:
-    """Made under the rules as built (on the tuning seeds), not an older one-seed decision."""
-    return all(isinstance(record.get(k), t) for k, t in CURRENT_FIELDS.items())
-
-
-def stale_reason(record: dict) -> str:
-    return (f"tuning record {record.get('key')} ({_label_of(record)}) was decided on one seed, before decisions "
-            "needed 2 tuning seeds; redo it with `make tune` (or `grporm tune EXPERIMENT --force`)")
 
 
 def _belongs_to(path: Path):
@@ -340,13 +330,8 @@ def _belongs_to(path: Path):
 
 
 def read_decision(path: Path) -> dict | None:
-    """The decision at `path` a run may train at; None if it is missing, damaged or made under the
-    one-seed rule (then it is redone, with a warning)."""
-    record = read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
-    if record is not None and not is_current(record):
-        print(f"warning: {stale_reason(record)}; it is redone now", file=sys.stderr)
-        return None
-    return record
+    """The decision at `path` a run may train at; None if it is missing or damaged (then it is redone)."""
+    return read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
 
 
 def read_partial(path: Path) -> dict | None:
@@ -365,13 +350,6 @@ def load_records(results: Path) -> list[dict]:
         except GrpormError as err:
             print(f"warning: {err}; left out of the report", file=sys.stderr)
     return sorted(records, key=lambda r: (_label_of(r), r["key"]))
-
-
-def stale_records_of(run: RunConfig, results: Path) -> list[dict]:
-    """The one-seed decisions under `results` of `run`'s setting as it reads (its key differs: the
-    tuning seeds are part of it), which a new decision replaces."""
-    name = label(run)
-    return [r for r in load_records(results) if not is_current(r) and _label_of(r) == name]
 
 
 # -- sensitivity: the runs of a close call, again at the runner-up ------------------------------------

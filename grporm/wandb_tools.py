@@ -78,7 +78,7 @@ def _config_hash(config: dict) -> str:
     try:
         from grporm.config import RunConfig
 
-        return RunConfig.model_validate(config).config_hash()
+        return RunConfig.from_stored(config).config_hash()
     except Exception:  # noqa: BLE001 - an old or foreign config: keep the run, without a hash
         return ""
 

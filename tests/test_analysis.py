@@ -34,7 +34,7 @@ def write_run(root: Path, run_id: str, *, method: str, dataset: str = FM, seed: 
     record = {
         "run_id": run_id, "experiment": experiment, "status": status, "error": error, "method": method,
         "dataset": dataset, "backbone": BB, "seed": seed, "config_hash": config_hash or f"h-{run_id}",
-        "config": {"method": method}, "lr": None if method == "pretrained" else 1e-3, "lr_search": [],
+        "config": {"method": method}, "lr": None if method == "pretrained" else 1e-3,
         "metrics": {"head_top1": head, "ece": None if head is None else 0.05, "sr_top1": sr, "sr_l2": 0.0,
                     "knn_top1": {"10": knn20 - 0.01, "20": knn20, "100": knn20 - 0.02, "200": knn20 - 0.03},
                     "val_head_top1": head, "per_class": {}},

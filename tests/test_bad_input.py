@@ -307,7 +307,8 @@ OVERRIDES = {  # -o value -> fragment
     "unknown section": ("trian.lr=0.1", "unknown key (did you mean 'train'?)"),
     "not a section": ("seed.x=1", "seed is not a section"),
     "matrix is not a setting": ("matrix.seed=[0]", "matrix.seed: unknown key"),
-    "malformed YAML value": ("train.lr_grid=[1e-4, 1e-3", "is not valid YAML"),
+    "malformed YAML value": ("tune.grid=[1e-4, 1e-3", "is not valid YAML"),
+    "retired option": ("train.lr_grid=[1e-4, 1e-3]", "train.lr_grid: retired option, use tune.grid"),
     "YAML that would run code": ("train.lr=!!python/object/apply:os.system [touch marker]", "is not valid YAML"),
     "empty value": ("train.lr=", "the value after '=' is empty"),
     "wrong type": ("train.epochs=many", "override 'train.epochs=many': train.epochs: Input should be a valid integer"),
@@ -333,14 +334,14 @@ def test_bad_override(tmp_path, case):
 
 
 def test_a_list_override_of_a_list_setting_on_a_matrix_axis_is_one_value(tmp_path):
-    """matrix train.lr_grid: [[...], [...]]; -o train.lr_grid=[1e-3, 1e-2] is one grid, not two axis values."""
+    """matrix eval.knn_k: [[...], [...]]; -o eval.knn_k=[10, 20] is one list of k, not two axis values."""
     from grporm.experiment import build_experiment
 
-    raw = {"matrix": {"train.lr_grid": [[1e-4], [1e-3]]}}
-    runs = build_experiment(raw, "x.yaml", ["train.lr_grid=[1e-3, 1e-2]"]).runs
-    assert [r.train.lr_grid for r in runs] == [[1e-3, 1e-2]]
-    runs = build_experiment(raw, "x.yaml", ["train.lr_grid=[[1e-3], [1e-2]]"]).runs
-    assert [r.train.lr_grid for r in runs] == [[1e-3], [1e-2]]
+    raw = {"matrix": {"eval.knn_k": [[5], [10]]}}
+    runs = build_experiment(raw, "x.yaml", ["eval.knn_k=[10, 20]"]).runs
+    assert [r.eval.knn_k for r in runs] == [[10, 20]]
+    runs = build_experiment(raw, "x.yaml", ["eval.knn_k=[[10], [20]]"]).runs
+    assert [r.eval.knn_k for r in runs] == [[10], [20]]
 
 
 def _a_file(d: Path) -> str:
@@ -580,17 +581,6 @@ def test_the_shared_json_reader_for_other_records(tmp_path):
         read_text(big, "tuning record", "fix", max_bytes=10)
 
 
-def test_lr_search_state_with_a_damaged_schema_is_redone_not_a_traceback(tmp_path):
-    from grporm.learning_rate import LR_SEARCH_FIELDS, _lr_rows_problem
-    from grporm.storage import read_record_or_rerun
-
-    path = tmp_path / "lr_search.json"
-    path.write_text('{"results": [{"lr": "high"}]}')
-    assert read_record_or_rerun(path, LR_SEARCH_FIELDS, _lr_rows_problem) is None
-    path.write_text('{"results": [{"lr": 0.001, "val_top1": 0.5}]}')
-    assert read_record_or_rerun(path, LR_SEARCH_FIELDS, _lr_rows_problem)["results"][0]["lr"] == 0.001
-
-
 def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
     """A new `read_text()` / `open()` / `json.loads(...read_text())` on a user's file would bring back
     the traceback class this file tests; the allowed exceptions are files the suite writes itself or
@@ -655,12 +645,12 @@ def test_yaml_merge_keys_work_and_a_key_given_twice_is_still_refused(tmp_path):
 def test_one_configuration_has_one_run_id_however_its_numbers_are_written(written):
     from grporm.experiment import build_experiment
 
-    raw = {"matrix": {"train.lr": [1.0e-3, 1.0e-2], "train.lr_grid": [[1.0e-3, 1.0e-2, 1.0e-1]], "grpo_rm.temperature": [0.5, 1.0]}}
-    run = build_experiment(raw, "x.yaml", [f"train.lr=[{written}]", f"train.lr_grid=[[1e-3, {written}, 1e-1]]",
+    raw = {"matrix": {"train.lr": [1.0e-3, 1.0e-2], "tune.grid": [[1.0e-3, 1.0e-2, 1.0e-1]], "grpo_rm.temperature": [0.5, 1.0]}}
+    run = build_experiment(raw, "x.yaml", [f"train.lr=[{written}]", f"tune.grid=[[1e-3, {written}, 1e-1]]",
                                            "grpo_rm.temperature=[1.0]"]).runs[0]
-    assert run.run_id == "fashion_mnist-tf_efficientnet_lite0-grpo_rm-lr=0.005-lr_grid=_0.001_0.005_0.1_-temperature=1.0-s0"
+    assert run.run_id == "fashion_mnist-tf_efficientnet_lite0-grpo_rm-lr=0.005-grid=_0.001_0.005_0.1_-temperature=1.0-s0"
     assert run.train.lr == 0.005 and run.config_hash() == build_experiment(raw, "x.yaml", ["train.lr=[0.005]",
-           "train.lr_grid=[[0.001, 0.005, 0.1]]", "grpo_rm.temperature=[1.0]"]).runs[0].config_hash()
+           "tune.grid=[[0.001, 0.005, 0.1]]", "grpo_rm.temperature=[1.0]"]).runs[0].config_hash()
 
 
 @pytest.mark.parametrize("matrix, item, fragment", [

@@ -38,6 +38,8 @@ def write(tmp_path, text):
         ("matrix: {seed: []}\n", "matrix.seed: must be a non-empty list"),
         ("matrix: {seed: [0, 0]}\n", "two runs the id"),
         ("name: ../escape\n", "name: must be letters"),
+        ("name: Logs\n", "name: 'Logs' is <results>/Logs, a folder the suite keeps for itself"),
+        ("name: tuning\n", "name: 'tuning' is <results>/tuning, a folder the suite keeps for itself"),
         ("matrix: {arm: [{method: ce}]}\n", "matrix.arm[0]: each arm is a mapping with a name"),
         ("matrix: {arm: [{name: a, grpo_rm.grup: expected}]}\n", "matrix.arm[0] (a): grpo_rm.grup: unknown key"),
         ("matrix: {arm: [{name: a}, {name: a, method: ce}]}\n", "two arms are named 'a'"),
@@ -144,7 +146,7 @@ def test_base_cycle_is_refused(tmp_path):
         load_experiment(tmp_path / "a.yaml")
 
 
-def test_an_option_added_later_keeps_old_hashes_at_its_default():
+def test_an_option_added_later_keeps_old_hashes_at_its_default_and_a_retired_one_its_last_default():
     run = RunConfig(method="grpo_rm")
     payload = run.model_dump(mode="json", exclude={"tracking", "run_id", "axes", "verdict"})  # verdict: never hashed
     for how in ("threads", "channels_last", "compile"):
@@ -152,6 +154,7 @@ def test_an_option_added_later_keeps_old_hashes_at_its_default():
     payload["data"].pop("label")  # a name for people, never hashed
     for section, key in ADDED_OPTIONS:  # what a record written before the options existed hashed
         payload[section].pop(key)
+    payload["train"] |= {"lr_grid": [], "search_epochs": 1, "search_train_per_class": None}  # retired since
     payload.pop("tune")  # nor the tune section (tuning off)
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     assert run.config_hash() == before

@@ -79,14 +79,14 @@ def _ablation_records(root, write_run, delta: float = 0.01):
         for s in range(3):
             write_run(root, "study_ablations", f"a-{arm}-s{s}", method=method, seed=s,
                       sr=0.80 + 0.01 * s + shift + 0.001 * s * (arm == "default"), axes={"arm": arm})
-    # a legacy ablation experiment: no arm axis, no control of its own
+    # an ablation experiment without arms: no control of its own
     write_run(root, "ablation_clip", "old-s0", method="grpo_rm", seed=0, sr=0.5, axes={"grpo_rm.clip_eps": 0.1})
 
 
 def test_ablation_differences_are_paired_with_the_ce_arm(tmp_path, write_run):
     _ablation_records(tmp_path, write_run)
     diffs = ablation_differences(load_runs(tmp_path))
-    assert set(diffs["experiment"]) == {"study_ablations"}  # legacy records left out
+    assert set(diffs["experiment"]) == {"study_ablations"}  # the one without arms left out
     sr = diffs[diffs["metric"] == "sr_top1"].set_index("arm")
     assert set(sr.index) == {"default", "temperature0.5"}
     assert sr.loc["default", "diff"] == pytest.approx(1.0 + 0.1)  # mean of 1.0, 1.1, 1.2 points
@@ -135,3 +135,16 @@ def test_report_draws_the_forest_plot_in_the_verdict_section_and_its_embedded_fi
     assert "(figures/ablations.png)" in text
     assert "![Forest plot](forest.png)" in (tmp_path / "study_ablations" / "table.md").read_text()
     assert not (tmp_path / "ablation_clip" / "forest.png").exists()  # no verdict row there
+
+
+def test_a_long_list_of_measures_stays_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    frame = verdict_frame(claims=6, treatments=2)
+    frame["measure"] = [["transfer_sr/digits", "sr", "imbalance_sr/overall", "imbalance_sr/few", "miou", "knn20"][i % 6]
+                        for i in range(len(frame))]
+    fig = forest_plot(frame)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    label = fig.axes[0].xaxis.label.get_window_extent(renderer)
+    assert 0 <= label.x0 and label.x1 <= fig.bbox.x1, (label, fig.bbox)

@@ -1,58 +1,50 @@
-"""Options added after records were committed leave those records' config hashes unchanged at their
-defaults (config.ADDED_OPTIONS), and change the hash when set. Reads results/ only."""
+"""A run's identity across versions: options added later leave hashes alone at their default
+(config.ADDED_OPTIONS), retired ones are hashed at their last default (config.RETIRED_OPTIONS), so
+every committed record is found again by its config hash. Reads results/ only."""
 import json
 from pathlib import Path
 
 import pytest
 
-from grporm.config import ADDED_OPTIONS, RunConfig
-from grporm.experiment import load_experiment
+from grporm.config import ADDED_OPTIONS, RETIRED_OPTIONS, RunConfig
+from grporm.experiment import _REPLACED_BY, build_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Whose committed records are current: the experiment files that pin data.split_seed to 0, the one
-# split every record was drawn with before each seed drew its own data (docs/method.md, 'Seeds and
-# data draws'); experiments/ablations/base.yaml pins it. quick and the studies do not: their seeds now
-# draw their own data, so their config hashes changed and their records are stale until rerun.
-EXPERIMENT_FILES = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if "paper" not in p.parts)
-
-
-def _committed(name: str) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (ROOT / "results" / name / "runs").glob("*/record.json")}
-
-
-def _pin_the_old_split(path: Path) -> bool:
-    return all(run.data.split_seed == 0 for run in load_experiment(path).runs)
-
-
-PINNED = [p for p in EXPERIMENT_FILES if _pin_the_old_split(p) and _committed(load_experiment(p).name)]
-
-
-def test_the_ablations_pin_the_old_split():
-    ablations = {p for p in (ROOT / "experiments" / "ablations").glob("*.yaml") if p.name != "base.yaml"}
-    assert ablations and ablations <= set(PINNED)
-
-
-@pytest.mark.parametrize("path", PINNED, ids=lambda p: p.stem)
-def test_files_that_pin_the_old_split_hash_as_their_committed_records(path):
-    experiment = load_experiment(path)
-    records = _committed(experiment.name)
-    checked = 0
-    for run in experiment.runs:
-        if run.run_id in records:
-            assert run.config_hash() == records[run.run_id]["config_hash"], run.run_id
-            checked += 1
-    assert checked == len(records)
-
-
 def test_every_committed_record_rehashes_to_its_stored_hash():
-    """Options and sections added since (ADDED_OPTIONS, tune) leave every committed record's identity alone."""
     paths = sorted((ROOT / "results").glob("*/runs/*/record.json"))
     assert paths, "no committed records"
     for path in paths:
         record = json.loads(path.read_text())
-        assert RunConfig.model_validate(record["config"]).config_hash() == record["config_hash"], path
+        assert RunConfig.from_stored(record["config"]).config_hash() == record["config_hash"], path
+
+
+def test_no_committed_record_used_a_retired_option():
+    for path in sorted((ROOT / "results").glob("*/runs/*/record.json")):
+        config = json.loads(path.read_text())["config"]
+        for section, retired in RETIRED_OPTIONS.items():
+            for key, last in retired.items():
+                assert config.get(section, {}).get(key, last) == last, (path, key)
+
+
+def test_a_stored_config_that_used_a_retired_option_does_not_read():
+    stored = RunConfig(method="ce").model_dump(mode="json")
+    stored["train"] |= {"lr_grid": [], "search_epochs": 1, "search_train_per_class": None}
+    stored["tune"]["seed"] = None
+    assert RunConfig.from_stored(stored).config_hash() == RunConfig(method="ce").config_hash()
+    stored["train"]["lr_grid"] = [1e-3, 1e-2]
+    with pytest.raises(ValueError, match="lr_grid"):
+        RunConfig.from_stored(stored)
+
+
+def test_every_retired_option_is_refused_with_what_replaced_it():
+    retired = {f"{section}.{key}" for section, keys in RETIRED_OPTIONS.items() for key in keys}
+    assert retired == set(_REPLACED_BY)
+    for dotted in retired:
+        section, key = dotted.split(".")
+        with pytest.raises(ValueError, match=rf"x.yaml: {dotted}: retired option, use "):
+            build_experiment({section: {key: 1}}, "x.yaml")
 
 
 @pytest.mark.parametrize("key, value", [("solved_threshold", 0.9), ("feature_uniformity", 0.1),

@@ -97,8 +97,6 @@ WARNINGS = {
     "corrupted subset above the smallest class": ({"eval": {"ood": {"corruptions": ["gaussian_noise"], "severities": [1],
                                                                     "test_per_class": 50}}},
                                                   "eval.ood.test_per_class=50: the test split has 5 images"),
-    "search subset above the smallest class": ({"train": {"lr_grid": [1e-3, 1e-2], "search_train_per_class": 100}},
-                                               "train.search_train_per_class=100: the training split has 6 images"),
     "one step per epoch": ({"train": {"batch_size": 64}}, "60 training images make 1 step(s) per epoch, 3 optimiser step(s)"),
 }
 

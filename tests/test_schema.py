@@ -67,7 +67,8 @@ def test_every_committed_record_loads_and_writes_back_unchanged():
     assert paths
     for path in paths:
         data = json.loads(path.read_text())
-        assert RunRecord.from_json(data).to_json() == data, path
+        kept = {k: v for k, v in data.items() if not (k in RunRecord.RETIRED and v == RunRecord.RETIRED[k])}
+        assert RunRecord.from_json(data).to_json() == kept, path
 
 
 def test_any_knn_k_the_config_asks_for_reaches_the_tables(tmp_path: Path):

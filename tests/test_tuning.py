@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grporm import learning_rate, runner
-from grporm.analysis.tuning import decision_row, decisions_markdown
+from grporm.analysis.tuning import decisions_markdown
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
@@ -17,7 +17,6 @@ from grporm.tuning import (
     binomial_se,
     check_grid,
     decide,
-    is_current,
     load_records,
     lock_path,
     mean_binomial_se,
@@ -160,11 +159,8 @@ def test_a_decision_needs_at_least_two_distinct_tuning_seeds(seeds):
     assert str(err.value).startswith("x.yaml: tune.seeds: needs at least 2 distinct seeds") and "\n" not in str(err.value)
 
 
-def test_the_one_seed_tune_seed_reads_from_records_but_not_from_experiment_files():
-    one_seed = RunConfig(method="ce", tune={"grid": GRID, "seed": 0})  # as the committed run records hold it
-    assert one_seed.hash_payload()["tune"] == {"grid": GRID, "score": "sr", "fraction": 1.0, "max_extensions": 2, "seed": 0}
-    assert one_seed.config_hash() != RunConfig(method="ce", tune={"grid": GRID}).config_hash()
-    with pytest.raises(ConfigError, match="x.yaml: tune.seed: decisions take at least 2 tuning seeds now"):
+def test_the_retired_one_seed_tune_seed_is_refused_with_its_replacement():
+    with pytest.raises(ConfigError, match=r"^x.yaml: tune.seed: retired option, use tune.seeds"):
         build_experiment({"tune": {"grid": GRID, "seed": 0}}, "x.yaml")
 
 
@@ -196,7 +192,7 @@ def test_key_ignores_seed_experiment_tracking_unused_evaluations_and_the_pick():
     assert key == key_of(tune={**TUNE, "pick": "runner_up"})
     assert key == key_of(seed=3) == key_of(experiment="ablation_x") == key_of(tracking={"mode": "disabled"})
     assert key == key_of(eval={"ood": {"corruptions": ["gaussian_noise"]}, "knn_k": [20, 200]})
-    assert key == key_of(train={"lr": 0.5, "lr_grid": [1e-3, 1e-2], "threads": 1, "channels_last": False})
+    assert key == key_of(train={"lr": 0.5, "threads": 1, "channels_last": False})
 
 
 def test_key_changes_with_what_changes_the_decision():
@@ -258,7 +254,7 @@ def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeyp
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s1")
-    assert rec["lr"] == 1e-2 and rec["lr_search"] == []
+    assert rec["lr"] == 1e-2
     assert rec["tuning"] == {"key": tuning_key(run), "winner": 1e-2, "runner_up": 1e-4, "margin": 0.0, "se": 0.09,
                              "seed_se": 0.0, "close_call": True, "edge": False, "pick": "winner", "lr": 1e-2}
 
@@ -358,7 +354,7 @@ def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the
     assert rec["seeds"] == [0, 1] and rec["runner_up"] in GRID and rec["runner_up"] != rec["winner"]
     assert rec["uncertainty"] == max(rec["se"], rec["seed_se"]) and "max(se, seed_se)" in rec["close_call_rule"]
     assert rec["epochs"] == 3 and rec["env"]["torch"] and set(rec["config_hashes"]) == {"0", "1"}
-    assert "| digits / 16 px, 6/class / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and len(scored) == 6
     assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
@@ -420,30 +416,20 @@ def test_report_section_lists_every_decision_with_flags(tmp_path):
     assert "No tuning record" in "\n".join(empty) and none == {}
 
 
-def one_seed_record(results: Path, run: RunConfig) -> Path:
-    """A decision as the committed ones were made (one seed, no runner-up), filed under `run`'s key."""
-    path = record_path(results, tuning_key(run))
+def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeypatch, capsys):
+    """A decision file without the fields of the current rules (e.g. made on one seed by an earlier
+    version) counts as damaged: no run trains at it, it is decided again."""
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
+    (run,) = load_runs(tmp_path)
+    path = record_path(tmp_path / "results", tuning_key(run))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": tuning_key(run), "label": "tiny", "setting": setting(run), "score": "knn20",
                                 "grid": GRID, "scores": [{"lr": lr, "score": 0.5, "n_val": 30} for lr in GRID],
-                                "winner": 1e-3, "margin": 0.0, "se": 0.09, "close_call": True, "edge": False,
-                                "extended": [], "seed": 0}))
-    return path
-
-
-def test_one_seed_decisions_still_show_in_the_report_but_no_run_trains_at_them(tmp_path, monkeypatch, capsys):
-    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
-    (run,) = load_runs(tmp_path)
-    one_seed_record(tmp_path / "results", run)
-    (old,) = load_records(tmp_path / "results")
-    row = decision_row(old)
-    assert (row["seeds"], row["runner_up"], row["seed_se"]) == ("0", "—", "—") and "stale" in row["flags"]
-    assert read_decision(record_path(tmp_path / "results", tuning_key(run))) is None
-    assert "decided on one seed" in capsys.readouterr().err and "make tune" in decisions_markdown([old])
+                                "winner": 1e-3, "margin": 0.0, "se": 0.09, "close_call": True, "seed": 0}))
+    assert read_decision(path) is None
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
-    messages = []
-    rec, how = learning_rate.decision_for(run, tmp_path / "results", echo=messages.append)
-    assert how == "tuned" and rec["seeds"] == [0, 1] and any("decided on one seed" in m for m in messages)
+    rec, how = learning_rate.decision_for(run, tmp_path / "results")
+    assert how == "tuned" and rec["seeds"] == [0, 1] and rec["winner"] == 1e-3
 
 
 def test_the_committed_decisions_render_without_a_crash():
@@ -452,7 +438,7 @@ def test_the_committed_decisions_render_without_a_crash():
         pytest.skip("no committed tuning records")
     text = decisions_markdown(records)
     assert text.count("\n") == len(records) + 2
-    assert all(is_current(r) or "stale" in decision_row(r)["flags"] for r in records)
+    assert all(len(r["seeds"]) >= 2 for r in records)  # every committed decision rests on 2 seeds or more
 
 
 def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_path, monkeypatch):
@@ -491,5 +477,16 @@ def test_labels_tell_the_readings_of_one_study_apart():
     labels = {label(r) for r in runs}
     keys = {tuning_key(r) for r in runs}
     assert len(labels) == len(keys) == 2 * 8  # two backbones x (CE and seven readings)
-    assert ("fashion_mnist / 32 px, 200/class / mobilenetv2_100 / grpo_rm "
+    assert ("fashion_mnist / 32 px, 200/class, 4 epochs / mobilenetv2_100 / grpo_rm "
             "(rewards=uniformity_all:1, advantage_scale=none, grad_clip=0.1)") in labels
+
+
+@pytest.mark.parametrize("path", sorted(Path("experiments").rglob("*.yaml")), ids=str)
+def test_every_embedded_experiment_labels_its_settings_apart(path):
+    """Two settings with one label would read as one decision in the report (as CE and CE with twice
+    the epochs once did)."""
+    from grporm.experiment import load_experiment
+    from grporm.tuning import label, needs_decision
+
+    runs = [r for r in load_experiment(path).runs if needs_decision(r)]
+    assert len({label(r) for r in runs}) == len({tuning_key(r) for r in runs})

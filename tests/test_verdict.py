@@ -120,8 +120,18 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
     text = files[".md"]
     assert "**reproduced**" in text and "P(improvement) [95%]" in text and "| `better` | 1.00 [1.00, 1.00] | 1 |" in text
     assert "A/A rate of `anchor`: 0 of 1 cells exclude 0 (0%; nominal 5%)" in text
-    assert set(files) == {".md", ".tex", ".csv", "_aggregate.csv"}
+    assert set(files) == {".md", "_summary.md", ".tex", ".csv", "_aggregate.csv"}
     assert files[".csv"].splitlines()[0].startswith(",".join(FRAME_COLUMNS[:5]))
+
+
+def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_turns(results: Path):
+    _, files = verdict_section(load_runs(results))
+    [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "**reproduced**" and cells[3].startswith("`better` (") and cells[4].startswith("`worse` (")
+    assert cells[7] == "0 of 1"                                      # the anchor's cell does not exclude 0
+    assert cells[8].startswith("`flat` (") and "no difference → ahead" in cells[8]  # flat's word at its runner-up
+    assert "| `mine` | `better` 1.00 [1.00, 1.00];" in files["_summary.md"]  # P(improvement), best first
 
 
 @pytest.mark.parametrize("treated, expected", [
@@ -166,7 +176,8 @@ def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert f"### `{tmp_path / 'committed'}/same`" in result.output and f"### `{tmp_path / 'mine'}/same`" in result.output
     assert "behind (p" in result.output and "ahead (p" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["verdict.csv", "verdict.md", "verdict.tex", "verdict_aggregate.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["verdict.csv", "verdict.md", "verdict.tex", "verdict_aggregate.csv",
+                                                     "verdict_summary.md"]
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
 
@@ -238,3 +249,18 @@ def test_a_close_call_of_the_control_moves_only_the_control(write_run, tmp_path)
     by, _ = _frame(root)
     assert by["flat"]["word"] == "ahead" and by["flat"]["close_call"]
     assert by["flat"]["runner_up_word"] == "no difference"  # the arm's winners (AHEAD) against CE's runner-up (AHEAD)
+
+
+def test_an_arm_with_the_control_s_own_method_is_a_reference_that_never_reproduces_a_claim(write_run, tmp_path: Path):
+    """CE with twice the steps ahead of CE says nothing about GRPO-RM: it is shown, outside the Holm
+    family, and the claim stays unreproduced."""
+    root = tmp_path / "results"
+    _arm(write_run, root, "abl", "ce", "ce", CE, verdict=DECLARED)
+    _arm(write_run, root, "abl", "ce_steps2x", "ce", AHEAD, verdict=DECLARED)
+    _arm(write_run, root, "abl", "grpo", "grpo_rm", MIXED, verdict=DECLARED)
+    by, frame = _frame(root)
+    assert (by["ce_steps2x"]["role"], by["ce_steps2x"]["word"]) == ("reference", inf.AHEAD)
+    assert by["grpo"]["role"] == "treatment" and by["grpo"]["level"] == inf.ALPHA  # a family of one
+    assert set(frame["claim_word"]) != {inf.REPRODUCED}
+    _, files = verdict_section(load_runs(root))
+    assert "`ce_steps2x` (reference)" in files[".md"] and "`ce_steps2x` (reference)" in files["_summary.md"]

@@ -19,7 +19,7 @@ For each query q (an image, or a pixel in segmentation) with true class y and lo
 
 `dual_clip` c (off by default) bounds the objective of a negative advantage below by c * A_i
 (dual-clip PPO, Ye et al. 2020): with inner_steps > 1 the ratio of a negative-advantage output
-otherwise grows until exp() overflows (see experiments/ablations/inner_steps.yaml).
+otherwise grows until exp() overflows (docs/method.md, 'Dual clip (not in the paper)').
 """
 from __future__ import annotations
 
