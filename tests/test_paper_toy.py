@@ -33,10 +33,10 @@ SHRINK = {  # every file; the paper's values stay for everything not named here
 }
 CASES = {  # file -> (its own extra overrides, the runs expected, the REPORT.md section of its rows)
     "classification": ({"data.name": "[cifar100, tiny_imagenet]", "model.pool": "[cls+mean]", "method": "[grpo_rm]",
-                        "data.train_per_class": 1, "data.test_per_class": 1, "train.search_train_per_class": 1},
+                        "data.train_per_class": 1, "data.test_per_class": 1},
                        [f"cifar100-{VIT}-grpo_rm-pool=cls+mean-s0", f"tiny_imagenet-{VIT}-grpo_rm-pool=cls+mean-s0"],
                        "## Classification"),
-    "ood": ({"method": "[grpo_rm]", "data.train_per_class": 3, "data.test_per_class": 1, "train.search_train_per_class": 2,
+    "ood": ({"method": "[grpo_rm]", "data.train_per_class": 3, "data.test_per_class": 1,
              "eval.ood.corruptions": "[gaussian_noise, rotation]", "eval.ood.severities": "[1, 5]",
              "eval.ood.test_per_class": 1},
             [f"cifar10-{VIT}-grpo_rm-s0"], "## Out-of-distribution: cross-data-set transfer"),
