@@ -202,12 +202,24 @@ def convergence_figure(runs: pd.DataFrame, results_dir: str | Path, out_path: st
     return out
 
 
+PNG_DPI = 150
+# A PNG is the preview next to its PDF (vector, every detail): a figure of many panels gets a lower
+# dpi rather than tens of megapixels in git (the training statistics of every study took 28).
+MAX_PNG_PIXELS = 5_000_000
+
+
+def png_dpi(fig: Figure) -> float:
+    width, height = fig.get_size_inches()
+    return min(PNG_DPI, math.sqrt(MAX_PNG_PIXELS / (width * height)))
+
+
 def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
-    """``stem``.png (dpi 150) and ``stem``.pdf, byte-identical for the same figure (no dates)."""
+    """``stem``.png (dpi 150, less for a figure above MAX_PNG_PIXELS) and ``stem``.pdf, byte-identical
+    for the same figure (no dates)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=150)
+    fig.savefig(png, dpi=png_dpi(fig))
     fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None})
     return [png, pdf]
 

@@ -148,3 +148,18 @@ def test_a_long_list_of_measures_stays_inside_the_figure():
     fig.draw(renderer)
     label = fig.axes[0].xaxis.label.get_window_extent(renderer)
     assert 0 <= label.x0 and label.x1 <= fig.bbox.x1, (label, fig.bbox)
+
+
+def test_a_figure_of_many_panels_is_a_png_of_bounded_size_beside_its_full_pdf(tmp_path):
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from grporm.analysis.figures import MAX_PNG_PIXELS, PNG_DPI, save_figure
+
+    small, tall = Figure(figsize=(6, 4)), Figure(figsize=(18, 70))  # 70 in: a panel row per study and backbone
+    for fig, name in ((small, "small"), (tall, "tall")):
+        fig.subplots().plot([0, 1], [0, 1])
+        save_figure(fig, tmp_path / name)
+    assert Image.open(tmp_path / "small.png").size == (6 * PNG_DPI, 4 * PNG_DPI)  # small figures keep their dpi
+    width, height = Image.open(tmp_path / "tall.png").size
+    assert width * height <= MAX_PNG_PIXELS * 1.01 and height > 2000 and (tmp_path / "tall.pdf").exists()
