@@ -23,7 +23,6 @@ from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs,
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
-from grporm.analysis.verdict_roles import ROLE_MARK
 from grporm.config import VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
@@ -42,6 +41,7 @@ FRAME_COLUMNS = ("experiment", "claim", "measure", "dataset", "backbone", "axes"
                  "n", "diff", "ci_low", "ci_high", "p", "p_holm", "level", "word", "detectable", "power_target",
                  "target", "seeds_needed", "close_call", "edge", "runner_up_word", "no_rerun", "claim_word", "runs")
 DEFAULT = VerdictConfig()
+ROLE_MARK = {"aa": " (A/A)", "reference": " (reference)"}  # how the arms that are no treatment are named
 
 
 @dataclass
@@ -501,9 +501,12 @@ SUMMARY_LEGEND = (
     "treatment's probability of beating a control run, averaged over the experiment's rows, 95% bootstrap interval.")
 
 
+def _row_name(line) -> str:
+    return line["backbone"] + (f" {line['axes']}" if line["axes"] else "")
+
+
 def _where(lines: pd.DataFrame) -> str:
-    rows = [b + (f" {a}" if a else "") for b, a in zip(lines["backbone"], lines["axes"])]
-    return ", ".join(dict.fromkeys(rows))
+    return ", ".join(dict.fromkeys(_row_name(line) for _, line in lines.iterrows()))
 
 
 def _named(lines: pd.DataFrame, word: str) -> str:
@@ -534,7 +537,7 @@ def summary_markdown(found: list[Comparison]) -> str:
                            _named(treated, inf.BEHIND), _span(lines.drop_duplicates(["dataset", "backbone", "axes"])["detectable"]),
                            str(int(lines["n"].max())),
                            f"{int((aa['p'] < inf.ALPHA).sum())} of {len(aa)}" if len(aa) else "—",
-                           "; ".join(f"`{r['treatment']}` ({_where(r.to_frame().T)}): {r['word']} → {r['runner_up_word']}"
+                           "; ".join(f"`{r['treatment']}` ({_row_name(r)}): {r['word']} → {r['runner_up_word']}"
                                      for _, r in turns.iterrows()) or "—"])
         if c.aggregate:
             ranked = sorted(c.aggregate, key=lambda a: -a["probability"])

@@ -19,7 +19,8 @@ the value and the fix, raised as one `SettingsInvalid` before anything is writte
 survives is a warning line (`warn`), and the run goes on:
 
 * a k of eval.knn_k above the training-set size: every training image votes (grporm.evaluate.knn);
-* eval.convergence_per_class or eval.ood.test_per_class above the smallest class: the subset is capped at that class's count (grporm.data.splits.balanced_subset);
+* eval.convergence_per_class or eval.ood.test_per_class above the smallest class: the subset is
+  capped at that class's count (grporm.data.splits.balanced_subset);
 * fewer than MIN_STEPS optimiser steps in all: a run that trains that little measures little.
 """
 from __future__ import annotations

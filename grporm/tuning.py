@@ -28,8 +28,9 @@ from grporm.methods import method
 from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
-# How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for.
-TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")  # lr_grid & co.: retired, hashed at their last default
+# How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for
+# (lr_grid & co. are retired options, still in the hashed payload at their last default).
+TRAIN_NOT_IN_KEY = ("lr", "lr_grid", "search_epochs", "search_train_per_class", "log_every")
 SCORE_EVAL_FIELDS = {"sr": ("sr_l2_grid", "sr_max_iter"), "knn20": ("knn_temperature",), "head": (), "miou": ()}
 
 
