@@ -138,7 +138,7 @@ report: install
 	$(GRPORM) report --results $(RESULTS)
 	@$(embed)
 
-# Benchmarks (results/bench/bench.json and BENCH.md), about 6 minutes on 2 cores. BENCH_ARGS e.g.
+# Benchmarks (results/bench/bench.json and BENCH.md), about 6 minutes on 2 cores (Intel Xeon, the CPU of results/bench/BENCH.md). BENCH_ARGS e.g.
 # "--threads 2" (every core of an idle machine) or "--quick" (smoke sizes).
 BENCH_ARGS ?=
 bench: install
