@@ -23,7 +23,7 @@ from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs,
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
-from grporm.config import VerdictConfig
+from grporm.config import Claim, VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
 from grporm.methods import METHODS
@@ -41,6 +41,8 @@ FRAME_COLUMNS = ("experiment", "claim", "measure", "dataset", "backbone", "axes"
                  "n", "diff", "ci_low", "ci_high", "p", "p_holm", "level", "word", "detectable", "power_target",
                  "target", "seeds_needed", "close_call", "edge", "runner_up_word", "no_rerun", "claim_word", "runs")
 DEFAULT = VerdictConfig()
+# The detection target of the former rule (power after the fact), until the margin rule replaces it.
+TARGET = 3.0
 ROLE_MARK = {"aa": " (A/A)", "reference": " (reference)"}  # how the arms that are no treatment are named
 
 
@@ -80,7 +82,7 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
     notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
              "run's is used."] if len(found) > 1 else []
     try:
-        return VerdictConfig.model_validate(stated), True, notes
+        return VerdictConfig.from_stored(stated), True, notes
     except ValidationError as err:
         return DEFAULT, False, notes + [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); "
                                         "the default rule is used."]
@@ -183,21 +185,21 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Com
                                  who + "".join(f", {c}={row[c]}" for c in nested if not _blank(row[c]))
                                  for who, (_, row) in zip(runs["_who"], runs.iterrows())])
     keys = ["dataset", "backbone", *shared]
-    claims = declared.claims or [{"name": claim_title(s), "measure": s} for s in values.recorded(runs["path"])]
+    claims = declared.claims or [Claim(name=claim_title(s), measure=s) for s in values.recorded(runs["path"])]
     lines: list[dict] = []
     for claim in claims:
-        problem = measure_problem(claim["measure"])
+        problem = measure_problem(claim.measure)
         if problem is not None:
-            notes.append(f"`{experiment}` claim {claim['name']}: {problem}; not judged.")
+            notes.append(f"`{experiment}` claim {claim.name}: {problem}; not judged.")
             continue
-        value = values.of(claim["measure"], runs["path"])
+        value = values.of(claim.measure, runs["path"])
         for key, group in runs.groupby(keys, sort=True, dropna=False):
             lines += _row_lines(run_set, experiment, claim, dict(zip(keys, key)), shared, group, value, declared)
     frame = pd.DataFrame(lines, columns=list(FRAME_COLUMNS)) if lines else empty
     if frame.empty:
         notes.append(f"`{experiment}`: no finished treatment shares a seed (and its other axes) with the control "
                      f"`{declared.control}`; no verdict.")
-    frame = _with_claim_words(frame, declared.target)
+    frame = _with_claim_words(frame, TARGET)
     comparison = Comparison(experiment, declared, is_declared, axis, frame, notes=notes)
     comparison.aggregate = _aggregate(run_set, runs, frame, values, claims, keys, declared)
     return comparison
@@ -256,7 +258,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     std = SCALE * math.sqrt(sum(spread) / len(spread)) if spread else math.nan
     n = max(c.n for c, _ in cells.values())
     detectable = inf.detectable(std, n, level)
-    needed = inf.seeds_needed(std, declared.target, level)
+    needed = inf.seeds_needed(std, TARGET, level)
     out = []
     for who, (cell, runs) in cells.items():
         aa = roles[who] != "treatment"  # an A/A control or a reference: judged alone, outside the family
@@ -273,13 +275,13 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
         close = control_close or _flag(run_set, runs, "close_call")
         used = pd.concat([control, runs])
         out.append({
-            "experiment": experiment, "claim": claim["name"], "measure": claim["measure"],
+            "experiment": experiment, "claim": claim.name, "measure": claim.measure,
             "dataset": str(key["dataset"]), "backbone": str(key["backbone"]),
             "axes": ", ".join(f"{k}={key[k]}" for k in shared), "treatment": who,
             "role": roles[who], "control": declared.control, "n": cell.n,
             "diff": SCALE * cell.mean, "ci_low": SCALE * cell.ci_low, "ci_high": SCALE * cell.ci_high,
             "p": ps[who], "p_holm": p_holm, "level": inf.ALPHA if aa else level, "word": word,
-            "detectable": detectable, "power_target": inf.POWER, "target": declared.target,
+            "detectable": detectable, "power_target": inf.POWER, "target": TARGET,
             "seeds_needed": needed, "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
             "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
             "runs": tuple(sorted(zip(used["run_id"], used["config_hash"]))),
@@ -309,9 +311,9 @@ def _aggregate(run_set: RunSet, runs: pd.DataFrame, frame: pd.DataFrame, values:
     winners = runs[runs["_pick"] != RUNNER_UP]
     tasks: dict[str, list[tuple[list[float], list[float]]]] = {}
     for claim in claims:
-        if measure_problem(claim["measure"]) is not None:
+        if measure_problem(claim.measure) is not None:
             continue
-        value = values.of(claim["measure"], winners["path"])
+        value = values.of(claim.measure, winners["path"])
         for _, group in winners.groupby(keys, sort=True, dropna=False):
             base = list(_by_seed(group[group["_who"] == declared.control], value).values())
             if not base:
@@ -407,7 +409,7 @@ def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
     who = _columns(frame)
     keys = [k for k in ("dataset", "axes") if frame[k].nunique() > 1 or (k == "axes" and frame[k].ne("").any())]
     header = ["Claim", *[{"dataset": "Data set", "axes": "Axes"}[k] for k in keys], "Backbone", "Seeds",
-              "Level", "Detectable", f"Seeds for {c.declaration.target:g}"]
+              "Level", "Detectable", f"Seeds for {TARGET:g}"]
     roles = dict(zip(frame["treatment"], frame["role"]))
     header += [f"`{w}`" + ROLE_MARK.get(roles[w], "") for w in who]
     rows = []
@@ -452,7 +454,7 @@ def _experiment_markdown(c: Comparison) -> list[str]:
     source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
     aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
     parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
-              f"target {c.declaration.target:g} points; claims: {source}.", ""]
+              f"target {TARGET:g} points; claims: {source}.", ""]
     header, rows = _grid(c)
     parts += [markdown_grid(header, rows, "l" * 2 + "r" * (len(header) - 2)).rstrip("\n"), ""]
     parts += ["Claims:", ""]

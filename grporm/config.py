@@ -12,7 +12,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -197,6 +197,15 @@ class TrackingConfig(Strict):
         return name
 
 
+class Claim(Strict):
+    """One row of a verdict: a measure the runs record, judged against the control (docs/method.md,
+    'The verdict's rules'). The headline counts the primary claims; secondary ones are reported beside."""
+
+    name: str = Field(..., min_length=1, description="the row's name in tables, e.g. SR")
+    measure: str = Field(..., min_length=1, description="a measure of grporm/measures.py, e.g. sr, knn20, ood_sr")
+    primary: bool = Field(True, description="counted in the headline (the family of primary claims); false = secondary")
+
+
 class VerdictConfig(Strict):
     """The comparison an experiment's verdict makes (analysis/verdict.py). Stored with each run's
     record (so a report from the records alone knows it); never part of the config hash or run id.
@@ -205,19 +214,29 @@ class VerdictConfig(Strict):
     control: str = Field("ce", min_length=1, description="the arm (or, without an arm axis, the method) every other one is compared with")
     aa: list[str] = Field(default_factory=list, description="A/A controls: compared with the control like the others, reported "
                           "as controls, never said to reproduce a claim, outside the multiplicity family")
-    target: float = Field(3.0, gt=0, description="points: the difference the experiment must be able to detect")
-    claims: list[dict[str, str]] | None = Field(None, description="rows, each {name: ..., measure: ...}; null = every "
-                                                "metric the runs recorded")
+    margin: float = Field(1.0, gt=0, description="points: δ, the smallest improvement that matters; a claim is contradicted "
+                          "when every treatment's difference is shown to be below it")
+    claims: list[Claim] | None = Field(None, description="rows, each {name: ..., measure: ..., primary: true|false}; null = every "
+                                       "metric the runs recorded")
+    max_seeds: int | None = Field(None, ge=2, description="cap of `grporm run --until-decided`: seeds per cell at most; "
+                                  "null = a fixed design (one look at the matrix's seeds)")
+    batch: int = Field(2, ge=1, description="seeds added per look by `grporm run --until-decided`")
+
+    # Declarations stored in records made before the margin rule carry these keys; they are dropped
+    # when a record is read (from_stored), refused in an experiment file.
+    RETIRED: ClassVar[tuple[str, ...]] = ("target",)
+
+    @classmethod
+    def from_stored(cls, stated: dict) -> "VerdictConfig":
+        """A declaration as a record stored it (possibly before the margin rule)."""
+        return cls.model_validate({k: v for k, v in stated.items() if k not in cls.RETIRED})
 
     @field_validator("claims")
     @classmethod
-    def _named_measures(cls, claims: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+    def _named_claims(cls, claims: list[Claim] | None) -> list[Claim] | None:
         if claims is None:
             return None
-        for claim in claims:
-            if set(claim) != {"name", "measure"} or not all(v.strip() for v in claim.values()):
-                raise ValueError(f"each claim is {{name: ..., measure: ...}} (got {claim!r}), e.g. {{name: SR, measure: sr}}")
-        names = [c["name"] for c in claims]
+        names = [c.name for c in claims]
         if len(set(names)) != len(names):
             raise ValueError(f"two claims share a name ({names!r}); give each its own")
         return claims or None

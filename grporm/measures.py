@@ -85,7 +85,7 @@ def claim_title(spec: str) -> str:
 def verdict_problem(verdict) -> tuple[str, str] | None:
     """(dotted key, message) of the first claim of a `VerdictConfig` whose measure is unknown; None if none."""
     for i, claim in enumerate((verdict.claims or []) if verdict is not None else []):
-        problem = measure_problem(claim["measure"])
+        problem = measure_problem(claim.measure)
         if problem is not None:
             return f"verdict.claims[{i}].measure", problem
     return None

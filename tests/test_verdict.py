@@ -23,7 +23,7 @@ CE = (0.80, 0.82, 0.81, 0.83, 0.79)
 AHEAD = (0.84, 0.85, 0.86, 0.85, 0.84)      # +3.8 points on average, consistently
 BEHIND = (0.70, 0.73, 0.71, 0.72, 0.70)
 MIXED = (0.82, 0.80, 0.83, 0.81, 0.81)      # differences +2, -2, +2, -2, +2: no difference
-DECLARED = {"control": "ce", "aa": ["anchor"], "target": 3.0, "claims": [{"name": "SR", "measure": "sr"}]}
+DECLARED = {"control": "ce", "aa": ["anchor"], "margin": 1.0, "claims": [{"name": "SR", "measure": "sr"}]}
 
 
 def _patch(folder: Path, **fields) -> None:
@@ -185,10 +185,10 @@ def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Pat
 def test_the_declaration_is_checked_at_load_and_never_hashed():
     raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
     plain = build_experiment(raw, "e.yaml").runs
-    declared = build_experiment({**raw, "verdict": {"control": "ce", "target": 2.0,
+    declared = build_experiment({**raw, "verdict": {"control": "ce", "margin": 2.0,
                                                     "claims": [{"name": "T", "measure": "transfer_sr/digits"}]}}, "e.yaml").runs
     assert [(r.run_id, r.config_hash()) for r in plain] == [(r.run_id, r.config_hash()) for r in declared]
-    assert declared[0].model_dump(mode="json")["verdict"]["target"] == 2.0  # what the record stores
+    assert declared[0].model_dump(mode="json")["verdict"]["margin"] == 2.0  # what the record stores
     with pytest.raises(ConfigError, match="unknown verdict measure 'srr'"):
         build_experiment({**raw, "verdict": {"claims": [{"name": "SR", "measure": "srr"}]}}, "e.yaml")
     with pytest.raises(ConfigError, match="needs a condition"):
@@ -205,21 +205,21 @@ def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
 
     write_experiment(tmp_path, name="tiny_new", matrix={"arm": [{"name": "ce", "method": "ce"},
                                                                 {"name": "grpo", "method": "grpo_rm"}], "seed": [0, 1, 2]},
-                     verdict={"target": 5.0, "claims": [{"name": "SR", "measure": "sr"},
+                     verdict={"margin": 5.0, "claims": [{"name": "SR", "measure": "sr"},
                                                         {"name": "Convergence", "measure": "first_epoch_knn5"}]})
     result = invoke(tmp_path)
     assert result.exit_code != 0 and "unknown verdict measure 'first_epoch_knn5'" in result.output  # knn5: no such measure
     write_experiment(tmp_path, name="tiny_new", matrix={"arm": [{"name": "ce", "method": "ce"},
                                                                 {"name": "grpo", "method": "grpo_rm"}], "seed": [0, 1, 2]},
-                     verdict={"target": 5.0, "claims": [{"name": "SR", "measure": "sr"}]})
+                     verdict={"margin": 5.0, "claims": [{"name": "SR", "measure": "sr"}]})
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
-    assert record(tmp_path, "digits-test_vit-ce-arm=ce-s0", "tiny_new")["config"]["verdict"]["target"] == 5.0
+    assert record(tmp_path, "digits-test_vit-ce-arm=ce-s0", "tiny_new")["config"]["verdict"]["margin"] == 5.0
     report = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results")])
     assert report.exit_code == 0, report.output
     text = (tmp_path / "results" / "REPORT.md").read_text()
     assert "### `tiny_new`" in text and "Control: `ce` (arm)" in text and "claims: declared" in text
-    assert "| SR | test_vit | 3 |" in text and "Seeds for 5" in text and "P(improvement)" in text
+    assert "| SR | test_vit | 3 |" in text and "Seeds for 3" in text and "P(improvement)" in text
     assert (tmp_path / "results" / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
 
 
@@ -264,3 +264,15 @@ def test_an_arm_with_the_control_s_own_method_is_a_reference_that_never_reproduc
     assert set(frame["claim_word"]) != {inf.REPRODUCED}
     _, files = verdict_section(load_runs(root))
     assert "`ce_steps2x` (reference)" in files[".md"] and "`ce_steps2x` (reference)" in files["_summary.md"]
+
+
+def test_a_stored_declaration_of_the_former_rule_still_reads_and_an_experiment_file_cannot_use_it():
+    """Records made before the margin rule store `target`: they read (the key dropped); a file is refused."""
+    from grporm.config import VerdictConfig
+
+    stored = VerdictConfig.from_stored({"control": "ce", "aa": ["anchor"], "target": 3.0,
+                                        "claims": [{"name": "SR", "measure": "sr"}]})
+    assert stored.margin == 1.0 and stored.claims[0].primary and stored.claims[0].measure == "sr"
+    raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
+    with pytest.raises(ConfigError, match="target"):
+        build_experiment({**raw, "verdict": {"target": 3.0}}, "e.yaml")
