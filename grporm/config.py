@@ -283,6 +283,8 @@ class RunConfig(Strict):
             for key, last in retired.items():
                 if isinstance(tree.get(section), dict) and key in tree[section] and tree[section][key] == last:
                     del tree[section][key]
+        if isinstance(tree.get("verdict"), dict):  # never hashed: a declaration of the former rule reads as one of the new
+            tree["verdict"] = VerdictConfig.from_stored(tree["verdict"]).model_dump(mode="json")
         return cls.model_validate(tree)
 
     def config_hash(self) -> str:
