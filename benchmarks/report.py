@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def goals(b: dict) -> list[dict]:
-    """One row per goal (README, 'Benchmarks'): the figure, its spread, and whether it is met (on the median)."""
+    """One row per goal (docs/times.md, 'Benchmarks'): the figure, its spread, and whether it is met (on the median)."""
     rows = []
     if "step_ratio" in b:
         s = b["step_ratio"]["ratio"]
