@@ -9,7 +9,6 @@ read names the library module that warned.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import warnings
 from contextlib import contextmanager
@@ -65,18 +64,18 @@ def one_line(message: Warning | str, category: type[Warning], filename: str, lin
 
 
 def install() -> Callable[[], None]:
-    """Show every warning as one line on stderr from now on; returns the function that undoes it."""
-    previous = warnings.showwarning
+    """Format every warning as one line from now on; returns the function that undoes it.
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        try:
-            print(one_line(message, category, filename, lineno), file=file if file is not None else sys.stderr)
-        except (OSError, ValueError):  # a closed stderr: nowhere to say it
-            pass
+    The formatter is replaced, not `showwarning`: a recorder (pytest.warns, catch_warnings(record=True))
+    still receives the warnings themselves."""
+    previous = warnings.formatwarning
 
-    warnings.showwarning = show
+    def format_one_line(message, category, filename, lineno, line=None) -> str:
+        return one_line(message, category, filename, lineno) + "\n"
+
+    warnings.formatwarning = format_one_line
 
     def undo() -> None:
-        warnings.showwarning = previous
+        warnings.formatwarning = previous
 
     return undo

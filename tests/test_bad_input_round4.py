@@ -22,11 +22,22 @@ from PIL import Image
 
 import grporm.train
 from grporm.data.sources import decode_images, image_sizes
-from grporm.errors import DataMissingError, GrpormError, WeightsError
+from grporm.errors import DataMissingError, GrpormError
 
-from tiny_runs import BASE, RUN_ID, STEPS_PER_EPOCH, checkpoint, env, invoke, record, write_experiment
+from tiny_runs import STEPS_PER_EPOCH, checkpoint, env, invoke, record, write_experiment
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """Warnings shown as the CLI shows them (pytest records them instead): formatted and written to stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "_showwarnmsg_impl",
+                            lambda msg: sys.stderr.write(warnings.formatwarning(msg.message, msg.category, msg.filename,
+                                                                                msg.lineno, msg.line)))
+        yield
 
 
 def one_error_line(result, fragment: str) -> str:
@@ -111,7 +122,7 @@ def test_an_unreadable_image_is_one_line_naming_it_already_when_sizes_are_read(t
         image_sizes([tmp_path / "junk.png"])
 
 
-def test_a_warning_while_decoding_names_the_image(tmp_path, monkeypatch, capsys):
+def test_a_warning_while_decoding_names_the_image(tmp_path, monkeypatch, capsys, shown):
     from grporm import notices
     from grporm.data import sources
 
@@ -125,9 +136,7 @@ def test_a_warning_while_decoding_names_the_image(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(sources, "to_rgb", warns)
     undo = notices.install()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            decode_images([tmp_path / "odd.png"], None)
+        decode_images([tmp_path / "odd.png"], None)
     finally:
         undo()
     assert capsys.readouterr().err == f"warning: {tmp_path / 'odd.png'}: Possibly corrupt EXIF data\n"
@@ -221,9 +230,8 @@ def test_a_weights_file_of_non_finite_values_is_refused_before_anything_is_writt
 @pytest.mark.parametrize("layout", ["model.pt", "last.pt"])
 def test_the_suites_own_checkpoints_are_accepted_and_what_was_loaded_is_said(tmp_path, capsys, layout, pool):
     from grporm.models.backbones import create_backbone
-    from grporm.models.classifier import Classifier
 
-    backbone = _state(pool)
+    backbone = _state(pool)  # laid out as Classifier.state_dict(): backbone.*, head.*
     head = {"weight": torch.zeros(3, 64 * (2 if pool == "cls+mean" else 1)), "bias": torch.zeros(3)}
     model = {f"backbone.{k}": v for k, v in backbone.items()} | {f"head.{k}": v for k, v in head.items()}
     state = {"model": model, "config_hash": "0123456789ab"}
@@ -236,7 +244,6 @@ def test_the_suites_own_checkpoints_are_accepted_and_what_was_loaded_is_said(tmp
     said = capsys.readouterr().err
     assert said.count("\n") == 1 and said.startswith(f"weights: {tmp_path / layout}: loaded 78 of the 78 tensors")
     assert "the backbone of a grporm model (its head of 2 tensor(s) left out)" in said
-    assert Classifier  # the layout above is Classifier's state_dict (backbone., head.)
 
 
 def test_the_model_pt_of_a_finished_run_is_a_valid_weights_file(tmp_path):
@@ -547,18 +554,16 @@ def test_a_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
     assert "error" not in done.stderr and "Broken pipe" not in done.stderr and "Exception" not in done.stderr
 
 
-def test_a_warning_is_one_line_naming_the_file_it_is_about(tmp_path, capsys):
+def test_a_warning_is_one_line_naming_the_file_it_is_about(tmp_path, capsys, shown):
     from grporm import notices
 
     undo = notices.install()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            with notices.reading(tmp_path / "w.pt"):
-                warnings.warn("something odd\n  in two lines", UserWarning, stacklevel=1)
-            import torch.serialization as library
+        with notices.reading(tmp_path / "w.pt"):
+            warnings.warn("something odd\n  in two lines", UserWarning, stacklevel=1)
+        import torch.serialization as library
 
-            warnings.warn_explicit("a library's own words", UserWarning, library.__file__, 12)
+        warnings.warn_explicit("a library's own words", UserWarning, library.__file__, 12)
     finally:
         undo()
     lines = capsys.readouterr().err.splitlines()
@@ -567,7 +572,7 @@ def test_a_warning_is_one_line_naming_the_file_it_is_about(tmp_path, capsys):
     assert len(lines) == 2
 
 
-def test_a_weights_file_with_extra_tensors_warns_in_one_line_through_the_cli(tmp_path):
+def test_a_weights_file_with_extra_tensors_warns_in_one_line_through_the_cli(tmp_path, shown):
     state = _state() | {"extra.weight": torch.zeros(2)}
     torch.save(state, tmp_path / "extra.pt")
     write_experiment(tmp_path, model={"weights": str(tmp_path / "extra.pt")})
@@ -576,7 +581,3 @@ def test_a_weights_file_with_extra_tensors_warns_in_one_line_through_the_cli(tmp
     warned = [line for line in result.stderr.splitlines() if "extra.weight" in line]
     assert warned == [f"warning: {tmp_path / 'extra.pt'}: ignored 1 tensors not in backbone 'test_vit' (e.g. extra.weight)"]
     assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
-
-
-def test_base_is_the_tiny_experiment():
-    assert BASE["model"]["name"] == "test_vit" and RUN_ID.endswith("-s0")
