@@ -104,11 +104,15 @@ def test_pixels_that_cannot_be_mapped_faithfully_are_refused_naming_the_file(tmp
 
 
 def test_a_large_image_is_one_warning_naming_it_and_a_bomb_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    from grporm.data import sources
+
+    monkeypatch.setattr(sources, "_SAID", set())
     Image.new("RGB", (4, 4)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 16 pixels: above the limit, under twice it
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # PIL's own two-line warning must not be raised at all
         image_sizes([tmp_path / "big.png"])
+        image_sizes([tmp_path / "big.png"])  # loaded again (the checks, then the run): said once
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: 1 image(s) above") and str(tmp_path / "big.png") in err
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5)  # 16 > twice 5: PIL refuses it

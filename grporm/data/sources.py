@@ -203,6 +203,7 @@ def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
 # 16-bit and 32-bit images to white and drops transparency onto whatever colour hides under it.
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a page or browser shows them
 _ICC_TRANSFORMS: dict[bytes, object] = {}
+_SAID: set[str] = set()
 _ICC_LOCK = threading.Lock()
 
 
@@ -316,8 +317,11 @@ def image_sizes(paths: list[Path]) -> set[tuple[int, int]]:
     large = [(p, w * h) for p, (w, h) in zip(paths, sizes) if limit and w * h > limit]
     if large:
         path, pixels = large[0]
-        print(f"warning: {len(large)} image(s) above {limit / 1e6:.0f} megapixels, e.g. {path} ({pixels / 1e6:.0f} "
-              "megapixels): decoded anyway, slowly and with much memory; resize them beforehand", file=sys.stderr)
+        line = (f"warning: {len(large)} image(s) above {limit / 1e6:.0f} megapixels, e.g. {path} ({pixels / 1e6:.0f} "
+                "megapixels): decoded anyway, slowly and with much memory; resize them beforehand")
+        if line not in _SAID:  # a data set is loaded more than once per process (checks, each run)
+            _SAID.add(line)
+            print(line, file=sys.stderr)
     return set(sizes)
 
 
