@@ -585,3 +585,22 @@ def test_a_weights_file_with_extra_tensors_warns_in_one_line_through_the_cli(tmp
     warned = [line for line in result.stderr.splitlines() if "extra.weight" in line]
     assert warned == [f"warning: {tmp_path / 'extra.pt'}: ignored 1 tensors not in backbone 'test_vit' (e.g. extra.weight)"]
     assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
+def test_a_home_folder_python_cannot_tell_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """HOME unset for a uid without a home in the password database: ~ cannot be expanded."""
+    import os.path
+
+    from grporm.config import DataConfig
+    from grporm.data.sources import data_root
+    from grporm.inputs import expand_home
+
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # what Python does then: ~ stays ~
+    with pytest.raises(GrpormError, match="cannot tell the home folder '~' stands for .HOME is unset"):
+        expand_home("~/w.pt")
+    monkeypatch.delenv("GRPORM_DATA", raising=False)
+    with pytest.raises(GrpormError, match="set HOME"):
+        data_root(DataConfig(name="imagefolder"), "imagefolder")  # the default cache folder is under ~
+    monkeypatch.setenv("GRPORM_DATA", str(tmp_path))
+    assert data_root(DataConfig(name="imagefolder"), "imagefolder") == tmp_path / "imagefolder"
+    assert DataConfig(name="imagefolder", root="~/pets").display_name() == "pets"

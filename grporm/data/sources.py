@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from grporm.errors import DataMissingError, first_line
+from grporm.inputs import expand_home
 from grporm.labels import IGNORE_INDEX  # noqa: F401 - re-exported for the data sets
 from grporm.notices import reading
 from grporm.registry import Registry
@@ -116,9 +117,9 @@ CACHE_DIR = Path("~/.cache/grporm")
 def data_root(cfg: "DataConfig", name: str) -> Path:
     """`data.root`, else `$GRPORM_DATA/<name>`, else `~/.cache/grporm/<name>`."""
     if cfg.root is not None:
-        return Path(cfg.root).expanduser()
+        return expand_home(cfg.root)
     env = os.environ.get("GRPORM_DATA")
-    return (Path(env).expanduser() if env else CACHE_DIR.expanduser()) / name
+    return expand_home(env if env else CACHE_DIR) / name
 
 
 def locate(candidates: Sequence[Path], has_all: Callable[[Path], bool], hint: str, fetch: bool = False) -> Location:

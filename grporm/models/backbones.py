@@ -17,13 +17,13 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from grporm.errors import ConfigError, GrpormError, WeightsError, first_line
+from grporm.inputs import expand_home
 from grporm.models.packaged import PACKAGED_WEIGHTS
 from grporm.notices import reading
 
@@ -167,7 +167,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of a weights file and what of the file was taken (see `_strip_wrappers`)."""
-    p = Path(path).expanduser()
+    p = expand_home(path)
     if not p.exists():
         raise WeightsError(
             f"weights file not found: {str(path)!r} (weights must be none, packaged, hub or a checkpoint path)"
@@ -322,7 +322,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
     elif weights == "none":
         model = _create(name, cfg, image_size)
     else:
-        path = Path(weights).expanduser()
+        path = expand_home(weights)
         if not path.exists():  # fail before building a possibly large model
             read_state_dict(path)
         model = _create(name, cfg, image_size)
