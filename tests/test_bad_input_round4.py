@@ -126,6 +126,21 @@ def test_an_unreadable_image_is_one_line_naming_it_already_when_sizes_are_read(t
         image_sizes([tmp_path / "junk.png"])
 
 
+def test_whatever_a_hostile_image_makes_the_decoder_raise_is_one_line_naming_it(tmp_path, monkeypatch):
+    import struct
+
+    from grporm.data import sources
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "hostile.tif")
+
+    def broken(im, path):
+        raise struct.error("unpack requires a buffer of 4 bytes")  # as PIL's TIFF parser can
+
+    monkeypatch.setattr(sources, "to_rgb", broken)
+    with pytest.raises(DataMissingError, match=re.escape(f"{tmp_path / 'hostile.tif'}: cannot decode (error: unpack")):
+        decode_images([tmp_path / "hostile.tif"], None)
+
+
 def test_a_warning_while_decoding_names_the_image(tmp_path, monkeypatch, capsys, shown):
     from grporm import notices
     from grporm.data import sources

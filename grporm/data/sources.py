@@ -297,8 +297,8 @@ def _open(path: Path):
         return Image.open(path)
     except Image.DecompressionBombError as err:
         raise DataMissingError(f"{path}: refused, {first_line(err)}; resize the image or remove it") from None
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as err:
-        raise DataMissingError(f"{path}: cannot read the image ({first_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - a hostile file can make PIL's parsers raise anything (struct.error...)
+        raise DataMissingError(f"{path}: cannot read the image ({first_line(err, with_type=True)})") from None
 
 
 def image_sizes(paths: list[Path]) -> set[tuple[int, int]]:
@@ -344,10 +344,12 @@ def decode_images(paths: list[Path], size: tuple[int, int] | None) -> torch.Tens
                 if im.size != size_hw[::-1]:
                     im = im.resize(size_hw[::-1], Image.BILINEAR)
                 out[i] = np.asarray(im)
+        except DataMissingError:
+            raise
         except ImageRefused as err:
             raise DataMissingError(f"{paths[i]}: {err}; save it as 8-bit RGB or grayscale") from None
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err)})") from None
+        except Exception as err:  # noqa: BLE001 - a hostile file can make PIL's decoders raise anything
+            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err, with_type=True)})") from None
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # image_sizes said it
