@@ -37,6 +37,16 @@ def _inside(root: Path, name: str) -> bool:
     return (root / name).resolve().is_relative_to(root.resolve())
 
 
+def check_inside(root: Path, folders: Iterable[str]) -> None:
+    """The report's own folders (tables/, figures/) lead nowhere outside the results folder: a
+    planted link there would make the report write, and replace files, elsewhere."""
+    for name in folders:
+        folder = root / name
+        if folder.is_symlink() and not folder.resolve().is_relative_to(root.resolve()):
+            raise GrpormError(f"{folder} is a link to {folder.resolve()}, outside {root}; the report writes only inside "
+                              f"the results folder: remove the link (the report recreates {name}/)")
+
+
 def read_manifest(root: Path) -> dict[str, str]:
     """{relative path: sha256} of the files the last report wrote; {} without a usable manifest
     (one warning line when it is damaged: then no stale file is deleted)."""

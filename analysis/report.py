@@ -27,7 +27,7 @@ from grporm.analysis.figures import (
     severity_plot,
     steps_plot,
 )
-from grporm.analysis.manifest import prune_and_record
+from grporm.analysis.manifest import check_inside, prune_and_record
 from grporm.analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
 from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
 from grporm.analysis.sections import DIFF_LABEL, Table, build_tables
@@ -265,6 +265,7 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
 def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet) -> list[Path]:
     """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths."""
     sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
+    check_inside(root, (TABLES_DIR, FIGURES_DIR))
     written: list[Path] = []
     say("sections (tables)")
     built = build_tables(run_set)
@@ -349,6 +350,7 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))
     if not has_local and not wandb_project:
         raise GrpormError(no_records)
+    check_inside(root, (TABLES_DIR, FIGURES_DIR))  # before anything is written
     extra: tuple[Path, ...] = ()
     sources = None
     if wandb_project:

@@ -345,6 +345,24 @@ def test_compare_out_never_writes_through_a_planted_link(tmp_path, write_run):
     assert victim.read_text() == "precious" and not (out / "verdict.md").is_symlink()
 
 
+def test_a_report_refuses_a_tables_folder_linked_outside_the_results(tmp_path, write_run):
+    from typer.testing import CliRunner
+
+    from grporm.cli import app
+
+    results = tmp_path / "results"
+    write_run(results, "study", "ce-s0", method="ce", seed=0, sr=0.8)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "classification.md").write_text("precious")
+    (results / "tables").symlink_to(elsewhere)
+    result = CliRunner().invoke(app, ["report", "--results", str(results)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(f"error: {results / 'tables'} is a link to {elsewhere}, outside {results}")
+    assert not (results / "study" / "table.md").exists()  # refused before anything was written
+    assert [p.name for p in elsewhere.iterdir()] == ["classification.md"] and (elsewhere / "classification.md").read_text() == "precious"
+
+
 # ---------------------------------------------------------------- a report deletes only what a report wrote
 
 def test_a_report_deletes_only_the_stale_files_an_earlier_report_wrote(tmp_path):
