@@ -32,6 +32,8 @@ def _overrides(value) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]  # one override, not a sequence of one-character overrides
+    if isinstance(value, dict):  # its keys alone would pass for overrides; its values' YAML text is ambiguous
+        raise GrpormError(f"overrides={value!r}: a dict; give a list of KEY=VALUE strings, e.g. overrides=['train.lr=3e-4']")
     try:
         items = list(value)
     except TypeError:

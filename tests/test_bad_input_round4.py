@@ -514,6 +514,7 @@ def test_api_none_is_the_default(tmp_path, monkeypatch, kwargs):
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"overrides": 5}, "overrides=5: not a list"),
+    ({"overrides": {"train.lr": 0.1}}, "overrides={'train.lr': 0.1}: a dict"),
     ({"overrides": ["train.lr=0.1", 3]}, "overrides: 3 is a int"),
     ({"results": 5}, "results=5: not a path"),
     ({"checkpoints": ["a"]}, "checkpoints=['a']: not a path"),
