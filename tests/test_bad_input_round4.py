@@ -297,16 +297,22 @@ def test_the_writer_replaces_a_planted_symlink_instead_of_writing_through_it(tmp
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_files_get_the_mode_of_the_umask_not_mkstemps_0600(tmp_path, umask, mode):
     from grporm.checkpoints import save_checkpoint
+    from grporm.locks import RunLock
     from grporm.storage import write_json
 
     old = os.umask(umask)
+    lock = RunLock(tmp_path / ".lock", heartbeat=3600)
     try:
         write_json(tmp_path / "record.json", {"a": 1})
         save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+        lock.acquire()
     finally:
         os.umask(old)
-    assert (tmp_path / "record.json").stat().st_mode & 0o777 == mode
-    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == mode
+    try:
+        for name in ("record.json", "last.pt", ".lock"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    finally:
+        lock.release()
 
 
 def test_every_file_the_suite_writes_goes_through_the_one_writer():
