@@ -23,6 +23,7 @@ from grporm.analysis.records import load_history, load_steps, method_label, meth
 from grporm.analysis.stats import summarize
 from grporm.analysis.verdict import ROLE_MARK
 from grporm.record_schema import HEADLINE_KNN, SR
+from grporm.storage import write_atomic
 
 # One colour / line style per method, used by every figure.
 METHOD_STYLE = {
@@ -198,7 +199,7 @@ def convergence_figure(runs: pd.DataFrame, results_dir: str | Path, out_path: st
         return None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    write_atomic(out, lambda handle: fig.savefig(handle, format="png", dpi=120), binary=True)
     return out
 
 
@@ -219,8 +220,9 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=png_dpi(fig))
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None})
+    write_atomic(png, lambda handle: fig.savefig(handle, format="png", dpi=png_dpi(fig)), binary=True)
+    write_atomic(pdf, lambda handle: fig.savefig(handle, format="pdf", metadata={"CreationDate": None, "ModDate": None}),
+                 binary=True)
     return [png, pdf]
 
 

@@ -27,6 +27,7 @@ from grporm.analysis.figures import (
     severity_plot,
     steps_plot,
 )
+from grporm.analysis.manifest import check_inside, prune_and_record
 from grporm.analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
 from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
 from grporm.analysis.sections import DIFF_LABEL, Table, build_tables
@@ -39,6 +40,7 @@ from grporm.errors import GrpormError
 from grporm.methods import method_names
 from grporm.progress import Say, quiet
 from grporm.record_schema import HEADLINE_KNN, SR
+from grporm.storage import write_text_atomic
 
 REPORT_NAME = "REPORT.md"
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
@@ -50,7 +52,6 @@ LEGEND = ("Accuracies are test top-1 in %, mean ± std over seeds (sample std; a
           "SR = softmax regression on frozen features, kNN@20 = DINO kNN (k = 20) on frozen features.")
 TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
-OWNED_SUFFIXES = (".md", ".tex", ".csv", ".png", ".pdf")  # what a report may delete when stale
 ENV_FIELDS = (("python", "Python"), ("torch", "torch"), ("timm", "timm"), ("platform", "Platform"),
               ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("torch_threads", "torch threads"), ("cuda", "GPU"),
               ("git_commit", "git commit"))
@@ -172,12 +173,13 @@ def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet) -> li
         excluded = [(path, reason) for path, reason in run_set.excluded if Path(path).is_relative_to(exp_dir)]
         figure_path = exp_dir / FIGURE_NAME
         figure = convergence_figure(runs, exp_dir, figure_path) if not runs.empty else None
-        if figure is None:
-            figure_path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
         forest = _experiment_forest(frame, exp_dir)
         table_path = exp_dir / TABLE_NAME
-        table_path.write_text(experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest), encoding="utf-8")
+        write_text_atomic(table_path, experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest))
         written += [table_path] + ([figure] if figure is not None else []) + ([forest] if forest is not None else [])
+    # a stale figure or table of an earlier report would mislead: delete those (and only those)
+    prune_and_record(root, written + [p.with_suffix(".pdf") for p in written if p.name == f"{FOREST_NAME}.png"],
+                     lambda name: not _in_report_part(name))
     return written
 
 
@@ -187,9 +189,7 @@ def _experiment_forest(frame: pd.DataFrame | None, exp_dir: Path) -> Path | None
     mine = frame[frame["experiment"] == exp_dir.name] if frame is not None and not frame.empty else None
     fig = forest_plot(mine) if mine is not None and not mine.empty else None
     if fig is None:
-        for suffix in (".png", ".pdf"):
-            (exp_dir / f"{FOREST_NAME}{suffix}").unlink(missing_ok=True)
-        return None
+        return None  # a stale plot of an earlier report is deleted by prune_and_record
     return save_figure(fig, exp_dir / FOREST_NAME)[0]
 
 
@@ -234,18 +234,14 @@ def _environment(run_set: RunSet) -> list[str]:
 
 
 def _write(path: Path, text: str, written: list[Path]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
     written.append(path)
 
 
-def _clean_stale(folder: Path, keep: set[Path]) -> None:
-    """Remove report outputs of an earlier report that this one did not write (e.g. a section whose
-    runs were deleted): a stale table would outlive its records."""
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.is_file() and path.suffix in OWNED_SUFFIXES and path not in keep:
-                path.unlink()
+def _in_report_part(name: str) -> bool:
+    """REPORT.md, tables/ and figures/ (write_report's part of the manifest); the rest is the
+    experiments' table.md and figures (write_experiment_tables')."""
+    return name == REPORT_NAME or name.split("/")[0] in (TABLES_DIR, FIGURES_DIR)
 
 
 def _header(run_set: RunSet, sources: list[str]) -> list[str]:
@@ -269,6 +265,7 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
 def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet) -> list[Path]:
     """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths."""
     sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
+    check_inside(root, (TABLES_DIR, FIGURES_DIR))
     written: list[Path] = []
     say("sections (tables)")
     built = build_tables(run_set)
@@ -310,8 +307,9 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
     parts += ["## Environment", "", "From the `env` of each finished run's record.", ""] + _environment(run_set) + [""]
     say(f"writing {root / REPORT_NAME}")
     _write(root / REPORT_NAME, "\n".join(parts), written)
-    _clean_stale(root / TABLES_DIR, set(written))
-    _clean_stale(root / FIGURES_DIR, set(written))
+    # a stale table would outlive its records: delete the files of an earlier report this one did not
+    # write (e.g. a section whose runs were deleted), never a file a report did not write
+    prune_and_record(root, written, _in_report_part)
     return written
 
 
@@ -352,6 +350,7 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))
     if not has_local and not wandb_project:
         raise GrpormError(no_records)
+    check_inside(root, (TABLES_DIR, FIGURES_DIR))  # before anything is written
     extra: tuple[Path, ...] = ()
     sources = None
     if wandb_project:

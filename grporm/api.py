@@ -3,6 +3,7 @@ frames. `grporm/__init__.py` exposes these names lazily, so `import grporm` stay
 `run` imports the training code only when called)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -10,24 +11,74 @@ import pandas as pd
 
 from grporm.analysis.records import RunSet
 from grporm.analysis.records import load_runs as _load_runs
+from grporm.errors import GrpormError, os_error
 
 __all__ = ["load_runs", "run", "verdict"]
+
+
+# -- arguments: what the CLI's parser checks, checked here; each problem one GrpormError naming the argument
+def _folder(value, argument: str, default: str) -> Path:
+    """A path argument: str or os.PathLike; None is the default."""
+    if value is None:
+        return Path(default)
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes) and str(value).strip():
+        return Path(value)
+    raise GrpormError(f"{argument}={value!r}: not a path (a str or pathlib.Path); give a folder, or None for {default!r}")
+
+
+def _overrides(value) -> list[str]:
+    """`overrides`: one "KEY=VALUE" string, an iterable of them, or None (none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]  # one override, not a sequence of one-character overrides
+    if isinstance(value, dict):  # its keys alone would pass for overrides; its values' YAML text is ambiguous
+        raise GrpormError(f"overrides={value!r}: a dict; give a list of KEY=VALUE strings, e.g. overrides=['train.lr=3e-4']")
+    try:
+        items = list(value)
+    except TypeError:
+        raise GrpormError(f"overrides={value!r}: not a list of KEY=VALUE strings; e.g. overrides=['train.lr=3e-4']") from None
+    bad = [item for item in items if not isinstance(item, str)]
+    if bad:
+        raise GrpormError(f"overrides: {bad[0]!r} is a {type(bad[0]).__name__}, not a KEY=VALUE string; "
+                          "e.g. overrides=['train.lr=3e-4']")
+    return items
 
 
 def load_runs(*results: str | Path) -> RunSet:
     """The finished runs under one or more results folders (default ``results``): ``.runs`` (one row
     per run), ``.metrics`` (tidy, one row per run and value) and ``.excluded`` (path, reason), as
     `grporm report` reads them."""
-    return _load_runs(*(results or ("results",)))
+    folders = [_folder(r, "results", "results") for r in results if r is not None] or [Path("results")]
+    return _load_runs(*folders)
 
 
-def run(experiment: str | Path, overrides: Iterable[str] = (), results: str | Path = "results",
-        checkpoints: str | Path = "checkpoints", *, only: str | None = None, force: bool = False,
+def run(experiment: str | Path, overrides: Iterable[str] | str | None = (), results: str | Path | None = "results",
+        checkpoints: str | Path | None = "checkpoints", *, only: str | None = None, force: bool = False,
         echo: Callable[..., None] = print) -> RunSet:
     """Run an experiment's matrix like `grporm run EXPERIMENT -o KEY=VALUE ...` in this process (finished
     runs are skipped, interrupted ones resume; settings are checked before anything is written) and
     return the records of its runs (`load_runs` of ``results/<experiment name>``). Bad input raises a
-    GrpormError with one line naming the problem; a failed run raises RunsFailed after the others ran."""
+    GrpormError with one line naming the problem; a failed run raises RunsFailed after the others ran.
+    `overrides`: a list of "KEY=VALUE" strings, or one such string; None for the defaults of
+    `results` and `checkpoints`."""
+    if experiment is None:
+        raise GrpormError("experiment=None: give the experiment YAML file, e.g. experiments/quick.yaml")
+    experiment = _folder(experiment, "experiment", "experiments/quick.yaml")
+    overrides = _overrides(overrides)
+    results, checkpoints = _folder(results, "results", "results"), _folder(checkpoints, "checkpoints", "checkpoints")
+    if only is not None and not isinstance(only, str):
+        raise GrpormError(f"only={only!r}: not a str; give text that run ids contain, or None for every run")
+    if not callable(echo):
+        raise GrpormError(f"echo={echo!r}: not callable; give a function such as print")
+    try:
+        return _run(experiment, overrides, results, checkpoints, only, bool(force), echo)
+    except OSError as err:  # a full disk, a read-only folder...: one line, as the CLI says it
+        raise os_error(err) from None
+
+
+def _run(experiment: Path, overrides: list[str], results: Path, checkpoints: Path, only: str | None, force: bool,
+         echo: Callable[..., None]) -> RunSet:
     from grporm.experiment import load_experiment
     from grporm.inputs import check_environment, output_folder
     from grporm.interrupts import STOP
@@ -35,9 +86,8 @@ def run(experiment: str | Path, overrides: Iterable[str] = (), results: str | Pa
     from grporm.preflight import preflight
 
     check_environment()
-    exp = load_experiment(Path(experiment), list(overrides))
+    exp = load_experiment(experiment, overrides)
     runs = select_runs(exp.runs, only, None) if exp.runs else []
-    results, checkpoints = Path(results), Path(checkpoints)
     if runs:
         preflight(runs, 1, warn=echo)
         output_folder(results, "results")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -42,24 +43,45 @@ def _read(path: Path, required: tuple[str, ...]) -> dict:
     return state
 
 
-def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict | None:
-    """The last checkpoint, else the previous one if the last is unreadable; None if neither exists."""
+def load_checkpoint(path: Path, required: tuple[str, ...] = (),
+                    check: Callable[[dict], str | None] | None = None) -> dict | None:
+    """The last checkpoint, else the previous one if the last is unreadable; None if neither exists.
+
+    `check(state)` says why a readable checkpoint cannot be resumed (None: it can), e.g. tensors that
+    no longer fit the model after a library upgrade: such a checkpoint counts as unreadable. Falling
+    back is one warning line; no usable checkpoint is one GrpormError line naming both files."""
     problems = []
     for candidate in (path, previous_of(path)):
         if not candidate.exists():
             continue
         try:
             state = _read(candidate, required)
+            problem = check(state) if check is not None else None
+            if problem is not None:
+                raise ValueError(problem)
         except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, unsafe global, wrong content
-            reason = first_line(err)
-            problems.append(f"{candidate} ({reason[:200]})")
-            print(f"warning: checkpoint {candidate} is unreadable ({reason[:200]}); trying the previous one",
-                  file=sys.stderr)
+            problems.append((candidate, first_line(err)[:200]))
             continue
         if problems:
-            print(f"warning: resuming from the previous checkpoint {candidate}", file=sys.stderr)
+            failed, reason = problems[0]
+            print(f"warning: checkpoint {failed} is unreadable ({reason}); resuming from the previous checkpoint "
+                  f"{candidate}", file=sys.stderr)
         return state
     if problems:
-        raise GrpormError(f"no readable checkpoint: {'; '.join(problems)}; delete {path.parent} to start "
-                          "the run afresh")
+        listed = "; ".join(f"{candidate} ({reason})" for candidate, reason in problems)
+        raise GrpormError(f"no readable checkpoint: {listed}; delete {path.parent} to start the run afresh")
+    return None
+
+
+def recorded_config_hash(folder: Path, names: tuple[str, ...]) -> str | None:
+    """The config hash the first readable checkpoint among `names` in `folder` records (saved with it
+    since the config_hash file beside it could be damaged); None if none records one. Memory-mapped:
+    only the small entries are read."""
+    for name in names:
+        try:
+            state = torch.load(folder / name, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - missing or unreadable: try the next one
+            continue
+        if isinstance(state, dict) and isinstance(state.get("config_hash"), str):
+            return state["config_hash"]
     return None

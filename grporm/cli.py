@@ -1,6 +1,7 @@
 """The `grporm` command line: run experiments, report results, list what is registered."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,11 +14,60 @@ from typer.core import TyperGroup
 from grporm.errors import GrpormError
 
 
+class ClosedStdoutTolerant:
+    """sys.stdout, except that a reader gone (`grporm ... | head -1`) is not an error: from the first
+    broken pipe on, output goes to /dev/null and the command goes on (a matrix still runs to its end,
+    as with `> /dev/null`), with no traceback and no "error: ... Broken pipe"."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _closed(self) -> None:
+        try:  # the interpreter flushes stdout at exit: that flush must find somewhere to write
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._stream = os.fdopen(os.open(os.devnull, os.O_WRONLY), "w", encoding="utf-8")  # lives as long as the process
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class OneLineErrors(TyperGroup):
     """A command-line usage error (unknown option, `--nproc abc`, a missing argument) is one line on
-    stderr and exit code 2, like every other bad input, instead of click's usage box."""
+    stderr and exit code 2, like every other bad input, instead of click's usage box. Also the root of
+    every command's output: warnings are one line each (grporm.notices), a closed stdout is not an error."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from grporm import notices
+
+        undo_warnings, stdout = notices.install(), sys.stdout
+        sys.stdout = ClosedStdoutTolerant(stdout)
+        try:
+            code = self._main(args, prog_name, complete_var, **extra)
+        finally:
+            sys.stdout = stdout
+            undo_warnings()
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as err:  # `grporm` alone: the help, as before
@@ -32,9 +82,7 @@ class OneLineErrors(TyperGroup):
             code = 1
         except OSError as err:  # any command: a name too long, a full disk, a read-only folder...
             code = _os_failure(err)
-        if not standalone_mode:
-            return code
-        sys.exit(code if isinstance(code, int) else 0)
+        return code
 
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -279,6 +327,7 @@ def compare(
     control, its treatments against it; an experiment found in two folders is kept apart, named <folder>/<experiment>."""
     from grporm.analysis.verdict import NAME, comparisons, merged, verdict_files
     from grporm.inputs import output_folder
+    from grporm.storage import write_text_atomic
 
     try:
         found = comparisons(merged(list(results)))
@@ -289,7 +338,7 @@ def compare(
         if out is not None:
             output_folder(out, "--out").mkdir(parents=True, exist_ok=True)
             for suffix, text in files.items():
-                (out / f"{NAME}{suffix}").write_text(text, encoding="utf-8")
+                write_text_atomic(out / f"{NAME}{suffix}", text)
     except GrpormError as err:
         _fail(err)
     typer.echo(files[".md"])

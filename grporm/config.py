@@ -46,7 +46,11 @@ class DataConfig(Strict):
         if self.label:
             return self.label
         if self.name == FOLDER_DATASET and self.root is not None:
-            return Path(self.root).expanduser().name or Path(self.root).expanduser().resolve().name or self.name
+            try:
+                root = Path(self.root).expanduser()
+            except RuntimeError:  # no home folder to expand ~ to: the name as written (loading says the problem)
+                root = Path(self.root)
+            return root.name or root.resolve().name or self.name
         return self.name
 
 

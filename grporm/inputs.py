@@ -173,6 +173,17 @@ def output_folder(path: Path | str, option: str) -> Path:
     return path
 
 
+def expand_home(path: Path | str) -> Path:
+    """`path` with a leading `~` expanded. With HOME unset and no home in the password database (a
+    container's arbitrary uid) Python cannot tell it: one ConfigError line, not a RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{path}: cannot tell the home folder '~' stands for (HOME is unset and this user has none "
+                          "in the password database); set HOME, or give the folder without ~ (data.root, "
+                          "GRPORM_DATA, model.weights)") from None
+
+
 def input_folder(path: Path | str, what: str, fix: str) -> Path:
     """An existing folder the command reads from."""
     path = Path(path)
@@ -220,7 +231,7 @@ def _env_folder(name: str, must_exist: bool) -> str | None:
     raw = os.environ.get(name)
     if not raw:
         return None
-    path = Path(raw).expanduser()
+    path = expand_home(raw)
     if path.exists() and not path.is_dir():
         return f"environment variable {name}={raw!r}: is a file, not a folder; point it to a folder or unset it"
     if must_exist and not path.exists():

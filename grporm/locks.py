@@ -56,7 +56,7 @@ def _age(path: Path) -> float | None:
 
 def _create_exclusive(path: Path, text: str) -> bool:
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides, as for every file
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as handle:

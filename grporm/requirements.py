@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from grporm.errors import DataMissingError, GrpormError, WeightsError, first_line
+from grporm.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig, Experiment, ModelConfig, RunConfig
@@ -152,7 +153,7 @@ def weights_requirement(model: "ModelConfig") -> Requirement | None:
         return _packaged_requirement(model.name)
     if weights == "hub":
         return _hub_requirement(model.name)
-    path = Path(weights).expanduser()
+    path = expand_home(weights)
     hint = "" if path.is_file() else (
         f"{'a folder, not a file' if path.is_dir() else 'no such file'}: put the checkpoint (Meta's or timm's "
         f"file for {model.name}) there, or set model.weights=hub (needs network)")

@@ -8,6 +8,7 @@ locks, preflight) is grporm.matrix.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sys
@@ -19,7 +20,7 @@ import torch
 
 from grporm import seeding
 from grporm.build import build, set_threads
-from grporm.checkpoints import save_checkpoint
+from grporm.checkpoints import recorded_config_hash, save_checkpoint
 from grporm.config import RunConfig
 from grporm.distributed import SINGLE, Dist
 from grporm.errors import ConfigError, GrpormError
@@ -30,7 +31,16 @@ from grporm.learning_rate import decision_for, lends_splits
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
-from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
+from grporm.storage import (
+    environment,
+    now,
+    peak_memory_mib,
+    run_dir,
+    set_aside,
+    write_csv,
+    write_json,
+    write_text_atomic,
+)
 from grporm.tracking import Tracker, artifact_name
 from grporm.train import FitResult, fit
 from grporm.tuning import needs_decision
@@ -175,7 +185,8 @@ class Run:
         """A finished run needs no resume state: keep the fine-tuned weights alone (model.pt, a
         third of a training checkpoint with Adam's moments) and drop last.pt and last.prev.pt."""
         try:
-            save_checkpoint(self.paths.ckpt / FINAL_WEIGHTS, {"model": self.built.model.state_dict()})
+            save_checkpoint(self.paths.ckpt / FINAL_WEIGHTS, {"model": self.built.model.state_dict(),
+                                                              "config_hash": self.cfg.config_hash()})
         except OSError as err:
             print(f"warning: could not save {self.paths.ckpt / FINAL_WEIGHTS} ({err}); the run's results are "
                   "recorded and its training checkpoint is kept", file=sys.stderr)
@@ -198,19 +209,53 @@ def execute_run(run: RunConfig, paths: RunPaths, force: bool = False, dist: Dist
     return Run(run, paths, dist).execute()
 
 
+CONFIG_STAMP = "config_hash"  # beside a run's checkpoints: the config they were written for
+RESUMABLE = ("last.pt", "last.prev.pt", FINAL_WEIGHTS)  # what may say whose checkpoints these are
+
+
 def _prepare_checkpoints(folder: Path, run: RunConfig, force: bool) -> None:
+    """The run's checkpoint folder, ready to resume only what was written for this config.
+
+    A folder stamped for another config is deleted (it must never be resumed). A folder whose stamp
+    is damaged or missing (e.g. a kill while an older version rewrote it in place) is resumed when
+    its checkpoint records this run's config hash (saved inside every checkpoint); otherwise it is
+    kept aside as `<run id>.unverified` and the run starts afresh: one warning line either way, and
+    never a silent deletion of checkpoints that may hold hours of training."""
     if force:
         shutil.rmtree(folder, ignore_errors=True)
-    stale = folder / "config_hash"
-    if stale.exists() and _read_hash(stale) != run.config_hash():
-        shutil.rmtree(folder)  # a checkpoint of another (or an unknown) config must never be resumed
+    stamp, wanted = folder / CONFIG_STAMP, run.config_hash()
+    if folder.is_dir() and any(p.name != CONFIG_STAMP for p in folder.iterdir()):
+        recorded = _read_hash(stamp)
+        if recorded is None:
+            problem = "is missing" if not stamp.exists() and not stamp.is_symlink() else "is damaged"
+            if recorded_config_hash(folder, RESUMABLE) == wanted:
+                print(f"warning: {stamp} {problem}; the checkpoint in {folder} records this run's config "
+                      f"({wanted}), so the run resumes from it", file=sys.stderr)
+            else:
+                aside = _aside(folder)
+                os.replace(folder, aside)
+                print(f"warning: {stamp} {problem} and no checkpoint in {folder} records this run's config; "
+                      f"its files are kept as {aside} (delete it when not needed) and the run starts afresh",
+                      file=sys.stderr)
+        elif recorded != wanted:
+            shutil.rmtree(folder)  # a checkpoint of another config must never be resumed
     folder.mkdir(parents=True, exist_ok=True)
-    stale.write_text(run.config_hash())
+    write_text_atomic(stamp, wanted)
+
+
+def _aside(folder: Path) -> Path:
+    """`<folder>.unverified`, or `.unverified-2`, ... when that is taken."""
+    candidate, n = folder.with_name(f"{folder.name}.unverified"), 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}.unverified-{n}")
+    return candidate
 
 
 def _read_hash(path: Path) -> str | None:
-    """The config hash a checkpoint folder was written for; None if the file is damaged."""
+    """The config hash a checkpoint folder was written for; None if the file is missing or damaged."""
     try:
-        return read_text(path, "checkpoint config hash", "delete its folder").strip()
+        text = read_text(path, "checkpoint config hash", "delete its folder").strip()
     except ConfigError:
         return None
+    return text if re.fullmatch(r"[0-9a-f]{6,64}", text) else None

@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable
@@ -33,22 +34,48 @@ def run_dir(results: Path, experiment: str, run_id: str) -> Path:
     return results.resolve() / experiment / "runs" / run_id
 
 
+def file_mode() -> int:
+    """The mode a new file gets from the umask (0666 & ~umask): what `open()` would give it.
+
+    Read from /proc (Linux) rather than by setting the umask and back, which would give any file
+    another thread creates meanwhile the mode 0666."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def write_atomic(path: Path, write: Callable[[IO], object], *, binary: bool = False,
                  previous: Path | None = None) -> None:
-    """`write(handle)` into a temporary file in the same folder, synced, then renamed over `path`.
+    """`write(handle)` into a temporary file in the same folder, synced, then renamed over `path`:
+    the one writer of every file the suite writes (records, checkpoints, config hashes, reports,
+    tables, figures, compare outputs; tests/test_bad_input.py checks no other write is left).
 
-    Readers and a kill at any moment see the old file or the new one, never half of one (the one
-    home of this for records and checkpoints). `previous`: keep the file being replaced under that
-    name (the checkpoint fallback).
+    Readers and a kill at any moment see the old file or the new one, never half of one. The rename
+    replaces a symlink at `path` itself, never the file it points to (a planted link cannot make the
+    suite overwrite a file elsewhere). The file gets the mode of the umask, as `open()` would give it
+    (mkstemp's 0600 would hide records from others sharing a results folder). `previous`: keep the
+    file being replaced under that name (the checkpoint fallback).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
+        os.fchmod(fd, file_mode())
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        if previous is not None and path.exists():
+        if previous is not None and (path.exists() or path.is_symlink()):
             os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
@@ -58,6 +85,10 @@ def write_atomic(path: Path, write: Callable[[IO], object], *, binary: bool = Fa
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda handle: handle.write(data), binary=True)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -16,6 +16,8 @@ import socket
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 from urllib.parse import urlparse
 
 from grporm.config import RunConfig
@@ -96,6 +98,23 @@ def online_or_offline(mode: str) -> tuple[str, str | None]:
         return "offline", why
     return mode, None
 
+@contextmanager
+def service_environment(folder: str) -> Iterator[None]:
+    """While W&B starts its service: with HOME unset (cron, some containers) the service finds no
+    folder for its logs and cache and prints about 18 lines of its errors; it gets one under the
+    results (`<folder>/wandb/service-cache`, `folder` being the run's W&B folder), for the service
+    only: HOME and XDG_CACHE_HOME of this process (which the data and weight caches read) are left
+    as they are once it has started."""
+    if os.environ.get("HOME") or os.environ.get("XDG_CACHE_HOME"):
+        yield
+        return
+    os.environ["XDG_CACHE_HOME"] = os.path.join(folder, "wandb", "service-cache")
+    try:
+        yield
+    finally:
+        os.environ.pop("XDG_CACHE_HOME", None)
+
+
 STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"  # W&B history keys; grporm.wandb_tools reads them back
 STEP_KEY, EPOCH_KEY = f"{STEP_PREFIX}step", "epoch"  # the x axes: train/* against the optimiser step, epoch/* the epoch
 FIGURE_PREFIX = "figures/"  # the run's figures, as W&B media
@@ -145,19 +164,20 @@ class Tracker:
 
         os.environ.setdefault("WANDB_SILENT", "true")
         online = mode != "offline"
-        wb = wandb.init(
-            project=run.tracking.project,
-            entity=run.tracking.entity,
-            name=f"{run.experiment}/{run.run_id}",
-            group=run.experiment,
-            job_type=run.method,
-            tags=[run.method, run.model.name, run.data.display_name()],
-            config=run.model_dump(mode="json") | {"config_hash": run.config_hash()},
-            mode=mode,
-            dir=folder,
-            reinit="finish_previous",
-            **({"settings": wandb.Settings(init_timeout=INIT_TIMEOUT)} if online else {}),
-        )
+        with service_environment(folder):
+            wb = wandb.init(
+                project=run.tracking.project,
+                entity=run.tracking.entity,
+                name=f"{run.experiment}/{run.run_id}",
+                group=run.experiment,
+                job_type=run.method,
+                tags=[run.method, run.model.name, run.data.display_name()],
+                config=run.model_dump(mode="json") | {"config_hash": run.config_hash()},
+                mode=mode,
+                dir=folder,
+                reinit="finish_previous",
+                **({"settings": wandb.Settings(init_timeout=INIT_TIMEOUT)} if online else {}),
+            )
         # Each family of curves against its own x axis, not W&B's log counter (_step).
         wb.define_metric(STEP_KEY)
         wb.define_metric(f"{STEP_PREFIX}*", step_metric=STEP_KEY)

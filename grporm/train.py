@@ -30,7 +30,7 @@ from grporm.checkpoints import load_checkpoint, save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import ImageSet, preprocess_batch
 from grporm.distributed import SINGLE, Dist
-from grporm.errors import TrainingDiverged
+from grporm.errors import GrpormError, TrainingDiverged, first_line
 from grporm.interrupts import STOP, Interrupted
 from grporm.methods import method
 from grporm.objectives import Objective
@@ -100,12 +100,49 @@ def local_batch(data: ImageSet, index: torch.Tensor, input_spec: tuple, run: Run
     return x, data.labels[mine]
 
 
-def _restore(state: dict, model, optimizer, scheduler, reference, result: FitResult, dist: Dist) -> tuple[int, int, dict]:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if reference is not None:
-        reference.load_state_dict(state["reference"])
+def _tensors_differ(saved, own: dict, what: str) -> str | None:
+    """Why the tensors `saved` cannot be loaded into a module whose state_dict is `own` (None: they can)."""
+    if not isinstance(saved, dict):
+        return f"its {what} is a {type(saved).__name__}, not a state dict"
+    missing, unknown = [k for k in own if k not in saved], [k for k in saved if k not in own]
+    if missing or unknown:
+        return (f"its {what} lacks {len(missing)} tensor(s) of the model{f' (e.g. {missing[0]})' if missing else ''} "
+                f"and has {len(unknown)} it does not know{f' (e.g. {unknown[0]})' if unknown else ''}")
+    for key, value in own.items():
+        if not isinstance(saved[key], torch.Tensor) or saved[key].shape != value.shape:
+            shape = tuple(saved[key].shape) if isinstance(saved[key], torch.Tensor) else type(saved[key]).__name__
+            return f"its {what} tensor {key!r} is {shape}, the model's is {tuple(value.shape)}"
+    return None
+
+
+def _fits(state: dict, model, optimizer, reference) -> str | None:
+    """Why a readable checkpoint cannot be resumed into this model (None: it can): checked before
+    anything is loaded, so that a checkpoint of other tensors (e.g. after a library upgrade) is an
+    unreadable checkpoint (the previous one is tried), never a traceback from load_state_dict."""
+    problem = _tensors_differ(state["model"], model.state_dict(), "model")
+    if problem is None and reference is not None:
+        problem = _tensors_differ(state.get("reference"), reference.state_dict(), "reference model")
+    if problem is None:
+        groups = state["optimizer"].get("param_groups")
+        saved = [len(g.get("params", ())) for g in groups] if isinstance(groups, list) and all(
+            isinstance(g, dict) for g in groups) else None
+        own = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
+        if saved != own:
+            problem = f"its optimizer holds parameter groups of {saved} tensors, the model's has {own}"
+    return problem
+
+
+def _restore(state: dict, model, optimizer, scheduler, reference, result: FitResult, dist: Dist,
+             checkpoint: Path) -> tuple[int, int, dict]:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if reference is not None:
+            reference.load_state_dict(state["reference"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:  # what _fits could not foresee
+        raise GrpormError(f"checkpoint {checkpoint} does not fit the model ({first_line(err)[:200]}); delete "
+                          f"{checkpoint.parent} to start the run afresh") from None
     rng = state.get("rng_cpu", [])
     rng = [rng] if isinstance(rng, torch.Tensor) else rng  # checkpoints from before DDP hold one state
     if rng:  # one state per rank; a different world size keeps rank 0's (only dropout masks differ)
@@ -197,9 +234,10 @@ def fit(
     # process (e.g. whether the lr search ran or was read back), and give each rank its own masks.
     torch.manual_seed(seeding.derive(run.seed, "dropout", dist.rank))
 
-    state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS)) if checkpoint is not None else None
+    fits = lambda state: _fits(state, model, optimizer, reference)  # noqa: E731
+    state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS, fits)) if checkpoint is not None else None
     if state is not None:
-        start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist)
+        start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist, checkpoint)
         where = f"epoch {start_epoch}/{epochs}" + (f", step {skip_steps}/{steps_per_epoch}" if skip_steps else "")
         if dist.is_main:
             tqdm.write(f"resumed {desc} from {checkpoint} at {where}")
@@ -207,6 +245,8 @@ def fit(
         result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
     train_model = training_view(model, run, dist, device)
     clock = EpochClock(desc, epochs, start_epoch, enabled=dist.is_main)
+
+    config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.runner)
 
     def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
         rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save
@@ -225,6 +265,7 @@ def fit(
             "steps": result.steps,
             "train_seconds": result.train_seconds,
             "images_seen": result.images_seen,
+            "config_hash": config_hash,
         })
 
     for epoch in range(start_epoch, epochs):

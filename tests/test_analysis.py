@@ -185,14 +185,19 @@ def test_convergence_figure_writes_png(results: Path, tmp_path: Path):
 
 def test_experiment_tables(results: Path):
     write_run(results, "other-ce", experiment="other", method="ce", head=0.7)  # no history: no figure
+    from grporm.analysis.manifest import prune_and_record
+
     stale = results / "other" / "convergence.png"
     stale.write_bytes(b"old")
+    prune_and_record(results, [stale], lambda name: False)  # as an earlier report would have written it
+    users = results / "other" / "forest.png"
+    users.write_bytes(b"the user's own")  # a report's name, but no report wrote it: kept
     paths = write_experiment_tables(results, load_runs(results))
     # EXP pairs GRPO-RM with CE by seed: its verdict rows get a forest plot; "other" has no treatment
     assert sorted(paths) == sorted([results / "other" / "table.md", results / EXP / "table.md",
                                     results / EXP / "convergence.png", results / EXP / "forest.png"])
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
-    assert not stale.exists()
+    assert not stale.exists() and users.read_bytes() == b"the user's own"
     text = (results / EXP / "table.md").read_text()
     assert text.startswith(f"# {EXP}\n")
     assert "test top-1 in %, mean ± std over seeds" in text

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm import wandb_tools
+from grporm.analysis.manifest import MANIFEST_NAME
 from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
 from grporm.analysis.report import REPORT_NAME
@@ -324,9 +325,16 @@ def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
     assert "main/table.md" in before and "main/convergence.png" in before  # the per-experiment files too
     stale = report / "figures" / "old_figure.png"
     stale.write_bytes(b"stale")
+    users = report / "tables" / "my_notes.md"
+    users.write_text("the user's own file")
+    manifest = json.loads((report / MANIFEST_NAME).read_text())
+    manifest["files"]["figures/old_figure.png"] = hashlib.sha256(b"stale").hexdigest()  # as an earlier report wrote it
+    (report / MANIFEST_NAME).write_text(json.dumps(manifest))
     result = CliRunner().invoke(app, ["report", "--results", str(report)])
     assert result.exit_code == 0, result.output
-    assert not stale.exists()
+    assert not stale.exists()  # a report's file it did not write again: deleted
+    assert users.read_text() == "the user's own file"  # no report wrote it: kept
+    users.unlink()
     assert digest(report) == before
 
 

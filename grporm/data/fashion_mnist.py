@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from grporm.data.sources import DATASETS, LOCATORS, ImageSet, Location, read_idx
-from grporm.errors import DataMissingError, first_line
+from grporm.errors import ConfigError, DataMissingError, first_line
+from grporm.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig
@@ -23,7 +24,15 @@ FASHION_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
-FASHION_CACHE_DIR = Path("~/.cache/grporm/fashion_mnist").expanduser()
+FASHION_CACHE_DIR = Path("~/.cache/grporm/fashion_mnist")  # expanded where used (expand_home)
+
+
+def _cache_dir() -> list[Path]:
+    """The per-user cache folder, when there is a home folder to put it in."""
+    try:
+        return [expand_home(FASHION_CACHE_DIR)]
+    except ConfigError:
+        return []
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
@@ -67,8 +76,8 @@ def _torchvision_download(root: Path) -> Path:
 def _fashion_roots(cfg: "DataConfig") -> tuple[Path | None, list[Path], list[Path]]:
     """(explicit root or None, roots searched, candidate folders in order)."""
     # An explicit root is the only place searched: silently using other files would be surprising.
-    base = Path(cfg.root).expanduser() if cfg.root is not None else None
-    roots = [base] if base is not None else [FASHION_SYSTEM_DIR, FASHION_CACHE_DIR]
+    base = expand_home(cfg.root) if cfg.root is not None else None
+    roots = [base] if base is not None else [FASHION_SYSTEM_DIR, *_cache_dir()]
     return base, roots, [p for r in roots for p in (r, r / "FashionMNIST" / "raw")]
 
 
@@ -86,7 +95,7 @@ def load_fashion_mnist(cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
     base, roots, candidates = _fashion_roots(cfg)
     folder = _fashion_folder(candidates)
     if folder is None and cfg.download:
-        folder = _fashion_folder([_torchvision_download(base or FASHION_CACHE_DIR)])
+        folder = _fashion_folder([_torchvision_download(base or expand_home(FASHION_CACHE_DIR))])
     if folder is None:
         searched = ", ".join(str(r) for r in roots)
         raise DataMissingError(

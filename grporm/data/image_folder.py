@@ -5,14 +5,18 @@
   split (the same images for every seed), with one warning line;
 - val/ is the validation split (all of it: learning-rate tuning, the per-epoch probe); without it,
   `data.val_per_class` images per class are carved from train/, as for every data set;
-- any other folder is ignored with one warning line.
+- any other folder is ignored with one warning line, and so is every file that is not used (beside
+  the class folders, or without an image extension), named in one warning line; hidden files and
+  folders (.DS_Store, .cache/) are the system's and pass silently.
 
-Classes are train/'s folder names, sorted; val/ and test/ may lack a class but not add one. The data
-set is named by its folder in records, tables and W&B (DataConfig.display_name). `load_tree` reads
-the older layout Tiny-ImageNet keeps (grporm/data/tiny_imagenet.py): its val/ is the test split.
+Classes are train/'s folder names, sorted: at least 2, each with an image. val/ and test/ may lack a
+class (one warning line names them) but not add one. The data set is named by its folder in records,
+tables and W&B (DataConfig.display_name). `load_tree` reads the older layout Tiny-ImageNet keeps
+(grporm/data/tiny_imagenet.py): its val/ is the test split.
 
-Images are decoded with PIL to RGB and kept at their native size when every image of both splits
-has the same size (Tiny-ImageNet: 64x64); otherwise every image is resized (bilinear) to
+Images are decoded to 8-bit RGB by the one decoder (grporm.data.sources.to_rgb: 16-bit, float,
+palette, transparency, CMYK...) and kept at their native size when every image of both splits has
+the same size (Tiny-ImageNet: 64x64); otherwise every image is resized (bilinear) to
 `data.image_size` square at load time, the size the model sees anyway.
 """
 from __future__ import annotations
@@ -76,31 +80,68 @@ def locate_imagefolder(cfg: "DataConfig") -> Location:
     return locate([root], lambda folder: has_class_dirs(folder / "train"), hint)
 
 
-def _list_class_folders(split: Path, classes: list[str] | None) -> tuple[list[str], list[Path], list[int]]:
-    """Image files of `split/<class>/**` in a fixed order; class names sorted (or given)."""
-    found = sorted(d.name for d in split.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")  # .DS_Store, .cache/: the system's, not the user's
+
+
+def _list_class_folders(split: Path, classes: list[str] | None,
+                        ignored: list[Path] | None = None) -> tuple[list[str], list[Path], list[int]]:
+    """Image files of `split/<class>/**` in a fixed order; class names sorted (or given). Files that
+    are not used (beside the class folders, or not images) are added to `ignored` when given."""
+    found = sorted(d.name for d in split.iterdir() if d.is_dir() and _visible(d))
     if classes is None:
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DataMissingError(f"{split}: class folder(s) {', '.join(unknown[:3])} not among the training classes")
+    if ignored is not None:
+        ignored += sorted(p for p in split.iterdir() if not p.is_dir() and _visible(p))
     index = {c: i for i, c in enumerate(classes)}
     paths, labels = [], []
     for name in found:
-        files = sorted(p for p in (split / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        paths += files
-        labels += [index[name]] * len(files)
+        files = sorted(p for p in (split / name).rglob("*") if p.is_file() and _visible(p))
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        if ignored is not None:
+            ignored += [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        paths += images
+        labels += [index[name]] * len(images)
     if not paths:
         raise DataMissingError(f"{split}: no image files in its class folders")
     return classes, paths, labels
 
 
+def _say_ignored(folder: Path, ignored: list[Path]) -> None:
+    if ignored:
+        shown = ", ".join(str(p.relative_to(folder)) for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        _warn_once(f"{folder}: {len(ignored)} file(s) not used: {shown} (images go in train/<class>/, val/<class>/, "
+                   f"test/<class>/ and end in {', '.join(sorted(IMAGE_EXTENSIONS))})")
+
+
+def _check_classes(folder: Path, classes: list[str], labels: list[int]) -> None:
+    """At least 2 classes, each with an image in train/ (one class would train to a meaningless 100%)."""
+    if len(classes) < 2:
+        raise DataMissingError(f"{folder / 'train'}: {len(classes)} class folder ({', '.join(classes)}); a classifier "
+                               "needs at least 2 classes, one folder of images each")
+    counts = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
+    if empty:
+        raise DataMissingError(f"{folder / 'train'}: class folder(s) {', '.join(empty[:3])} hold no image; add images "
+                               "or remove the folder(s)")
+
+
+def _say_missing(split: Path, classes: list[str], labels: list[int], consequence: str) -> None:
+    present = set(labels)
+    missing = [c for i, c in enumerate(classes) if i not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        _warn_once(f"{split}: no image of {len(missing)} of the {len(classes)} classes of train/ ({shown}); {consequence}")
 
 
 def load_tree(folder: Path, cfg: "DataConfig", list_test: TestLister | None = None) -> tuple[ImageSet, ImageSet]:
     """The train and test splits of an ImageFolder tree; `list_test` lists a test split in another
     layout, and wins when it finds one."""
     classes, train_paths, train_labels = _list_class_folders(folder / "train", None)
+    _check_classes(folder, classes, train_labels)
     test_split = next((folder / s for s in TEST_SPLITS if has_class_dirs(folder / s)), None)
     listed = list_test(folder, classes) if list_test is not None else None
     if listed is not None:
@@ -117,14 +158,20 @@ def load_tree(folder: Path, cfg: "DataConfig", list_test: TestLister | None = No
     return train, test
 
 
-def _listed(folder: Path, split: str, classes: list[str]) -> tuple[list[Path], list[int]] | None:
+# what a class absent from val/ or test/ means for the run
+MISSING_MEANS = {"val": "the learning-rate choice and the per-epoch probe never see them",
+                 "test": "the test accuracy does not measure them"}
+
+
+def _listed(folder: Path, split: str, classes: list[str], ignored: list[Path]) -> tuple[list[Path], list[int]] | None:
     """(paths, labels) of `folder/split/<class>/*`, None when the folder is absent."""
     if not (folder / split).is_dir():
         return None
     if not has_class_dirs(folder / split):
         raise DataMissingError(f"{folder / split}: no class folders; put its images in {split}/<class>/ "
                                "(or remove the folder)")
-    _, paths, labels = _list_class_folders(folder / split, classes)
+    _, paths, labels = _list_class_folders(folder / split, classes, ignored)
+    _say_missing(folder / split, classes, labels, MISSING_MEANS[split])
     return paths, labels
 
 
@@ -135,11 +182,14 @@ def carved_per_class(labels: torch.Tensor, num_classes: int) -> int:
 
 def load_folder(folder: Path, cfg: "DataConfig") -> tuple[ImageSet, ImageSet]:
     """The (train, test) of an image folder by the rules above; train carries val/ as its `own_val`."""
-    extra = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in SPLIT_FOLDERS)
+    extra = sorted(d.name for d in folder.iterdir() if d.is_dir() and _visible(d) and d.name not in SPLIT_FOLDERS)
     if extra:
         _warn_once(f"{folder}: folder(s) {', '.join(extra)} ignored (an image folder has train/, val/ and test/)")
-    classes, train_paths, train_labels = _list_class_folders(folder / "train", None)
-    val, test = _listed(folder, "val", classes), _listed(folder, "test", classes)
+    ignored = sorted(p for p in folder.iterdir() if not p.is_dir() and _visible(p))
+    classes, train_paths, train_labels = _list_class_folders(folder / "train", None, ignored)
+    _check_classes(folder, classes, train_labels)
+    val, test = _listed(folder, "val", classes, ignored), _listed(folder, "test", classes, ignored)
+    _say_ignored(folder, ignored)
     paths = train_paths + (val[0] if val else []) + (test[0] if test else [])
     # Keep the native size when all images share one; else resize to data.image_size.
     load_size = None if len(image_sizes(paths)) == 1 else (cfg.image_size, cfg.image_size)

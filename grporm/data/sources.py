@@ -13,7 +13,11 @@ Where a data set that no package ships is looked for: `data.root` if set, else
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import sys
+import threading
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +28,9 @@ import numpy as np
 import torch
 
 from grporm.errors import DataMissingError, first_line
+from grporm.inputs import expand_home
 from grporm.labels import IGNORE_INDEX  # noqa: F401 - re-exported for the data sets
+from grporm.notices import reading
 from grporm.registry import Registry
 
 if TYPE_CHECKING:  # annotations only
@@ -111,9 +117,9 @@ CACHE_DIR = Path("~/.cache/grporm")
 def data_root(cfg: "DataConfig", name: str) -> Path:
     """`data.root`, else `$GRPORM_DATA/<name>`, else `~/.cache/grporm/<name>`."""
     if cfg.root is not None:
-        return Path(cfg.root).expanduser()
+        return expand_home(cfg.root)
     env = os.environ.get("GRPORM_DATA")
-    return (Path(env).expanduser() if env else CACHE_DIR.expanduser()) / name
+    return expand_home(env if env else CACHE_DIR) / name
 
 
 def locate(candidates: Sequence[Path], has_all: Callable[[Path], bool], hint: str, fetch: bool = False) -> Location:
@@ -193,41 +199,160 @@ def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- image files
+# One decoder for every image file the suite reads (`to_rgb`): each PIL mode is mapped to 8-bit RGB
+# as a viewer shows it, or refused in one line naming the file. PIL's own `convert("RGB")` clips
+# 16-bit and 32-bit images to white and drops transparency onto whatever colour hides under it.
+BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a page or browser shows them
+_ICC_TRANSFORMS: dict[bytes, object] = {}
+_SAID: set[str] = set()
+_ICC_LOCK = threading.Lock()
+
+
+class ImageRefused(ValueError):
+    """An image whose pixels cannot be mapped to 8-bit RGB faithfully; the message says why."""
+
+
+def _scaled(values: np.ndarray, path: Path, mode: str) -> np.ndarray:
+    """16-bit, 32-bit integer and float pixels as 0..255, each by its type's range:
+    16-bit (and 32-bit integers within 0..65535, how PIL reads 16-bit PGM and TIFF files) / 257;
+    floats in 0..1 (the usual convention) x 255, floats in 0..255 as they are; anything else refused."""
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ImageRefused(f"{mode} image holds NaN or infinite pixel values")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F":
+        if low < 0 or high > 255:
+            raise ImageRefused(f"float pixel values from {low:g} to {high:g}, neither 0..1 nor 0..255")
+        scale = 255.0 if high <= 1.0 else 1.0
+    else:
+        if low < 0 or high > 65535:
+            raise ImageRefused(f"{mode} pixel values from {low:g} to {high:g}, beyond 16 bits (0..65535)")
+        scale = 255.0 / 65535.0
+    return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+
+
+def _icc_to_srgb(profile: bytes, mode: str):
+    """A cached transform from an embedded ICC profile to sRGB (CMYK images: PIL's formula ignores it)."""
+    from PIL import ImageCms
+
+    with _ICC_LOCK:
+        if profile not in _ICC_TRANSFORMS:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            _ICC_TRANSFORMS[profile] = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB")
+        return _ICC_TRANSFORMS[profile]
+
+
+def to_rgb(im, path: Path):
+    """`im` (any PIL mode) as an 8-bit RGB image, oriented by its EXIF tag; ImageRefused when it cannot be."""
+    from PIL import Image, ImageCms, ImageOps
+
+    if _orientation(im) != 1:  # a phone's portrait photo is stored sideways with a tag saying so
+        im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in ("RGB", "L", "1", "YCbCr", "HSV", "RGBX"):
+        return im.convert("RGB")
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA")  # a palette may carry transparency
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        if mode in ("RGBa", "La"):  # premultiplied alpha: PIL unpremultiplies going to RGBA
+            im = im.convert("RGBA")
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_scaled(np.asarray(im), path, mode), "L").convert("RGB")
+    if mode == "CMYK":
+        profile = im.info.get("icc_profile")
+        if profile:
+            try:
+                return ImageCms.applyTransform(im, _icc_to_srgb(profile, "CMYK"))
+            except (ImageCms.PyCMSError, OSError, ValueError):
+                pass  # a damaged profile: PIL's formula below
+        return im.convert("RGB")
+    if mode == "LAB":  # PIL's convert("RGB") reads L*a*b* as if it were RGB
+        lab_to_srgb = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return ImageCms.applyTransform(im, lab_to_srgb)
+    raise ImageRefused(f"image mode {mode} is not supported")
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation tag (1 = as stored), read from the header."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: as stored
+        return 1
+
+
+def _oriented_size(im) -> tuple[int, int]:
+    """(width, height) as shown, after the EXIF orientation tag (no decoding)."""
+    return im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
+
+
+def _open(path: Path):
+    """PIL's image of `path` (header read); any failure -> DataMissingError naming the file."""
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise DataMissingError(f"{path}: refused, {first_line(err)}; resize the image or remove it") from None
+    except Exception as err:  # noqa: BLE001 - a hostile file can make PIL's parsers raise anything (struct.error...)
+        raise DataMissingError(f"{path}: cannot read the image ({first_line(err, with_type=True)})") from None
 
 
 def image_sizes(paths: list[Path]) -> set[tuple[int, int]]:
+    """The sizes (as shown) of the images; a file PIL cannot open or a decompression bomb (above twice
+    PIL's MAX_IMAGE_PIXELS) is refused naming it, images above MAX_IMAGE_PIXELS are one warning line."""
     from PIL import Image
 
     def size(path: Path) -> tuple[int, int]:
-        with Image.open(path) as im:  # reads the header only
-            return im.size
+        with reading(path), _open(path) as im:  # reads the header only
+            return _oriented_size(im)
 
-    with ThreadPoolExecutor(threads()) as pool:
-        return set(pool.map(size, paths))
+    with warnings.catch_warnings():  # said below naming the files, not as PIL's two lines without them
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(threads()) as pool:
+            sizes = list(pool.map(size, paths))
+    limit = Image.MAX_IMAGE_PIXELS
+    large = [(p, w * h) for p, (w, h) in zip(paths, sizes) if limit and w * h > limit]
+    if large:
+        path, pixels = large[0]
+        line = (f"warning: {len(large)} image(s) above {limit / 1e6:.0f} megapixels, e.g. {path} ({pixels / 1e6:.0f} "
+                "megapixels): decoded anyway, slowly and with much memory; resize them beforehand")
+        if line not in _SAID:  # a data set is loaded more than once per process (checks, each run)
+            _SAID.add(line)
+            print(line, file=sys.stderr)
+    return set(sizes)
 
 
 def decode_images(paths: list[Path], size: tuple[int, int] | None) -> torch.Tensor:
-    """Decode files to uint8 RGB (N, 3, H, W); resize each to `size` (w, h) bilinear when given."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode files to uint8 RGB (N, 3, H, W) with `to_rgb`; resize each to `size` (w, h) bilinear when given."""
+    from PIL import Image
 
     if size is None:
-        with Image.open(paths[0]) as first:
-            size_hw = first.size[::-1]
+        with _open(paths[0]) as first:
+            size_hw = _oriented_size(first)[::-1]
     else:
         size_hw = size[::-1]
     out = np.empty((len(paths), size_hw[0], size_hw[1], 3), dtype=np.uint8)
 
     def one(i: int) -> None:
         try:
-            with Image.open(paths[i]) as im:
-                im = im.convert("RGB")
+            with reading(paths[i]), _open(paths[i]) as im:
+                im = to_rgb(im, paths[i])
                 if im.size != size_hw[::-1]:
                     im = im.resize(size_hw[::-1], Image.BILINEAR)
                 out[i] = np.asarray(im)
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err)})") from None
+        except DataMissingError:
+            raise
+        except ImageRefused as err:
+            raise DataMissingError(f"{paths[i]}: {err}; save it as 8-bit RGB or grayscale") from None
+        except Exception as err:  # noqa: BLE001 - a hostile file can make PIL's decoders raise anything
+            raise DataMissingError(f"{paths[i]}: cannot decode ({first_line(err, with_type=True)})") from None
 
-    with ThreadPoolExecutor(threads()) as pool:
-        list(pool.map(one, range(len(paths))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # image_sizes said it
+        with ThreadPoolExecutor(threads()) as pool:
+            list(pool.map(one, range(len(paths))))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-

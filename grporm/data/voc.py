@@ -67,8 +67,10 @@ def _read_voc_split(folder: Path, split: str, size: int) -> ImageSet:
                 if im.mode not in ("P", "L"):  # an RGB-coloured mask cannot be read as class indices
                     raise DataMissingError(f"{path}: mask mode {im.mode}, expected a palette (P) or grey (L) PNG of class indices")
                 mask = np.asarray(im.resize((size, size), Image.NEAREST), dtype=np.int64)
-        except OSError as err:
-            raise DataMissingError(f"{path}: cannot read ({first_line(err)})") from None
+        except DataMissingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a damaged PNG can make PIL raise anything, not only OSError
+            raise DataMissingError(f"{path}: cannot read ({first_line(err, with_type=True)})") from None
         bad = (mask >= len(VOC_CLASSES)) & (mask != VOC_BORDER)
         if bad.any():
             raise DataMissingError(f"{path}: label {int(mask[bad][0])} is neither a class 0..{len(VOC_CLASSES) - 1} nor {VOC_BORDER}")

@@ -17,14 +17,15 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from grporm.errors import ConfigError, GrpormError, WeightsError, first_line
+from grporm.inputs import expand_home
 from grporm.models.packaged import PACKAGED_WEIGHTS
+from grporm.notices import reading
 
 WEIGHTS_FIX = ("give model.weights a checkpoint of model.name's architecture (a state dict saved with torch.save), "
                "or packaged / hub / none")
@@ -102,7 +103,32 @@ def _create(name: str, cfg: Any, image_size: int | None, pretrained: bool = Fals
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _unwrap_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
+# Prefixes a whole state dict may carry around a backbone's keys: DataParallel / DDP, torch.compile,
+# and the suite's own pooling wrapper (ClsMeanFeatures of model.pool: cls+mean).
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "vit.")
+# The suite's own checkpoints (a finished run's model.pt, a training checkpoint's "model"): a
+# BackboneWithHead, the backbone's tensors under `backbone.` beside the fine-tuned `head.`.
+SUITE_BACKBONE, SUITE_HEAD = "backbone.", "head."
+_said: set[str] = set()
+
+
+def _strip_wrappers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """The backbone's tensors without the prefixes of wrappers, and what was taken (for the user)."""
+    taken = ""
+    names = list(state)
+    if any(k.startswith(SUITE_BACKBONE) for k in names) and all(k.startswith((SUITE_BACKBONE, SUITE_HEAD)) for k in names):
+        head = sum(k.startswith(SUITE_HEAD) for k in names)
+        state = {k[len(SUITE_BACKBONE):]: v for k, v in state.items() if k.startswith(SUITE_BACKBONE)}
+        taken = f"the backbone of a grporm model (its head of {head} tensor(s) left out)"
+    for prefix in WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state, taken
+
+
+def _unwrap_state_dict(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of a checkpoint file (possibly nested under `state_dict` or `model`), and what
+    of it was taken, for `_say_loaded`."""
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -112,14 +138,36 @@ def _unwrap_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state or not all(isinstance(k, str) for k in state):
         raise WeightsError(f"{path} is not a PyTorch checkpoint with a state dict; {WEIGHTS_FIX}")
-    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+    return _strip_wrappers(state)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Weights are judged by their values too: a NaN or infinite tensor (a diverged training saved,
+    a damaged file) would train to chance or fail later with the wrong diagnosis."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{source}: {len(bad)} of its {len(state)} tensors hold NaN or infinite values (e.g. "
+                           f"{bad[0]!r}); the weights are damaged (a diverged training?); give model.weights a "
+                           "checkpoint with finite values")
+
+
+def _say_loaded(path: str, name: str, loaded: int, total: int, taken: str) -> None:
+    """One line per weights file and backbone per process: what was loaded from where."""
+    line = (f"weights: {path}: loaded {loaded} of the {total} tensors of backbone {name!r}"
+            + (f", {taken}" if taken else ""))
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file."""
-    p = Path(path).expanduser()
+    return _read_checkpoint(path)[0]
+
+
+def _read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of a weights file and what of the file was taken (see `_strip_wrappers`)."""
+    p = expand_home(path)
     if not p.exists():
         raise WeightsError(
             f"weights file not found: {str(path)!r} (weights must be none, packaged, hub or a checkpoint path)"
@@ -130,12 +178,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             from safetensors.torch import load_file
 
-            obj = load_file(str(p), device="cpu")
+            with reading(p):
+                obj = load_file(str(p), device="cpu")
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(f"{p} is not a readable safetensors file ({first_line(exc, with_type=True)})") from exc
     else:
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            with reading(p):  # a warning of torch.load names this file
+                obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - pickle, zip, EOF, unsafe-global errors
             raise WeightsError(
                 f"{p} is not a PyTorch checkpoint (torch.load weights_only failed: {first_line(exc, with_type=True)}); "
@@ -162,11 +212,12 @@ def _checkpoint_filter(name: str, model: nn.Module):
 
 
 def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
-    state = read_state_dict(path)
+    state, taken = _read_checkpoint(path)
     fn = _checkpoint_filter(name, model)
     if fn is not None:
         try:
-            state = fn(state, model)
+            with reading(path):
+                state = fn(state, model)
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(
                 f"{path}: timm's checkpoint filter for {name!r} failed ({first_line(exc, with_type=True)}); "
@@ -180,7 +231,9 @@ def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
                 f"{path}: {key!r} has shape {tuple(value.shape)} but backbone {name!r} "
                 f"expects {tuple(own[key].shape)}"
             )
-    result = model.load_state_dict(state, strict=False)
+    check_finite({k: v for k, v in state.items() if k in own}, path)
+    with reading(path):
+        result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing:
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
@@ -194,6 +247,7 @@ def _load_checkpoint(model: nn.Module, name: str, cfg: Any, path: str) -> None:
             f"(e.g. {result.unexpected_keys[0]})",
             stacklevel=3,
         )
+    _say_loaded(path, name, len(state) - len(result.unexpected_keys), len(own), taken)
 
 
 # --------------------------------------------------------------------------- factory
@@ -247,6 +301,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
         state = entry()  # raises WeightsError before building the model if the package is missing
         model = _create(name, cfg, image_size)
         state = _drop_classifier(state, model, cfg)
+        check_finite(state, f"packaged weights {entry.package}:{entry.relpath}")
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -267,7 +322,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
     elif weights == "none":
         model = _create(name, cfg, image_size)
     else:
-        path = Path(weights).expanduser()
+        path = expand_home(weights)
         if not path.exists():  # fail before building a possibly large model
             read_state_dict(path)
         model = _create(name, cfg, image_size)
