@@ -19,7 +19,7 @@ Interface (for `grporm run --until-decided` and the verdict):
   split over the row's treatments, which analysis/verdict.py makes: alpha_look / m per side);
 - `is_last_look(n_seeds, n0, batch, max_seeds) -> bool`: no seeds can be added to a cell any more;
 - `simulate(...)`, `simulation_table(...)`: the error rates under repeated looks by simulation;
-  `python -m grporm.analysis.sequential` (make simulate) prints the table of docs/method.md.
+  `python -m grporm.analysis.simulate` (make simulate) prints the table of docs/method.md.
 
 The verdict frame (analysis/verdict.py, `verdict_frame`) carries per cell `decided` (its word can no
 longer change its claim: the claim is decided, or the cell is ahead, or below the margin) and
@@ -204,9 +204,3 @@ def simulation_table(reps: int = 2000, **settings) -> str:
              f"α = {alpha:g}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in simulation_rows(reps, **settings)]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    print(simulation_table(int(sys.argv[1]) if len(sys.argv) > 1 else 2000), end="")

@@ -241,8 +241,9 @@ def evidence_key(record: dict) -> str:
         payload = RunConfig.from_stored(config).hash_payload()
     except (ValidationError, TypeError, ValueError):  # a record too old or too partial to validate
         payload = {k: v for k, v in config.items() if k not in ("tracking", "run_id", "axes")}
-        payload["identity"] = [record.get(k) for k in ("dataset", "backbone", "method", "seed")]
-        payload["arm"] = {k: v for k, v in (record.get("axes") or {}).items() if k != "seed"}
+    # the record's own identity and matrix values too: a partial config may validate at defaults
+    payload["identity"] = [record.get(k) for k in ("dataset", "backbone", "method", "seed")]
+    payload["matrix"] = {k: v for k, v in (record.get("axes") or {}).items() if k != "seed"}
     payload.pop("experiment", None)
     payload.pop("eval", None)
     text = json.dumps([payload, record.get("lr")], sort_keys=True, default=str)

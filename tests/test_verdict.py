@@ -308,3 +308,99 @@ def test_a_stored_declaration_of_the_former_rule_still_reads_and_an_experiment_f
     raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
     with pytest.raises(ConfigError, match="target"):
         build_experiment({**raw, "verdict": {"target": 3.0}}, "e.yaml")
+
+
+def test_seeds_until_decided_levels_decided_cells_and_what_still_needs_seeds(write_run, tmp_path: Path):
+    """With max_seeds the cell's level is its look's share of α (analysis/sequential.py) over the
+    family; a cell ahead or below δ is decided, an open one names its treatment for more seeds, and a
+    fixed design (or the cap) leaves nothing to add."""
+    from grporm.analysis import sequential as seq
+    from grporm.analysis.verdict import undecided_cells, undecided_treatments
+
+    sequential = {**DECLARED, "max_seeds": 20, "batch": 2}
+    noisy = (0.70, 0.90, 0.75, 0.95, 0.80)
+    for name, values in (("ce", CE), ("better", AHEAD), ("noisy", noisy)):
+        _arm(write_run, tmp_path, "s", name, "ce" if name == "ce" else "grpo_rm", values, verdict=sequential)
+    frame = verdict_frame(load_runs(tmp_path)).set_index("treatment")
+    assert frame.loc["better", "level"] == pytest.approx(seq.look_level(5, 5, 2, 20) / 2)
+    assert frame.loc["better", "alpha_look"] < 0.05 and frame.loc["better", "look"] == 1
+    assert not frame.loc["better", "last_look"]
+    # at the first look's small level `better` is not yet ahead: both cells open, the claim inconclusive
+    assert set(frame["claim_word"]) == {inf.INCONCLUSIVE}
+    assert undecided_treatments(verdict_frame(load_runs(tmp_path))) == {("s", "better"), ("s", "noisy")}
+    assert set(undecided_cells(verdict_frame(load_runs(tmp_path)))["backbone"]) == {"tf_efficientnet_lite0"}
+    fixed = tmp_path / "fixed"
+    for name, values in (("ce", CE), ("better", AHEAD), ("noisy", noisy)):
+        _arm(write_run, fixed, "f", name, "ce" if name == "ce" else "grpo_rm", values, verdict=DECLARED)
+    frame = verdict_frame(load_runs(fixed)).set_index("treatment")
+    assert frame.loc["better", "level"] == pytest.approx(0.05 / 2) and frame.loc["better", "last_look"]
+    assert frame.loc["better", "word"] == "ahead" and set(frame["claim_word"]) == {inf.REPRODUCED}
+    assert frame["decided"].all()  # a decided claim: its open cells need no seeds either
+    assert undecided_treatments(verdict_frame(load_runs(fixed))) == set()       # a fixed design adds nothing
+
+
+def test_first_seeds_sets_the_first_look(write_run, tmp_path: Path):
+    """Records of 5 seeds from a design that started at 3 with batch 2: the second look, its own share."""
+    from grporm.analysis import sequential as seq
+
+    sequential = {**DECLARED, "max_seeds": 9, "batch": 2}
+    _arm(write_run, tmp_path, "s", "ce", "ce", CE, verdict=sequential)
+    _arm(write_run, tmp_path, "s", "g", "grpo_rm", AHEAD, verdict=sequential)
+    own = verdict_frame(load_runs(tmp_path)).iloc[0]
+    told = verdict_frame(load_runs(tmp_path), first_seeds={"s": 3}).iloc[0]
+    assert (own["look"], told["look"]) == (1, 2)
+    assert told["level"] == pytest.approx(seq.look_level(5, 3, 2, 9)) != own["level"]
+
+
+def test_the_aa_runner_up_cell_compares_like_with_like(write_run, tmp_path: Path):
+    """CE's decision is a close call: the anchor's sensitivity cell is its runner-up against CE's
+    runner-up, never CE at its runner-up against the anchor at its winner; without an anchor
+    runner-up there is no such cell."""
+    root = tmp_path / "results"
+    close = {"close_call": True, "pick": "winner"}
+    _arm(write_run, root, "aa", "ce", "ce", CE, verdict=DECLARED, tuning=close)
+    _arm(write_run, root, "aa", "ce", "ce", BEHIND, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**close, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    _arm(write_run, root, "aa", "anchor", "grpo_rm", CE, verdict=DECLARED, tuning=close)
+    by, _ = _frame(root)
+    assert by["anchor"]["runner_up_word"] == ""  # CE's runner-up (BEHIND) against the anchor's winner: not shown
+    _arm(write_run, root, "aa", "anchor", "grpo_rm", BEHIND, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**close, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    by, _ = _frame(root)
+    assert by["anchor"]["runner_up_word"] == "no difference"  # runner-up against runner-up
+
+
+def test_runs_shared_between_experiments_count_once_in_the_aa_line(write_run, tmp_path: Path):
+    from grporm.analysis.verdict import evidence_key
+
+    for exp in ("one", "two"):  # the same runs (same config apart from the experiment) in two experiments
+        for name, values in (("ce", CE), ("g", AHEAD), ("anchor", BEHIND)):
+            _arm(write_run, tmp_path, exp, name, "ce" if name == "ce" else "grpo_rm", values, verdict=DECLARED)
+    _arm(write_run, tmp_path / "other", "three", "ce", "ce", CE, verdict=DECLARED)
+    run_set = load_runs(tmp_path)
+    frame = verdict_frame(run_set)
+    aa = frame[frame["role"] == "aa"]
+    assert len(aa) == 2 and aa["evidence"].nunique() == 1
+    _, files = verdict_section(run_set)
+    assert "A/A, every experiment: 1 of 1 cells excluded 0" in files["_summary.md"]
+    assert "1 more cell rest on runs another experiment shares, counted once" in files["_summary.md"]
+    records = list(run_set.records.values())
+    one = next(r for r in records if r["experiment"] == "one" and r["seed"] == 0 and r["axes"].get("arm") == "g")
+    other = next(r for r in records if r["experiment"] == "two" and r["seed"] == 0 and r["axes"].get("arm") == "g")
+    seed1 = next(r for r in records if r["experiment"] == "one" and r["seed"] == 1 and r["axes"].get("arm") == "g")
+    assert evidence_key(one) == evidence_key(other) != evidence_key(seed1)
+
+
+def test_evidence_key_of_real_configs_ignores_the_experiment_and_evaluation_only():
+    from grporm.analysis.verdict import evidence_key
+    from grporm.config import RunConfig
+
+    def record(**changes):
+        config = RunConfig(**changes).model_dump(mode="json")
+        return {"config": config, "lr": 0.001}
+
+    base = evidence_key(record(experiment="a"))
+    assert evidence_key(record(experiment="b")) == base
+    assert evidence_key(record(experiment="b", eval={"knn_k": [5]})) == base  # what is measured, not the model
+    assert evidence_key(record(experiment="a", seed=1)) != base
+    assert evidence_key({**record(experiment="a"), "lr": 0.002}) != base
