@@ -178,12 +178,16 @@ def seed_bootstrap(wins: np.ndarray, reps: int = 2000, confidence: float = 0.95,
 
 
 def separation(wins: np.ndarray) -> str:
-    """'all' when every seed of every row improves, 'none' when none does, '' otherwise: complete
-    separation, where resampling cannot move the estimate and an interval would have no width."""
+    """'all' when every seed of every row improves, 'none' when none does, 'rows' when each row's seeds
+    all go one way (the rows differ), '' otherwise: complete separation, where resampling seeds cannot
+    move the estimate and an interval would have no width."""
     finite = wins[np.isfinite(wins)]
     if finite.size == 0:
         return ""
-    return "all" if (finite == 1).all() else "none" if (finite == 0).all() else ""
+    if (finite == 1).all() or (finite == 0).all():
+        return "all" if finite[0] == 1 else "none"
+    rows = [row[np.isfinite(row)] for row in wins]
+    return "rows" if all(r.size == 0 or (r == r[0]).all() for r in rows) else ""
 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:

@@ -638,6 +638,9 @@ def _improvement(a: dict) -> str:
         return f"{a['probability']:.2f} (every seed improves on every row: complete separation, no interval)"
     if a.get("separation") == "none":
         return f"{a['probability']:.2f} (no seed improves on any row: complete separation, no interval)"
+    if a.get("separation") == "rows":
+        return (f"{a['probability']:.2f} (every seed one way on each row: complete separation within rows, "
+                "no interval)")
     return f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]"
 
 

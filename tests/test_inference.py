@@ -121,6 +121,9 @@ def test_separation_is_named():
     assert inf.separation(inf.seed_improvement([{0: (2, 1), 1: (3, 1)}, {0: (2, 1)}])) == "all"
     assert inf.separation(inf.seed_improvement([{0: (0, 1)}])) == "none"
     assert inf.separation(inf.seed_improvement([{0: (0, 1), 1: (2, 1)}])) == ""
+    # each row one way, the rows apart: no resample of seeds moves it either
+    rows = inf.seed_improvement([{0: (2, 1), 1: (2, 1)}, {0: (0, 1), 1: (0, 1)}])
+    assert inf.separation(rows) == "rows" and inf.seed_bootstrap(rows, reps=200)[0] == inf.seed_bootstrap(rows, reps=200)[1]
 
 
 def test_clopper_pearson_upper_bound():
