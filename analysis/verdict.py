@@ -613,7 +613,7 @@ def _experiment_markdown(c: Comparison) -> list[str]:
     source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
     aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
     parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
-              f"margin δ = {c.declaration.margin:g} points; {_looks_text(c.declaration)}; claims: {source}.", ""]
+              f"margin δ = {c.declaration.margin:g} point{'s' * (c.declaration.margin != 1)}; {_looks_text(c.declaration)}; claims: {source}.", ""]
     header, rows = _grid(c)
     parts += [markdown_grid(header, rows, "l" * 2 + "r" * (len(header) - 2)).rstrip("\n"), ""]
     parts += ["Claims:", ""]
