@@ -345,7 +345,8 @@ def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared
             # the row's fixed-design level, from the row's pooled spread
             "detectable": inf.detectable(std, cell.n, inf.ALPHA / (1 if aa else family), sides=1),
             "power_target": inf.POWER,
-            "seeds_needed": inf.seeds_to_decide(judged["diff"], SCALE * cell.std, margin, inf.ALPHA / (1 if aa else family)),
+            "seeds_needed": inf.seeds_to_decide(judged["diff"], SCALE * cell.std, margin, inf.ALPHA / (1 if aa else family))
+            if cell.n >= 2 else math.nan,  # one pair: no spread to plan from
             "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
             "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
             "runs": tuple(sorted(zip(used["run_id"], used["config_hash"]))),
@@ -377,7 +378,8 @@ def with_claim_words(frame: pd.DataFrame) -> pd.DataFrame:
         for _, row in lines.groupby(ROW, sort=False):
             mine = row[row["role"] == "treatment"]
             frame.loc[row.index, "row_upper"] = mine["ci_high"].max() if len(mine) else math.nan
-            needed = list(mine.loc[~frame.loc[mine.index, "decided"].astype(bool), "seeds_needed"])
+            needed = [v for v in mine.loc[~frame.loc[mine.index, "decided"].astype(bool), "seeds_needed"]
+                      if v is None or v == v]
             # NaN: nothing left to decide in the row; inf: more than 500 seeds
             frame.loc[row.index, "seeds_needed"] = (math.nan if settled or not needed else
                                                     max(math.inf if v is None else float(v) for v in needed))
@@ -755,7 +757,7 @@ def verdict_latex(found: list[Comparison]) -> str:
         if c.frame.empty:
             continue
         header, rows = _grid(c)
-        cells = [[x.replace("−", "-").replace(SHAKY, "(lr?)") for x in row] for row in rows]
+        cells = [[x.replace("−", "-").replace(SHAKY, "(lr?)").replace("δ", "delta") for x in row] for row in rows]
         out.append(latex_grid(f"{TITLE}: {c.experiment}", [h.replace("`", "") for h in header], cells,
                               "l" * 2 + "r" * (len(header) - 2)))
     return "\n".join(out)
