@@ -699,7 +699,8 @@ def headline(found: list[Comparison]) -> list[str]:
     primary = [w for p, w in claims if p]
     secondary = [w for p, w in claims if not p]
     out = [f"**{len(primary)} primary claim{'s' * (len(primary) != 1)}**, each at α = {inf.ALPHA:g} one-sided over its "
-           f"rows' treatments (Bonferroni within a row; every row must agree): {_count(primary)}."
+           f"rows' treatments (Bonferroni within a row; every row must agree; no correction across claims): "
+           f"{_count(primary)}."
            + (f" Secondary claims ({len(secondary)}, reported beside, not counted above): {_count(secondary)}."
               if secondary else "")]
     aa = pd.concat([c.frame[(c.frame["role"] == "aa") & c.frame["ci_low"].map(math.isfinite)] for c in found

@@ -66,3 +66,11 @@ def test_the_table_has_every_scenario_and_procedure():
     table = seq.simulation_table(reps=50)
     assert table.count("\n| ") == 1 + len(seq.SCENARIOS) * (len(seq.SPENDING) + 1)  # the header, then the rows
     assert "naive (full α at every look)" in table and "looks at 5, 7, 9" in table
+
+
+def test_make_simulate_prints_the_table(capsys):
+    from grporm.analysis import simulate
+
+    simulate.main(["40"])
+    out = capsys.readouterr().out
+    assert out.startswith("40 synthetic rows per scenario") and "| no effect (Δ = 0) | obrien_fleming |" in out
