@@ -16,7 +16,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify tune sensitivity \
+.PHONY: install data test reproduce report bench verify tune sensitivity simulate \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
 	reproduce-scale reproduce-all
 
@@ -141,5 +141,10 @@ report: install
 # Benchmarks (results/bench/bench.json and BENCH.md), about 6 minutes on 2 cores (Intel Xeon, the CPU of results/bench/BENCH.md). BENCH_ARGS e.g.
 # "--threads 2" (every core of an idle machine) or "--quick" (smoke sizes).
 BENCH_ARGS ?=
+# The error rates of seeds until decided under repeated looks (docs/method.md, 'The verdict's rules'):
+# 2,000 synthetic experiments per scenario, numpy only, seconds.
+simulate: install
+	$(PY) -m grporm.analysis.simulate 2000
+
 bench: install
 	$(PY) -m benchmarks.run --out $(RESULTS)/bench $(BENCH_ARGS)

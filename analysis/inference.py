@@ -1,15 +1,20 @@
 """The verdict's statistical rules as pure functions of numbers (docs/method.md, 'The verdict's rules').
 
-- power and the detectable difference of a two-sided paired t test, exactly (noncentral t);
-- Holm's step-down correction for the treatments compared in one row;
-- a claim's word from its rows: reproduced, contradicted or inconclusive;
-- the probability of improvement over the control, averaged over tasks, with a stratified bootstrap
-  interval (Agarwal et al. 2021, the rliable estimator; rliable itself is not a dependency: its
-  `arch<8` pin does not import beside pandas 3).
+- a cell's bounds, each side at its level (Bonferroni over the row's treatments, the look's level from
+  analysis/sequential.py), its word read off them, and the margin test (non-superiority);
+- a claim's word from its rows: reproduced, contradicted (intersection-union) or inconclusive;
+- planning only: the power of a paired t test, exactly (noncentral t), the detectable difference and
+  the seeds a fixed design would need to decide;
+- the probability of improvement over the control, paired by seed and averaged over tasks, with a
+  bootstrap that resamples seeds jointly across the rows sharing them (Agarwal et al. 2021 estimate
+  it from unpaired runs; rliable itself is not a dependency: its `arch<8` pin does not import beside
+  pandas 3), complete separation named rather than given a zero-width interval;
+- the A/A rate with its exact (Clopper-Pearson) upper bound.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,37 +36,40 @@ def paired_p(mean: float, std: float, n: int) -> float:
     return float(2 * _scipy_stats.t.sf(abs(t), n - 1))
 
 
-def power(difference: float, std: float, n: int, alpha: float = ALPHA) -> float:
-    """Probability that a two-sided paired t test at level alpha rejects, for n pairs whose
-    differences have true mean `difference` and standard deviation `std` (noncentral t, exact)."""
+def power(difference: float, std: float, n: int, alpha: float = ALPHA, sides: int = 2) -> float:
+    """Probability that a paired t test at level alpha rejects, for n pairs whose differences have true
+    mean `difference` and standard deviation `std` (noncentral t, exact). sides=2: the two-sided test;
+    sides=1: the one-sided test in the direction of the difference (the verdict's tests)."""
     if n < 2 or not (std > 0 and math.isfinite(std)):
         return math.nan
     df = n - 1
-    critical = _scipy_stats.t.ppf(1 - alpha / 2, df)
+    critical = _scipy_stats.t.isf(alpha / sides, df)
     shift = abs(difference) / (std / math.sqrt(n))  # the power is symmetric in the difference's sign
     far = float(_scipy_stats.nct.sf(critical, df, shift))
+    if sides == 1:
+        return far
     near = float(_scipy_stats.nct.cdf(-critical, df, shift))  # rejecting on the wrong side: tiny, NaN in scipy's far tail
     return far + (near if math.isfinite(near) else 0.0)
 
 
-def detectable(std: float, n: int, alpha: float = ALPHA, target_power: float = POWER) -> float:
-    """Smallest true mean difference that the test finds with `target_power` (exact power)."""
+def detectable(std: float, n: int, alpha: float = ALPHA, target_power: float = POWER, sides: int = 2) -> float:
+    """Smallest true mean difference that the test finds with `target_power` (exact power); planning only."""
     if n < 2 or not (std > 0 and math.isfinite(std)):
         return math.nan
     se = std / math.sqrt(n)
     high = se
-    while power(high, std, n, alpha) < target_power:  # bracket the root; power grows with the difference
+    while power(high, std, n, alpha, sides) < target_power:  # bracket the root; power grows with the difference
         high *= 2
-    return float(optimize.brentq(lambda d: power(d, std, n, alpha) - target_power, 0.0, high, xtol=1e-10 * high))
+    return float(optimize.brentq(lambda d: power(d, std, n, alpha, sides) - target_power, 0.0, high, xtol=1e-10 * high))
 
 
 def seeds_needed(std: float, target: float, alpha: float = ALPHA, target_power: float = POWER,
-                 most: int = 500) -> int | None:
+                 most: int = 500, sides: int = 2) -> int | None:
     """Fewest pairs whose detectable difference is at most `target` (None: more than `most`): the
     first n whose power at `target` reaches `target_power`, found by bisection (power grows with n)."""
     if not (std > 0 and math.isfinite(std)):
-        return None
-    enough = lambda n: power(target, std, n, alpha) >= target_power  # noqa: E731
+        return 2 if std == 0 else None  # no spread: two pairs decide
+    enough = lambda n: power(target, std, n, alpha, sides) >= target_power  # noqa: E731
     if not enough(most):
         return None
     low, high = 1, most  # enough(high); not enough(low) (no test with one pair)
@@ -71,70 +79,122 @@ def seeds_needed(std: float, target: float, alpha: float = ALPHA, target_power: 
     return high
 
 
-def holm(p_values: Mapping[str, float]) -> dict[str, float]:
-    """Holm's step-down adjusted p-values (family-wise error over the given tests); NaN stays NaN."""
-    finite = sorted((p, name) for name, p in p_values.items() if math.isfinite(p))
-    m = len(finite)
-    adjusted: dict[str, float] = {name: math.nan for name in p_values}
-    running = 0.0
-    for i, (p, name) in enumerate(finite):
-        running = max(running, min(1.0, (m - i) * p))
-        adjusted[name] = running
-    return adjusted
+def bounds(mean: float, std: float, n: int, level: float) -> tuple[float, float]:
+    """(lower, upper) Student-t bounds of a mean of n paired differences, each side at `level`: the
+    lower bound exceeds x exactly when the one-sided test of H0: mean <= x rejects at `level`, the
+    upper bound falls below x when H0: mean >= x does. (NaN, NaN) below 2 pairs."""
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(std)):
+        return math.nan, math.nan
+    half = float(_scipy_stats.t.isf(level, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
 
 
-def word(mean: float, p_adjusted: float, alpha: float = ALPHA) -> str:
-    """ahead / behind when the (adjusted) test rejects, else no difference; '' without a test."""
-    if not math.isfinite(p_adjusted):
+def one_sided_p(mean: float, std: float, n: int, null: float = 0.0, above: bool = True) -> float:
+    """p of the one-sided paired t test of H0: true mean <= null (above) or >= null (not above)."""
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(std)):
+        return math.nan
+    if std == 0:
+        return 0.0 if (mean > null if above else mean < null) else 1.0
+    t = (mean - null) / (std / math.sqrt(n))
+    return float(_scipy_stats.t.sf(t if above else -t, n - 1))
+
+
+def cell_word(low: float, high: float) -> str:
+    """ahead when the lower bound is above 0, behind when the upper bound is below 0, no difference
+    otherwise; '' without an interval. The word is read off the interval shown, so no displayed
+    interval excludes 0 next to 'no difference'."""
+    if not (math.isfinite(low) and math.isfinite(high)):
         return ""
-    if p_adjusted < alpha:
-        return AHEAD if mean > 0 else BEHIND
-    return NO_DIFFERENCE
+    return AHEAD if low > 0 else BEHIND if high < 0 else NO_DIFFERENCE
 
 
-def claim_word(rows: Sequence[tuple[Mapping[str, str], float]], target: float) -> str:
-    """A claim's word from its rows (one per backbone): each row is (word per reading, detectable
-    difference of the row). Reproduced: some reading is ahead on every row. Contradicted: no reading
-    is ahead on any row, and every row can detect `target`. Otherwise inconclusive."""
-    if not rows:
+def below_margin(high: float, margin: float) -> bool:
+    """The non-superiority test H0: difference >= margin rejected (the upper bound below the margin)."""
+    return math.isfinite(high) and high < margin
+
+
+def claim_word(rows: Sequence[Mapping[str, tuple[float, float]]], margin: float) -> str:
+    """A claim's word from its rows (one per backbone / shared axes), each {treatment: (lower, upper)}
+    at the row's level. Reproduced: one treatment ahead (lower > 0) on every row. Contradicted: on
+    every row every treatment's upper bound below the margin (intersection-union: each row's and each
+    treatment's test at the level, no further correction). Otherwise inconclusive."""
+    rows = [{t: b for t, b in row.items() if all(map(math.isfinite, b))} for row in rows]
+    if not rows or any(not row for row in rows):
         return INCONCLUSIVE
-    readings = set.intersection(*(set(words) for words, _ in rows))
-    if any(all(words[r] == AHEAD for words, _ in rows) for r in readings):
+    shared = set.intersection(*(set(row) for row in rows))
+    if any(all(row[t][0] > 0 for row in rows) for t in shared):
         return REPRODUCED
-    nothing_ahead = all(w != AHEAD for words, _ in rows for w in words.values())
-    powered = all(math.isfinite(d) and d <= target for _, d in rows)
-    return CONTRADICTED if nothing_ahead and powered else INCONCLUSIVE
+    if all(high < margin for row in rows for _, high in row.values()):
+        return CONTRADICTED
+    return INCONCLUSIVE
 
 
-def improvement_probability(treatment: Sequence[float], control: Sequence[float]) -> float:
-    """P(X > Y) + P(X = Y) / 2 for one run of each drawn at random (Mann-Whitney U / (n_x n_y))."""
-    x = np.asarray(treatment, dtype=float)[:, None]
-    y = np.asarray(control, dtype=float)[None, :]
-    return float(np.mean((x > y) + 0.5 * (x == y)))
+def seeds_to_decide(mean: float, std: float, margin: float, level: float, target_power: float = POWER,
+                    most: int = 500) -> int | None:
+    """Planning only: the seeds of a fixed design (one look at `level` per side) that decide a cell
+    with `target_power` if its true difference were the observed mean at the observed spread: the test
+    whose null is farther from the mean (superiority, H0: <= 0, or non-superiority, H0: >= margin)."""
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        return None
+    return seeds_needed(std, max(mean, margin - mean), level, target_power, most, sides=1)
 
 
-def mean_improvement_probability(tasks: Sequence[tuple[Sequence[float], Sequence[float]]]) -> float:
-    """The probability of improvement averaged over tasks (each task: treatment runs, control runs)."""
-    return float(np.mean([improvement_probability(x, y) for x, y in tasks])) if tasks else math.nan
+def seed_improvement(rows: Sequence[Mapping[int, tuple[float, float]]]) -> np.ndarray:
+    """rows x seeds matrix of paired improvements: per row (task) and seed, 1 when the treatment's
+    run beats the control's of that seed, 0.5 on a tie, 0 when it loses, NaN where the row lacks the
+    seed. Columns: the sorted union of the rows' seeds."""
+    seeds = sorted({s for row in rows for s in row})
+    out = np.full((len(rows), len(seeds)), np.nan)
+    for i, row in enumerate(rows):
+        for j, s in enumerate(seeds):
+            if s in row:
+                x, y = row[s]
+                out[i, j] = 1.0 if x > y else 0.0 if x < y else 0.5
+    return out
 
 
-def stratified_bootstrap(tasks: Sequence[tuple[Sequence[float], Sequence[float]]], reps: int = 2000,
-                         confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of `mean_improvement_probability`, resampling runs with replacement within
-    each task and each side (the strata), as rliable's StratifiedIndependentBootstrap does."""
-    if not tasks:
+def paired_improvement_probability(wins: np.ndarray) -> float:
+    """P(improvement) paired by seed: each row's share of seeds improved, averaged over the rows."""
+    if wins.size == 0 or np.isnan(wins).all():
+        return math.nan
+    return float(np.nanmean(np.nanmean(wins, axis=1)))
+
+
+def seed_bootstrap(wins: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of `paired_improvement_probability`, resampling seeds with replacement,
+    one draw for every row at once: rows that share a seed share its runs and its data draw, so they
+    are resampled together, not as if independent."""
+    if wins.size == 0 or np.isnan(wins).all():
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    draws = np.zeros(reps)
-    for x, y in tasks:  # every resample of a task at once: (reps, n) draws of each side
-        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        xs = x[rng.integers(0, x.size, (reps, x.size))][:, :, None]
-        ys = y[rng.integers(0, y.size, (reps, y.size))][:, None, :]
-        draws += np.mean((xs > ys) + 0.5 * (xs == ys), axis=(1, 2))
-    draws /= len(tasks)
+    drawn = wins[:, rng.integers(0, wins.shape[1], (reps, wins.shape[1]))]  # rows x reps x seeds
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample may miss every seed of a row
+        draws = np.nanmean(np.nanmean(drawn, axis=2), axis=0)
+    draws = draws[np.isfinite(draws)]
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def separation(wins: np.ndarray) -> str:
+    """'all' when every seed of every row improves, 'none' when none does, 'rows' when each row's seeds
+    all go one way (the rows differ), '' otherwise: complete separation, where resampling seeds cannot
+    move the estimate and an interval would have no width."""
+    finite = wins[np.isfinite(wins)]
+    if finite.size == 0:
+        return ""
+    if (finite == 1).all() or (finite == 0).all():
+        return "all" if finite[0] == 1 else "none"
+    rows = [row[np.isfinite(row)] for row in wins]
+    return "rows" if all(r.size == 0 or (r == r[0]).all() for r in rows) else ""
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound of a rate after k events in n trials (exact, Clopper-Pearson)."""
+    if n <= 0:
+        return math.nan
+    return 1.0 if k >= n else float(_scipy_stats.beta.ppf(confidence, k + 1, n - k))
 
 
 def exclusion_rate(excludes_zero: Sequence[bool]) -> float:

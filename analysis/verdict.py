@@ -1,15 +1,25 @@
 """The verdict of every experiment with a control: each treatment (arm, or method without an arm axis)
 against the control, paired by seed and every other shared axis, claim by claim, under the rules of
-analysis/inference.py (Holm over a row's treatments, exact power, claim words, the probability of
-improvement, the A/A rate).
+analysis/inference.py: bounds at the look's level (analysis/sequential.py) split over the row's
+treatments (Bonferroni), cell words read off the bounds, claim words at the declared margin δ, the
+probability of improvement paired by seed, the A/A rate with its upper bound.
 
 An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
 each run's record; without one the default rule applies: the control is the arm or method named
 `ce`, every other fine-tuned arm or method is a treatment, every metric the runs recorded is a row.
 Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
+
+For `grporm run --until-decided`: the frame's `decided` column (per cell: its word can no longer change
+its claim) and `last_look` (no seeds can be added: a fixed design, or the cap reached);
+`undecided_treatments(frame)` -> {(experiment, treatment)} whose cells still need seeds, and
+`undecided_cells(frame)` the same per row. The first look n0 of an experiment with `max_seeds` is
+`comparisons(..., first_seeds={experiment: n0})`, else the declaration's `first_seeds` when it has
+one, else the fewest seeds of any of the experiment's cells (exact while every arm has its design's
+seeds, or one cell still has them).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,11 +29,12 @@ import pandas as pd
 from pydantic import ValidationError
 
 import grporm.analysis.inference as inf
+import grporm.analysis.sequential as seq
 from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
-from grporm.config import Claim, VerdictConfig
+from grporm.config import Claim, RunConfig, VerdictConfig
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
 from grporm.methods import METHODS
@@ -36,13 +47,15 @@ RUNNER_UP = "runner_up"
 SCALE = 100.0               # every measure is a fraction: shown in points
 SHAKY = "‡"
 BOOTSTRAP_REPS = 2000
-# Columns the forest plot and the Python API read: keep their names.
-FRAME_COLUMNS = ("experiment", "claim", "measure", "dataset", "backbone", "axes", "treatment", "role", "control",
-                 "n", "diff", "ci_low", "ci_high", "p", "p_holm", "level", "word", "detectable", "power_target",
-                 "target", "seeds_needed", "close_call", "edge", "runner_up_word", "no_rerun", "claim_word", "runs")
+# Columns the forest plot and the Python API read: keep their names. Points throughout. p: one-sided,
+# in the direction of the mean (the word's test); p_margin: the non-superiority test's (H0: diff >= δ);
+# level: each side's level (alpha_look / family); ci_low, ci_high: the bounds at that level, the
+# interval the word is read from; detectable, seeds_needed: planning only, they decide nothing.
+FRAME_COLUMNS = ("experiment", "claim", "primary", "measure", "dataset", "backbone", "axes", "treatment", "role",
+                 "control", "n", "diff", "ci_low", "ci_high", "p", "p_margin", "level", "alpha_look", "family", "look",
+                 "last_look", "margin", "word", "below_margin", "decided", "row_upper", "detectable", "power_target",
+                 "seeds_needed", "close_call", "edge", "runner_up_word", "no_rerun", "claim_word", "runs", "evidence")
 DEFAULT = VerdictConfig()
-# The detection target of the former rule (power after the fact), until the margin rule replaces it.
-TARGET = 3.0
 ROLE_MARK = {"aa": " (A/A)", "reference": " (reference)"}  # how the arms that are no treatment are named
 
 
@@ -162,7 +175,18 @@ def _flag(run_set: RunSet, runs: pd.DataFrame, key: str) -> bool:
     return any(bool(((run_set.records.get(p) or {}).get("tuning") or {}).get(key)) for p in runs["path"])
 
 
-def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Comparison:
+def first_look(runs: pd.DataFrame, keys: list[str], declared: VerdictConfig, first_seeds: int | None = None) -> int:
+    """n0, the seeds of the first look: given, or the declaration's `first_seeds` where it has one, or
+    the fewest seeds of any cell (arm x data set x backbone x shared axes) at its winner."""
+    stated = first_seeds if first_seeds is not None else getattr(declared, "first_seeds", None)
+    if stated is not None:
+        return int(stated)
+    winners = runs[runs["_pick"] != RUNNER_UP]
+    counts = winners.groupby([*keys, "_who"], dropna=False)["seed"].nunique() if len(winners) else pd.Series(dtype=int)
+    return max(1, int(counts.min())) if len(counts) else 1
+
+
+def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_seeds: int | None = None) -> Comparison:
     """The verdict of one experiment, or a Comparison with an empty frame and the reason in notes."""
     runs = run_set.runs[run_set.runs["experiment"] == experiment]
     declared, is_declared, notes = declaration(run_set, runs["path"])
@@ -185,6 +209,7 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Com
                                  who + "".join(f", {c}={row[c]}" for c in nested if not _blank(row[c]))
                                  for who, (_, row) in zip(runs["_who"], runs.iterrows())])
     keys = ["dataset", "backbone", *shared]
+    schedule = (first_look(runs, keys, declared, first_seeds), declared.batch, declared.max_seeds)
     claims = declared.claims or [Claim(name=claim_title(s), measure=s) for s in values.recorded(runs["path"])]
     lines: list[dict] = []
     for claim in claims:
@@ -194,15 +219,35 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Com
             continue
         value = values.of(claim.measure, runs["path"])
         for key, group in runs.groupby(keys, sort=True, dropna=False):
-            lines += _row_lines(run_set, experiment, claim, dict(zip(keys, key)), shared, group, value, declared)
+            lines += _row_lines(run_set, experiment, claim, dict(zip(keys, key)), shared, group, value, declared, schedule)
     frame = pd.DataFrame(lines, columns=list(FRAME_COLUMNS)) if lines else empty
     if frame.empty:
         notes.append(f"`{experiment}`: no finished treatment shares a seed (and its other axes) with the control "
                      f"`{declared.control}`; no verdict.")
-    frame = _with_claim_words(frame, TARGET)
+    frame = with_claim_words(frame)
     comparison = Comparison(experiment, declared, is_declared, axis, frame, notes=notes)
-    comparison.aggregate = _aggregate(run_set, runs, frame, values, claims, keys, declared)
+    comparison.aggregate = _aggregate(runs, frame, values, claims, keys, declared)
     return comparison
+
+
+def evidence_key(record: dict) -> str:
+    """What a run is as evidence, whichever experiment ran it: its config without the experiment's name,
+    the evaluation settings and the verdict declaration (they change what is measured of a model, not
+    the model), and its learning rate. Two experiments' runs with one key trained the same model on
+    the same data draw: cross-study counts count them once."""
+    config = dict(record.get("config") or {})
+    config.pop("verdict", None)
+    try:
+        payload = RunConfig.from_stored(config).hash_payload()
+    except (ValidationError, TypeError, ValueError):  # a record too old or too partial to validate
+        payload = {k: v for k, v in config.items() if k not in ("tracking", "run_id", "axes")}
+    # the record's own identity and matrix values too: a partial config may validate at defaults
+    payload["identity"] = [record.get(k) for k in ("dataset", "backbone", "method", "seed")]
+    payload["matrix"] = {k: v for k, v in (record.get("axes") or {}).items() if k != "seed"}
+    payload.pop("experiment", None)
+    payload.pop("eval", None)
+    text = json.dumps([payload, record.get("lr")], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _axis_columns(run_set: RunSet) -> set[str]:
@@ -222,8 +267,26 @@ def role_of(who: str, declared: VerdictConfig, method: str | None = None, contro
     return "reference" if method is not None and method == control_method else "treatment"
 
 
-def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared: list[str], group: pd.DataFrame,
-               value: pd.Series, declared: VerdictConfig) -> list[dict]:
+def _levels(n: int, family: int, schedule: tuple[int, int, int | None]) -> tuple[float, float, int, bool]:
+    """(each side's level, the look's alpha, look number from 1, last look?) of a cell of n seeds in a
+    family of `family` treatments (Bonferroni)."""
+    n0, batch, cap = schedule
+    alpha_look = seq.look_level(n, n0, batch, cap, inf.ALPHA)
+    return alpha_look / max(1, family), alpha_look, seq.look_index(n, n0, batch, cap) + 1, seq.is_last_look(n, n0, batch, cap)
+
+
+def _judged(cell, level: float, margin: float) -> dict:
+    """A cell's numbers at `level` per side, in points: bounds, word, p of the word's test, the margin test."""
+    mean, std = SCALE * cell.mean, SCALE * cell.std
+    low, high = inf.bounds(mean, std, cell.n, level)
+    return {"diff": mean, "ci_low": low, "ci_high": high, "word": inf.cell_word(low, high),
+            "p": inf.one_sided_p(mean, std, cell.n, 0.0, above=mean >= 0),
+            "p_margin": inf.one_sided_p(mean, std, cell.n, margin, above=False),
+            "below_margin": inf.below_margin(high, margin)}
+
+
+def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared: list[str], group: pd.DataFrame,
+               value: pd.Series, declared: VerdictConfig, schedule: tuple[int, int, int | None]) -> list[dict]:
     """The lines of one row (claim x data set x backbone x shared axes), one per treatment and A/A arm."""
     winners, runner_ups = group[group["_pick"] != RUNNER_UP], group[group["_pick"] == RUNNER_UP]
     control, control_ru = (g[g["_who"] == declared.control] for g in (winners, runner_ups))
@@ -234,119 +297,166 @@ def _row_lines(run_set: RunSet, experiment: str, claim: dict, key: dict, shared:
     # other side at its winner (a side whose decision is clear keeps it).
     control_close, control_edge = _flag(run_set, control, "close_call"), _flag(run_set, control, "edge")
     control_moves = control_close and not control_ru.empty
-    cells, alt = {}, {}
+    cells = {}
     for who, runs in winners[winners["_who"] != declared.control].groupby("_who", sort=True):
         cell = paired_difference(_by_seed(runs, value), base)
-        if cell.n == 0:
-            continue
-        cells[who] = (cell, runs)
-        mine_ru = runner_ups[runner_ups["_who"] == who]
-        moves = _flag(run_set, runs, "close_call") and not mine_ru.empty
-        if moves or control_moves:
-            treated = _by_seed(mine_ru if moves else runs, value)
-            alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
+        if cell.n:
+            cells[who] = (cell, runs)
     if not cells:
         return []
     control_method = str(control["method"].iloc[0])
     roles = {who: role_of(who, declared, str(runs["method"].iloc[0]), control_method) for who, (_, runs) in cells.items()}
+    alt = {}
+    for who, (_, runs) in cells.items():
+        mine_ru = runner_ups[runner_ups["_who"] == who]
+        moves = _flag(run_set, runs, "close_call") and not mine_ru.empty
+        if roles[who] == "aa":
+            # A/A like with like: the anchor's runner-up only against the control's runner-up (a
+            # learning-rate difference is no A/A failure); without both, no sensitivity cell.
+            if (moves or control_moves) and not mine_ru.empty and not control_ru.empty:
+                alt[who] = paired_difference(_by_seed(mine_ru, value), _by_seed(control_ru, value))
+        elif moves or control_moves:
+            treated = _by_seed(mine_ru if moves else runs, value)
+            alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
     treatments = [w for w in cells if roles[w] == "treatment"]
-    ps = {w: inf.paired_p(c.mean, c.std, c.n) for w, (c, _) in cells.items()}
-    adjusted = inf.holm({w: ps[w] for w in treatments})
-    family = max(1, sum(math.isfinite(ps[w]) for w in treatments))
-    level = inf.ALPHA / family
+    family = max(1, sum(cells[w][0].n >= 2 for w in treatments))
+    margin = float(declared.margin)
     spread = [c.std ** 2 for c, _ in cells.values() if c.n >= 2 and math.isfinite(c.std)]
     std = SCALE * math.sqrt(sum(spread) / len(spread)) if spread else math.nan
-    n = max(c.n for c, _ in cells.values())
-    detectable = inf.detectable(std, n, level)
-    needed = inf.seeds_needed(std, TARGET, level)
     out = []
     for who, (cell, runs) in cells.items():
         aa = roles[who] != "treatment"  # an A/A control or a reference: judged alone, outside the family
-        p_holm = ps[who] if aa else adjusted[who]
-        word = inf.word(cell.mean, p_holm)
+        level, alpha_look, look, last = _levels(cell.n, 1 if aa else family, schedule)
+        judged = _judged(cell, level, margin)
         runner_up_word = ""
-        if who in alt:
+        if who in alt and alt[who].n:
             other = alt[who]
-            p_alt = inf.paired_p(other.mean, other.std, other.n)
-            if aa:
-                runner_up_word = inf.word(other.mean, p_alt)
-            else:
-                runner_up_word = inf.word(other.mean, inf.holm({**{w: ps[w] for w in treatments}, who: p_alt})[who])
+            runner_up_word = _judged(other, _levels(other.n, 1 if aa else family, schedule)[0], margin)["word"]
         close = control_close or _flag(run_set, runs, "close_call")
-        used = pd.concat([control, runs])
+        used = pd.concat([control[control["seed"].isin(cell.seeds)], runs[runs["seed"].isin(cell.seeds)]])
         out.append({
-            "experiment": experiment, "claim": claim.name, "measure": claim.measure,
+            "experiment": experiment, "claim": claim.name, "primary": bool(claim.primary), "measure": claim.measure,
             "dataset": str(key["dataset"]), "backbone": str(key["backbone"]),
             "axes": ", ".join(f"{k}={key[k]}" for k in shared), "treatment": who,
-            "role": roles[who], "control": declared.control, "n": cell.n,
-            "diff": SCALE * cell.mean, "ci_low": SCALE * cell.ci_low, "ci_high": SCALE * cell.ci_high,
-            "p": ps[who], "p_holm": p_holm, "level": inf.ALPHA if aa else level, "word": word,
-            "detectable": detectable, "power_target": inf.POWER, "target": TARGET,
-            "seeds_needed": needed, "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
+            "role": roles[who], "control": declared.control, "n": cell.n, **judged,
+            "level": level, "alpha_look": alpha_look, "family": 1 if aa else family, "look": look, "last_look": last,
+            "margin": margin, "decided": False, "row_upper": math.nan,
+            # planning only: the smallest difference a fixed design of n seeds finds with 80% power at
+            # the row's fixed-design level, from the row's pooled spread
+            "detectable": inf.detectable(std, cell.n, inf.ALPHA / (1 if aa else family), sides=1),
+            "power_target": inf.POWER,
+            "seeds_needed": inf.seeds_to_decide(judged["diff"], SCALE * cell.std, margin, inf.ALPHA / (1 if aa else family))
+            if cell.n >= 2 else math.nan,  # one pair: no spread to plan from
+            "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
             "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
             "runs": tuple(sorted(zip(used["run_id"], used["config_hash"]))),
+            "evidence": tuple(sorted(evidence_key(run_set.records.get(p) or {}) for p in used["path"])),
         })
     return out
 
 
-def _with_claim_words(frame: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per claim one word from its rows' treatment words and detectable differences (inference.claim_word)."""
+ROW = ["dataset", "backbone", "axes"]
+
+
+def with_claim_words(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per claim one word from its rows' treatment bounds at the margin (inference.claim_word); per row
+    the largest upper bound of its treatments and the seeds a fixed design would need to decide it
+    (planning: the most any undecided treatment cell needs); per cell `decided`."""
     if frame.empty:
         return frame
-    words = {}
-    for claim, lines in frame.groupby("claim", sort=False):
-        rows = []
-        for _, row in lines.groupby(["dataset", "backbone", "axes"], sort=False):
-            treated = row[row["role"] == "treatment"]
-            rows.append((dict(zip(treated["treatment"], treated["word"])), float(row["detectable"].iloc[0])))
-        words[claim] = inf.claim_word(rows, target)
-    return frame.assign(claim_word=frame["claim"].map(words))
+    frame = frame.copy()
+    for _, lines in frame.groupby(["experiment", "claim"], sort=False):
+        treated = lines[lines["role"] == "treatment"]
+        rows = [dict(zip(row["treatment"], zip(row["ci_low"], row["ci_high"])))
+                for _, row in treated.groupby(ROW, sort=False)]
+        margin = float(lines["margin"].iloc[0])
+        word = inf.claim_word(rows, margin) if len(treated) else inf.INCONCLUSIVE
+        frame.loc[lines.index, "claim_word"] = word
+        settled = word != inf.INCONCLUSIVE
+        open_cell = (lines["role"] == "treatment") & ~((lines["word"] == inf.AHEAD) | lines["below_margin"].astype(bool))
+        frame.loc[lines.index, "decided"] = ~open_cell | settled
+        for _, row in lines.groupby(ROW, sort=False):
+            mine = row[row["role"] == "treatment"]
+            frame.loc[row.index, "row_upper"] = mine["ci_high"].max() if len(mine) else math.nan
+            needed = [v for v in mine.loc[~frame.loc[mine.index, "decided"].astype(bool), "seeds_needed"]
+                      if v is None or v == v]
+            # NaN: nothing left to decide in the row; inf: more than 500 seeds
+            frame.loc[row.index, "seeds_needed"] = (math.nan if settled or not needed else
+                                                    max(math.inf if v is None else float(v) for v in needed))
+    frame["decided"] = frame["decided"].astype(bool)
+    frame["seeds_needed"] = frame["seeds_needed"].astype(float)
+    return frame
 
 
-def _aggregate(run_set: RunSet, runs: pd.DataFrame, frame: pd.DataFrame, values: _Values, claims, keys, declared) -> list[dict]:
-    """Per treatment: the probability of improvement over the control averaged over the rows it has
-    (tasks), with a stratified bootstrap 95% interval (winner runs)."""
+def undecided_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The treatment cells of undecided claims that still need seeds and can get them (not at their
+    last look): the lines of the frame."""
+    if frame.empty:
+        return frame
+    return frame[(frame["role"] == "treatment") & ~frame["decided"].astype(bool) & ~frame["last_look"].astype(bool)]
+
+
+def undecided_treatments(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """{(experiment, treatment)} whose cells in an undecided claim still need seeds (what
+    `grporm run --until-decided` adds a batch of seeds to, with the control of their rows). A
+    treatment is its arm's (or method's) name, then ', axis=value' for an axis only treatments have."""
+    cells = undecided_cells(frame)
+    return set(zip(cells["experiment"], cells["treatment"])) if len(cells) else set()
+
+
+def _aggregate(runs: pd.DataFrame, frame: pd.DataFrame, values: _Values, claims, keys, declared) -> list[dict]:
+    """Per treatment: the probability of improvement over the control paired by seed (the share of seeds
+    whose treatment run beats the control's, ties half), averaged over the rows it has (tasks), with a
+    95% bootstrap interval that resamples seeds jointly over the rows (winner runs); complete
+    separation (every seed one way) is named instead of given an interval without width."""
     if frame.empty:
         return []
     winners = runs[runs["_pick"] != RUNNER_UP]
-    tasks: dict[str, list[tuple[list[float], list[float]]]] = {}
+    tasks: dict[str, list[dict[int, tuple[float, float]]]] = {}
     for claim in claims:
         if measure_problem(claim.measure) is not None:
             continue
         value = values.of(claim.measure, winners["path"])
         for _, group in winners.groupby(keys, sort=True, dropna=False):
-            base = list(_by_seed(group[group["_who"] == declared.control], value).values())
+            base = _by_seed(group[group["_who"] == declared.control], value)
             if not base:
                 continue
             for who, mine in group[group["_who"] != declared.control].groupby("_who", sort=True):
-                treated = list(_by_seed(mine, value).values())
-                if treated:
-                    tasks.setdefault(who, []).append(([SCALE * v for v in treated], [SCALE * v for v in base]))
+                treated = _by_seed(mine, value)
+                pairs = {s: (treated[s], base[s]) for s in treated if s in base}
+                if pairs:
+                    tasks.setdefault(who, []).append(pairs)
     out = []
     for who, task in sorted(tasks.items()):
-        low, high = inf.stratified_bootstrap(task, reps=BOOTSTRAP_REPS)
+        wins = inf.seed_improvement(task)
+        split_ = inf.separation(wins)
+        low, high = (math.nan, math.nan) if split_ else inf.seed_bootstrap(wins, reps=BOOTSTRAP_REPS)
         role = frame.loc[frame["treatment"] == who, "role"]
         out.append({"experiment": frame["experiment"].iloc[0], "treatment": who,
                     "role": role.iloc[0] if len(role) else role_of(who, declared),
-                    "probability": inf.mean_improvement_probability(task), "ci_low": low, "ci_high": high,
-                    "tasks": len(task)})
+                    "probability": inf.paired_improvement_probability(wins), "ci_low": low, "ci_high": high,
+                    "tasks": len(task), "seeds": wins.shape[1], "separation": split_})
     return out
 
 
 # -- every experiment ----------------------------------------------------------------------------------
-def comparisons(run_set: RunSet) -> list[Comparison]:
+def comparisons(run_set: RunSet, first_seeds: dict[str, int] | None = None) -> list[Comparison]:
+    """Every experiment's verdict; `first_seeds`: {experiment: n0} of experiments whose first look is
+    known (seeds until decided), else as `first_look` finds it."""
     if run_set.runs.empty:
         return []
     values = _Values(run_set)
-    return [c for e in sorted(set(run_set.runs["experiment"])) if (c := compare_experiment(run_set, e, values))]
+    return [c for e in sorted(set(run_set.runs["experiment"]))
+            if (c := compare_experiment(run_set, e, values, (first_seeds or {}).get(e)))]
 
 
-def verdict_frame(run_set: RunSet) -> pd.DataFrame:
+def verdict_frame(run_set: RunSet, first_seeds: dict[str, int] | None = None) -> pd.DataFrame:
     """One row per (experiment, claim, data set/backbone/other axes, treatment or A/A arm): differences
-    and intervals in points, p, Holm-adjusted p, the word, the row's detectable difference and seeds
-    for the target at the Holm family's strictest level, the close-call flag and runner-up word, the
-    claim's word, and the runs (run id, config hash) behind the line."""
-    frames = [c.frame for c in comparisons(run_set) if not c.frame.empty]
+    and bounds in points at the cell's level (the look's alpha over the row's treatments), the word,
+    the margin test, decided, the row's largest upper bound and (planning) the seeds a fixed design
+    would need, the close-call flag and runner-up word, the claim's word, and the runs (run id, config
+    hash) and their evidence keys behind the line (FRAME_COLUMNS)."""
+    frames = [c.frame for c in comparisons(run_set, first_seeds) if not c.frame.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
 
 
@@ -390,7 +500,8 @@ def cell_text(line) -> str:
         return "not run"
     text = _signed(line["diff"])
     if math.isfinite(line["ci_low"]):
-        text += f" [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}] {line['word']} (p {_p(line['p_holm'])})"
+        below = ", below δ" if line["below_margin"] and line["word"] != inf.BEHIND else ""
+        text += f" [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}] {line['word']}{below} (p {_p(line['p'])})"
     if line["runner_up_word"]:
         text += f" (runner-up: {line['runner_up_word']})"
     return text + (f" {SHAKY}" if line["no_rerun"] else "")
@@ -398,6 +509,17 @@ def cell_text(line) -> str:
 
 def _number(value: float) -> str:
     return "—" if not math.isfinite(value) else f"{value:.1f}"
+
+
+def _needed(value) -> str:
+    """The planning seeds: '—' when nothing is left to decide, '> 500' beyond the search."""
+    value = float(value) if value is not None else math.inf
+    return "—" if math.isnan(value) else "> 500" if math.isinf(value) else str(int(value))
+
+
+def _range(values, fmt: str = "{:.3g}") -> str:
+    shown = list(dict.fromkeys(fmt.format(v) for v in sorted(values) if math.isfinite(v)))
+    return "—" if not shown else shown[0] if len(shown) == 1 else f"{shown[0]}–{shown[-1]}"
 
 
 def _columns(frame: pd.DataFrame) -> list[str]:
@@ -409,44 +531,83 @@ def _grid(c: Comparison) -> tuple[list[str], list[list[str]]]:
     who = _columns(frame)
     keys = [k for k in ("dataset", "axes") if frame[k].nunique() > 1 or (k == "axes" and frame[k].ne("").any())]
     header = ["Claim", *[{"dataset": "Data set", "axes": "Axes"}[k] for k in keys], "Backbone", "Seeds",
-              "Level", "Detectable", f"Seeds for {TARGET:g}"]
+              "Level (each side)", "Largest upper bound", "Seeds to decide (planning)"]
     roles = dict(zip(frame["treatment"], frame["role"]))
     header += [f"`{w}`" + ROLE_MARK.get(roles[w], "") for w in who]
     rows = []
-    for (claim, *_), lines in frame.groupby(["claim", "dataset", "backbone", "axes"], sort=False):
+    for (claim, *_), lines in frame.groupby(["claim", *ROW], sort=False):
         first = lines.iloc[0]
         by = {line["treatment"]: line for _, line in lines.iterrows()}
-        needed = first["seeds_needed"]
         treated = lines[lines["role"] == "treatment"]
-        level = treated["level"].iloc[0] if not treated.empty else inf.ALPHA
-        rows.append([claim, *[str(first[k]) for k in keys], first["backbone"], str(int(lines["n"].max())),
-                     f"{level:.3g}", _number(first["detectable"]),
-                     "> 500" if needed is None or (isinstance(needed, float) and math.isnan(needed)) else str(int(needed))]
+        rows.append([claim, *[str(first[k]) for k in keys], first["backbone"], _range(lines["n"], "{:.0f}"),
+                     _range(treated["level"]) if len(treated) else "—", _signed(first["row_upper"])
+                     if math.isfinite(first["row_upper"]) else "—", _needed(first["seeds_needed"])]
                     + [cell_text(by.get(w)) for w in who])
     return header, rows
 
 
-def legend(target_note: str = "") -> str:
+def _looks_text(declared: VerdictConfig) -> str:
+    if declared.max_seeds is None:
+        return "a fixed design (one look at the full α)"
+    return (f"seeds until decided: looks after every {declared.batch} seeds up to {declared.max_seeds} per cell, α spent "
+            f"over the looks by the {seq.DEFAULT_SPENDING.replace('_', '-')}-type function (union bound)")
+
+
+def legend(note: str = "") -> str:
     return (
         "Each cell: the treatment (column) minus the control of its experiment, paired by seed and by every other "
-        "axis the control shares (data set, backbone, matrix values), in points: mean [95% t interval], the word and "
-        "its p. **Word**: *ahead* / *behind* when the two-sided paired t test rejects at 5% after Holm's step-down "
-        "correction over the treatments of the row (p shown: Holm-adjusted), *no difference* otherwise (not: *equal*; "
-        "see Detectable); an A/A control (A/A) is judged unadjusted and left out of the family. **Level** = the "
-        "strictest level of the row's Holm family, 5% / (treatments with a test); **Detectable** = the smallest true "
-        f"difference a paired t test at that level finds with {inf.POWER:.0%} power (exact, noncentral t), from the "
-        "spread of the row's paired differences pooled over its cells; **Seeds for T** = the pairs that would bring it "
-        "to the experiment's target T. **Claim words**: *reproduced* = some treatment ahead on every row of the claim; "
-        "*contradicted* = no treatment ahead on any row and every row can detect the target; *inconclusive* otherwise. "
-        "A/A controls never reproduce a claim. **P(improvement)** = probability that a run of the treatment beats a "
-        "run of the control (ties count half), averaged over the rows (tasks), with a stratified bootstrap 95% "
-        f"interval ({BOOTSTRAP_REPS} resamples of runs within each task and side; when every run of a side beats "
-        "every run of the other in each task, resampling cannot move it and the interval has no width: it then "
-        "understates the uncertainty of so few runs). **A/A rate** = share of an A/A "
-        "control's cells whose 95% interval excludes 0 (nominal: 5%). Main cells use the runs at each learning-rate "
-        "decision's winner; *(runner-up: word)* = the word with the runs at the runner-up learning rate in place "
-        f"of the winner's, for the side(s) that have them; {SHAKY} = the treatment's or the control's decision was a "
-        "close call and no runner-up run exists. *not run*: no such treatment in that row." + target_note)
+        "axis the control shares (data set, backbone, matrix values), in points: mean [lower, upper bound], the word "
+        "and p. **One rule for bounds and words**: each row's treatments are one family of m; each bound is a "
+        "one-sided Student-t bound at level α / m (α = 5% at a fixed design's one look; with seeds until decided, the "
+        "part of 5% the look spends), so the interval shown is the two-sided interval with α / m on each side "
+        "(**Level**). **Word**: *ahead* when the lower bound is above 0, *behind* when the upper bound is below 0, "
+        "*no difference* otherwise (never *equal*); p = the one-sided p of the test in the direction of the mean, "
+        "below the Level exactly when the word is ahead or behind. *below δ*: the upper bound is below the "
+        "experiment's margin δ (the smallest improvement that matters): the non-superiority test (H0: difference "
+        "≥ δ) rejects. **Claim words**: *reproduced* = one treatment ahead on every row of the claim; "
+        "*contradicted* = on every row every treatment's upper bound below δ (intersection-union); *inconclusive* "
+        "otherwise, with the row's **largest upper bound** and **seeds to decide (planning)**: the seeds a fixed "
+        "design at the row's level would need for 80% power to decide its undecided cells if their true "
+        "differences were the observed ones (noncentral t; a plan, never a decision). A/A controls (A/A) and "
+        "references are judged alone (m = 1), outside the family, and never decide a claim. **P(improvement)** = "
+        "share of seeds whose treatment run beats the control's run of the same seed (ties half), averaged over "
+        f"the rows (tasks), with a 95% bootstrap interval ({BOOTSTRAP_REPS} resamples of seeds, each drawn seed "
+        "taken in every row at once, since the rows of a seed share its runs and its data draw); when every seed "
+        "improves on every row (or none does), resampling cannot move it and no interval is given: the words say "
+        "so. **A/A**: k of N cells whose interval excludes 0, with the one-sided 95% Clopper-Pearson upper bound "
+        "of the rate. Main cells use the runs at each learning-rate decision's winner; *(runner-up: word)* = the "
+        "word with the runs at the runner-up learning rate for the side(s) whose decision was a close call (an A/A "
+        f"control only runner-up against runner-up); {SHAKY} = a close call and no runner-up run. *not run*: no "
+        "such treatment in that row." + note)
+
+
+def _aa_line(c: Comparison, arm: str) -> str:
+    cells = c.frame[(c.frame["treatment"].str.split(",").str[0] == arm) & c.frame["ci_low"].map(math.isfinite)]
+    if cells.empty:
+        return ""
+    k, n = int(cells["word"].isin([inf.AHEAD, inf.BEHIND]).sum()), len(cells)
+    nominal = 2 * cells["level"].max()
+    return (f"A/A `{arm}`: {k} of {n} cells excluded 0 (the rate at most {inf.clopper_pearson_upper(k, n):.0%}, "
+            f"one-sided 95% Clopper-Pearson; nominal at most {nominal:.0%}, half on each side).")
+
+
+def _claim_line(claim: str, lines: pd.DataFrame) -> str:
+    first = lines.iloc[0]
+    name, _ = split(first["measure"])
+    treated = lines[lines["role"] == "treatment"]
+    ahead = sorted(set(treated.loc[treated["word"] == inf.AHEAD, "treatment"]))
+    text = (f"- {claim} ({'primary' if first['primary'] else 'secondary'}; `{first['measure']}`: "
+            f"{MEASURES.get(name).doc}): **{first['claim_word']}**"
+            + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else ""))
+    if first["claim_word"] == inf.INCONCLUSIVE and len(treated):
+        rows = lines.drop_duplicates(ROW)
+        worst = rows.loc[rows["row_upper"].idxmax()] if rows["row_upper"].map(math.isfinite).any() else None
+        if worst is not None:
+            text += f"; largest upper bound {_signed(worst['row_upper'])} points ({_row_name(worst)}) against δ = {first['margin']:g}"
+        needed = [float(v) for v in rows["seeds_needed"] if not math.isnan(float(v))]
+        if needed:
+            text += f"; a fixed design would need {_needed(max(needed))} seeds to decide it (planning only)"
+    return text + "."
 
 
 def _experiment_markdown(c: Comparison) -> list[str]:
@@ -454,33 +615,35 @@ def _experiment_markdown(c: Comparison) -> list[str]:
     source = "declared in its `verdict:`" if c.declared else "default rule (no `verdict:` in its records)"
     aa = ", ".join(f"`{a}`" for a in c.declaration.aa) or "none"
     parts += [f"Control: `{c.declaration.control}` ({'arm' if c.axis == ARM else 'method'}); A/A: {aa}; "
-              f"target {TARGET:g} points; claims: {source}.", ""]
+              f"margin δ = {c.declaration.margin:g} point{'s' * (c.declaration.margin != 1)}; {_looks_text(c.declaration)}; claims: {source}.", ""]
     header, rows = _grid(c)
     parts += [markdown_grid(header, rows, "l" * 2 + "r" * (len(header) - 2)).rstrip("\n"), ""]
     parts += ["Claims:", ""]
-    for claim, lines in c.frame.groupby("claim", sort=False):
-        first = lines.iloc[0]
-        name, _ = split(first["measure"])
-        treated = lines[lines["role"] == "treatment"]
-        ahead = sorted(set(treated.loc[treated["word"] == inf.AHEAD, "treatment"]))
-        parts.append(f"- {claim} (`{first['measure']}`: {MEASURES.get(name).doc}): **{first['claim_word']}**"
-                     + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else "") + ".")
+    parts += [_claim_line(claim, lines) for claim, lines in c.frame.groupby("claim", sort=False)]
     parts.append("")
     if c.aggregate:
-        rows = [[f"`{a['treatment']}`" + ROLE_MARK.get(a["role"], ""),
-                 f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", str(a["tasks"])] for a in c.aggregate]
-        parts += [markdown_grid(["Treatment", "P(improvement) [95%]", "Tasks"], rows, "lrr").rstrip("\n"), ""]
+        rows = [[f"`{a['treatment']}`" + ROLE_MARK.get(a["role"], ""), _improvement(a), str(a["tasks"]), str(a["seeds"])]
+                for a in c.aggregate]
+        parts += [markdown_grid(["Treatment", "P(improvement) [95%]", "Tasks", "Seeds"], rows, "lrrr").rstrip("\n"), ""]
     for a in c.declaration.aa:
-        cells = c.frame[(c.frame["treatment"].str.split(",").str[0] == a) & c.frame["p"].map(math.isfinite)]
-        if not cells.empty:
-            excluded = (cells["p"] < inf.ALPHA).tolist()
-            parts += [f"A/A rate of `{a}`: {sum(excluded)} of {len(excluded)} cells exclude 0 "
-                      f"({inf.exclusion_rate(excluded):.0%}; nominal {inf.ALPHA:.0%}).", ""]
+        line = _aa_line(c, a)
+        parts += [line, ""] if line else []
     edges = sorted(set(c.frame.loc[c.frame["edge"].astype(bool), "treatment"]))
     if edges:
         parts += ["Learning rate on a grid edge (the grid did not bracket the optimum) for the control or: "
                   + ", ".join(f"`{e}`" for e in edges) + ".", ""]
     return parts
+
+
+def _improvement(a: dict) -> str:
+    if a.get("separation") == "all":
+        return f"{a['probability']:.2f} (every seed improves on every row: complete separation, no interval)"
+    if a.get("separation") == "none":
+        return f"{a['probability']:.2f} (no seed improves on any row: complete separation, no interval)"
+    if a.get("separation") == "rows":
+        return (f"{a['probability']:.2f} (every seed one way on each row: complete separation within rows, "
+                "no interval)")
+    return f"{a['probability']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]"
 
 
 def verdict_markdown(found: list[Comparison]) -> str:
@@ -495,12 +658,14 @@ def verdict_markdown(found: list[Comparison]) -> str:
 
 
 SUMMARY_LEGEND = (
-    "One line per claim of each experiment, from the full verdict tables (`verdict.md`, intervals and p "
-    "values there): the claim word; the treatments *ahead* of and *behind* the control after Holm, with the "
-    "rows (backbone, and axes where an experiment has more) where they are; the range of the rows' "
-    "*Detectable* difference; the A/A control's cells whose 95% interval excludes 0; and every cell whose "
-    "word turns when the close-call side trains at its runner-up learning rate. P(improvement): each "
-    "treatment's probability of beating a control run, averaged over the experiment's rows, 95% bootstrap interval.")
+    "One line per claim of each experiment, from the full verdict tables (`verdict.md`, bounds and p values "
+    "there): primary or secondary, the claim word; the treatments *ahead* of and *behind* the control (bounds at "
+    "α / m per side, m the row's treatments), with the rows (backbone, and axes where an experiment has more) "
+    "where they are; the largest upper bound of any treatment over the claim's rows (contradicted: below δ on "
+    "every row); for an inconclusive claim the seeds a fixed design would need to decide it (planning only); the "
+    "A/A control's cells whose interval excludes 0; and every cell whose word turns when the close-call side "
+    "trains at its runner-up learning rate. P(improvement): each treatment's share of seeds beating the "
+    "control's run of the seed, averaged over the experiment's rows, 95% bootstrap interval over seeds.")
 
 
 def _row_name(line) -> str:
@@ -520,37 +685,67 @@ def _named(lines: pd.DataFrame, word: str) -> str:
     return "; ".join(f"{', '.join(names)} ({rows})" for rows, names in by_rows.items()) or "—"
 
 
-def _span(values: pd.Series) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "—"
-    low, high = min(finite), max(finite)
-    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+def _count(words: list[str]) -> str:
+    return ", ".join(f"{words.count(w)} {w}" for w in (inf.REPRODUCED, inf.CONTRADICTED, inf.INCONCLUSIVE))
+
+
+def headline(found: list[Comparison]) -> list[str]:
+    """The claims counted, primary first with the family each is judged at, and the A/A cells of every
+    experiment with runs shared between experiments counted once."""
+    claims = [(bool(lines["primary"].iloc[0]), lines["claim_word"].iloc[0]) for c in found if not c.frame.empty
+              for _, lines in c.frame.groupby("claim", sort=False)]
+    if not claims:
+        return []
+    primary = [w for p, w in claims if p]
+    secondary = [w for p, w in claims if not p]
+    out = [f"**{len(primary)} primary claim{'s' * (len(primary) != 1)}**, each at α = {inf.ALPHA:g} one-sided over its "
+           f"rows' treatments (Bonferroni within a row; every row must agree; no correction across claims): "
+           f"{_count(primary)}."
+           + (f" Secondary claims ({len(secondary)}, reported beside, not counted above): {_count(secondary)}."
+              if secondary else "")]
+    aa = pd.concat([c.frame[(c.frame["role"] == "aa") & c.frame["ci_low"].map(math.isfinite)] for c in found
+                    if not c.frame.empty] or [pd.DataFrame(columns=list(FRAME_COLUMNS))])
+    if len(aa):
+        # one piece of evidence once: a cell on the same measure from the same runs in two experiments
+        distinct = aa.assign(_excludes=aa["word"].isin([inf.AHEAD, inf.BEHIND])).drop_duplicates(["measure", "evidence"])
+        k, n = int(distinct["_excludes"].sum()), len(distinct)
+        shared = len(aa) - n
+        out.append(f"A/A, every experiment: {k} of {n} cells excluded 0 (the rate at most "
+                   f"{inf.clopper_pearson_upper(k, n):.0%}, one-sided 95% Clopper-Pearson)"
+                   + (f"; {shared} more cell{'s' * (shared != 1)} rest on runs another experiment shares, counted once"
+                      if shared else "") + ".")
+    return out
 
 
 def summary_markdown(found: list[Comparison]) -> str:
-    """The verdict at a glance: one line per (experiment, claim), then P(improvement) per experiment."""
+    """The verdict at a glance: the headline, one line per (experiment, claim), then P(improvement) per experiment."""
     claims, improvements = [], []
     for c in (c for c in found if not c.frame.empty):
         for claim, lines in c.frame.groupby("claim", sort=False):
-            treated, aa = lines[lines["role"] == "treatment"], lines[(lines["role"] == "aa") & lines["p"].map(math.isfinite)]
+            treated, aa = lines[lines["role"] == "treatment"], lines[(lines["role"] == "aa") & lines["ci_low"].map(math.isfinite)]
             turns = lines[lines["runner_up_word"].astype(bool) & (lines["runner_up_word"] != lines["word"])]
-            claims.append([f"`{c.experiment}`", claim, f"**{lines['claim_word'].iloc[0]}**", _named(treated, inf.AHEAD),
-                           _named(treated, inf.BEHIND), _span(lines.drop_duplicates(["dataset", "backbone", "axes"])["detectable"]),
-                           str(int(lines["n"].max())),
-                           f"{int((aa['p'] < inf.ALPHA).sum())} of {len(aa)}" if len(aa) else "—",
+            word = lines["claim_word"].iloc[0]
+            rows = lines.drop_duplicates(ROW)
+            needed = [float(v) for v in rows["seeds_needed"] if not math.isnan(float(v))]
+            claims.append([f"`{c.experiment}`", claim, "primary" if lines["primary"].iloc[0] else "secondary",
+                           f"**{word}**", _named(treated, inf.AHEAD), _named(treated, inf.BEHIND),
+                           _signed(rows["row_upper"].max()) if rows["row_upper"].map(math.isfinite).any() else "—",
+                           _range(lines["n"], "{:.0f}"),
+                           _needed(max(needed)) if word == inf.INCONCLUSIVE and needed else "—",
+                           f"{int(aa['word'].isin([inf.AHEAD, inf.BEHIND]).sum())} of {len(aa)}" if len(aa) else "—",
                            "; ".join(f"`{r['treatment']}` ({_row_name(r)}): {r['word']} → {r['runner_up_word']}"
                                      for _, r in turns.iterrows()) or "—"])
         if c.aggregate:
             ranked = sorted(c.aggregate, key=lambda a: -a["probability"])
             improvements.append([f"`{c.experiment}`", "; ".join(
-                f"`{a['treatment']}`{ROLE_MARK.get(a['role'], '')} {a['probability']:.2f} "
-                f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}]" for a in ranked)])
+                f"`{a['treatment']}`{ROLE_MARK.get(a['role'], '')} {_improvement(a)}" for a in ranked)])
     if not claims:
         return ""
-    header = ["Experiment", "Claim", "Word", "Ahead of the control", "Behind the control", "Detectable (points)",
-              "Seeds", "A/A cells excluding 0", "Word at the runner-up lr"]
-    parts = [SUMMARY_LEGEND, "", markdown_grid(header, claims, "l" * 5 + "rrrl").rstrip("\n"), ""]
+    header = ["Experiment", "Claim", "Kind", "Word", "Ahead of the control", "Behind the control",
+              "Largest upper bound (points)", "Seeds", "Seeds to decide (planning)", "A/A cells excluding 0",
+              "Word at the runner-up lr"]
+    parts = [SUMMARY_LEGEND, "", *[f"{line}\n" for line in headline(found)],
+             markdown_grid(header, claims, "l" * 6 + "rrrrl").rstrip("\n"), ""]
     if improvements:
         parts += [markdown_grid(["Experiment", "P(improvement) over the control [95%], best first"], improvements,
                                 "ll").rstrip("\n"), ""]
@@ -563,20 +758,22 @@ def verdict_latex(found: list[Comparison]) -> str:
         if c.frame.empty:
             continue
         header, rows = _grid(c)
-        cells = [[x.replace("−", "-").replace(SHAKY, "(lr?)") for x in row] for row in rows]
+        cells = [[x.replace("−", "-").replace(SHAKY, "(lr?)").replace("δ", "delta") for x in row] for row in rows]
         out.append(latex_grid(f"{TITLE}: {c.experiment}", [h.replace("`", "") for h in header], cells,
                               "l" * 2 + "r" * (len(header) - 2)))
     return "\n".join(out)
 
 
 def verdict_csv(frame: pd.DataFrame) -> str:
-    """The frame, numbers unrounded (points), runs as 'run_id:config_hash' separated by spaces."""
-    return frame_csv(frame.assign(runs=frame["runs"].map(lambda rs: " ".join(f"{i}:{h}" for i, h in rs))))
+    """The frame, numbers unrounded (points), runs as 'run_id:config_hash' and evidence keys separated by spaces."""
+    return frame_csv(frame.assign(runs=frame["runs"].map(lambda rs: " ".join(f"{i}:{h}" for i, h in rs)),
+                                  evidence=frame["evidence"].map(" ".join)))
 
 
 def aggregate_frame(found: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([a for c in found for a in c.aggregate],
-                        columns=["experiment", "treatment", "role", "probability", "ci_low", "ci_high", "tasks"])
+                        columns=["experiment", "treatment", "role", "probability", "ci_low", "ci_high", "tasks", "seeds",
+                                 "separation"])
 
 
 def verdict_files(found: list[Comparison]) -> dict[str, str]:

@@ -34,13 +34,35 @@ def test_seeds_needed_is_the_first_n_that_reaches_the_target():
     assert inf.seeds_needed(100.0, 0.1, most=50) is None
 
 
-def test_holm_adjusts_step_down_and_keeps_the_order_monotone():
-    adjusted = inf.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
-    assert adjusted["a"] == pytest.approx(0.03)
-    assert adjusted["c"] == pytest.approx(0.06)
-    assert adjusted["b"] == pytest.approx(0.06)  # 1 x 0.04 would undercut c's 0.06: step-down keeps the max
-    assert math.isnan(adjusted["d"])
-    assert inf.holm({"only": 0.02}) == {"only": 0.02}
+def test_one_sided_power_is_the_far_tail_at_the_one_sided_critical_value():
+    from scipy import stats
+    # one-sided at 5% equals the far tail of the two-sided test at 10%, which adds only the tiny near tail
+    assert inf.power(1.0, 1.0, 10, 0.05, sides=1) == pytest.approx(inf.power(1.0, 1.0, 10, 0.10), abs=1e-4)
+    expected = stats.nct.sf(stats.t.ppf(0.95, 9), 9, math.sqrt(10))
+    assert inf.power(1.0, 1.0, 10, 0.05, sides=1) == pytest.approx(expected)
+    assert inf.detectable(1.0, 10, sides=1) < inf.detectable(1.0, 10)
+
+
+def test_bounds_are_the_t_interval_with_the_level_on_each_side_and_match_the_one_sided_tests():
+    from scipy import stats
+    diffs = np.array([0.5, 1.0, 1.5, 0.2, 0.9])
+    mean, std, n = diffs.mean(), diffs.std(ddof=1), diffs.size
+    low, high = inf.bounds(mean, std, n, 0.05 / 3)
+    assert (low, high) == pytest.approx(stats.t.interval(1 - 2 * 0.05 / 3, n - 1, loc=mean, scale=std / math.sqrt(n)))
+    for level in (0.001, 0.01, 0.05):
+        low, high = inf.bounds(mean, std, n, level)
+        assert (low > 0) == (inf.one_sided_p(mean, std, n, 0.0) < level)
+        assert (high < 1.2) == (inf.one_sided_p(mean, std, n, 1.2, above=False) < level)
+    assert inf.one_sided_p(mean, std, n) == pytest.approx(stats.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+    assert all(math.isnan(b) for b in inf.bounds(1.0, math.nan, 1, 0.05))
+
+
+def test_cell_word_is_read_off_the_bounds_and_the_margin_test_off_the_upper_bound():
+    assert inf.cell_word(0.1, 2.0) == inf.AHEAD
+    assert inf.cell_word(-2.0, -0.1) == inf.BEHIND
+    assert inf.cell_word(-0.1, 2.0) == inf.NO_DIFFERENCE
+    assert inf.cell_word(math.nan, math.nan) == ""
+    assert inf.below_margin(0.9, 1.0) and not inf.below_margin(1.0, 1.0) and not inf.below_margin(math.nan, 1.0)
 
 
 def test_paired_p_is_the_t_test_of_the_differences():
@@ -51,40 +73,64 @@ def test_paired_p_is_the_t_test_of_the_differences():
     assert math.isnan(inf.paired_p(1.0, math.nan, 1))
 
 
-def test_word_follows_the_adjusted_p_value():
-    assert inf.word(+1.0, 0.01) == inf.AHEAD
-    assert inf.word(-1.0, 0.01) == inf.BEHIND
-    assert inf.word(+1.0, 0.2) == inf.NO_DIFFERENCE
-    assert inf.word(+1.0, math.nan) == ""
-
-
 @pytest.mark.parametrize("rows, expected", [
-    ([({"a": "ahead", "b": "behind"}, 2.0), ({"a": "ahead", "b": "no difference"}, 2.0)], inf.REPRODUCED),
-    ([({"a": "ahead"}, 2.0), ({"a": "no difference"}, 2.0)], inf.INCONCLUSIVE),   # ahead on one backbone only
-    ([({"a": "behind"}, 2.0), ({"a": "no difference"}, 2.5)], inf.CONTRADICTED),
-    ([({"a": "behind"}, 2.0), ({"a": "no difference"}, 4.0)], inf.INCONCLUSIVE),  # one row cannot detect 3 points
-    ([({"a": "behind"}, math.nan)], inf.INCONCLUSIVE),
+    ([{"a": (0.5, 3.0), "b": (-4.0, -1.0)}, {"a": (0.1, 2.0), "b": (-1.0, 0.5)}], inf.REPRODUCED),
+    ([{"a": (0.5, 3.0)}, {"a": (-0.5, 2.0)}], inf.INCONCLUSIVE),              # ahead on one backbone only
+    ([{"a": (0.5, 3.0), "b": (-1, 1)}, {"a": (-1, 0.5), "b": (0.2, 2)}], inf.INCONCLUSIVE),  # not the same one
+    ([{"a": (-9.0, -5.0)}, {"a": (-0.5, 0.9)}], inf.CONTRADICTED),            # every upper bound below δ = 1
+    ([{"a": (-9.0, -5.0), "b": (-1.0, 1.5)}], inf.INCONCLUSIVE),              # one treatment not ruled out
+    ([{"a": (-9.0, -5.0)}, {}], inf.INCONCLUSIVE),                            # a row without a test
+    ([{"a": (math.nan, math.nan)}], inf.INCONCLUSIVE),
     ([], inf.INCONCLUSIVE),
 ])
 def test_claim_word(rows, expected):
-    assert inf.claim_word(rows, target=3.0) == expected
+    assert inf.claim_word(rows, margin=1.0) == expected
 
 
-def test_improvement_probability_counts_pairs_and_half_ties():
-    assert inf.improvement_probability([1, 2], [0, 3]) == 0.5
-    assert inf.improvement_probability([1, 1], [1, 1]) == 0.5
-    assert inf.improvement_probability([5, 6], [1, 2]) == 1.0
-    assert inf.mean_improvement_probability([([5, 6], [1, 2]), ([0, 0], [1, 1])]) == 0.5
+def test_seeds_to_decide_plans_for_the_test_whose_null_is_farther():
+    # mean 0.2, margin 1: deciding below the margin (distance 0.8) is nearer than ahead (0.2)
+    assert inf.seeds_to_decide(0.2, 2.0, 1.0, 0.05) == inf.seeds_needed(2.0, 0.8, 0.05, sides=1)
+    assert inf.seeds_to_decide(3.0, 2.0, 1.0, 0.05) == inf.seeds_needed(2.0, 3.0, 0.05, sides=1)
+    assert inf.seeds_to_decide(0.2, 2.0, 1.0, 0.05 / 3) > inf.seeds_to_decide(0.2, 2.0, 1.0, 0.05)
 
 
-def test_stratified_bootstrap_interval_covers_the_estimate_and_is_reproducible():
+def test_improvement_is_paired_by_seed_with_ties_half():
+    wins = inf.seed_improvement([{0: (2, 1), 1: (1, 1), 2: (0, 1)}, {0: (5, 1), 3: (0, 1)}])
+    assert wins.shape == (2, 4) and np.isnan(wins[1, 1]) and np.isnan(wins[0, 3])
+    assert list(wins[0, :3]) == [1.0, 0.5, 0.0]
+    assert inf.paired_improvement_probability(wins) == pytest.approx((0.5 + 0.5) / 2)
+    # unpaired, a run of 3 vs 1 and 2 would count twice; paired, each seed once
+    assert inf.paired_improvement_probability(inf.seed_improvement([{0: (3, 2), 1: (0, 1)}])) == 0.5
+
+
+def test_seed_bootstrap_resamples_seeds_jointly_over_rows():
     rng = np.random.default_rng(3)
-    tasks = [(rng.normal(0.3, 1, 5), rng.normal(0, 1, 5)) for _ in range(4)]
-    point = inf.mean_improvement_probability(tasks)
-    low, high = inf.stratified_bootstrap(tasks, reps=500, seed=1)
-    assert 0 <= low <= point <= high <= 1
-    assert (low, high) == inf.stratified_bootstrap(tasks, reps=500, seed=1)
-    assert inf.stratified_bootstrap([([5, 6], [1, 2])], reps=200) == (1.0, 1.0)  # every resample improves
+    rows = [{s: (rng.normal(0.3, 1), rng.normal(0, 1)) for s in range(6)} for _ in range(3)]
+    wins = inf.seed_improvement(rows)
+    point = inf.paired_improvement_probability(wins)
+    low, high = inf.seed_bootstrap(wins, reps=500, seed=1)
+    assert 0 <= low <= point <= high <= 1 and (low, high) == inf.seed_bootstrap(wins, reps=500, seed=1)
+    # two rows that are copies of one (the same runs): joint resampling gives the interval of one row,
+    # not the narrower one of two independent rows
+    one = inf.seed_bootstrap(wins[:1], reps=2000, seed=2)
+    twice = inf.seed_bootstrap(np.vstack([wins[:1], wins[:1]]), reps=2000, seed=2)
+    assert twice == pytest.approx(one)
+
+
+def test_separation_is_named():
+    assert inf.separation(inf.seed_improvement([{0: (2, 1), 1: (3, 1)}, {0: (2, 1)}])) == "all"
+    assert inf.separation(inf.seed_improvement([{0: (0, 1)}])) == "none"
+    assert inf.separation(inf.seed_improvement([{0: (0, 1), 1: (2, 1)}])) == ""
+    # each row one way, the rows apart: no resample of seeds moves it either
+    rows = inf.seed_improvement([{0: (2, 1), 1: (2, 1)}, {0: (0, 1), 1: (0, 1)}])
+    assert inf.separation(rows) == "rows" and inf.seed_bootstrap(rows, reps=200)[0] == inf.seed_bootstrap(rows, reps=200)[1]
+
+
+def test_clopper_pearson_upper_bound():
+    assert inf.clopper_pearson_upper(0, 22) == pytest.approx(1 - 0.05 ** (1 / 22))  # 12.7%: 0 of 22 is no proof of 0
+    from scipy import stats
+    assert inf.clopper_pearson_upper(3, 20) == pytest.approx(stats.binomtest(3, 20, alternative="less").proportion_ci(0.95).high)
+    assert inf.clopper_pearson_upper(5, 5) == 1.0 and math.isnan(inf.clopper_pearson_upper(0, 0))
 
 
 def test_exclusion_rate_of_an_aa_control():

@@ -1,7 +1,8 @@
 """The verdict of any experiment (analysis/verdict.py) on hand-made records with known answers: pairing,
-Holm over a row's treatments, exact power at the family's strictest level, the claim words, the
-aggregate, the A/A rate, runner-up words and close-call marks, the default rule, `grporm compare`;
-and one real tiny experiment, never seen before, through `grporm run` and `grporm report`."""
+bounds at α / m per side (Bonferroni over a row's treatments) and words read off them, the claim words
+at the margin, the look levels of seeds until decided, decided cells, the paired P(improvement), the
+A/A line, runner-up words and close-call marks, the default rule, `grporm compare`; and one real tiny
+experiment, never seen before, through `grporm run` and `grporm report`."""
 from __future__ import annotations
 
 import json
@@ -72,31 +73,46 @@ def _frame(results: Path):
 def test_frame_columns_and_paired_numbers(results: Path):
     by, frame = _frame(results)
     assert list(frame.columns) == list(FRAME_COLUMNS) and len(frame) == 4  # pretrained is neither; one claim
-    cell = paired_difference(dict(enumerate(AHEAD)), dict(enumerate(CE)))
+    cell = paired_difference(dict(enumerate(AHEAD)), dict(enumerate(CE)), confidence=1 - 2 * 0.05 / 3)  # α/3 each side
     assert by["better"]["diff"] == pytest.approx(100 * cell.mean)
     assert (by["better"]["ci_low"], by["better"]["ci_high"]) == pytest.approx((100 * cell.ci_low, 100 * cell.ci_high))
     assert by["better"]["n"] == 5 and by["anchor"]["role"] == "aa" and by["better"]["role"] == "treatment"
     assert len(by["better"]["runs"]) == 10 and all(len(pair) == 2 for pair in by["better"]["runs"])
 
 
-def test_holm_over_the_treatments_only_and_the_words(results: Path):
+def test_bonferroni_over_the_treatments_only_and_the_words_read_off_the_bounds(results: Path):
     by, _ = _frame(results)
-    treatments = ("better", "flat", "worse")
-    adjusted = inf.holm({t: by[t]["p"] for t in treatments})
-    for t in treatments:
-        assert by[t]["p_holm"] == pytest.approx(adjusted[t])
-    assert by["anchor"]["p_holm"] == by["anchor"]["p"]  # the A/A control: unadjusted, outside the family
+    for t in ("better", "flat", "worse"):
+        assert by[t]["level"] == pytest.approx(0.05 / 3) and by[t]["family"] == 3
+        assert (by[t]["p"] < by[t]["level"]) == (by[t]["word"] in ("ahead", "behind"))  # the test is the bound
+    assert by["anchor"]["level"] == pytest.approx(0.05) and by["anchor"]["family"] == 1  # outside the family
     assert (by["better"]["word"], by["worse"]["word"], by["flat"]["word"]) == ("ahead", "behind", "no difference")
+    assert by["worse"]["below_margin"] and not by["better"]["below_margin"] and not by["flat"]["below_margin"]
 
 
-def test_exact_power_at_the_strictest_holm_level(results: Path):
+def test_no_displayed_interval_excludes_zero_next_to_no_difference(results: Path, write_run, tmp_path: Path):
+    """Over a whole frame (the fixture's and one of many arms near the edge of their bounds)."""
+    rng = __import__("numpy").random.default_rng(5)
+    for i in range(8):
+        _arm(write_run, tmp_path, "edge", f"g{i}", "grpo_rm", [v + rng.normal(0.004, 0.01) for v in CE], verdict=DECLARED)
+    _arm(write_run, tmp_path, "edge", "ce", "ce", CE, verdict=DECLARED)
+    for frame in (_frame(results)[1], verdict_frame(load_runs(tmp_path))):
+        shown = frame[frame["ci_low"].map(math.isfinite)]
+        assert len(shown) and set(shown["word"]) <= {"ahead", "behind", "no difference"}
+        excludes = (shown["ci_low"] > 0) | (shown["ci_high"] < 0)
+        assert (excludes == shown["word"].isin(["ahead", "behind"])).all()
+        assert ((shown["ci_low"] > 0) == (shown["word"] == "ahead")).all()
+
+
+def test_planning_columns_decide_nothing(results: Path):
+    """detectable: the one-sided test at the fixed design's level (α / m) at 80% power, pooled spread;
+    a decided claim has nothing left to plan (seeds_needed NaN)."""
     by, _ = _frame(results)
     cells = [paired_difference(dict(enumerate(v)), dict(enumerate(CE))) for v in (AHEAD, BEHIND, MIXED, CE)]
     std = 100 * math.sqrt(sum(c.std ** 2 for c in cells) / 4)
-    assert by["better"]["level"] == pytest.approx(0.05 / 3)
-    assert by["better"]["detectable"] == pytest.approx(inf.detectable(std, 5, 0.05 / 3))
-    assert by["better"]["seeds_needed"] == inf.seeds_needed(std, 3.0, 0.05 / 3)
-    assert by["better"]["detectable"] > inf.detectable(std, 5)  # Holm's level asks for more
+    assert by["better"]["detectable"] == pytest.approx(inf.detectable(std, 5, 0.05 / 3, sides=1))
+    assert by["better"]["claim_word"] == inf.REPRODUCED and math.isnan(by["better"]["seeds_needed"])
+    assert by["better"]["row_upper"] == pytest.approx(max(by[t]["ci_high"] for t in ("better", "flat", "worse")))
 
 
 def test_runner_up_word_and_close_call_mark(results: Path):
@@ -114,12 +130,18 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
     [mine] = comparisons(run_set)
     assert set(mine.frame["claim_word"]) == {inf.REPRODUCED}  # better is ahead on the only row
     aggregate = {a["treatment"]: a for a in mine.aggregate}
-    assert aggregate["better"]["probability"] == 1.0 and (aggregate["better"]["ci_low"], aggregate["better"]["ci_high"]) == (1.0, 1.0)
-    assert aggregate["worse"]["probability"] == 0.0 and aggregate["better"]["tasks"] == 1
+    # every seed improves: complete separation, said in words, no interval without width
+    assert aggregate["better"]["probability"] == 1.0 and aggregate["better"]["separation"] == "all"
+    assert math.isnan(aggregate["better"]["ci_low"]) and math.isnan(aggregate["better"]["ci_high"])
+    assert aggregate["worse"]["probability"] == 0.0 and aggregate["worse"]["separation"] == "none"
+    assert aggregate["better"]["tasks"] == 1 and aggregate["better"]["seeds"] == 5
     lines, files = verdict_section(run_set)
     text = files[".md"]
-    assert "**reproduced**" in text and "P(improvement) [95%]" in text and "| `better` | 1.00 [1.00, 1.00] | 1 |" in text
-    assert "A/A rate of `anchor`: 0 of 1 cells exclude 0 (0%; nominal 5%)" in text
+    assert "**reproduced**" in text and "P(improvement) [95%]" in text
+    assert "| `better` | 1.00 (every seed improves on every row: complete separation, no interval) | 1 | 5 |" in text
+    assert "[1.00, 1.00]" not in text and "[0.00, 0.00]" not in text
+    assert "A/A `anchor`: 0 of 1 cells excluded 0 (the rate at most 95%, one-sided 95% Clopper-Pearson" in text
+    assert " ties " not in text.lower()
     assert set(files) == {".md", "_summary.md", ".tex", ".csv", "_aggregate.csv"}
     assert files[".csv"].splitlines()[0].startswith(",".join(FRAME_COLUMNS[:5]))
 
@@ -128,21 +150,31 @@ def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_tu
     _, files = verdict_section(load_runs(results))
     [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "**reproduced**" and cells[3].startswith("`better` (") and cells[4].startswith("`worse` (")
-    assert cells[7] == "0 of 1"                                      # the anchor's cell does not exclude 0
-    assert cells[8].startswith("`flat` (") and "no difference → ahead" in cells[8]  # flat's word at its runner-up
-    assert "| `mine` | `better` 1.00 [1.00, 1.00];" in files["_summary.md"]  # P(improvement), best first
+    assert cells[2] == "primary" and cells[3] == "**reproduced**"
+    assert cells[4].startswith("`better` (") and cells[5].startswith("`worse` (")
+    assert cells[8] == "—"                                           # a decided claim needs no plan
+    assert cells[9] == "0 of 1"                                      # the anchor's cell does not exclude 0
+    assert cells[10].startswith("`flat` (") and "no difference → ahead" in cells[10]  # flat's word at its runner-up
+    assert "| `mine` | `better` 1.00 (every seed improves" in files["_summary.md"]  # P(improvement), best first
+    assert "**1 primary claim**, each at α = 0.05 one-sided over its rows' treatments" in files["_summary.md"]
+    assert "1 reproduced, 0 contradicted, 0 inconclusive" in files["_summary.md"]
 
 
-@pytest.mark.parametrize("treated, expected", [
-    (BEHIND, inf.CONTRADICTED),                        # behind, and the row can detect 3 points
-    ((0.70, 0.90, 0.75, 0.95, 0.80), inf.INCONCLUSIVE),  # too noisy to detect 3 points
+@pytest.mark.parametrize("treated, expected, word", [
+    (BEHIND, inf.CONTRADICTED, "behind"),                                    # far behind
+    ([c + d for c, d in zip(CE, (0.001, -0.001, 0.002, 0.0, -0.002))], inf.CONTRADICTED, "no difference"),  # within ±δ
+    ((0.70, 0.90, 0.75, 0.95, 0.80), inf.INCONCLUSIVE, "no difference"),     # too noisy to rule out δ
 ])
-def test_contradicted_needs_power(write_run, tmp_path: Path, treated, expected):
+def test_contradicted_means_every_upper_bound_below_the_margin(write_run, tmp_path: Path, treated, expected, word):
     _arm(write_run, tmp_path, "x", "ce", "ce", CE, verdict=DECLARED)
     _arm(write_run, tmp_path, "x", "grpo", "grpo_rm", treated, verdict=DECLARED)
     frame = verdict_frame(load_runs(tmp_path))
-    assert set(frame["claim_word"]) == {expected}
+    assert set(frame["claim_word"]) == {expected} and set(frame["word"]) == {word}
+    assert (frame["ci_high"] < 1.0).all() == (expected == inf.CONTRADICTED)
+    if expected == inf.INCONCLUSIVE:  # reported with the row's upper bound and the planning seeds
+        assert frame["row_upper"].iloc[0] == pytest.approx(frame["ci_high"].max()) and frame["seeds_needed"].iloc[0] > 5
+        _, files = verdict_section(load_runs(tmp_path))
+        assert "a fixed design would need" in files[".md"] and "(planning only)" in files[".md"]
 
 
 def test_default_rule_on_a_method_axis_and_pairing_by_every_shared_axis(write_run, tmp_path: Path):
@@ -219,7 +251,7 @@ def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
     assert report.exit_code == 0, report.output
     text = (tmp_path / "results" / "REPORT.md").read_text()
     assert "### `tiny_new`" in text and "Control: `ce` (arm)" in text and "claims: declared" in text
-    assert "| SR | test_vit | 3 |" in text and "Seeds for 3" in text and "P(improvement)" in text
+    assert "| SR | test_vit | 3 |" in text and "Seeds to decide (planning)" in text and "P(improvement)" in text
     assert (tmp_path / "results" / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
 
 
@@ -276,3 +308,99 @@ def test_a_stored_declaration_of_the_former_rule_still_reads_and_an_experiment_f
     raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
     with pytest.raises(ConfigError, match="target"):
         build_experiment({**raw, "verdict": {"target": 3.0}}, "e.yaml")
+
+
+def test_seeds_until_decided_levels_decided_cells_and_what_still_needs_seeds(write_run, tmp_path: Path):
+    """With max_seeds the cell's level is its look's share of α (analysis/sequential.py) over the
+    family; a cell ahead or below δ is decided, an open one names its treatment for more seeds, and a
+    fixed design (or the cap) leaves nothing to add."""
+    from grporm.analysis import sequential as seq
+    from grporm.analysis.verdict import undecided_cells, undecided_treatments
+
+    sequential = {**DECLARED, "max_seeds": 20, "batch": 2}
+    noisy = (0.70, 0.90, 0.75, 0.95, 0.80)
+    for name, values in (("ce", CE), ("better", AHEAD), ("noisy", noisy)):
+        _arm(write_run, tmp_path, "s", name, "ce" if name == "ce" else "grpo_rm", values, verdict=sequential)
+    frame = verdict_frame(load_runs(tmp_path)).set_index("treatment")
+    assert frame.loc["better", "level"] == pytest.approx(seq.look_level(5, 5, 2, 20) / 2)
+    assert frame.loc["better", "alpha_look"] < 0.05 and frame.loc["better", "look"] == 1
+    assert not frame.loc["better", "last_look"]
+    # at the first look's small level `better` is not yet ahead: both cells open, the claim inconclusive
+    assert set(frame["claim_word"]) == {inf.INCONCLUSIVE}
+    assert undecided_treatments(verdict_frame(load_runs(tmp_path))) == {("s", "better"), ("s", "noisy")}
+    assert set(undecided_cells(verdict_frame(load_runs(tmp_path)))["backbone"]) == {"tf_efficientnet_lite0"}
+    fixed = tmp_path / "fixed"
+    for name, values in (("ce", CE), ("better", AHEAD), ("noisy", noisy)):
+        _arm(write_run, fixed, "f", name, "ce" if name == "ce" else "grpo_rm", values, verdict=DECLARED)
+    frame = verdict_frame(load_runs(fixed)).set_index("treatment")
+    assert frame.loc["better", "level"] == pytest.approx(0.05 / 2) and frame.loc["better", "last_look"]
+    assert frame.loc["better", "word"] == "ahead" and set(frame["claim_word"]) == {inf.REPRODUCED}
+    assert frame["decided"].all()  # a decided claim: its open cells need no seeds either
+    assert undecided_treatments(verdict_frame(load_runs(fixed))) == set()       # a fixed design adds nothing
+
+
+def test_first_seeds_sets_the_first_look(write_run, tmp_path: Path):
+    """Records of 5 seeds from a design that started at 3 with batch 2: the second look, its own share."""
+    from grporm.analysis import sequential as seq
+
+    sequential = {**DECLARED, "max_seeds": 9, "batch": 2}
+    _arm(write_run, tmp_path, "s", "ce", "ce", CE, verdict=sequential)
+    _arm(write_run, tmp_path, "s", "g", "grpo_rm", AHEAD, verdict=sequential)
+    own = verdict_frame(load_runs(tmp_path)).iloc[0]
+    told = verdict_frame(load_runs(tmp_path), first_seeds={"s": 3}).iloc[0]
+    assert (own["look"], told["look"]) == (1, 2)
+    assert told["level"] == pytest.approx(seq.look_level(5, 3, 2, 9)) != own["level"]
+
+
+def test_the_aa_runner_up_cell_compares_like_with_like(write_run, tmp_path: Path):
+    """CE's decision is a close call: the anchor's sensitivity cell is its runner-up against CE's
+    runner-up, never CE at its runner-up against the anchor at its winner; without an anchor
+    runner-up there is no such cell."""
+    root = tmp_path / "results"
+    close = {"close_call": True, "pick": "winner"}
+    _arm(write_run, root, "aa", "ce", "ce", CE, verdict=DECLARED, tuning=close)
+    _arm(write_run, root, "aa", "ce", "ce", BEHIND, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**close, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    _arm(write_run, root, "aa", "anchor", "grpo_rm", CE, verdict=DECLARED, tuning=close)
+    by, _ = _frame(root)
+    assert by["anchor"]["runner_up_word"] == ""  # CE's runner-up (BEHIND) against the anchor's winner: not shown
+    _arm(write_run, root, "aa", "anchor", "grpo_rm", BEHIND, verdict=DECLARED, suffix="-lr=runner_up",
+         tuning={**close, "pick": "runner_up"}, axes={"tune.pick": "runner_up"})
+    by, _ = _frame(root)
+    assert by["anchor"]["runner_up_word"] == "no difference"  # runner-up against runner-up
+
+
+def test_runs_shared_between_experiments_count_once_in_the_aa_line(write_run, tmp_path: Path):
+    from grporm.analysis.verdict import evidence_key
+
+    for exp in ("one", "two"):  # the same runs (same config apart from the experiment) in two experiments
+        for name, values in (("ce", CE), ("g", AHEAD), ("anchor", BEHIND)):
+            _arm(write_run, tmp_path, exp, name, "ce" if name == "ce" else "grpo_rm", values, verdict=DECLARED)
+    _arm(write_run, tmp_path / "other", "three", "ce", "ce", CE, verdict=DECLARED)
+    run_set = load_runs(tmp_path)
+    frame = verdict_frame(run_set)
+    aa = frame[frame["role"] == "aa"]
+    assert len(aa) == 2 and aa["evidence"].nunique() == 1
+    _, files = verdict_section(run_set)
+    assert "A/A, every experiment: 1 of 1 cells excluded 0" in files["_summary.md"]
+    assert "1 more cell rest on runs another experiment shares, counted once" in files["_summary.md"]
+    records = list(run_set.records.values())
+    one = next(r for r in records if r["experiment"] == "one" and r["seed"] == 0 and r["axes"].get("arm") == "g")
+    other = next(r for r in records if r["experiment"] == "two" and r["seed"] == 0 and r["axes"].get("arm") == "g")
+    seed1 = next(r for r in records if r["experiment"] == "one" and r["seed"] == 1 and r["axes"].get("arm") == "g")
+    assert evidence_key(one) == evidence_key(other) != evidence_key(seed1)
+
+
+def test_evidence_key_of_real_configs_ignores_the_experiment_and_evaluation_only():
+    from grporm.analysis.verdict import evidence_key
+    from grporm.config import RunConfig
+
+    def record(**changes):
+        config = RunConfig(**changes).model_dump(mode="json")
+        return {"config": config, "lr": 0.001}
+
+    base = evidence_key(record(experiment="a"))
+    assert evidence_key(record(experiment="b")) == base
+    assert evidence_key(record(experiment="b", eval={"knn_k": [5]})) == base  # what is measured, not the model
+    assert evidence_key(record(experiment="a", seed=1)) != base
+    assert evidence_key({**record(experiment="a"), "lr": 0.002}) != base
