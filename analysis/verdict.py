@@ -24,9 +24,9 @@ from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_g
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
 from grporm.config import Claim, VerdictConfig
+from grporm.declaration import ambiguous, default_control, trains
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
-from grporm.methods import METHODS
 
 NAME = "verdict"
 TITLE = "Verdict: every comparison with its control"
@@ -66,7 +66,9 @@ def _pick(record: dict) -> str:
 
 def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
     """The experiment's declaration from its records: the latest finished run's, where any has one;
-    (declaration, declared?, notes)."""
+    (declaration, declared?, notes). A declaration without a control gets the default one
+    (grporm/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
+    notes say why)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in paths:
         record = run_set.records.get(path) or {}
@@ -76,16 +78,37 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
             stamp = str(record.get("finished_at") or "")
             if key not in found or stamp > found[key][0]:
                 found[key] = (stamp, stated)
-    if not found:
-        return DEFAULT, False, []
-    stamp, stated = max(found.values(), key=lambda item: item[0])
-    notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
-             "run's is used."] if len(found) > 1 else []
+    stated, declared, notes = None, False, []
+    if found:
+        stamp, stated = max(found.values(), key=lambda item: item[0])
+        notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
+                 "run's is used."] if len(found) > 1 else []
     try:
-        return VerdictConfig.from_stored(stated), True, notes
+        out = VerdictConfig.from_stored(stated) if stated is not None else DEFAULT
+        declared = stated is not None
     except ValidationError as err:
-        return DEFAULT, False, notes + [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); "
-                                        "the default rule is used."]
+        out = DEFAULT
+        notes += [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); the default rule is used."]
+    if out.control is None:
+        runs = run_set.runs[run_set.runs["path"].isin(set(paths))] if not run_set.runs.empty else run_set.runs
+        candidates, axis = _candidates(runs)
+        control = default_control(candidates)
+        why = ambiguous(candidates, axis)
+        where = f"`{runs['experiment'].iloc[0]}`: " if not runs.empty else ""
+        notes += [f"{where}{why}; no verdict."] if why else []
+        out = out.model_copy(update={"control": control})
+    return out, declared, notes
+
+
+def _candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
+    """{arm (or method): its methods} of the runs that train, and the axis (the records' side of
+    grporm.declaration.candidates_of)."""
+    axis = _axis(runs) if not runs.empty else METHOD
+    out: dict[str, set[str]] = {}
+    for _, run in runs.iterrows():
+        if trains(str(run["method"])):
+            out.setdefault("" if _blank(run[axis]) else str(run[axis]), set()).add(str(run["method"]))
+    return out, axis
 
 
 def _axis(runs: pd.DataFrame) -> str:
@@ -95,10 +118,6 @@ def _axis(runs: pd.DataFrame) -> str:
 
 def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
-def _trains(method: str) -> bool:
-    return method not in METHODS or METHODS.get(method).trains
 
 
 class _Values:
@@ -167,11 +186,13 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values) -> Com
     runs = run_set.runs[run_set.runs["experiment"] == experiment]
     declared, is_declared, notes = declaration(run_set, runs["path"])
     axis = _axis(runs)
-    runs = runs[runs["method"].map(_trains)]  # pretrained rows are neither control nor treatment
+    runs = runs[runs["method"].map(trains)]  # pretrained rows are neither control nor treatment
     picks = runs["path"].map(lambda p: _pick(run_set.records.get(p) or {}))
     runs = runs.assign(_pick=picks.values, _who=runs[axis].fillna("").astype(str).values)
     empty = pd.DataFrame(columns=list(FRAME_COLUMNS))
     control_runs = runs[runs["_who"] == declared.control]
+    if declared.control is None:  # no default control: the notes say why
+        return Comparison(experiment, declared, is_declared, axis, empty, notes=notes)
     if control_runs.empty:
         where = "arm" if axis == ARM else "method"
         return Comparison(experiment, declared, is_declared, axis, empty, notes=notes + [
