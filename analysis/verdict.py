@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 import grporm.analysis.inference as inf
-from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
+from grporm.analysis.records import ID_COLUMNS, RunSet, check_results_folder, load_history, load_runs, metric_columns
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
@@ -91,16 +91,16 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
         notes += [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); the default rule is used."]
     if out.control is None:
         runs = run_set.runs[run_set.runs["path"].isin(set(paths))] if not run_set.runs.empty else run_set.runs
-        candidates, axis = _candidates(runs)
-        control = default_control(candidates)
-        why = ambiguous(candidates, axis)
+        found_candidates, axis = candidates(runs)
+        control = default_control(found_candidates)
+        why = ambiguous(found_candidates, axis)
         where = f"`{runs['experiment'].iloc[0]}`: " if not runs.empty else ""
         notes += [f"{where}{why}; no verdict."] if why else []
         out = out.model_copy(update={"control": control})
     return out, declared, notes
 
 
-def _candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
+def candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
     """{arm (or method): its methods} of the runs that train, and the axis (the records' side of
     grporm.declaration.candidates_of)."""
     axis = _axis(runs) if not runs.empty else METHOD
@@ -372,10 +372,21 @@ def verdict_frame(run_set: RunSet) -> pd.DataFrame:
 
 
 def merged(folders: list[Path]) -> RunSet:
-    """The finished runs of several results folders as one RunSet; an experiment found in more than
-    one folder is kept apart, named `<folder>/<experiment>`."""
-    if len({Path(f).resolve() for f in folders}) != len(folders):
+    """The finished runs of several results folders as one RunSet, the one rule of `grporm compare` and
+    `grporm.verdict`: an experiment found in more than one folder is kept apart, named
+    `<folder>/<experiment>`; within a folder a run finished twice counts once (the other is in
+    `excluded`, see `dropped`); overlapping folders (`A` and `A/sub`) are refused, they would count the
+    same runs twice."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        check_results_folder(folder)
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) != len(folders):
         raise GrpormError("a results folder is given twice; give each once")
+    for inner, inner_path in zip(folders, resolved):
+        for outer, outer_path in zip(folders, resolved):
+            if inner_path != outer_path and inner_path.is_relative_to(outer_path):
+                raise GrpormError(f"results folder {inner} lies inside {outer}: its runs would count twice; give only {outer}")
     sets = [(str(f), load_runs(f)) for f in folders]
     seen: dict[str, int] = {}
     for _, s in sets:
@@ -395,6 +406,11 @@ def merged(folders: list[Path]) -> RunSet:
     return RunSet(runs=pd.concat(runs, ignore_index=True), excluded=excluded,
                   metrics=pd.concat(metrics, ignore_index=True), records=records,
                   roots=tuple(Path(f) for f in folders), knn_ks=knn_ks)
+
+
+def dropped(run_set: RunSet) -> list[str]:
+    """One line per run left out as a duplicate of another (same config and seed), to say so."""
+    return [f"{path}: {reason}" for path, reason in run_set.excluded if reason.startswith("duplicate of run")]
 
 
 # -- rendering -----------------------------------------------------------------------------------------
