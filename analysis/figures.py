@@ -432,11 +432,12 @@ def _forest_point(ax, y: float, line: pd.Series, marker: str | None = None, band
             markerfacecolor="white" if aa else colour)
 
 
-def _word_handles(band: bool = True) -> list:
-    handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"], label=w)
-               for w, s in WORD_STYLE.items()]
-    handles.append(matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o", markerfacecolor="white",
-                                           label="A/A control"))
+def _word_handles(band: bool = True, markers: bool = True) -> list:
+    """The legend of the words (and of the detectable band); without markers where markers name backbones."""
+    handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"] if markers else None,
+                                       label=w) for w, s in WORD_STYLE.items()]
+    handles.append(matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o" if markers else None,
+                                           markerfacecolor="white", label="A/A control"))
     if band:
         handles.append(matplotlib.patches.Patch(color="#1f77b4", alpha=0.10, label="\u00b1 detectable difference"))
     return handles
@@ -504,42 +505,54 @@ def _dodge(count: int) -> list[float]:
 
 @styled
 def summary_forest(frame: pd.DataFrame) -> Figure | None:
-    """The README's figure: one panel per experiment (its name the title, an x axis each), one line per
-    treatment, its differences from the control on the rows given (the caller passes the primary claims'
-    lines) side by side on that line: a marker per row (named in the panel's legend), colour = the word.
-    None for an empty frame."""
+    """The README's figure: one panel per (experiment, claim) of the lines given (the caller passes the
+    primary claims'), titled with both, each with its x axis; one line per treatment, its difference from
+    the control on each backbone (and other axes) side by side on that line, a marker per backbone (one
+    legend for the figure), colour = the word. Two panels a row at a width that reads at ~800 px. None
+    for an empty frame."""
     if frame is None or frame.empty:
         return None
     with matplotlib.rc_context(COMPACT_STYLE):
-        experiments = list(dict.fromkeys(frame["experiment"]))
-        parts = []
-        for experiment in experiments:
-            mine = frame[frame["experiment"] == experiment]
-            rows = forest_rows(mine)
-            lines = list(dict.fromkeys(w for _, group in rows for w in group["treatment"]))
-            parts.append((experiment, mine, rows, lines))
-        heights = [0.9 + 0.28 * len(lines) + 0.16 * max(0, len(rows) - 2) for _, _, rows, lines in parts]
-        fig = Figure(figsize=(COMPACT_WIDTH, sum(heights) + 0.9), layout="constrained")
+        variants = list(dict.fromkeys(_variant(line) for _, line in frame.iterrows()))
+        markers = {v: ROW_MARKERS[i % len(ROW_MARKERS)] for i, v in enumerate(variants)}
+        panels = [(key, group) for key, group in frame.groupby(["experiment", "claim"], sort=False)]
+        ncols = 1 if len(panels) == 1 else 2
+        grid = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+        heights = [0.8 + 0.24 * max(group["treatment"].nunique() for _, group in row) for row in grid]
+        fig = Figure(figsize=(COMPACT_WIDTH, sum(heights) + 1.1), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(len(parts), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-        for ax, (experiment, mine, rows, lines) in zip(axes, parts):
-            offsets = _dodge(len(rows))
-            handles = []
-            for i, ((key, group), offset) in enumerate(zip(rows, offsets)):
-                marker = ROW_MARKERS[i % len(ROW_MARKERS)]
+        axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+        for r, row in enumerate(grid):
+            for c in range(ncols):
+                ax = axes[r][c]
+                if c >= len(row):
+                    ax.set_visible(False)
+                    continue
+                (experiment, claim), group = row[c]
+                lines = [w for _, g in forest_rows(group) for w in g["treatment"]]
+                lines = list(dict.fromkeys(lines))
+                mine = list(dict.fromkeys(_variant(line) for _, line in group.iterrows()))
+                offsets = dict(zip(mine, _dodge(len(mine))))
                 for _, line in group.iterrows():
-                    _forest_point(ax, lines.index(line["treatment"]) + offset, line, marker=marker, band=False, size=5.5)
-                handles.append(matplotlib.lines.Line2D([], [], linestyle="none", marker=marker, color="#333333",
-                                                       label=" / ".join(str(k) for k in key if k)))
-            ax.axvline(0, color="black", linewidth=0.9)
-            roles = dict(zip(mine["treatment"], mine["role"])) if "role" in mine.columns else {}
-            ax.set_yticks(range(len(lines)), [f"{w}{ROLE_MARK.get(roles.get(w), '')}" for w in lines])
-            ax.set_ylim(len(lines) - 0.5, -0.5)
-            ax.grid(axis="x", alpha=0.3)
-            ax.set_title(f"{experiment}", loc="left", fontweight="bold")
-            ax.set_xlabel(f"minus the control {_control(mine)} (points)")
-            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-        fig.legend(handles=_word_handles(band=False), loc="outside lower center", ncols=4)
-        fig.suptitle("Verdict at a glance: each treatment minus its experiment's control, primary claims\n"
-                     "point = mean paired difference, line = 95% interval; the full tables give every claim")
+                    v = _variant(line)
+                    _forest_point(ax, lines.index(line["treatment"]) + offsets[v], line, marker=markers[v], band=False,
+                                  size=5.5)
+                ax.axvline(0, color="black", linewidth=0.9)
+                roles = dict(zip(group["treatment"], group["role"])) if "role" in group.columns else {}
+                ax.set_yticks(range(len(lines)), [f"{w}{ROLE_MARK.get(roles.get(w), '')}" for w in lines])
+                ax.set_ylim(len(lines) - 0.5, -0.5)
+                ax.grid(axis="x", alpha=0.3)
+                ax.set_title(textwrap.fill(f"{experiment}: {claim}", 30), loc="left", fontweight="bold")
+                ax.set_xlabel(f"minus {_control(group)} (points)")
+        handles = _word_handles(band=False, markers=False) + [
+            matplotlib.lines.Line2D([], [], linestyle="none", marker=m, color="#333333", label=v or "all runs")
+            for v, m in markers.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)))
+        fig.suptitle("Verdict at a glance: each treatment minus its experiment's control (primary claims)\n"
+                     "point = mean paired difference, line = 95% interval, marker = backbone")
     return fig
+
+
+def _variant(line: pd.Series) -> str:
+    """What tells a line's points apart on one treatment line: its backbone and other axes."""
+    return " / ".join(str(line[k]) for k in ("backbone", "axes") if k in line.index and str(line[k]))

@@ -4,7 +4,7 @@ is written here; the other modules hand over data or cell texts. One cell format
 
 Cells: 'mean ± std' over seeds (one value: the mean alone; '(n=k)' when only k of the row's runs have
 the metric), a dagger when fewer than 3 seeds, bold for the best mean of a column within a block.
-Difference rows: 'mean [low, high]' = GRPO-RM − CE paired by seed with its 95% t interval.
+No table here shows a difference from a control: those are the verdict's (analysis/verdict.py).
 """
 from __future__ import annotations
 

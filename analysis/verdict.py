@@ -5,7 +5,8 @@ improvement, the A/A rate).
 
 An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
 each run's record; without one the default rule applies: the control is the arm or method named
-`ce`, every other fine-tuned arm or method is a treatment, every metric the runs recorded is a row.
+`ce`, else the one arm whose method is CE (grporm/declaration.py), every other fine-tuned arm or
+method is a treatment, every metric the runs recorded is a row.
 Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
 """
 from __future__ import annotations

@@ -81,16 +81,19 @@ def test_an_empty_frame_draws_nothing():
 
 
 def test_the_compact_figure_has_one_line_per_treatment_and_reads_at_readme_width():
-    frame = verdict_frame(claims=2, treatments=4, experiments=3)  # two rows (backbones) per treatment
+    frame = verdict_frame(claims=2, treatments=4, experiments=3)
+    frame = pd.concat([frame, frame.assign(backbone="other")], ignore_index=True)  # two backbones per line
     fig = summary_forest(frame)
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title(loc="left") for ax in panels] == ["study0", "study1", "study2"]
+    assert [ax.get_title(loc="left") for ax in panels] == [f"study{e}: claim {c}" for e in range(3) for c in range(2)]
     for ax in panels:
         assert [t.get_text() for t in ax.get_yticklabels()] == ["arm0", "arm1", "arm2", "arm3", "anchor (A/A)"]
-        assert ax.get_xlabel() and all(t.get_fontsize() >= 9 for t in ax.get_yticklabels())
-        assert len(ax.get_legend().get_texts()) == 2  # the two rows, by marker
+        assert ax.get_xlabel() == "minus `ce` (points)" and all(t.get_fontsize() >= 9 for t in ax.get_yticklabels())
+        assert len(_intervals(ax)) == 2 * 5  # both backbones on each line
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"backbone0", "backbone1", "other"} <= set(legend) and "ahead" in legend
     width, height = fig.get_size_inches()
-    assert width <= 8.5 and height <= 3 * 3.2 + 1.5
+    assert width <= 8.5 and height <= 3 * 2.2 + 1.5
 
 
 def _control_with_a_runner_up(root: Path, write_run) -> None:
