@@ -1,6 +1,7 @@
 """Figures, one style for all (METHOD_STYLE, STYLE): convergence (kNN@20 per epoch and against training
-wall time, from history.csv), accuracy against corruption severity, many/medium/few bars, ablation bars
-and GRPO training statistics over steps (steps.csv). Bands and whiskers are min..max over seeds.
+wall time, from history.csv), accuracy against corruption severity, many/medium/few bars, GRPO
+training statistics over steps (steps.csv), and the verdict's forest figures (each experiment's, and the
+README's compact one), drawn from the verdict frame alone. Bands and whiskers are min..max over seeds.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The paper's tables as data: one ``Table`` per section (classification, OOD, transfer, imbalance,
-segmentation, ablations, cost), built from ``RunSet.metrics``.
+segmentation, cost), built from ``RunSet.metrics``.
 
 A cell is the ``Summary`` over the seeds of one row (experiment, data set, backbone, variant, method)
 of one per-run value (e.g. "SR top-1 averaged over all corruptions of this run"). Differences from a
