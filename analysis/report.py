@@ -28,7 +28,7 @@ from grporm.analysis.figures import (
     steps_plot,
     summary_forest,
 )
-from grporm.analysis.records import RunSet, load_runs, method_label, method_rank
+from grporm.analysis.records import RunSet, check_results_folder, load_runs, method_label, method_rank
 from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
 from grporm.analysis.sections import Table, build_tables
 from grporm.analysis.tables import classification_table, row_keys
@@ -389,6 +389,8 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     ``table.md`` (local records) and REPORT.md with its tables and figures. Raises GrpormError when there
     is no record at all."""
     root = Path(results_dir)
+    if root.is_file():
+        check_results_folder(root)  # "is a file, not a results folder"
     command = PRODUCE_HINT if root == Path("results") else f"{PRODUCE_HINT} --results {root}"
     no_records = f"no run records under {root}: produce them with `{command}`"
     has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))

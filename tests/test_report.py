@@ -327,6 +327,9 @@ def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
 
 
 def test_report_without_records_is_one_line(tmp_path: Path):
+    (tmp_path / "a_file").write_text("not a folder")
+    file = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "a_file")])
+    assert file.exit_code == 2 and "a_file is a file, not a results folder" in file.output
     result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "grporm run experiments/quick.yaml" in result.output
