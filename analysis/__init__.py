@@ -1,10 +1,11 @@
 """Tables and figures from the run records under a results folder (no torch needed).
 
 - records: load_runs -> RunSet (wide ``runs``, tidy ``metrics``, ``excluded`` with reasons)
-- stats: summarize (mean ± std over seeds), paired_difference (GRPO-RM − CE by seed, t interval)
+- stats: summarize (mean ± std over seeds), paired_difference (by seed, t interval; the verdict's pairing)
 - tables, sections, verdict, tuning: the report's tables as data (verdict_frame: the verdict, one row per cell)
 - render: the one writer of Markdown / LaTeX / CSV tables
-- figures: convergence, severity, shot-group and ablation bars, training statistics
+- figures: convergence, severity, shot-group bars, training statistics, the verdict's forest figures
+- close_calls: the words and command next to a verdict resting on an unchecked close call
 - report: records loaded once -> REPORT.md with everything, and each experiment's table.md
 """
 from grporm.analysis.figures import convergence_figure

@@ -1,6 +1,7 @@
 """Figures, one style for all (METHOD_STYLE, STYLE): convergence (kNN@20 per epoch and against training
-wall time, from history.csv), accuracy against corruption severity, many/medium/few bars, ablation bars
-and GRPO training statistics over steps (steps.csv). Bands and whiskers are min..max over seeds.
+wall time, from history.csv), accuracy against corruption severity, many/medium/few bars, GRPO
+training statistics over steps (steps.csv), and the verdict's forest figures (each experiment's, and the
+README's compact one), drawn from the verdict frame alone. Bands and whiskers are min..max over seeds.
 """
 from __future__ import annotations
 
@@ -388,163 +389,173 @@ def imbalance_plot(table) -> Figure | None:
                              "Imbalanced training: accuracy per shot group")
 
 
-# -- forest plot (the verdict) --------------------------------------------------------------------
+# -- forest plots (the verdict) --------------------------------------------------------------------
+# Every difference from a control drawn here is a line of the verdict frame (analysis.verdict.verdict_frame):
+# no figure pairs runs itself, so a figure can never disagree with the verdict table.
 WORD_STYLE = {"ahead": {"color": "#2ca02c", "marker": "o"}, "behind": {"color": "#d62728", "marker": "s"},
               "no difference": {"color": "#555555", "marker": "D"}}
 NO_WORD = {"color": "#999999", "marker": "x"}  # fewer than two pairs: no interval, no word
-LINE_INCHES = 0.16  # per drawn line: 16 claim rows x 7 treatments stay readable on a long page
-FOREST_KEYS = ("experiment", "claim", "backbone")
+ROW_KEYS = ("claim", "dataset", "backbone", "axes")  # one verdict row: a panel of an experiment's figure
+LINE_INCHES = 0.2  # per treatment line of a panel
+ROLE_ORDER = {"treatment": 0, "reference": 1, "aa": 2}  # treatments first, then references, A/A controls last
+# the README's compact figure: a width that reads at ~800 px, so fonts a little larger than STYLE's
+COMPACT_WIDTH = 8.0
+COMPACT_STYLE = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "xtick.labelsize": 9,
+                 "ytick.labelsize": 9.5, "legend.fontsize": 8.5}
+ROW_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")  # one per verdict row of an experiment (compact figure)
 
 
 def forest_rows(frame: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    """The claim rows (experiment, claim, backbone) of a verdict frame in frame order, each with its lines
-    (treatments first in frame order, A/A controls last)."""
-    keys = [k for k in FOREST_KEYS if k in frame.columns]
+    """The verdict rows (claim, data set, backbone, other axes) of one experiment's frame in frame order, each
+    with its lines ordered by role (ROLE_ORDER), frame order within a role."""
+    keys = [k for k in ROW_KEYS if k in frame.columns]
     rows = []
     for key, group in frame.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        aa = group["role"].eq("aa") if "role" in group.columns else pd.Series(False, index=group.index)
-        rows.append((key, pd.concat([group[~aa], group[aa]])))
+        order = group["role"].map(ROLE_ORDER).fillna(0) if "role" in group.columns else pd.Series(0, index=group.index)
+        rows.append((key, group.assign(_order=order).sort_values("_order", kind="stable").drop(columns="_order")))
     return rows
 
 
-def _forest_point(ax, y: float, line: pd.Series) -> None:
+def _line_label(line: pd.Series) -> str:
+    return f"{line['treatment']}{ROLE_MARK.get(line.get('role'), '')}"
+
+
+def _forest_point(ax, y: float, line: pd.Series, marker: str | None = None, band: bool = True, size: float = 5) -> None:
     aa = line.get("role") == "aa"
     style = WORD_STYLE.get(str(line.get("word") or ""), NO_WORD)
     colour = "#7f7f7f" if aa else style["color"]
     detect = line.get("detectable")
-    if detect is not None and np.isfinite(detect) and detect > 0:
+    if band and detect is not None and np.isfinite(detect) and detect > 0:
         ax.fill_betweenx([y - 0.4, y + 0.4], -detect, detect, color="#1f77b4", alpha=0.10, linewidth=0)
     low, high = line.get("ci_low"), line.get("ci_high")
     if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
         ax.hlines(y, low, high, color=colour, linewidth=1.6, linestyle=":" if aa else "-")
-    ax.plot([line["diff"]], [y], linestyle="none", marker=style["marker"], markersize=5, color=colour,
+    ax.plot([line["diff"]], [y], linestyle="none", marker=marker or style["marker"], markersize=size, color=colour,
             markerfacecolor="white" if aa else colour)
 
 
+def _word_handles(band: bool = True, markers: bool = True) -> list:
+    """The legend of the words (and of the detectable band); without markers where markers name backbones."""
+    handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"] if markers else None,
+                                       label=w) for w, s in WORD_STYLE.items()]
+    handles.append(matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o" if markers else None,
+                                           markerfacecolor="white", label="A/A control"))
+    if band:
+        handles.append(matplotlib.patches.Patch(color="#1f77b4", alpha=0.10, label="\u00b1 detectable difference"))
+    return handles
+
+
+def _control(frame: pd.DataFrame) -> str:
+    controls = list(dict.fromkeys(str(c) for c in frame["control"].dropna())) if "control" in frame.columns else []
+    return ", ".join(f"`{c}`" for c in controls) or "the control"
+
+
 @styled
-def forest_plot(frame: pd.DataFrame) -> Figure | None:
-    """Verdict forest plot from a verdict frame (analysis.verdict.verdict_frame, differences in points):
-    one block per claim row (experiment, claim, backbone), one line per treatment: the mean paired
-    difference from the control (point) and its 95% interval (line); the shaded band is ± the detectable
-    difference; colour and marker give the word; A/A controls are grey, hollow and dotted. None for an
-    empty frame."""
+def experiment_forest(frame: pd.DataFrame, experiment: str | None = None) -> Figure | None:
+    """One experiment's verdict (its lines of the verdict frame, differences in points): one panel per
+    verdict row (claim, data set, backbone, other axes), each with its own x axis; one line per treatment,
+    reference and A/A control: the mean paired difference from the control (point), its 95% interval
+    (line), the shaded band \u00b1 the detectable difference; colour and marker give the word, A/A controls
+    are grey, hollow and dotted. The experiment's name is in the title. None for an empty frame."""
     if frame is None or frame.empty:
         return None
+    experiment = experiment or str(frame["experiment"].iloc[0])
     rows = forest_rows(frame)
-    lines = sum(len(group) for _, group in rows)
-    height = 1.6 + LINE_INCHES * lines + 0.12 * len(rows)
-    fig = Figure(figsize=(7.5, max(2.4, height)), layout="constrained")
+    ncols = 1 if len(rows) == 1 else 2
+    grid = [rows[i:i + ncols] for i in range(0, len(rows), ncols)]
+    heights = [0.75 + LINE_INCHES * max(len(lines) for _, lines in row) for row in grid]
+    fig = Figure(figsize=(4.3 * ncols + 1.4, sum(heights) + 1.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ticks, labels, y = [], [], 0.0
-    spans = []
-    for key, group in rows:
-        start = y
-        for _, line in group.iterrows():
-            _forest_point(ax, y, line)
-            ticks.append(y)
-            labels.append(f"{line['treatment']}{ROLE_MARK.get(line.get('role'), '')}")
-            y += 1
-        spans.append((start, y - 1, key))
-        y += 0.8  # a gap between claim rows
-    for i, (start, end, key) in enumerate(spans):
-        text = textwrap.fill(" / ".join(str(k) for k in key[1:] if k), 28)
-        ax.annotate(text, xy=(0, (start + end) / 2), xycoords=("axes fraction", "data"), xytext=(-118, 0),
-                    textcoords="offset points", ha="right", va="center", fontsize=7.5, fontweight="bold")
-        if i + 1 < len(spans):
-            ax.axhline(end + 0.9, color="#dddddd", linewidth=0.6)
-    ax.axvline(0, color="black", linewidth=0.9, label="zero (no difference)")
-    ax.set_yticks(ticks, labels, fontsize=7)
-    ax.set_ylim(ticks[-1] + 0.7, -0.7)  # first row on top
-    ax.grid(axis="x", alpha=0.3)
-    measure = ", ".join(dict.fromkeys(str(m) for m in frame.get("measure", pd.Series(dtype=str)).dropna())) or ""
-    # the measures on lines of their own: on one line with the unit they ran past the figure's edge
-    ax.set_xlabel("difference from the control (percentage points)" + ("\nmeasure: " + textwrap.fill(measure, 60)
-                                                                         if measure else ""), fontsize=8)
-    handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"], label=w)
-               for w, s in WORD_STYLE.items()]
-    handles += [matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o", markerfacecolor="white",
-                                        label="A/A control"),
-                matplotlib.patches.Patch(color="#1f77b4", alpha=0.10, label="\u00b1 detectable difference")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=5, fontsize=7)
-    fig.suptitle("Verdict: each treatment minus the control, paired by seed\npoint = mean, line = 95% interval")
+    axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+    for r, row in enumerate(grid):
+        for c in range(ncols):
+            ax = axes[r][c]
+            if c >= len(row):
+                ax.set_visible(False)
+                continue
+            key, lines = row[c]
+            for y, (_, line) in enumerate(lines.iterrows()):
+                _forest_point(ax, y, line)
+            ax.axvline(0, color="black", linewidth=0.9)
+            ax.set_yticks(range(len(lines)), [f"{_line_label(line)} (n={int(line['n'])})" for _, line in lines.iterrows()])
+            ax.set_ylim(len(lines) - 0.5, -0.5)  # first line on top
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_title(_title(key))
+            ax.set_xlabel(f"minus {_control(lines)} (points)")
+    fig.legend(handles=_word_handles(), loc="outside lower center", ncols=5, fontsize=7)
+    fig.suptitle(f"{experiment}: each arm minus the control {_control(frame)}, paired by seed\n"
+                 "point = mean, line = 95% interval, colour = the verdict's word")
     return fig
 
 
-# -- ablations ----------------------------------------------------------------------------------
-ABLATION_METRICS = ((SR, "SR"), (HEADLINE_KNN, "kNN@20"))
-CONTROL_ARM = "ce"
-
-
-def _arm(record: dict) -> str | None:
-    axes = record.get("axes") if isinstance(record, dict) else None
-    return str(axes["arm"]) if isinstance(axes, dict) and axes.get("arm") is not None else None
-
-
-def ablation_differences(run_set) -> pd.DataFrame:
-    """Per ablation study (an experiment named with 'ablation' whose runs have an ``arm`` axis), data set,
-    backbone, metric and arm: the arm minus the control arm (CONTROL_ARM, else the first CE arm) paired by seed,
-    in points: columns experiment, dataset, backbone, metric, arm, method, n, diff, ci_low, ci_high.
-    An ablation experiment without an arm axis has no control of its own and is left out."""
-    from grporm.analysis.stats import paired_difference
-
-    runs = run_set.runs
-    columns = ["experiment", "dataset", "backbone", "metric", "arm", "method", "n", "diff", "ci_low", "ci_high"]
-    if runs.empty:
-        return pd.DataFrame(columns=columns)
-    runs = runs.assign(arm=[_arm(run_set.records.get(p, {})) for p in runs["path"]])
-    runs = runs[runs["experiment"].str.contains("ablation") & runs["arm"].notna()]
+def forest_points(fig: Figure) -> list[list[tuple[str, float]]]:
+    """Per visible panel of a forest figure: (line label, plotted difference), top to bottom (what a test
+    compares with the verdict frame)."""
     out = []
-    for (experiment, dataset, backbone), group in runs.groupby(["experiment", "dataset", "backbone"], sort=True):
-        ce_arms = list(dict.fromkeys(group.loc[group["method"] == "ce", "arm"]))
-        control = CONTROL_ARM if CONTROL_ARM in ce_arms else (ce_arms[0] if ce_arms else None)
-        if control is None:
-            continue
-        base = group[group["arm"] == control]
-        for metric, _ in ABLATION_METRICS:
-            if metric not in group.columns:
-                continue
-            reference = {int(s): float(v) for s, v in zip(base["seed"], base[metric]) if pd.notna(v)}
-            for arm, runs_of_arm in group[group["arm"] != control].groupby("arm", sort=False):
-                values = {int(s): float(v) for s, v in zip(runs_of_arm["seed"], runs_of_arm[metric]) if pd.notna(v)}
-                d = paired_difference(values, reference)
-                if d.n:
-                    out.append([experiment, dataset, backbone, metric, arm, runs_of_arm["method"].iloc[0], d.n,
-                                100 * d.mean, 100 * d.ci_low, 100 * d.ci_high])
-    return pd.DataFrame(out, columns=columns)
+    for ax in (a for a in fig.axes if a.get_visible()):
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        points = [line for line in ax.get_lines() if line.get_linestyle() in ("None", "none", "")]
+        by_y = {float(line.get_ydata()[0]): float(line.get_xdata()[0]) for line in points}
+        out.append([(label, by_y[float(y)]) for label, y in zip(labels, ax.get_yticks())])
+    return out
+
+
+def _dodge(count: int) -> list[float]:
+    """Vertical offsets of `count` points sharing one line, centred, within \u00b10.3."""
+    return [0.0] if count == 1 else list(np.linspace(-0.3, 0.3, count))
 
 
 @styled
-def ablation_plot(run_set) -> Figure | None:
-    """Each ablation arm minus the CE control of the same study and seed (points, 95% t interval), one
-    panel per (study, data set, backbone) and metric; the x axis spans the differences, so a point is
-    visible. None when no ablation study with arms has finished runs."""
-    diffs = ablation_differences(run_set)
-    if diffs.empty:
+def summary_forest(frame: pd.DataFrame) -> Figure | None:
+    """The README's figure: one panel per (experiment, claim) of the lines given (the caller passes the
+    primary claims'), titled with both, each with its x axis; one line per treatment, its difference from
+    the control on each backbone (and other axes) side by side on that line, a marker per backbone (one
+    legend for the figure), colour = the word. Two panels a row at a width that reads at ~800 px. None
+    for an empty frame."""
+    if frame is None or frame.empty:
         return None
-    panels = list(diffs.groupby(["experiment", "dataset", "backbone", "metric"], sort=False))
-    arms = max(g["arm"].nunique() for _, g in panels)
-    ncols = min(2, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(4.0 * ncols + 1.2, nrows * (0.9 + 0.24 * arms) + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    names = dict(ABLATION_METRICS)
-    for ax, ((experiment, dataset, backbone, metric), group) in zip(axes, panels):
-        ys = np.arange(len(group))
-        colours = [method_style(m)["color"] for m in group["method"]]
-        err = np.vstack([np.nan_to_num(group["diff"] - group["ci_low"]), np.nan_to_num(group["ci_high"] - group["diff"])])
-        for y, x, e0, e1, colour in zip(ys, group["diff"], err[0], err[1], colours):
-            ax.errorbar([x], [y], xerr=[[e0], [e1]], fmt="o", color=colour, capsize=2, markersize=4, linewidth=1.2)
-        ax.axvline(0, color="black", linewidth=0.9)
-        ax.set_yticks(ys, [f"{a} (n={n})" for a, n in zip(group["arm"], group["n"])])
-        ax.set_ylim(len(group) - 0.5, -0.5)
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel(f"{names.get(metric, metric)}: arm \u2212 CE control (points)")
-        ax.set_title(_title((experiment, dataset, backbone)))
-    fig.suptitle("Ablations: each arm minus the CE control of the same study and seed\n"
-                 "point = mean paired difference, line = 95% t interval (none with one seed)")
+    with matplotlib.rc_context(COMPACT_STYLE):
+        variants = list(dict.fromkeys(_variant(line) for _, line in frame.iterrows()))
+        markers = {v: ROW_MARKERS[i % len(ROW_MARKERS)] for i, v in enumerate(variants)}
+        panels = [(key, group) for key, group in frame.groupby(["experiment", "claim"], sort=False)]
+        ncols = 1 if len(panels) == 1 else 2
+        grid = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+        heights = [0.8 + 0.24 * max(group["treatment"].nunique() for _, group in row) for row in grid]
+        fig = Figure(figsize=(COMPACT_WIDTH, sum(heights) + 1.1), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+        for r, row in enumerate(grid):
+            for c in range(ncols):
+                ax = axes[r][c]
+                if c >= len(row):
+                    ax.set_visible(False)
+                    continue
+                (experiment, claim), group = row[c]
+                lines = [w for _, g in forest_rows(group) for w in g["treatment"]]
+                lines = list(dict.fromkeys(lines))
+                mine = list(dict.fromkeys(_variant(line) for _, line in group.iterrows()))
+                offsets = dict(zip(mine, _dodge(len(mine))))
+                for _, line in group.iterrows():
+                    v = _variant(line)
+                    _forest_point(ax, lines.index(line["treatment"]) + offsets[v], line, marker=markers[v], band=False,
+                                  size=5.5)
+                ax.axvline(0, color="black", linewidth=0.9)
+                roles = dict(zip(group["treatment"], group["role"])) if "role" in group.columns else {}
+                ax.set_yticks(range(len(lines)), [f"{w}{ROLE_MARK.get(roles.get(w), '')}" for w in lines])
+                ax.set_ylim(len(lines) - 0.5, -0.5)
+                ax.grid(axis="x", alpha=0.3)
+                ax.set_title(textwrap.fill(f"{experiment}: {claim}", 30), loc="left", fontweight="bold")
+                ax.set_xlabel(f"minus {_control(group)} (points)")
+        handles = _word_handles(band=False, markers=False) + [
+            matplotlib.lines.Line2D([], [], linestyle="none", marker=m, color="#333333", label=v or "all runs")
+            for v, m in markers.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)))
+        fig.suptitle("Verdict at a glance: each treatment minus its experiment's control (primary claims)\n"
+                     "point = mean paired difference, line = 95% interval, marker = backbone")
     return fig
+
+
+def _variant(line: pd.Series) -> str:
+    """What tells a line's points apart on one treatment line: its backbone and other axes."""
+    return " / ".join(str(line[k]) for k in ("backbone", "axes") if k in line.index and str(line[k]))

@@ -31,7 +31,6 @@ COST_COLUMNS = ("train_seconds", "total_seconds", "train_images_per_second", "pe
 # Matrix axes every run id already names; any other axis makes a "variant" (e.g. an ablation setting).
 STANDARD_AXES = ("seed", "method", "model.name", "data.name")
 TIDY_COLUMNS = ("family", "metric", "condition", "severity", "value")
-ABLATION_PREFIX = "ablation"
 RECORD_GLOBS = ("*/runs/*/record.json", "runs/*/record.json")
 
 
@@ -126,10 +125,6 @@ def _row(record: dict, record_path: Path) -> dict:
         "imbalance_factor": _imbalance_factor(record),
         **_flat_metrics(typed.metrics or Metrics(), typed.timing or Timing()),
     }
-
-
-def is_ablation(experiment: str) -> bool:
-    return str(experiment).startswith(ABLATION_PREFIX)
 
 
 def _axis_text(value) -> str:
@@ -231,6 +226,14 @@ def _runs_without_record(root: Path) -> list[Path]:
     return sorted(dirs)
 
 
+def check_results_folder(root: Path) -> None:
+    """A results folder must be a folder: one line naming the problem otherwise."""
+    if root.is_file():
+        raise GrpormError(f"{root} is a file, not a results folder; give the folder that holds <experiment>/runs/")
+    if not root.is_dir():
+        raise GrpormError(f"results folder {root} does not exist")
+
+
 def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
     """Load every ``<experiment>/runs/<run_id>/record.json`` under ``results_dir`` (a results folder,
     or a single experiment folder holding ``runs/``) and under each of ``more_dirs`` (e.g. the W&B
@@ -239,12 +242,17 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
     excluded: list[tuple[Path, str]] = []
     kept: list[tuple[dict, dict, Path]] = []  # (row, record, path)
     long_rows: dict[str, list[tuple]] = {}
+    seen: set[Path] = set()  # run folders: one reached through two folders (A and A/sub) is read once
     for root in roots:
-        if not root.is_dir():
-            raise GrpormError(f"results folder {root} does not exist")
-        excluded += [(d, "no record.json in the run folder (never started, or deleted)")
-                     for d in _runs_without_record(root)]
+        check_results_folder(root)
+        for run_dir in _runs_without_record(root):
+            if run_dir.resolve() not in seen:
+                seen.add(run_dir.resolve())
+                excluded.append((run_dir, "no record.json in the run folder (never started, or deleted)"))
         for path in _record_paths(root):
+            if path.parent.resolve() in seen:
+                continue
+            seen.add(path.parent.resolve())
             # the suite's one reader of user files: regular files only, size-limited, any JSON failure one line
             try:
                 record = read_json(path, "run record", "delete it or rerun that run")

@@ -4,7 +4,7 @@ is written here; the other modules hand over data or cell texts. One cell format
 
 Cells: 'mean ± std' over seeds (one value: the mean alone; '(n=k)' when only k of the row's runs have
 the metric), a dagger when fewer than 3 seeds, bold for the best mean of a column within a block.
-Difference rows: 'mean [low, high]' = GRPO-RM − CE paired by seed with its 95% t interval.
+No table here shows a difference from a control: those are the verdict's (analysis/verdict.py).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import math
 import pandas as pd
 
 from grporm.analysis.records import method_label
-from grporm.analysis.sections import DIFF, KEY_TITLES, Column, Row, Table
-from grporm.analysis.stats import MIN_SEEDS, PairedDiff, Summary
+from grporm.analysis.sections import KEY_TITLES, Column, Row, Table
+from grporm.analysis.stats import MIN_SEEDS, Summary
 from grporm.analysis.tables import TABLE_METRICS
 
 MISSING = "—"
@@ -85,21 +85,8 @@ def classification_markdown(table: pd.DataFrame) -> str:
     return markdown_grid(header, rows, "l" * len(keys) + "r" * (len(header) - len(keys)))
 
 
-def _signed(value: float, column: Column) -> str:
-    return f"{column.scale * value:+.{column.decimals}f}"
-
-
-def cell_text(cell: Summary | PairedDiff, column: Column, n_runs: int, latex: bool = False) -> str:
+def cell_text(cell: Summary, column: Column, n_runs: int, latex: bool = False) -> str:
     """The cell without emphasis or dagger (both are added by the renderer)."""
-    if isinstance(cell, PairedDiff):
-        if cell.n == 0:
-            return "---" if latex else MISSING
-        text = _signed(cell.mean, column)
-        if not math.isnan(cell.ci_low):
-            text += f" [{_signed(cell.ci_low, column)}, {_signed(cell.ci_high, column)}]"
-        if cell.n < n_runs:
-            text += f" (n={cell.n})"
-        return text.replace("-", "$-$").replace("+", "$+$") if latex else text.replace("-", "−")
     text = format_cell(cell.mean, cell.std, cell.n, n_runs, column.scale, column.decimals,
                        pm=" $\\pm$ " if latex else " ± ")
     return "---" if latex and text == MISSING else text
@@ -133,8 +120,7 @@ def table_markdown(table: Table) -> str:
         [column.title for column in table.columns] + ["Seeds"]
     rows = []
     for row, cells in zip(table.rows, _cells(table, latex=False)):
-        label = f"*{row.label}*" if row.method == DIFF else row.label
-        rows.append([row.key[i] for i in keys] + [label] + cells + [_seeds(row)])
+        rows.append([row.key[i] for i in keys] + [row.label] + cells + [_seeds(row)])
     text = markdown_grid(header, rows, "l" * (len(keys) + 1) + "r" * (len(table.columns) + 1))
     return text + (f"\n† {DAGGER_NOTE}\n" if has_dagger(table) else "")
 
@@ -185,8 +171,6 @@ def table_latex(table: Table) -> str:
             lines.append("\\midrule")
         previous = row.key
         label = latex_escape(row.label)
-        if row.method == DIFF:
-            label = f"\\textit{{{label}}}"
         values = [latex_escape(row.key[i]) for i in keys] + [label] + cells + [_seeds(row)]
         lines.append(" & ".join(values) + " \\\\")
     lines.append("\\bottomrule")
@@ -202,15 +186,13 @@ def table_frame(table: Table) -> pd.DataFrame:
     records = []
     for r, row in enumerate(table.rows):
         for c, (cell, column) in enumerate(zip(row.cells, table.columns)):
-            diff = isinstance(cell, PairedDiff)
             records.append({
                 **dict(zip(table.keys, row.key)), "method": row.method, "column_group": column.group,
                 "column": column.label, "family": column.family, "metric": column.metric,
                 "condition": "" if column.condition is None else column.condition,
                 "severity": "" if column.severity is None else column.severity,
                 "mean": cell.mean, "std": cell.std, "n": cell.n,
-                "min": math.nan if diff else cell.low, "max": math.nan if diff else cell.high,
-                "ci95_low": cell.ci_low if diff else math.nan, "ci95_high": cell.ci_high if diff else math.nan,
+                "min": cell.low, "max": cell.high,
                 "fewer_than_3_seeds": cell.few, "best": (r, c) in table.best,
                 "run_ids": " ".join(run_id for run_id, _ in row.runs),
                 "config_hashes": " ".join(config_hash for _, config_hash in row.runs),

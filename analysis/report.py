@@ -8,6 +8,7 @@ dates, no absolute paths, sorted everywhere).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,27 +16,27 @@ from typing import Callable
 import pandas as pd
 from matplotlib.figure import Figure
 
-import grporm.analysis.verdict as verdict_module
+from grporm.analysis.close_calls import close_call_lines
 from grporm.analysis.figures import (
-    ablation_plot,
     convergence_curves,
     convergence_figure,
     convergence_plot,
-    forest_plot,
+    experiment_forest,
     imbalance_plot,
     save_figure,
     severity_plot,
     steps_plot,
+    summary_forest,
 )
 from grporm.analysis.manifest import check_inside, prune_and_record
-from grporm.analysis.records import RunSet, is_ablation, load_runs, method_label, method_rank
+from grporm.analysis.records import RunSet, check_results_folder, load_runs, method_label, method_rank
 from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
-from grporm.analysis.sections import DIFF_LABEL, Table, build_tables
+from grporm.analysis.sections import Table, build_tables
 from grporm.analysis.tables import classification_table, row_keys
 from grporm.analysis.tuning import NAME as TUNING_NAME
 from grporm.analysis.tuning import tuning_section
+from grporm.analysis.verdict import FRAME_COLUMNS, Comparison, candidates, comparisons, verdict_section
 from grporm.analysis.verdict import NAME as VERDICT_NAME
-from grporm.analysis.verdict import verdict_section
 from grporm.errors import GrpormError
 from grporm.methods import method_names
 from grporm.progress import Say, quiet
@@ -62,58 +63,65 @@ class FigureSpec:
     stem: str
     title: str
     after: str                                        # the section it is shown in
-    draw: Callable[[RunSet, dict], Figure | None]     # (runs, {section name: Table}) -> figure
+    draw: Callable[["Drawn", dict], Figure | None]    # (the report's data, {section name: Table}) -> figure
     source: str                                       # where its numbers come from
-    absent: str
 
 
-def _main_runs(run_set: RunSet):
-    runs = run_set.runs
-    return runs[~runs["experiment"].map(is_ablation)] if not runs.empty else runs
+@dataclass
+class Drawn:
+    """What the report is made from, computed once: the runs and each experiment's verdict."""
+
+    run_set: RunSet
+    found: list[Comparison]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        frames = [c.frame for c in self.found if not c.frame.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
+
+    def primary(self) -> pd.DataFrame:
+        """The verdict lines of the primary claims (each experiment's declaration; without claims, all)."""
+        frame = self.frame
+        if "primary" in frame.columns:
+            return frame[frame["primary"].astype(bool)]
+        keep = {(c.experiment, claim.name) for c in self.found if c.declaration.claims
+                for claim in c.declaration.claims if claim.primary}
+        every = {c.experiment for c in self.found if not c.declaration.claims}
+        return frame[[e in every or (e, cl) in keep for e, cl in zip(frame["experiment"], frame["claim"])]]
 
 
 PANEL = ("experiment", "dataset", "backbone")
-FOREST = "verdict_forest"
-
-
-def verdict_figure(run_set: RunSet) -> Figure | None:
-    """The verdict's forest plot, from the verdict frame (analysis.verdict.verdict_frame; None while the
-    verdict module has no frame)."""
-    frame_of = getattr(verdict_module, "verdict_frame", None)
-    return forest_plot(frame_of(run_set)) if frame_of is not None else None
+FOREST = "verdict_forest"        # the compact figure (primary claims) the README embeds
+EXPERIMENT_FOREST = "forest_"    # + the experiment's name: its own figure under figures/
 
 
 # (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
 CONVERGENCE = ((HEADLINE_KNN, "kNN@20", ""), (SR, "SR", "_sr"))
 FIGURES = (
-    FigureSpec(FOREST, "Verdict: forest plot", VERDICT_NAME, lambda rs, t: verdict_figure(rs),
-               f"the verdict table (`{TABLES_DIR}/{VERDICT_NAME}.csv`).", "No verdict row (no study with a CE arm and a treatment arm has finished runs)."),
+    FigureSpec(FOREST, "Verdict at a glance: the primary claims", VERDICT_NAME, lambda d, t: summary_forest(d.primary()),
+               f"the verdict table (`{TABLES_DIR}/{VERDICT_NAME}.csv`), primary claims; every claim in each "
+               "experiment's figure below."),
     *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
-                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c), "epoch", c),
-                 f"`history.csv` (column {column}) of the runs in the Classification table.",
-                 f"No run has a history.csv with {label} values.")
+                 lambda d, t, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c), "epoch", c),
+                 f"`history.csv` (column {column}) of the runs in the Classification table.")
       for column, label, stem in CONVERGENCE),
     *(FigureSpec(f"convergence{stem}_time", f"Convergence: {label} against training wall time", "classification",
-                 lambda rs, t, c=column: convergence_plot(convergence_curves(_main_runs(rs), None, PANEL, c),
-                                                          "train_seconds", c),
-                 f"`history.csv` (columns {column}, train_seconds) of the runs in the Classification table.",
-                 f"No run has a history.csv with train_seconds and {label} values.")
+                 lambda d, t, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c),
+                                                         "train_seconds", c),
+                 f"`history.csv` (columns {column}, train_seconds) of the runs in the Classification table.")
       for column, label, stem in CONVERGENCE),
     FigureSpec("ood_severity", "Accuracy against corruption severity", "ood",
-               lambda rs, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table.",
-               "No OOD table."),
+               lambda d, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table."),
     FigureSpec("imbalance_shots", "Many / medium / few-shot accuracy", "imbalance",
-               lambda rs, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table.",
-               "No imbalance table."),
-    FigureSpec("ablations", "Ablations: each arm minus the CE control", "ablations",
-               lambda rs, t: ablation_plot(rs), "the runs of the ablation study (an experiment named with "
-               "'ablation' whose runs have an `arm` axis), paired by seed with its CE arm.",
-               "No ablation study with arms (experiments/studies/ablations.yaml) has finished runs."),
+               lambda d, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
-               lambda rs, t: steps_plot(_main_runs(rs)), "`steps.csv` of every finished run outside the ablations "
-               "(160 panels with them took a minute to draw; their training curves are in each run's `steps.csv`).",
-               "No run has a steps.csv (the pretrained rows do not train)."),
+               lambda d, t: steps_plot(d.run_set.runs), "`steps.csv` of every finished run."),
 )
+
+
+def _stem(experiment: str) -> str:
+    """A figure file name for an experiment (a merged folder's name holds '/')."""
+    return EXPERIMENT_FOREST + re.sub(r"[^A-Za-z0-9_.=+-]+", "_", experiment)
 
 
 def _sources(runs: pd.DataFrame) -> list[str]:
@@ -133,8 +141,9 @@ def _sources(runs: pd.DataFrame) -> list[str]:
 
 
 def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tuple[Path, str]], exp_dir: Path,
-                        figure: Path | None, forest: Path | None = None) -> str:
-    """An experiment's table.md: its classification table, its convergence figure, its excluded runs."""
+                        figure: Path | None, forest: Path | None = None, close_calls: list[str] = ()) -> str:
+    """An experiment's table.md: its classification table, its convergence figure, its verdict's figure and
+    close calls, its excluded runs."""
     parts = [f"# {experiment}", "", LEGEND, ""]
     if runs.empty:
         parts += ["No finished runs yet.", ""]
@@ -145,8 +154,10 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
     else:
         parts += ["No convergence figure: no finished run has a history.csv with kNN@20 values.", ""]
     if forest is not None:
-        parts += ["Each treatment arm minus the control, paired by seed (point = mean, line = 95% interval, "
-                  "band = \u00b1 detectable difference):", "", f"![Forest plot]({forest.name})", ""]
+        parts += ["Its verdict: each arm minus the control, paired by seed (point = mean, line = 95% interval, "
+                  "band = \u00b1 detectable difference; every number in the report's verdict tables):", "",
+                  f"![Forest plot of {experiment}]({forest.name})", ""]
+    parts += list(close_calls)
     if excluded:
         parts += ["## Excluded runs", "", "Not averaged into the table:", ""]
         parts += [f"- `{_relative(path, (exp_dir,))}`: {reason}" for path, reason in excluded]
@@ -156,12 +167,13 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
     return "\n".join(parts)
 
 
-def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet) -> list[Path]:
-    """For every ``<experiment>/`` under ``root`` with run records, ``table.md`` and ``convergence.png`` (when
-    some run has a history) next to its ``runs/``, from its share of ``run_set``; returns the written paths."""
+def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet, drawn: Drawn | None = None) -> list[Path]:
+    """For every ``<experiment>/`` under ``root`` with run records, ``table.md``, ``convergence.png`` (when
+    some run has a history) and ``forest.png`` (when it has a verdict) next to its ``runs/``, from its share
+    of ``run_set``; returns the written paths."""
+    drawn = drawn or Drawn(run_set, comparisons(run_set))
+    frame = drawn.frame
     written: list[Path] = []
-    frame_of = getattr(verdict_module, "verdict_frame", None)
-    frame = frame_of(run_set) if frame_of is not None else None
     for exp_dir in sorted(root.iterdir()):
         if not (exp_dir.is_dir() and (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*/record.json"))):
             continue
@@ -173,9 +185,11 @@ def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet) -> li
         excluded = [(path, reason) for path, reason in run_set.excluded if Path(path).is_relative_to(exp_dir)]
         figure_path = exp_dir / FIGURE_NAME
         figure = convergence_figure(runs, exp_dir, figure_path) if not runs.empty else None
-        forest = _experiment_forest(frame, exp_dir)
+        lines = frame[frame["experiment"] == exp_dir.name]
+        forest = _experiment_forest(lines, exp_dir)
+        notes = close_call_lines(lines, root)
         table_path = exp_dir / TABLE_NAME
-        write_text_atomic(table_path, experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest))
+        write_text_atomic(table_path, experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest, notes))
         written += [table_path] + ([figure] if figure is not None else []) + ([forest] if forest is not None else [])
     # a stale figure or table of an earlier report would mislead: delete those (and only those)
     prune_and_record(root, written + [p.with_suffix(".pdf") for p in written if p.name == f"{FOREST_NAME}.png"],
@@ -183,11 +197,10 @@ def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet) -> li
     return written
 
 
-def _experiment_forest(frame: pd.DataFrame | None, exp_dir: Path) -> Path | None:
-    """The experiment's rows of the verdict frame as ``forest.png`` (+ .pdf) next to its table.md; a stale
-    plot is removed when the experiment has no verdict row."""
-    mine = frame[frame["experiment"] == exp_dir.name] if frame is not None and not frame.empty else None
-    fig = forest_plot(mine) if mine is not None and not mine.empty else None
+def _experiment_forest(lines: pd.DataFrame, exp_dir: Path) -> Path | None:
+    """The experiment's lines of the verdict frame as ``forest.png`` (+ .pdf) next to its table.md; a stale
+    plot is removed when the experiment has no verdict line."""
+    fig = experiment_forest(lines, exp_dir.name)
     if fig is None:
         return None  # a stale plot of an earlier report is deleted by prune_and_record
     return save_figure(fig, exp_dir / FOREST_NAME)[0]
@@ -206,14 +219,9 @@ def _provenance(table: Table) -> list[str]:
     """The run ids and config hashes behind every row, folded (the CSV has them per cell too)."""
     lines = ["<details><summary>Provenance: the runs behind each row (run id, config hash)</summary>", ""]
     for row in table.rows:
-        if row.method == "diff":
-            continue
         where = " / ".join(v for v in row.key if v)
         runs = ", ".join(f"`{run_id}` (`{config_hash or 'no hash'}`)" for run_id, config_hash in row.runs)
         lines.append(f"- {where} / {row.label}: {runs}")
-    if any(row.method == "diff" for row in table.rows):
-        lines += ["", f"{DIFF_LABEL} rows pair the {method_label('grpo_rm')} and {method_label('ce')} rows above "
-                      "them by seed."]
     lines += ["", "</details>"]
     return lines
 
@@ -255,17 +263,37 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
         + (f" ({', '.join(experiments)})" if experiments else "")
         + f"; {len(run_set.excluded)} record(s) excluded (see [Excluded runs](#excluded-runs)).", "",
         "Conventions: mean ± std over seeds (sample std); a cell with one value is that run's number; "
-        "† marks fewer than 3 seeds; bold = best mean of the column among the rows it is compared with; "
-        f"*{DIFF_LABEL}* = GRPO-RM minus CE paired by seed, mean [95% t interval] (no interval with one "
-        "pair), in the column's unit (percentage points for accuracies). Methods: "
+        "† marks fewer than 3 seeds; bold = best mean of the column among the rows it is compared with; every "
+        "difference from a control is the verdict's (each experiment's declared control, else its CE arm), "
+        "paired by seed. Methods: "
         + ", ".join(f"{label} (`{name}`)" for name, label in ((n, method_label(n)) for n in method_names())) + ".", "",
     ]
 
 
-def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet) -> list[Path]:
-    """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths."""
+def _experiment_figures(drawn: Drawn, root: Path, written: list[Path]) -> list[str]:
+    """Each experiment's verdict figure under figures/ (linked here; its table.md links its own copy)."""
+    frame = drawn.frame
+    parts = []
+    for experiment in dict.fromkeys(frame["experiment"]):
+        lines = frame[frame["experiment"] == experiment]
+        fig = experiment_forest(lines, experiment)
+        if fig is None:
+            continue
+        png, pdf = save_figure(fig, root / FIGURES_DIR / _stem(experiment))
+        written += [png, pdf]
+        parts += [f"### Verdict of `{experiment}`", "", f"![Verdict of {experiment}]({FIGURES_DIR}/{png.name})", "",
+                  f"[PDF]({FIGURES_DIR}/{pdf.name}) · data: its lines of `{TABLES_DIR}/{VERDICT_NAME}.csv`", ""]
+        parts += close_call_lines(lines, root)
+    return parts
+
+
+def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet,
+                 drawn: Drawn | None = None) -> list[Path]:
+    """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths. A
+    section without data is left out (the report describes its folder, nothing else)."""
     sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
     check_inside(root, (TABLES_DIR, FIGURES_DIR))
+    drawn = drawn or Drawn(run_set, comparisons(run_set))
     written: list[Path] = []
     say("sections (tables)")
     built = build_tables(run_set)
@@ -273,7 +301,7 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
     figures = {}
     for number, spec in enumerate(FIGURES, 1):
         say(f"figure {number} of {len(FIGURES)}: {spec.stem}")
-        figures[spec.stem] = spec.draw(run_set, tables)
+        figures[spec.stem] = spec.draw(drawn, tables)
     figure_files: dict[str, list[Path]] = {}
     say(f"saving {sum(fig is not None for fig in figures.values())} figure(s) (PNG and PDF)")
     for stem, fig in figures.items():
@@ -283,24 +311,27 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
 
     parts = _header(run_set, sources)
     say("verdict")
-    verdict_lines, verdict_files = verdict_section(run_set)
-    for suffix in (".md", "_summary.md"):
-        if FOREST in figure_files and verdict_files.get(suffix):
-            # the README embeds the summary (tools/embed.py rewrites its relative links): the plot goes in both
-            verdict_files[suffix] = verdict_files[suffix].rstrip("\n") + "\n\n" + \
-                f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
-    verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
-    for suffix, text in verdict_files.items():
-        _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
-    parts += verdict_lines
+    if any(not c.frame.empty or (c.notes and _compares(run_set, c.experiment)) for c in drawn.found):
+        verdict_lines, verdict_files = verdict_section(run_set)
+        for suffix in (".md", "_summary.md"):
+            if FOREST in figure_files and verdict_files.get(suffix):
+                # the README embeds the summary (tools/embed.py rewrites its relative links): the plot goes in both
+                verdict_files[suffix] = verdict_files[suffix].rstrip("\n") + "\n\n" + \
+                    f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
+        verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
+        verdict_lines += _experiment_figures(drawn, root, written)
+        for suffix, text in verdict_files.items():
+            _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
+        parts += verdict_lines
     for section, table in built:
         parts += _section_markdown(section, table, root, written)
-        parts += _figures_markdown(section.name, figures, figure_files)
-    tuning_lines, tuning_files = tuning_section(root)
+        parts += _figures_markdown(section.name, figures, figure_files) if table is not None else []
+    tuning_lines, tuning_files = tuning_section(root, _decision_keys(run_set))
     for suffix, text in tuning_files.items():
         _write(root / TABLES_DIR / f"{TUNING_NAME}{suffix}", text, written)
     parts += tuning_lines
-    parts += ["## Training dynamics", ""] + _figures_markdown("training", figures, figure_files)
+    training = _figures_markdown("training", figures, figure_files)
+    parts += ["## Training dynamics", ""] + training if training else []
     parts += ["## Excluded runs", ""]
     parts += ([f"- `{_relative(path, run_set.roots)}`: {reason}" for path, reason in run_set.excluded]
               or ["None: every record under the results folder is a finished run."]) + [""]
@@ -313,10 +344,23 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
     return written
 
 
+def _compares(run_set: RunSet, experiment: str) -> bool:
+    """Does the experiment have something to compare (two arms or methods that train)? Only then is a
+    missing verdict worth a word (a CE-only experiment has none to give)."""
+    runs = run_set.runs[run_set.runs["experiment"] == experiment]
+    return len(candidates(runs)[0]) >= 2
+
+
+def _decision_keys(run_set: RunSet) -> set[str]:
+    """The tuning keys the runs trained at (their records' `tuning.key`): the decisions this folder's runs use."""
+    return {str(key) for record in run_set.records.values()
+            if isinstance(record.get("tuning"), dict) and (key := record["tuning"].get("key"))}
+
+
 def _section_markdown(section, table: Table | None, root: Path, written: list[Path]) -> list[str]:
+    if table is None:  # no run here has these metrics: the section is left out, not stubbed
+        return []
     parts = [f"## {section.title}", ""]
-    if table is None:
-        return parts + [section.absent or "No finished run has these metrics; section skipped.", ""]
     stem = root / TABLES_DIR / section.name
     for suffix, render in ((".md", table_markdown), (".tex", table_latex), (".csv", table_csv)):
         _write(stem.with_suffix(suffix), render(table), written)
@@ -327,11 +371,8 @@ def _section_markdown(section, table: Table | None, root: Path, written: list[Pa
 def _figures_markdown(after: str, figures: dict, files: dict[str, list[Path]]) -> list[str]:
     parts = []
     for spec in FIGURES:
-        if spec.after != after:
-            continue
-        if spec.stem not in files:
-            parts += [f"*{spec.title}*: not drawn. {spec.absent}", ""]
-            continue
+        if spec.after != after or spec.stem not in files:
+            continue  # a figure without data is not drawn, and not mentioned
         png, pdf = (f"{FIGURES_DIR}/{p.name}" for p in files[spec.stem])
         parts += [f"### {spec.title}", "", f"![{spec.title}]({png})", "",
                   f"[PDF]({pdf}) · data: {spec.source}", ""]
@@ -345,6 +386,8 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     ``table.md`` (local records) and REPORT.md with its tables and figures. Raises GrpormError when there
     is no record at all."""
     root = Path(results_dir)
+    if root.is_file():
+        check_results_folder(root)  # "is a file, not a results folder"
     command = PRODUCE_HINT if root == Path("results") else f"{PRODUCE_HINT} --results {root}"
     no_records = f"no run records under {root}: produce them with `{command}`"
     has_local = root.is_dir() and any(root.glob("*/runs/*/record.json"))
@@ -364,5 +407,6 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     run_set = load_runs(root, *extra)
     if run_set.runs.empty and not run_set.excluded:
         raise GrpormError(no_records)
-    written = write_experiment_tables(root, run_set, say) if has_local else []
-    return written + write_report(root, run_set, sources, say)
+    drawn = Drawn(run_set, comparisons(run_set))  # the verdict, computed once for every figure and table.md
+    written = write_experiment_tables(root, run_set, say, drawn) if has_local else []
+    return written + write_report(root, run_set, sources, say, drawn)

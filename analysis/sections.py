@@ -1,10 +1,10 @@
 """The paper's tables as data: one ``Table`` per section (classification, OOD, transfer, imbalance,
-segmentation, ablations, cost), built from ``RunSet.metrics``.
+segmentation, cost), built from ``RunSet.metrics``.
 
 A cell is the ``Summary`` over the seeds of one row (experiment, data set, backbone, variant, method)
-of one per-run value (e.g. "SR top-1 averaged over all corruptions of this run"). After the method rows
-of a comparison comes a row "GRPO-RM − CE": the per-seed paired difference with its t interval.
-Rendering (Markdown, LaTeX, CSV) lives in ``analysis.render``.
+of one per-run value (e.g. "SR top-1 averaged over all corruptions of this run"). Differences from a
+control are the verdict's (``analysis.verdict``, each experiment's declared or default control): no
+table here pairs runs. Rendering (Markdown, LaTeX, CSV) lives in ``analysis.render``.
 """
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from typing import Callable
 
 import pandas as pd
 
-from grporm.analysis.records import RunSet, is_ablation, method_label, method_rank, variant
-from grporm.analysis.stats import PairedDiff, paired_difference, summarize
+from grporm.analysis.records import RunSet, method_label, method_rank, variant
+from grporm.analysis.stats import summarize
 from grporm.analysis.tables import TABLE_METRICS
 from grporm.record_schema import SEG_NAMES, top1_name
 
-TREATMENT, CONTROL = "grpo_rm", "ce"
-DIFF = "diff"  # Row.method of the paired-difference row
-DIFF_LABEL = f"Δ {method_label(TREATMENT)} − {method_label(CONTROL)}"
 KEYS = ("experiment", "dataset", "backbone", "variant")
 KEY_TITLES = {"experiment": "Experiment", "dataset": "Dataset", "backbone": "Backbone", "variant": "Variant",
               "imbalance_factor": "IF"}
@@ -52,14 +49,14 @@ class Column:
 @dataclass(frozen=True)
 class Row:
     key: tuple[str, ...]   # display values of Table.keys
-    method: str            # a method name, or DIFF
-    cells: tuple           # Summary (method rows) or PairedDiff (DIFF rows), one per column
-    n_runs: int            # runs in the row (DIFF: most seeds paired in any column)
+    method: str            # a method name
+    cells: tuple           # Summary, one per column
+    n_runs: int            # runs in the row
     runs: tuple[tuple[str, str], ...]  # (run_id, config_hash) of every run behind the row
 
     @property
     def label(self) -> str:
-        return DIFF_LABEL if self.method == DIFF else method_label(self.method)
+        return method_label(self.method)
 
 
 @dataclass
@@ -85,11 +82,8 @@ class Section:
     legend: str
     family: str                                           # needed in the selected runs' metrics
     columns: Callable[[pd.DataFrame], list[Column]]       # from the selected tidy rows
-    ablations: bool = False                               # ablation experiments only / excluded
     keys: tuple[str, ...] = KEYS
     block: tuple[str, ...] = KEYS                          # rows that compete for bold
-    all_experiments: bool = False
-    absent: str = ""
     shown_axes: tuple[str, ...] = ()  # matrix axes shown as their own key column, so left out of Variant
     note: Callable[[list[dict]], str] | None = None  # more legend, from the records of the table's runs
     # (run set, selected runs) -> (the runs the table averages, more legend): e.g. the cost table's warm-up rule
@@ -119,15 +113,6 @@ def _key_sort(name: str, value):
     return str(value)
 
 
-def _seed_values(runs: pd.DataFrame, values: pd.Series) -> dict[int, float]:
-    """seed -> value over a method row's runs; a seed seen twice (different configs) is averaged."""
-    by_seed: dict[int, list[float]] = {}
-    for path, seed in zip(runs["path"], runs["seed"]):
-        if path in values.index:
-            by_seed.setdefault(int(seed), []).append(float(values[path]))
-    return {seed: summarize(vals).mean for seed, vals in by_seed.items()}
-
-
 def best_cells(rows: list[Row], columns: tuple[Column, ...], block: list[int]) -> frozenset[tuple[int, int]]:
     """Per column and per block of rows (same values at key positions ``block``): the method rows
     whose displayed mean is the best; nothing where fewer than two rows compete or all tie. Comparing displayed
@@ -135,8 +120,7 @@ def best_cells(rows: list[Row], columns: tuple[Column, ...], block: list[int]) -
     best = set()
     blocks: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
-        if row.method != DIFF:
-            blocks.setdefault(tuple(row.key[j] for j in block), []).append(i)
+        blocks.setdefault(tuple(row.key[j] for j in block), []).append(i)
     for members in blocks.values():
         for c, column in enumerate(columns):
             shown = {i: round(column.scale * rows[i].cells[c].mean, column.decimals)
@@ -151,8 +135,6 @@ def best_cells(rows: list[Row], columns: tuple[Column, ...], block: list[int]) -
 def build_table(section: Section, run_set: RunSet) -> Table | None:
     """The section's table, or None when no selected run has its metrics."""
     runs = run_set.runs
-    if not section.all_experiments and not runs.empty:
-        runs = runs[runs["experiment"].map(is_ablation) == section.ablations]
     selected_note = ""
     if section.select is not None and not runs.empty:
         runs, selected_note = section.select(run_set, runs)
@@ -171,15 +153,12 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
                     key=lambda item: (tuple(_key_sort(k, v) for k, v in zip(keys, item[0][:-1])),
                                       method_rank(item[0][-1])))
     rows: list[Row] = []
-    by_key: dict[tuple, dict[str, pd.DataFrame]] = {}
     for (*key_values, method), group in groups:
         key = tuple(_key_text(k, v) for k, v in zip(keys, key_values))
         cells = tuple(summarize(v[v.index.isin(set(group["path"]))]) for v in values)
         if not any(cell.n for cell, column in zip(cells, columns) if column.family == section.family):
             continue  # e.g. a segmentation run in the classification table, a clean-only run in OOD
         rows.append(Row(key, method, cells, len(group), _provenance(group)))
-        by_key.setdefault(key, {})[method] = group
-    rows = _with_differences(rows, by_key, values)
     block = [keys.index(k) for k in section.block]
     legend = section.legend
     if section.note is not None:
@@ -191,23 +170,6 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
 
 def _provenance(group: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(zip(group["run_id"], group["config_hash"])))
-
-
-def _with_differences(rows: list[Row], by_key: dict, values: list[pd.Series]) -> list[Row]:
-    """Insert a DIFF row after the last method row of every key that has both GRPO-RM and CE."""
-    out: list[Row] = []
-    for i, row in enumerate(rows):
-        out.append(row)
-        last_of_key = i + 1 == len(rows) or rows[i + 1].key != row.key
-        methods = by_key.get(row.key, {})
-        if not last_of_key or not {TREATMENT, CONTROL} <= set(methods):
-            continue
-        cells: tuple[PairedDiff, ...] = tuple(
-            paired_difference(_seed_values(methods[TREATMENT], v), _seed_values(methods[CONTROL], v))
-            for v in values)
-        runs = tuple(sorted(_provenance(methods[TREATMENT]) + _provenance(methods[CONTROL])))
-        out.append(Row(row.key, DIFF, cells, max(cell.n for cell in cells), runs))
-    return out
 
 
 # -- which columns each section has --------------------------------------------------------------
@@ -335,34 +297,25 @@ SECTIONS: tuple[Section, ...] = (
             "kNN@20 = DINO kNN (k = 20) on frozen features.", "clean", classification_columns),
     Section("ood", "Out-of-distribution: corruptions",
             f"{ACC.capitalize()} on corrupted test sets: clean, mean over every corruption and severity, and "
-            "per severity s1..s5 (mean over corruptions).", "ood", ood_columns,
-            absent="No run has `metrics.ood` (corruption robustness); section skipped."),
+            "per severity s1..s5 (mean over corruptions).", "ood", ood_columns),
     Section("ood_corruptions", "Out-of-distribution: per corruption",
-            f"{ACC.capitalize()} per corruption, mean over its severities.", "ood", corruption_columns,
-            absent="No run has `metrics.ood`; section skipped."),
+            f"{ACC.capitalize()} per corruption, mean over its severities.", "ood", corruption_columns),
     Section("transfer", "Out-of-distribution: cross-data-set transfer",
             f"{ACC.capitalize()} on another data set with the same classes (column = target).",
-            "transfer", transfer_columns, absent="No run has `metrics.transfer`; section skipped."),
+            "transfer", transfer_columns),
     Section("imbalance", "Imbalanced (long-tailed) training",
             f"{ACC.capitalize()}: overall and on many/medium/few-shot classes; IF = imbalance factor "
             "(`config.data.imbalance_factor`).", "imbalance", imbalance_columns,
             keys=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
             block=("experiment", "dataset", "backbone", "imbalance_factor", "variant"),
-            shown_axes=("data.imbalance_factor",), note=shot_thresholds_note,
-            absent="No run has `metrics.imbalance`; section skipped."),
+            shown_axes=("data.imbalance_factor",), note=shot_thresholds_note),
     Section("segmentation", "Semantic segmentation",
-            "Test mIoU and pixel accuracy in %, mean ± std over seeds.", "seg", seg_columns,
-            absent="No run has `metrics.seg`; section skipped."),
-    Section("ablations", "Ablations",
-            f"Experiments named `ablation*`; the Variant column holds the matrix values that differ. "
-            f"Clean {ACC}; bold = best within the experiment, data set and backbone.", "clean",
-            classification_columns, ablations=True, block=("experiment", "dataset", "backbone"),
-            absent="No ablation experiment (`ablation*`) has finished runs; section skipped."),
+            "Test mIoU and pixel accuracy in %, mean ± std over seeds.", "seg", seg_columns),
     Section("cost", "Cost",
             "Per run, mean ± std over seeds: training time (excluding the learning-rate search and "
             "evaluation), whole-run wall time, training throughput and peak memory (CPU: max RSS of the "
-            "process). Bold = cheapest (fastest for images/s). All experiments, ablations included.",
-            "cost", cost_columns, all_experiments=True, select=warm_runs),
+            "process). Bold = cheapest (fastest for images/s).",
+            "cost", cost_columns, select=warm_runs),
 )
 
 

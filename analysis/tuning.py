@@ -19,8 +19,6 @@ LEGEND = ("One learning-rate decision per setting (data set, backbone, method an
           "below the larger of SE and Seed SE (its cells are also run at the runner-up, `make sensitivity`); "
           "*extended up/down* = the winner sat on an edge and the grid grew by its own step; *edge* = still "
           "on an edge after the last extension.")
-ABSENT = ("No tuning record under `tuning/`: runs with `tune.grid` set (or `grporm tune`) write them; "
-          "section skipped.")
 
 
 def _pct(value: float | None) -> str:
@@ -76,12 +74,14 @@ def tuning_csv(records: list[dict]) -> str:
                      for r in records for row in r["scores"]])
 
 
-def tuning_section(root: Path) -> tuple[list[str], dict[str, str]]:
-    """(REPORT.md lines, {file suffix: text}) of the section; no files when there is no record."""
-    records = load_records(root)
+def tuning_section(root: Path, keys: set[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(REPORT.md lines, {file suffix: text}) of the section: the decisions under ``root/tuning`` (only
+    those whose key is in ``keys``, the decisions the report's runs trained at, when given); no lines
+    and no files when there is none."""
+    records = [r for r in load_records(root) if keys is None or r.get("key") in keys]
     parts = [f"## {TITLE}", ""]
     if not records:
-        return parts + [ABSENT, ""], {}
+        return [], {}
     markdown = decisions_markdown(records)
     files = {".md": markdown, ".tex": tuning_latex(records), ".csv": tuning_csv(records)}
     return parts + [LEGEND, "", markdown.rstrip("\n"), "", file_links(NAME), ""], files

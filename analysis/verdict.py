@@ -6,7 +6,8 @@ probability of improvement paired by seed, the A/A rate with its upper bound.
 
 An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
 each run's record; without one the default rule applies: the control is the arm or method named
-`ce`, every other fine-tuned arm or method is a treatment, every metric the runs recorded is a row.
+`ce`, else the one arm whose method is CE (grporm/declaration.py), every other fine-tuned arm or
+method is a treatment, every metric the runs recorded is a row.
 Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
 
 For `grporm run --until-decided`: the frame's `decided` column (per cell: its word can no longer change
@@ -30,14 +31,14 @@ from pydantic import ValidationError
 
 import grporm.analysis.inference as inf
 import grporm.analysis.sequential as seq
-from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, load_runs, metric_columns
+from grporm.analysis.records import ID_COLUMNS, RunSet, check_results_folder, load_history, load_runs, metric_columns
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
 from grporm.config import Claim, RunConfig, VerdictConfig
+from grporm.declaration import ambiguous, default_control, trains
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
-from grporm.methods import METHODS
 
 NAME = "verdict"
 TITLE = "Verdict: every comparison with its control"
@@ -79,7 +80,9 @@ def _pick(record: dict) -> str:
 
 def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
     """The experiment's declaration from its records: the latest finished run's, where any has one;
-    (declaration, declared?, notes)."""
+    (declaration, declared?, notes). A declaration without a control gets the default one
+    (grporm/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
+    notes say why)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in paths:
         record = run_set.records.get(path) or {}
@@ -89,16 +92,37 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
             stamp = str(record.get("finished_at") or "")
             if key not in found or stamp > found[key][0]:
                 found[key] = (stamp, stated)
-    if not found:
-        return DEFAULT, False, []
-    stamp, stated = max(found.values(), key=lambda item: item[0])
-    notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
-             "run's is used."] if len(found) > 1 else []
+    stated, declared, notes = None, False, []
+    if found:
+        stamp, stated = max(found.values(), key=lambda item: item[0])
+        notes = [f"The runs' records hold {len(found)} different `verdict:` declarations: the latest finished "
+                 "run's is used."] if len(found) > 1 else []
     try:
-        return VerdictConfig.from_stored(stated), True, notes
+        out = VerdictConfig.from_stored(stated) if stated is not None else DEFAULT
+        declared = stated is not None
     except ValidationError as err:
-        return DEFAULT, False, notes + [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); "
-                                        "the default rule is used."]
+        out = DEFAULT
+        notes += [f"The stored `verdict:` declaration is invalid ({err.errors()[0]['msg']}); the default rule is used."]
+    if out.control is None:
+        runs = run_set.runs[run_set.runs["path"].isin(set(paths))] if not run_set.runs.empty else run_set.runs
+        found_candidates, axis = candidates(runs)
+        control = default_control(found_candidates)
+        why = ambiguous(found_candidates, axis)
+        where = f"`{runs['experiment'].iloc[0]}`: " if not runs.empty else ""
+        notes += [f"{where}{why}; no verdict."] if why else []
+        out = out.model_copy(update={"control": control})
+    return out, declared, notes
+
+
+def candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
+    """{arm (or method): its methods} of the runs that train, and the axis (the records' side of
+    grporm.declaration.candidates_of)."""
+    axis = _axis(runs) if not runs.empty else METHOD
+    out: dict[str, set[str]] = {}
+    for _, run in runs.iterrows():
+        if trains(str(run["method"])):
+            out.setdefault("" if _blank(run[axis]) else str(run[axis]), set()).add(str(run["method"]))
+    return out, axis
 
 
 def _axis(runs: pd.DataFrame) -> str:
@@ -108,10 +132,6 @@ def _axis(runs: pd.DataFrame) -> str:
 
 def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
-def _trains(method: str) -> bool:
-    return method not in METHODS or METHODS.get(method).trains
 
 
 class _Values:
@@ -191,11 +211,13 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_
     runs = run_set.runs[run_set.runs["experiment"] == experiment]
     declared, is_declared, notes = declaration(run_set, runs["path"])
     axis = _axis(runs)
-    runs = runs[runs["method"].map(_trains)]  # pretrained rows are neither control nor treatment
+    runs = runs[runs["method"].map(trains)]  # pretrained rows are neither control nor treatment
     picks = runs["path"].map(lambda p: _pick(run_set.records.get(p) or {}))
     runs = runs.assign(_pick=picks.values, _who=runs[axis].fillna("").astype(str).values)
     empty = pd.DataFrame(columns=list(FRAME_COLUMNS))
     control_runs = runs[runs["_who"] == declared.control]
+    if declared.control is None:  # no default control: the notes say why
+        return Comparison(experiment, declared, is_declared, axis, empty, notes=notes)
     if control_runs.empty:
         where = "arm" if axis == ARM else "method"
         return Comparison(experiment, declared, is_declared, axis, empty, notes=notes + [
@@ -461,10 +483,21 @@ def verdict_frame(run_set: RunSet, first_seeds: dict[str, int] | None = None) ->
 
 
 def merged(folders: list[Path]) -> RunSet:
-    """The finished runs of several results folders as one RunSet; an experiment found in more than
-    one folder is kept apart, named `<folder>/<experiment>`."""
-    if len({Path(f).resolve() for f in folders}) != len(folders):
+    """The finished runs of several results folders as one RunSet, the one rule of `grporm compare` and
+    `grporm.verdict`: an experiment found in more than one folder is kept apart, named
+    `<folder>/<experiment>`; within a folder a run finished twice counts once (the other is in
+    `excluded`, see `dropped`); overlapping folders (`A` and `A/sub`) are refused, they would count the
+    same runs twice."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        check_results_folder(folder)
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) != len(folders):
         raise GrpormError("a results folder is given twice; give each once")
+    for inner, inner_path in zip(folders, resolved):
+        for outer, outer_path in zip(folders, resolved):
+            if inner_path != outer_path and inner_path.is_relative_to(outer_path):
+                raise GrpormError(f"results folder {inner} lies inside {outer}: its runs would count twice; give only {outer}")
     sets = [(str(f), load_runs(f)) for f in folders]
     seen: dict[str, int] = {}
     for _, s in sets:
@@ -484,6 +517,11 @@ def merged(folders: list[Path]) -> RunSet:
     return RunSet(runs=pd.concat(runs, ignore_index=True), excluded=excluded,
                   metrics=pd.concat(metrics, ignore_index=True), records=records,
                   roots=tuple(Path(f) for f in folders), knn_ks=knn_ks)
+
+
+def dropped(run_set: RunSet) -> list[str]:
+    """One line per run left out as a duplicate of another (same config and seed), to say so."""
+    return [f"{path}: {reason}" for path, reason in run_set.excluded if reason.startswith("duplicate of run")]
 
 
 # -- rendering -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ frames. `grporm/__init__.py` exposes these names lazily, so `import grporm` stay
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -98,10 +99,20 @@ def _run(experiment: Path, overrides: list[str], results: Path, checkpoints: Pat
     return _load_runs(folder) if folder.is_dir() else RunSet(runs=pd.DataFrame())
 
 
-def verdict(*results: str | Path) -> pd.DataFrame:
+def verdict(*results: str | Path, echo: Callable[[str], None] | None = None) -> pd.DataFrame:
     """The verdict as a frame (analysis.verdict.verdict_frame): one row per (experiment, claim, backbone,
     treatment) with the paired difference from the control in points, its interval, p values, the
-    word and the detectable difference."""
+    word and the detectable difference. Several folders follow `grporm compare`'s rule
+    (analysis.verdict.merged): an experiment found in two folders is kept apart as
+    `<folder>/<experiment>`, overlapping folders are refused; each run dropped as a duplicate is said
+    through ``echo`` (default: a `warning:` line on stderr)."""
     import grporm.analysis.verdict as verdict_module
 
-    return verdict_module.verdict_frame(load_runs(*results))
+    run_set = verdict_module.merged([Path(r) for r in (results or ("results",))])
+    for line in verdict_module.dropped(run_set):
+        (echo or _warn)(line)
+    return verdict_module.verdict_frame(run_set)
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)

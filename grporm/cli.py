@@ -324,13 +324,17 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="also write verdict.md, .tex, .csv (and verdict_aggregate.csv) here"),
 ) -> None:
     """The verdict over the records of every folder given (Markdown on stdout): each experiment with a
-    control, its treatments against it; an experiment found in two folders is kept apart, named <folder>/<experiment>."""
-    from grporm.analysis.verdict import NAME, comparisons, merged, verdict_files
+    control, its treatments against it; an experiment found in two folders is kept apart, named
+    <folder>/<experiment> (the rule of grporm.verdict too); a run dropped as a duplicate is said on stderr."""
+    from grporm.analysis.verdict import NAME, comparisons, dropped, merged, verdict_files
     from grporm.inputs import output_folder
     from grporm.storage import write_text_atomic
 
     try:
-        found = comparisons(merged(list(results)))
+        run_set = merged(list(results))
+        for line in dropped(run_set):
+            _warn(line)
+        found = comparisons(run_set)
         if not found:
             raise GrpormError(f"no finished run records under {', '.join(map(str, results))}; "
                               "produce them with `grporm run EXPERIMENT.yaml --results DIR`")

@@ -215,7 +215,8 @@ class VerdictConfig(Strict):
     record (so a report from the records alone knows it); never part of the config hash or run id.
     Measure names are checked when the experiment is loaded (grporm/measures.py)."""
 
-    control: str = Field("ce", min_length=1, description="the arm (or, without an arm axis, the method) every other one is compared with")
+    control: str | None = Field(None, min_length=1, description="the arm (or, without an arm axis, the method) every other one is "
+                                "compared with; null = the arm named ce, else the one arm whose method is ce (grporm/declaration.py)")
     aa: list[str] = Field(default_factory=list, description="A/A controls: compared with the control like the others, reported "
                           "as controls, never said to reproduce a claim, outside the multiplicity family")
     margin: float = Field(1.0, gt=0, description="points: δ, the smallest improvement that matters; a claim is contradicted "

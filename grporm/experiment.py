@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from grporm.config import Experiment, RunConfig
 from grporm.data import DATASETS
 from grporm.data.corruptions import CORRUPTIONS
+from grporm.declaration import declaration_problem
 from grporm.errors import ConfigError
 from grporm.inputs import read_text
 from grporm.measures import verdict_problem
@@ -459,6 +460,10 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
         seen.add(run.run_id)
         runs.append(run)
+    problem = declaration_problem(runs)  # against the whole matrix: a control or claim it lacks
+    if problem is not None:
+        key, message = problem
+        raise ConfigError(f"{source_of(tuple(key.split('.')), overrides, where)}: {key}: {message}")
     return Experiment(name=name, description=description, runs=runs)
 
 

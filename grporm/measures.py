@@ -9,6 +9,7 @@ unit (fractions), shown in points.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from grporm.record_schema import MIOU, PROTOCOLS, VAL_HEAD
 from grporm.registry import Registry
@@ -80,6 +81,65 @@ def claim_title(spec: str) -> str:
     if measure.family == "imbalance":
         return measure.title if condition == "overall" else f"{measure.title}: {condition}-shot"
     return f"{measure.title} {condition}" if measure.family == "ood" else f"{measure.title} to {condition}"
+
+
+# -- which runs record a measure ---------------------------------------------------------------------
+SHOT_GROUPS = ("overall", "many", "medium", "few")  # the conditions of an imbalance measure
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a run must be set up for to record a family's values: `present(run)`; `conditions(run)` the
+    conditions it records (corruptions, transfer targets, shot groups), None for a family without;
+    `fix` the setting that turns it on, `what` the name of its conditions."""
+
+    present: Callable[[Any], bool]
+    fix: str
+    conditions: Callable[[Any], tuple[str, ...]] | None = None
+    what: str = ""
+
+
+def _classifies(run) -> bool:
+    return run.task == "classification"
+
+
+# family -> Source: one row per record section a measure reads (Measure.family)
+SOURCES: dict[str, Source] = {
+    "clean": Source(_classifies, "task: classification (a segmentation run records mIoU only)"),
+    "history": Source(lambda run: _classifies(run) and run.train.epochs >= 1,
+                      "a classification task that trains (train.epochs >= 1; history.csv probes each epoch)"),
+    "ood": Source(lambda run: _classifies(run) and bool(run.eval.ood.corruptions), "eval.ood.corruptions",
+                  lambda run: tuple(run.eval.ood.corruptions), "corruptions"),
+    "transfer": Source(lambda run: _classifies(run) and bool(run.eval.transfer), "eval.transfer",
+                       lambda run: tuple(run.eval.transfer), "transfer targets"),
+    "imbalance": Source(lambda run: _classifies(run) and run.data.imbalance_factor is not None,
+                        "data.imbalance_factor", lambda run: SHOT_GROUPS, "shot groups"),
+    "seg": Source(lambda run: run.task == "segmentation", "task: segmentation"),
+}
+
+
+def records(spec: str, run) -> bool:
+    """Does `run` (a RunConfig) record the measure `spec` (a valid one, see measure_problem)?"""
+    name, condition = split(spec)
+    source = SOURCES[MEASURES.get(name).family]
+    if not source.present(run):
+        return False
+    return condition is None or source.conditions is None or condition in source.conditions(run)
+
+
+def unrecorded_problem(spec: str, runs: list) -> str | None:
+    """Why none of `runs` records the measure `spec`, naming what they do record; None when one does."""
+    if any(records(spec, run) for run in runs):
+        return None
+    name, condition = split(spec)
+    source = SOURCES[MEASURES.get(name).family]
+    present = [run for run in runs if source.present(run)]
+    if present and source.conditions is not None:
+        have = sorted({c for run in present for c in source.conditions(run)})
+        return f"no run records {spec!r}: their {source.what} are {', '.join(have)}; write {name}/<one of them>"
+    names = [m for m in MEASURES if any(SOURCES[MEASURES.get(m).family].present(run) for run in runs)]
+    return (f"no run records {spec!r} ({MEASURES.get(name).doc}): it needs {source.fix}; "
+            f"these runs record: {', '.join(names) or 'none of the measures'}")
 
 
 def verdict_problem(verdict) -> tuple[str, str] | None:

@@ -1,6 +1,7 @@
 """The Python API (`import grporm`): light to import, load_runs / run / verdict."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,41 @@ def test_run_trains_an_experiment_and_returns_its_records(tmp_path, monkeypatch)
                        checkpoints=tmp_path / "checkpoints", echo=said.append)
     assert sorted(again.runs["run_id"]) == sorted(run_set.runs["run_id"])  # finished runs are skipped
     assert sum("finished" in line for line in said) >= 2
+
+
+def _two_arms(write_run, root, exp="same", shift=0.05, copies=1):
+    for s in range(3):
+        write_run(root, exp, f"ce-s{s}", method="ce", seed=s, sr=0.80 + 0.01 * s, axes={"arm": "ce"})
+        for c in range(copies):  # a copy under another run id: the same config and seed, a duplicate
+            folder = write_run(root, exp, f"g{'-copy' * c}-s{s}", method="grpo_rm", seed=s, sr=0.80 + shift + 0.011 * s,
+                               axes={"arm": "g"})
+            record = json.loads((folder / "record.json").read_text())
+            (folder / "record.json").write_text(json.dumps({**record, "config_hash": f"g{s}"}))
+
+
+def test_verdict_and_compare_follow_one_rule_for_several_folders(tmp_path, write_run, capsys):
+    """Two folders with the same experiment: kept apart by folder in both the API and `grporm compare`;
+    a duplicate run is dropped and said; overlapping folders and a file are refused in one line."""
+    from typer.testing import CliRunner
+
+    from grporm.cli import app
+    from grporm.errors import GrpormError
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _two_arms(write_run, a, copies=2)
+    _two_arms(write_run, b, shift=-0.05)
+    said = []
+    frame = grporm.verdict(a, b, echo=said.append)
+    assert set(frame["experiment"]) == {f"{a}/same", f"{b}/same"}
+    assert len(said) == 3 and all("duplicate of run" in line for line in said)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0 and f"### `{a}/same`" in result.output and f"### `{b}/same`" in result.output
+    assert result.output.count("duplicate of run") == 3  # said on stderr (mixed in here)
+    grporm.verdict(a)
+    assert capsys.readouterr().err.count("warning: ") == 3  # the default says it on stderr
+    for bad, message in (((a, a / "same"), "lies inside"), ((tmp_path / "a" / "same" / "runs" / "ce-s0" / "record.json",),
+                                                           "is a file, not a results folder")):
+        with pytest.raises(GrpormError, match=message):
+            grporm.verdict(*bad)
+        out = CliRunner().invoke(app, ["compare", *map(str, bad)])
+        assert out.exit_code == 2 and message in out.output

@@ -1,165 +1,198 @@
-"""The verdict forest plot and the ablation figure: drawn from hand-made verdict frames and records."""
+"""The verdict's figures, every number from the verdict frame (no figure pairs runs itself): each
+experiment's forest figure (one panel per verdict row, an x axis on each, the experiment in the title),
+the README's compact figure (primary claims, one line per treatment), and where the report links them."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from grporm.analysis.figures import ablation_differences, ablation_plot, forest_plot, forest_rows
+from grporm.analysis.close_calls import close_call_lines, experiment_file
+from grporm.analysis.figures import experiment_forest, forest_points, forest_rows, summary_forest
 from grporm.analysis.records import load_runs
+from grporm.analysis.verdict import verdict_frame as frame_of_records
 
-COLUMNS = ["experiment", "claim", "measure", "backbone", "treatment", "role", "n", "diff", "ci_low", "ci_high", "p",
-           "p_holm", "word", "detectable", "target", "seeds_needed", "close_call", "runner_up_word", "claim_word"]
+COLUMNS = ["experiment", "claim", "measure", "dataset", "backbone", "axes", "treatment", "role", "control", "n", "diff",
+           "ci_low", "ci_high", "p", "p_holm", "word", "detectable", "close_call", "runner_up_word", "no_rerun", "claim_word"]
 
 
-def verdict_frame(claims: int, treatments: int, aa: bool = True) -> pd.DataFrame:
+def verdict_frame(claims: int, treatments: int, aa: bool = True, experiments: int = 1) -> pd.DataFrame:
     """A verdict frame as analysis.verdict.verdict_frame returns it (differences in points)."""
     rows = []
-    for c in range(claims):
-        arms = [f"arm{t}" for t in range(treatments)] + (["anchor"] if aa else [])
-        for t, arm in enumerate(arms):
-            diff = 1.5 * (t - 1) + 0.1 * c
-            role = "aa" if arm == "anchor" else "treatment"
-            word = "ahead" if diff - 1 > 0 else "behind" if diff + 1 < 0 else "no difference"
-            rows.append([f"study{c % 3}", f"claim {c}", "SR top-1", f"backbone{c % 2}", arm, role, 5, diff, diff - 1,
-                         diff + 1, 0.04, 0.2, word, 2.0, 3.0, 12, False, "", word])
+    for e in range(experiments):
+        for c in range(claims):
+            arms = [f"arm{t}" for t in range(treatments)] + (["anchor"] if aa else [])
+            for t, arm in enumerate(arms):
+                diff = 1.5 * (t - 1) + 0.1 * c
+                role = "aa" if arm == "anchor" else "treatment"
+                word = "ahead" if diff - 1 > 0 else "behind" if diff + 1 < 0 else "no difference"
+                rows.append([f"study{e}", f"claim {c}", "sr", "fashion_mnist", f"backbone{c % 2}", "", arm, role, "ce", 5,
+                             diff, diff - 1, diff + 1, 0.04, 0.2, word, 2.0, False, "", False, word])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _lines(ax):
-    """(y, x low, x high) of every interval drawn (hlines)."""
+def _intervals(ax):
+    """(x low, x high) of every interval drawn (hlines)."""
     out = []
     for collection in ax.collections:
         for segment in getattr(collection, "get_segments", lambda: [])():
             (x0, y0), (x1, y1) = segment[0], segment[-1]
             if y0 == y1 and x0 != x1:
-                out.append((y0, x0, x1))
-    return out
+                out.append((round(x0, 6), round(x1, 6)))
+    return sorted(out)
 
 
-@pytest.mark.parametrize("claims,treatments", [(1, 1), (4, 3), (16, 7)])
-def test_forest_plot_one_block_per_claim_row_with_intervals_and_zero(claims, treatments):
+@pytest.mark.parametrize("claims,treatments", [(1, 1), (4, 3), (6, 7)])
+def test_an_experiment_s_figure_has_a_panel_with_an_x_axis_per_verdict_row(claims, treatments):
     frame = verdict_frame(claims, treatments)
-    fig = forest_plot(frame)
-    ax = fig.axes[0]
-    assert len(forest_rows(frame)) == claims
-    # one tick per (claim row, treatment or A/A line), one interval line per tick
-    assert len(ax.get_yticks()) == len(frame)
-    intervals = _lines(ax)
-    assert len(intervals) == len(frame)
-    assert sorted((round(lo, 6), round(hi, 6)) for _, lo, hi in intervals) == \
-        sorted((round(lo, 6), round(hi, 6)) for lo, hi in zip(frame["ci_low"], frame["ci_high"]))
-    assert any(np.allclose(line.get_xdata(), 0) and line.get_linestyle() == "-" for line in ax.get_lines())  # zero line
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert sum(label.endswith("(A/A)") for label in labels) == claims
-    # a claim-row label per block; readable size: at most ~0.3 inch per line and at least 2 inches
-    annotations = [child for child in ax.texts]
-    assert len(annotations) == claims
-    width, height = fig.get_size_inches()
-    assert 2.0 <= height <= 0.3 * len(frame) + 3 and width <= 8
+    fig = experiment_forest(frame)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == len(forest_rows(frame)) == claims
+    assert "study0" in fig._suptitle.get_text()  # the experiment's name in the title
+    for ax, (_, lines) in zip(panels, forest_rows(frame)):
+        assert ax.get_xlabel() == "minus `ce` (points)" and ax.xaxis.get_visible()
+        assert all(label.get_visible() for label in ax.get_xticklabels())  # its own x axis, not a shared one
+        assert _intervals(ax) == sorted((round(lo, 6), round(hi, 6)) for lo, hi in zip(lines["ci_low"], lines["ci_high"]))
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert labels[-1] == "anchor (A/A) (n=5)"  # A/A controls last
+        assert any(np.allclose(line.get_xdata(), 0) for line in ax.get_lines())  # the zero line
+    points = forest_points(fig)
+    assert [x for panel in points for _, x in panel] == pytest.approx(
+        [x for _, lines in forest_rows(frame) for x in lines["diff"]])
+    width, _ = fig.get_size_inches()
+    assert width <= 10.5
 
 
-def test_forest_plot_band_marks_the_detectable_difference():
+def test_the_band_marks_the_detectable_difference():
     frame = verdict_frame(1, 1, aa=False).assign(detectable=2.5)
-    ax = forest_plot(frame).axes[0]
+    ax = experiment_forest(frame).axes[0]
     bands = [c for c in ax.collections if not hasattr(c, "get_segments")]
     extents = [c.get_paths()[0].get_extents() for c in bands]
     assert any(math.isclose(e.x0, -2.5) and math.isclose(e.x1, 2.5) for e in extents)
 
 
-def test_forest_plot_of_an_empty_frame_is_none():
-    assert forest_plot(pd.DataFrame(columns=COLUMNS)) is None
+def test_an_empty_frame_draws_nothing():
+    empty = pd.DataFrame(columns=COLUMNS)
+    assert experiment_forest(empty) is None and summary_forest(empty) is None
 
 
-def _ablation_records(root, write_run, delta: float = 0.01):
-    arms = {"ce": ("ce", 0.0), "default": ("grpo_rm", delta), "temperature0.5": ("grpo_rm", -delta)}
-    for arm, (method, shift) in arms.items():
-        for s in range(3):
-            write_run(root, "study_ablations", f"a-{arm}-s{s}", method=method, seed=s,
-                      sr=0.80 + 0.01 * s + shift + 0.001 * s * (arm == "default"), axes={"arm": arm})
-    # an ablation experiment without arms: no control of its own
-    write_run(root, "ablation_clip", "old-s0", method="grpo_rm", seed=0, sr=0.5, axes={"grpo_rm.clip_eps": 0.1})
-
-
-def test_ablation_differences_are_paired_with_the_ce_arm(tmp_path, write_run):
-    _ablation_records(tmp_path, write_run)
-    diffs = ablation_differences(load_runs(tmp_path))
-    assert set(diffs["experiment"]) == {"study_ablations"}  # the one without arms left out
-    sr = diffs[diffs["metric"] == "sr_top1"].set_index("arm")
-    assert set(sr.index) == {"default", "temperature0.5"}
-    assert sr.loc["default", "diff"] == pytest.approx(1.0 + 0.1)  # mean of 1.0, 1.1, 1.2 points
-    assert sr.loc["temperature0.5", "diff"] == pytest.approx(-1.0)
-    assert sr.loc["default", "ci_low"] < sr.loc["default", "diff"] < sr.loc["default", "ci_high"]
-
-
-def test_ablation_plot_shows_a_one_point_difference(tmp_path, write_run):
-    _ablation_records(tmp_path, write_run)
-    fig = ablation_plot(load_runs(tmp_path))
-    assert fig is not None
-    for ax in [a for a in fig.axes if a.get_visible()]:
-        low, high = ax.get_xlim()
-        assert high - low < 10  # the axis spans the differences (points), not 0..100
-        assert low < -0.9 and high > 1.1
-        labels = [t.get_text() for t in ax.get_yticklabels()]
-        assert labels == ["default (n=3)", "temperature0.5 (n=3)"]  # arm names, never a raw dict
+def test_the_compact_figure_has_one_line_per_treatment_and_reads_at_readme_width():
+    frame = verdict_frame(claims=2, treatments=4, experiments=3)
+    frame = pd.concat([frame, frame.assign(backbone="other")], ignore_index=True)  # two backbones per line
+    fig = summary_forest(frame)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in panels] == [f"study{e}: claim {c}" for e in range(3) for c in range(2)]
+    for ax in panels:
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["arm0", "arm1", "arm2", "arm3", "anchor (A/A)"]
+        assert ax.get_xlabel() == "minus `ce` (points)" and all(t.get_fontsize() >= 9 for t in ax.get_yticklabels())
+        assert len(_intervals(ax)) == 2 * 5  # both backbones on each line
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"backbone0", "backbone1", "other"} <= set(legend) and "ahead" in legend
     width, height = fig.get_size_inches()
-    assert width <= 10 and height <= 12
+    assert width <= 8.5 and height <= 3 * 2.2 + 1.5
 
 
-def test_ablation_plot_without_arm_studies_is_none(tmp_path, write_run):
-    write_run(tmp_path, "ablation_clip", "old-s0", method="grpo_rm", seed=0, sr=0.5, axes={"grpo_rm.clip_eps": 0.1})
-    assert ablation_plot(load_runs(tmp_path)) is None
+def _control_with_a_runner_up(root: Path, write_run) -> None:
+    """The ablation study's control (CE) was a close call with runner-up runs: the verdict pairs the arms with
+    CE's winner runs; pairing by seed alone would mix in the runner-up runs."""
+    exp, close = "study_ablations", {"close_call": True, "edge": False}
+    arms = (("ce", "ce", 0.80, "winner"), ("ce", "ce", 0.86, "runner_up"), ("default", "grpo_rm", 0.83, "winner"),
+            ("temperature0.5", "grpo_rm", 0.78, "winner"))
+    for arm, method, base, pick in arms:
+        for s in range(3):
+            axes = {"arm": arm} | ({"tune.pick": "runner_up"} if pick == "runner_up" else {})
+            tag = "-lr=runner_up" if pick == "runner_up" else ""
+            folder = write_run(root, exp, f"{arm}{tag}-s{s}", method=method, seed=s, sr=base + 0.01 * s + 0.002 * s * s,
+                               axes=axes)
+            record = json.loads((folder / "record.json").read_text())
+            record["tuning"] = {**(close if arm == "ce" else {"close_call": False}), "pick": pick}
+            (folder / "record.json").write_text(json.dumps(record))
 
 
-def test_report_draws_the_forest_plot_in_the_verdict_section_and_its_embedded_file(tmp_path, write_run, monkeypatch):
-    """The report calls analysis.verdict.verdict_frame (stood in for here) and links the plot from REPORT.md,
-    from tables/verdict.md (which the README embeds) and from the experiment's table.md."""
-    from grporm.analysis import report as report_module
-    from grporm.analysis import verdict as verdict_module
+def test_the_ablation_figure_shows_the_verdict_s_winner_cells_where_the_control_has_a_runner_up(tmp_path, write_run):
+    _control_with_a_runner_up(tmp_path, write_run)
+    frame = frame_of_records(load_runs(tmp_path))
+    sr = frame[frame["claim"] == frame["claim"].iloc[0]].set_index("treatment")
+    assert sr.loc["default", "diff"] == pytest.approx(3.0) and sr.loc["temperature0.5", "diff"] == pytest.approx(-2.0)
+    fig = experiment_forest(frame)
+    drawn = dict(forest_points(fig)[0])
+    assert drawn == {"default (n=3)": pytest.approx(3.0), "temperature0.5 (n=3)": pytest.approx(-2.0)}
+    assert "study_ablations" in fig._suptitle.get_text()
 
-    _ablation_records(tmp_path, write_run)
-    frame = verdict_frame(2, 2).assign(experiment="study_ablations")
-    monkeypatch.setattr(verdict_module, "verdict_frame", lambda run_set: frame, raising=False)
-    monkeypatch.setattr(verdict_module, "verdict_section",
-                        lambda run_set: (["## Verdict", ""], {".md": "# Verdict\n\ntable\n"}))
-    monkeypatch.setattr(report_module, "verdict_section", verdict_module.verdict_section)
-    report_module.report_all(tmp_path)
+
+def test_the_report_links_each_experiment_s_figure_and_the_compact_one(tmp_path, write_run, monkeypatch):
+    from grporm.analysis.report import report_all
+
+    _control_with_a_runner_up(tmp_path / "results", write_run)
+    write_run(tmp_path / "results", "alone", "g-s0", method="grpo_rm", seed=0, sr=0.5)  # no control: no figure
+    monkeypatch.chdir(tmp_path)
+    report_all(Path("results"))
+    root = tmp_path / "results"
+    text = (root / "REPORT.md").read_text()
+    assert "(figures/verdict_forest.png)" in text and (root / "figures" / "verdict_forest.png").stat().st_size > 5000
+    assert "![Verdict of study_ablations](figures/forest_study_ablations.png)" in text
+    assert (root / "figures" / "forest_study_ablations.pdf").exists()
+    assert "](../figures/verdict_forest.png)" in (root / "tables" / "verdict_summary.md").read_text()
+    assert "![Forest plot of study_ablations](forest.png)" in (root / "study_ablations" / "table.md").read_text()
+    assert not (root / "alone" / "forest.png").exists() and "forest_alone" not in text
+    assert not (root / "figures" / "ablations.png").exists()
+
+
+def test_a_close_call_without_runner_up_runs_is_said_with_the_command(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mine.yaml").write_text("# my study\nname: mine  # the folder\nmatrix: {}\n")
+    (tmp_path / "other.yaml").write_text("name: other\n")
+    frame = verdict_frame(1, 2, aa=False).assign(experiment="mine")
+    assert close_call_lines(frame, Path("results"), tmp_path) == []  # every close call checked
+    frame.loc[frame["treatment"] == "arm1", "no_rerun"] = True
+    assert experiment_file("mine", tmp_path) == "experiments/mine.yaml" and experiment_file("nope", tmp_path) is None
+    (text, blank) = close_call_lines(frame, Path("mine_results"), tmp_path)
+    assert "Close calls not yet checked (‡) in `mine`" in text and "`arm1` on claim 0 (backbone0): *no difference*" in text
+    assert "`grporm run experiments/mine.yaml --sensitivity --results mine_results && grporm report --results mine_results`" in text
+    assert "arm0" not in text and blank == ""
+    (text, _) = close_call_lines(frame.assign(experiment="lost"), Path("results"), tmp_path)
+    assert "`grporm run <the experiment file of lost> --sensitivity && grporm report`" in text
+
+
+def test_the_report_of_a_ce_arm_called_baseline_is_complete(tmp_path, write_run):
+    """No verdict declared and the CE arm called `baseline`: the full verdict, its figure, no section stubbed."""
+    from grporm.analysis.report import report_all
+
+    for arm, method, base in (("baseline", "ce", 0.80), ("grpo", "grpo_rm", 0.85)):
+        for s in range(3):
+            write_run(tmp_path, "own", f"{arm}-s{s}", method=method, seed=s, sr=base + 0.01 * s, axes={"arm": arm},
+                      history=[0.5, 0.6, base])
+    report_all(tmp_path)
     text = (tmp_path / "REPORT.md").read_text()
-    verdict_part = text[text.index("## Verdict"):text.index("## Classification")]
-    assert "(figures/verdict_forest.png)" in verdict_part
-    assert (tmp_path / "figures" / "verdict_forest.png").stat().st_size > 5000
-    assert (tmp_path / "figures" / "verdict_forest.pdf").exists()
-    assert "](../figures/verdict_forest.png)" in (tmp_path / "tables" / "verdict.md").read_text()
-    assert "(figures/ablations.png)" in text
-    assert "![Forest plot](forest.png)" in (tmp_path / "study_ablations" / "table.md").read_text()
-    assert not (tmp_path / "ablation_clip" / "forest.png").exists()  # no verdict row there
+    assert "### `own`" in text and "Control: `baseline` (arm)" in text and "(figures/forest_own.png)" in text
+    assert "skipped" not in text and "not drawn" not in text and "no verdict" not in text
+    frame = frame_of_records(load_runs(tmp_path))
+    assert set(frame["control"]) == {"baseline"} and set(frame["treatment"]) == {"grpo"}
 
 
-def test_a_long_list_of_measures_stays_inside_the_figure():
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def test_a_report_describes_its_folder_only(tmp_path, write_run):
+    """A folder with one plain experiment (CE alone: nothing to compare): only its sections, no stub for
+    what it has no data for, and no tuning decision of another experiment's setting."""
+    from grporm.analysis.report import report_all
+    from grporm.config import RunConfig
+    from grporm.tuning import tuning_key
+    from tests.test_tuning import fake_record
 
-    frame = verdict_frame(claims=6, treatments=2)
-    frame["measure"] = [["transfer_sr/digits", "sr", "imbalance_sr/overall", "imbalance_sr/few", "miou", "knn20"][i % 6]
-                        for i in range(len(frame))]
-    fig = forest_plot(frame)
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    label = fig.axes[0].xaxis.label.get_window_extent(renderer)
-    assert 0 <= label.x0 and label.x1 <= fig.bbox.x1, (label, fig.bbox)
-
-
-def test_a_figure_of_many_panels_is_a_png_of_bounded_size_beside_its_full_pdf(tmp_path):
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    from grporm.analysis.figures import MAX_PNG_PIXELS, PNG_DPI, save_figure
-
-    small, tall = Figure(figsize=(6, 4)), Figure(figsize=(18, 70))  # 70 in: a panel row per study and backbone
-    for fig, name in ((small, "small"), (tall, "tall")):
-        fig.subplots().plot([0, 1], [0, 1])
-        save_figure(fig, tmp_path / name)
-    assert Image.open(tmp_path / "small.png").size == (6 * PNG_DPI, 4 * PNG_DPI)  # small figures keep their dpi
-    width, height = Image.open(tmp_path / "tall.png").size
-    assert width * height <= MAX_PNG_PIXELS * 1.01 and height > 2000 and (tmp_path / "tall.pdf").exists()
+    mine, theirs = RunConfig(method="ce", tune={"grid": [1e-3, 1e-2]}), RunConfig(method="grpo_rm", tune={"grid": [1e-3, 1e-2]})
+    for run in (mine, theirs):
+        fake_record(tmp_path, run, winner=1e-3)
+    for s in range(2):
+        folder = write_run(tmp_path, "solo", f"ce-s{s}", method="ce", seed=s, sr=0.8)
+        record = json.loads((folder / "record.json").read_text())
+        (folder / "record.json").write_text(json.dumps({**record, "tuning": {"key": tuning_key(mine), "pick": "winner"}}))
+    report_all(tmp_path)
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "skipped" not in text and "not drawn" not in text and "no verdict" not in text
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## Classification", "## Cost", "## Tuning decisions", "## Excluded runs", "## Environment"]
+    tuning = text[text.index("## Tuning decisions"):text.index("## Excluded runs")]
+    assert tuning_key(mine) in tuning and tuning_key(theirs) not in tuning

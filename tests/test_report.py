@@ -23,7 +23,7 @@ from grporm.analysis.manifest import MANIFEST_NAME
 from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
 from grporm.analysis.report import REPORT_NAME
-from grporm.analysis.sections import DIFF, SECTIONS, build_table, build_tables
+from grporm.analysis.sections import SECTIONS, build_table, build_tables
 from grporm.analysis.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
@@ -145,21 +145,21 @@ def test_malformed_section_excludes_the_run(write_run, tmp_path: Path):
 
 
 # -- tables ----------------------------------------------------------------------------------------
-def test_classification_rows_stats_and_paired_difference(results: Path):
+def test_classification_rows_stats_and_no_difference_rows(results: Path):
     table = tables(results)["classification"]
     assert [c.title for c in table.columns] == ["Head", "SR", "kNN@20"]
     rows = {(row.key[:3], row.method): row for row in table.rows}
     sr = [c.title for c in table.columns].index("SR")
     ce = rows[(("main", FM, BB), "ce")]
     assert ce.n_runs == 3 and ce.cells[sr].mean == pytest.approx(0.82) and ce.cells[sr].std == pytest.approx(0.02)
-    diff = rows[(("main", FM, BB), DIFF)]
-    assert diff.cells[sr].mean == pytest.approx(0.04) and diff.cells[sr].n == 3
-    assert diff.runs == tuple(sorted((f"fm-{m}-s{s}", hashlib.sha256(f"fm-{m}-s{s}".encode()).hexdigest()[:12])
-                                     for m in ("ce", "grpo") for s in range(3)))
+    assert ce.runs == tuple((f"fm-ce-s{s}", hashlib.sha256(f"fm-ce-s{s}".encode()).hexdigest()[:12]) for s in range(3))
     # the failed (sr 0.01) and running (sr 0.99) seeds are in no cell
     assert rows[(("main", FM, BB), "grpo_rm")].cells[sr].n == 3
-    assert [row.method for row in table.rows if row.key[:3] == ("main", FM, BB)] == ["pretrained", "ce", "grpo_rm", DIFF]
-    assert not any(row.key[0] in ("seg", "ablation_clip") for row in table.rows)  # no SR / an ablation
+    # method rows only: a difference from a control is the verdict's, never a table's
+    assert [row.method for row in table.rows if row.key[:3] == ("main", FM, BB)] == ["pretrained", "ce", "grpo_rm"]
+    assert not any(row.key[0] == "seg" for row in table.rows)  # no SR
+    # no experiment name decides a table: `ablation_clip` is a classification experiment like any other
+    assert {row.key[3] for row in table.rows if row.key[0] == "ablation_clip"} == {"grpo_rm.clip_eps=0.1", "grpo_rm.clip_eps=0.3"}
     # bold: the best mean per column among the methods of one comparison
     best_sr = {table.rows[r].method for r, c in table.best if c == sr and table.rows[r].key[:3] == ("main", FM, BB)}
     assert best_sr == {"grpo_rm"}
@@ -173,8 +173,7 @@ def test_markdown_cells_dagger_and_bold(results: Path):
     assert "| imb | fashion_mnist | tf_efficientnet_lite0 | data.imbalance_factor=100 | CE | — | 60.0 ± 0.0 | 58.0 ± 0.0 | 3 |" in lines
     assert "| main | fashion_mnist | tf_efficientnet_lite0 |  | CE | 83.0 ± 2.0 | 82.0 ± 2.0 | 80.0 ± 2.0 | 3 |" in lines
     assert "| main | fashion_mnist | tf_efficientnet_lite0 |  | GRPO-RM | **87.0 ± 1.0** | **86.0 ± 1.0** | **84.0 ± 1.0** | 3 |" in lines
-    diff = next(line for line in lines if line.startswith("| main | fashion_mnist") and "Δ" in line)
-    assert "+4.0 [+1.5, +6.5]" in diff  # 4.0 ± 4.3027 * 1.0 / sqrt(3) pp
+    assert not any("Δ" in line for line in lines)
     cifar_ce = next(line for line in lines if "| cifar10 |" in line and "| CE |" in line)
     assert "51.0 ± 1.4†" in cifar_ce and cifar_ce.endswith("| 2 |")
     assert lines[-1].startswith("† fewer than 3 seeds")
@@ -200,16 +199,13 @@ def test_section_tables(results: Path):
     assert few.mean == pytest.approx(0.41)
     seg = built["segmentation"]
     assert [c.title for c in seg.columns] == ["mIoU", "Pixel acc."]
-    assert [row.method for row in seg.rows] == ["ce", "grpo_rm", DIFF]
-    abl = built["ablations"]
-    assert {row.key[3] for row in abl.rows} == {"grpo_rm.clip_eps=0.1", "grpo_rm.clip_eps=0.3"}
-    sr = [c.title for c in abl.columns].index("SR")
-    assert {abl.rows[r].key[3] for r, c in abl.best if c == sr} == {"grpo_rm.clip_eps=0.3"}  # bold across variants
+    assert [row.method for row in seg.rows] == ["ce", "grpo_rm"]
+    assert "ablations" not in built  # no section chosen by an experiment's name
     cost = built["cost"]
     assert [c.title for c in cost.columns] == ["Train time (s)", "Wall time (s)", "Train images/s", "Peak memory (MB)"]
     assert any(row.key[0] == "ablation_clip" for row in cost.rows)  # cost covers every experiment
     train, mem = 0, [c.title for c in cost.columns].index("Peak memory (MB)")
-    main_rows = [i for i, row in enumerate(cost.rows) if row.key[:2] == ("main", FM) and row.method != DIFF]
+    main_rows = [i for i, row in enumerate(cost.rows) if row.key[:2] == ("main", FM)]
     assert {cost.rows[i].method for i in main_rows if (i, train) in cost.best} == {"ce"}  # lower is better
     assert not any((i, mem) in cost.best for i in main_rows)  # all tied: nothing bold
 
@@ -218,11 +214,10 @@ def test_absent_sections_are_none(write_run, tmp_path: Path):
     write_run(tmp_path, "quick", "a", method="ce", seed=0, sr=0.5)
     built = {s.name: t for s, t in build_tables(load_runs(tmp_path))}
     assert built["classification"] is not None and built["cost"] is not None
-    assert all(built[name] is None for name in ("ood", "transfer", "imbalance", "segmentation", "ablations"))
-    assert all(s.absent for s in SECTIONS if s.name not in ("classification", "cost"))
+    assert all(built[name] is None for name in ("ood", "transfer", "imbalance", "segmentation"))
 
 
-@pytest.mark.parametrize("name", ["classification", "ood", "imbalance", "ablations", "cost"])
+@pytest.mark.parametrize("name", ["classification", "ood", "imbalance", "cost"])
 def test_latex_is_a_balanced_booktabs_tabular(results: Path, name: str):
     table = tables(results)[name]
     tex = table_latex(table)
@@ -262,9 +257,9 @@ def test_latex_escape_and_cells(write_run, tmp_path: Path):
     write_run(tmp_path, "q", "c", method="ce", seed=0, sr=0.5)
     write_run(tmp_path, "q", "g", method="grpo_rm", seed=0, sr=0.6)
     table = build_table(SECTIONS[0], load_runs(tmp_path))
-    diff = next(row for row in table.rows if row.method == DIFF)
-    assert cell_text(diff.cells[1], table.columns[1], diff.n_runs, latex=True) == "$+$10.0"
-    assert cell_text(diff.cells[1], table.columns[1], diff.n_runs) == "+10.0"
+    grpo = next(row for row in table.rows if row.method == "grpo_rm")
+    assert cell_text(grpo.cells[0], table.columns[0], grpo.n_runs, latex=True) == "60.0"
+    assert [row.method for row in table.rows] == ["ce", "grpo_rm"]
 
 
 def test_csv_has_every_cell_with_provenance(results: Path):
@@ -273,8 +268,9 @@ def test_csv_has_every_cell_with_provenance(results: Path):
     header, *lines = text.splitlines()
     assert header.startswith("experiment,dataset,backbone,variant,method,column_group,column,")
     assert len(lines) == len(table.rows) * len(table.columns)
-    line = next(row for row in lines if row.startswith(f"main,{FM},{BB},,diff,SR,"))
-    assert "fm-ce-s0 fm-ce-s1 fm-ce-s2 fm-grpo-s0" in line and ",0.04," in line
+    line = next(row for row in lines if row.startswith(f"main,{FM},{BB},,ce,SR,"))
+    assert "fm-ce-s0 fm-ce-s1 fm-ce-s2," in line and ",0.82," in line
+    assert not any(",diff," in row for row in lines)
 
 
 def test_convergence_curves_carry_wall_time(results: Path):
@@ -295,7 +291,7 @@ def test_report_files(report: Path):
     text = (report / REPORT_NAME).read_text()
     for section in SECTIONS:
         assert f"## {section.title}" in text
-    for name in ("classification", "ood", "ood_corruptions", "transfer", "imbalance", "segmentation", "ablations", "cost"):
+    for name in ("classification", "ood", "ood_corruptions", "transfer", "imbalance", "segmentation", "cost"):
         for suffix in (".md", ".tex", ".csv"):
             path = report / "tables" / f"{name}{suffix}"
             assert path.stat().st_size > 0 and f"tables/{name}{suffix}" in text
@@ -305,9 +301,9 @@ def test_report_files(report: Path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
         assert f"(figures/{stem}.png)" in text
-    # the legacy ablation records (no arm axis, no CE control of their own) are in the table, not the figure
-    assert "*Ablations: each arm minus the CE control*: not drawn." in text
-    assert not (report / "figures" / "ablations.png").exists()
+    # every section here has data: nothing is stubbed; the one experiment with a control gets its figure
+    assert "skipped" not in text and "not drawn" not in text and not (report / "figures" / "ablations.png").exists()
+    assert "(figures/forest_main.png)" in text and (report / "main" / "forest.png").exists()
     assert "- `main/runs/fm-grpo-s3/record.json`: failed: TrainingDiverged" in text
     assert "- `main/runs/fm-ce-s3/record.json`: status 'running'" in text
     assert f"main / {FM} / {BB} / GRPO-RM: `fm-grpo-s0` (`{hashlib.sha256(b'fm-grpo-s0').hexdigest()[:12]}`)" in text
@@ -339,6 +335,9 @@ def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
 
 
 def test_report_without_records_is_one_line(tmp_path: Path):
+    (tmp_path / "a_file").write_text("not a folder")
+    file = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "a_file")])
+    assert file.exit_code == 2 and "a_file is a file, not a results folder" in file.output
     result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "grporm run experiments/quick.yaml" in result.output

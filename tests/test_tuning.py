@@ -413,7 +413,9 @@ def test_report_section_lists_every_decision_with_flags(tmp_path):
     assert files[".tex"].count("\\\\") == 2 and "\\begin{tabular}" in files[".tex"]
     assert len(files[".csv"].splitlines()) == 1 + len(GRID)
     empty, none = tuning_section(tmp_path / "nothing")
-    assert "No tuning record" in "\n".join(empty) and none == {}
+    assert empty == [] and none == {}  # no data: the report leaves the section out
+    key = load_records(tmp_path)[0]["key"]
+    assert tuning_section(tmp_path, {key})[0] == lines and tuning_section(tmp_path, {"another"}) == ([], {})
 
 
 def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeypatch, capsys):

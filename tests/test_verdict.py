@@ -196,7 +196,37 @@ def test_no_control_says_why(write_run, tmp_path: Path):
     _arm(write_run, tmp_path, "noce", "a", "grpo_rm", CE)
     _arm(write_run, tmp_path, "noce", "b", "grpo_rm", AHEAD)
     lines, files = verdict_section(load_runs(tmp_path))
-    assert files == {} and "`noce`: no arm named `ce` (the control)" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert files == {} and "`noce`: no default control: no arm is named ce and none trains with method ce" in text
+    assert "add `control: NAME` under `verdict:`" in text and "NAME one of: a, b" in text
+
+
+def test_a_declared_control_the_runs_lack_says_so(write_run, tmp_path: Path):
+    _arm(write_run, tmp_path, "lacks", "ce", "ce", CE, verdict={**DECLARED, "control": "baseline"})
+    _arm(write_run, tmp_path, "lacks", "g", "grpo_rm", AHEAD, verdict={**DECLARED, "control": "baseline"})
+    lines, files = verdict_section(load_runs(tmp_path))
+    assert files == {} and "`lacks`: no arm named `baseline` (the control)" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("verdict", [None, {"control": "baseline"}, {"claims": [{"name": "SR", "measure": "sr"}]}])
+def test_a_ce_arm_with_any_name_is_the_default_control(write_run, tmp_path: Path, verdict):
+    """The CE arm called `baseline`, declared or not: the full verdict, control `baseline`."""
+    _arm(write_run, tmp_path, "own", "baseline", "ce", CE, verdict=verdict)
+    _arm(write_run, tmp_path, "own", "grpo", "grpo_rm", AHEAD, verdict=verdict)
+    _arm(write_run, tmp_path, "own", "worse", "grpo_rm", BEHIND, verdict=verdict)
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.declaration.control == "baseline" and not found.notes
+    sr = found.frame[found.frame["claim"] == "SR"].set_index("treatment")
+    assert set(sr.index) == {"grpo", "worse"} and set(sr["control"]) == {"baseline"}
+    assert (sr.loc["grpo", "word"], sr.loc["worse", "word"]) == (inf.AHEAD, inf.BEHIND)
+
+
+def test_two_ce_arms_without_a_declared_control_say_which_line_to_add(write_run, tmp_path: Path):
+    for arm, method in (("ce_short", "ce"), ("ce_long", "ce"), ("grpo", "grpo_rm")):
+        _arm(write_run, tmp_path, "two", arm, method, CE)
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.frame.empty and found.declaration.control is None
+    assert "2 train with method ce (ce_long, ce_short)" in found.notes[0] and "verdict: {control: ce_long}" in found.notes[0]
 
 
 def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Path):
@@ -216,8 +246,8 @@ def test_compare_keeps_experiments_of_two_folders_apart(write_run, tmp_path: Pat
 
 def test_the_declaration_is_checked_at_load_and_never_hashed():
     raw = {"name": "e", "matrix": {"arm": [{"name": "ce", "method": "ce"}, {"name": "g", "method": "grpo_rm"}]}}
-    plain = build_experiment(raw, "e.yaml").runs
-    declared = build_experiment({**raw, "verdict": {"control": "ce", "margin": 2.0,
+    plain = build_experiment({**raw, "eval": {"transfer": ["digits"]}}, "e.yaml").runs
+    declared = build_experiment({**raw, "eval": {"transfer": ["digits"]}, "verdict": {"control": "ce", "margin": 2.0,
                                                     "claims": [{"name": "T", "measure": "transfer_sr/digits"}]}}, "e.yaml").runs
     assert [(r.run_id, r.config_hash()) for r in plain] == [(r.run_id, r.config_hash()) for r in declared]
     assert declared[0].model_dump(mode="json")["verdict"]["margin"] == 2.0  # what the record stores
