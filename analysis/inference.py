@@ -130,12 +130,13 @@ def claim_word(rows: Sequence[Mapping[str, tuple[float, float]]], margin: float)
 
 
 def seeds_to_decide(mean: float, std: float, margin: float, level: float, target_power: float = POWER,
-                    most: int = 500) -> int | None:
+                    most: int = 500) -> int | float | None:
     """Planning only: the seeds of a fixed design (one look at `level` per side) that decide a cell
     with `target_power` if its true difference were the observed mean at the observed spread: the test
-    whose null is farther from the mean (superiority, H0: <= 0, or non-superiority, H0: >= margin)."""
+    whose null is farther from the mean (superiority, H0: <= 0, or non-superiority, H0: >= margin).
+    NaN when the spread is unknown (one pair): no figure, rather than "more than `most`"; None beyond `most`."""
     if not (math.isfinite(mean) and math.isfinite(std)):
-        return None
+        return math.nan
     return seeds_needed(std, max(mean, margin - mean), level, target_power, most, sides=1)
 
 

@@ -136,3 +136,11 @@ def test_clopper_pearson_upper_bound():
 def test_exclusion_rate_of_an_aa_control():
     assert inf.exclusion_rate([True, False, False, False]) == 0.25
     assert math.isnan(inf.exclusion_rate([]))
+
+
+def test_planning_seeds_unknown_spread_is_no_figure_and_zero_spread_a_true_one():
+    """One pair: the spread is unknown, so no figure (NaN, shown '—'), never 'more than 500'; identical
+    differences: the true figure (two pairs), not 'more than 500'."""
+    assert math.isnan(inf.seeds_to_decide(2.0, math.nan, 1.0, 0.05))
+    assert inf.seeds_to_decide(2.0, 0.0, 1.0, 0.05) == 2
+    assert inf.seeds_to_decide(0.5, 1000.0, 1.0, 0.05) is None  # beyond the search: '> 500'
