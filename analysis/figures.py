@@ -425,9 +425,10 @@ def _forest_point(ax, y: float, line: pd.Series, marker: str | None = None, band
     aa = line.get("role") == "aa"
     style = WORD_STYLE.get(str(line.get("word") or ""), NO_WORD)
     colour = "#7f7f7f" if aa else style["color"]
-    detect = line.get("detectable")
-    if band and detect is not None and np.isfinite(detect) and detect > 0:
-        ax.fill_betweenx([y - 0.4, y + 0.4], -detect, detect, color="#1f77b4", alpha=0.10, linewidth=0)
+    # the margin δ, not a detectable difference: power after the fact decides nothing (docs/method.md)
+    margin = line.get("margin")
+    if band and margin is not None and np.isfinite(margin) and margin > 0:
+        ax.vlines(margin, y - 0.4, y + 0.4, color="#1f77b4", linestyle="--", linewidth=1.0)
     low, high = line.get("ci_low"), line.get("ci_high")
     if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
         ax.hlines(y, low, high, color=colour, linewidth=1.6, linestyle=":" if aa else "-")
@@ -436,13 +437,13 @@ def _forest_point(ax, y: float, line: pd.Series, marker: str | None = None, band
 
 
 def _word_handles(band: bool = True, markers: bool = True) -> list:
-    """The legend of the words (and of the detectable band); without markers where markers name backbones."""
+    """The legend of the words (and of the margin δ); without markers where markers name backbones."""
     handles = [matplotlib.lines.Line2D([], [], linestyle="-", color=s["color"], marker=s["marker"] if markers else None,
                                        label=w) for w, s in WORD_STYLE.items()]
     handles.append(matplotlib.lines.Line2D([], [], linestyle=":", color="#7f7f7f", marker="o" if markers else None,
                                            markerfacecolor="white", label="A/A control"))
     if band:
-        handles.append(matplotlib.patches.Patch(color="#1f77b4", alpha=0.10, label="\u00b1 detectable difference"))
+        handles.append(matplotlib.lines.Line2D([], [], linestyle="--", color="#1f77b4", label="margin \u03b4"))
     return handles
 
 
@@ -455,8 +456,8 @@ def _control(frame: pd.DataFrame) -> str:
 def experiment_forest(frame: pd.DataFrame, experiment: str | None = None) -> Figure | None:
     """One experiment's verdict (its lines of the verdict frame, differences in points): one panel per
     verdict row (claim, data set, backbone, other axes), each with its own x axis; one line per treatment,
-    reference and A/A control: the mean paired difference from the control (point), its 95% interval
-    (line), the shaded band \u00b1 the detectable difference; colour and marker give the word, A/A controls
+    reference and A/A control: the mean paired difference from the control (point), the interval its
+    word uses (line; α/m on each side), the margin δ (dashed); colour and marker give the word, A/A controls
     are grey, hollow and dotted. The experiment's name is in the title. None for an empty frame."""
     if frame is None or frame.empty:
         return None
@@ -485,7 +486,7 @@ def experiment_forest(frame: pd.DataFrame, experiment: str | None = None) -> Fig
             ax.set_xlabel(f"minus {_control(lines)} (points)")
     fig.legend(handles=_word_handles(), loc="outside lower center", ncols=5, fontsize=7)
     fig.suptitle(f"{experiment}: each arm minus the control {_control(frame)}, paired by seed\n"
-                 "point = mean, line = 95% interval, colour = the verdict's word")
+                 "point = mean, line = the interval the word uses, colour = the verdict's word")
     return fig
 
 
@@ -552,7 +553,7 @@ def summary_forest(frame: pd.DataFrame) -> Figure | None:
             for v, m in markers.items()]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)))
         fig.suptitle("Verdict at a glance: each treatment minus its experiment's control (primary claims)\n"
-                     "point = mean paired difference, line = 95% interval, marker = backbone")
+                     "point = mean paired difference, line = the interval the word uses, marker = backbone")
     return fig
 
 

@@ -154,8 +154,8 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
     else:
         parts += ["No convergence figure: no finished run has a history.csv with kNN@20 values.", ""]
     if forest is not None:
-        parts += ["Its verdict: each arm minus the control, paired by seed (point = mean, line = 95% interval, "
-                  "band = \u00b1 detectable difference; every number in the report's verdict tables):", "",
+        parts += ["Its verdict: each arm minus the control, paired by seed (point = mean, line = the interval "
+                  "its word uses, dashed = the margin \u03b4; every number in the report's verdict tables):", "",
                   f"![Forest plot of {experiment}]({forest.name})", ""]
     parts += list(close_calls)
     if excluded:

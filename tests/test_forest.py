@@ -67,12 +67,14 @@ def test_an_experiment_s_figure_has_a_panel_with_an_x_axis_per_verdict_row(claim
     assert width <= 10.5
 
 
-def test_the_band_marks_the_detectable_difference():
-    frame = verdict_frame(1, 1, aa=False).assign(detectable=2.5)
+def test_the_dashes_mark_the_margin_and_no_detectable_band_is_drawn():
+    """The margin δ is what the words are judged against; a detectable difference is power after the fact."""
+    frame = verdict_frame(1, 1, aa=False).assign(detectable=2.5, margin=1.5)
     ax = experiment_forest(frame).axes[0]
-    bands = [c for c in ax.collections if not hasattr(c, "get_segments")]
-    extents = [c.get_paths()[0].get_extents() for c in bands]
-    assert any(math.isclose(e.x0, -2.5) and math.isclose(e.x1, 2.5) for e in extents)
+    assert not [c for c in ax.collections if not hasattr(c, "get_segments")]  # no shaded band
+    dashed = [seg for c in ax.collections if hasattr(c, "get_segments") and c.get_linestyle()[0][1] is not None
+              for seg in c.get_segments()]
+    assert dashed and all(math.isclose(seg[0][0], 1.5) and math.isclose(seg[1][0], 1.5) for seg in dashed)
 
 
 def test_an_empty_frame_draws_nothing():
