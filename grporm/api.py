@@ -21,29 +21,35 @@ def load_runs(*results: str | Path) -> RunSet:
     return _load_runs(*(results or ("results",)))
 
 
-def run(experiment: str | Path, overrides: Iterable[str] = (), results: str | Path = "results",
-        checkpoints: str | Path = "checkpoints", *, only: str | None = None, force: bool = False,
-        echo: Callable[..., None] = print) -> RunSet:
+def run(experiment: str | Path, overrides: Iterable[str] = (), results: str | Path | None = None,
+        checkpoints: str | Path | None = None, *, only: str | None = None, force: bool = False,
+        max_runs: int | None = None, echo: Callable[..., None] = print) -> RunSet:
     """Run an experiment's matrix like `grporm run EXPERIMENT -o KEY=VALUE ...` in this process (finished
     runs are skipped, interrupted ones resume; settings are checked before anything is written) and
-    return the records of its runs (`load_runs` of ``results/<experiment name>``). Bad input raises a
+    return the records of its runs (`load_runs` of ``<results>/<experiment name>``). `results` and
+    `checkpoints` default as for the command: ``results`` for the repository's own experiments,
+    ``grporm-results`` for any other file, checkpoints under the results folder. Bad input raises a
     GrpormError with one line naming the problem; a failed run raises RunsFailed after the others ran."""
     from grporm.experiment import load_experiment
     from grporm.inputs import check_environment, output_folder
     from grporm.interrupts import STOP
     from grporm.matrix import run_matrix, select_runs
     from grporm.preflight import preflight
+    from grporm.run_options import RunOptions
 
     check_environment()
-    exp = load_experiment(Path(experiment), list(overrides))
-    runs = select_runs(exp.runs, only, None) if exp.runs else []
-    results, checkpoints = Path(results), Path(checkpoints)
+    options = RunOptions(Path(experiment), tuple(overrides), max_runs, force, only=only,
+                         results=None if results is None else Path(results),
+                         checkpoints=None if checkpoints is None else Path(checkpoints))
+    exp = load_experiment(options.experiment, list(options.overrides), options.max_runs)
+    runs = select_runs(exp.runs, options.only, None) if exp.runs else []
+    results, checkpoints = options.results_folder, options.checkpoints_folder
     if runs:
         preflight(runs, 1, warn=echo)
         output_folder(results, "results")
         output_folder(checkpoints, "checkpoints")
         with STOP.installed():
-            run_matrix(runs, results, checkpoints, force=force, echo=echo)
+            run_matrix(runs, results, checkpoints, force=options.force, echo=echo)
     folder = results / exp.name
     return _load_runs(folder) if folder.is_dir() else RunSet(runs=pd.DataFrame())
 

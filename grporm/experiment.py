@@ -378,9 +378,9 @@ def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     return count
 
 
-# What a results folder holds besides one folder per experiment (launch logs, tuning decisions, the
+# What a results folder holds besides one folder per experiment (checkpoints, launch logs, tuning decisions, the
 # report's tables and figures, the benchmarks); lower case: some file systems ignore case.
-RESULTS_FOLDERS = frozenset({"logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
+RESULTS_FOLDERS = frozenset({"checkpoints", "logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
 
 
 def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:

@@ -151,7 +151,7 @@ class Run:
         self.tracker.note_lr(lr, (self.record.tuning or {}).get("key"))
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
-            desc=cfg.method, dist=self.dist, result=self.progress)
+            desc=cfg.run_id, dist=self.dist, result=self.progress)
         self._write_csv("history.csv", self.progress.history)
         self.tracker.log_convergence(self.progress.history)
 

@@ -17,6 +17,7 @@ from grporm.errors import GrpormError
 from grporm.storage import read_record
 
 from tiny_runs import (
+    RESULTS,
     RUN_ID,
     STEPS_PER_EPOCH,
     checkpoint,
@@ -244,7 +245,7 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
         assert len(starts) == 1, stdout  # started by exactly one process
         rec = json.loads((run_folder(tmp_path, run_id) / "record.json").read_text())
         assert rec["status"] == "finished" and rec["seed"] == seed
-    leftovers = [p.name for p in (tmp_path / "results").rglob("*") if p.name.startswith(".")]
+    leftovers = [p.name for p in (tmp_path / RESULTS).rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # no lock, no half-written temporary file
 
 

@@ -28,7 +28,7 @@ from grporm.tuning import (
     tuning_key,
 )
 
-from tiny_runs import invoke, record, write_experiment
+from tiny_runs import RESULTS, invoke, record, write_experiment
 
 GRID = [1e-4, 1e-3, 1e-2]
 TUNE = {"grid": GRID, "score": "knn20", "max_extensions": 2}
@@ -347,14 +347,14 @@ def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the
     assert result.exit_code == 0, result.output
     # one setting (ce; seeds share it, pretrained needs none), each value once per tuning seed, on that seed's data
     assert scored == [(lr, s, s) for lr in GRID for s in (0, 1)]
-    (rec,) = load_records(tmp_path / "results")
+    (rec,) = load_records(tmp_path / RESULTS)
     assert [row["lr"] for row in rec["scores"]] == GRID and rec["winner"] in GRID and rec["n_val"] == {"0": 30, "1": 30}
     assert all([x["seed"] for x in row["per_seed"]] == [0, 1] for row in rec["scores"])
     assert all(row["score"] == pytest.approx(sum(x["score"] for x in row["per_seed"]) / 2) for row in rec["scores"])
     assert rec["seeds"] == [0, 1] and rec["runner_up"] in GRID and rec["runner_up"] != rec["winner"]
     assert rec["uncertainty"] == max(rec["se"], rec["seed_se"]) and "max(se, seed_se)" in rec["close_call_rule"]
     assert rec["epochs"] == 3 and rec["env"]["torch"] and set(rec["config_hashes"]) == {"0", "1"}
-    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / RESULTS / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and len(scored) == 6
     assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
