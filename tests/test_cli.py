@@ -114,3 +114,44 @@ def test_max_runs_reaches_the_launchers_tasks(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (argv,) = seen
     assert argv[argv.index("--max-runs") + 1] == "3" and "--shard" not in argv
+
+
+def test_a_matrix_axis_is_overridden_or_added_from_the_command_line(tmp_path):
+    from grporm.errors import ConfigError
+    from grporm.experiment import load_experiment
+
+    path = write_experiment(tmp_path, matrix={"method": ["ce", "grpo_rm"]})
+    ids = [r.run_id for r in load_experiment(path, ["matrix.seed=[0,1]"]).runs]
+    assert ids == ["digits-test_vit-ce-s0", "digits-test_vit-ce-s1", "digits-test_vit-grpo_rm-s0", "digits-test_vit-grpo_rm-s1"]
+    assert [r.run_id for r in load_experiment(path, ["matrix.method=[ce]", "matrix.seed=3"]).runs] == ["digits-test_vit-ce-s3"]
+    with pytest.raises(ConfigError, match=r"override 'matrix.sed=\[0,1\]': sed: unknown key \(did you mean 'seed'\?\)"):
+        load_experiment(path, ["matrix.sed=[0,1]"])
+    with pytest.raises(ConfigError, match=r"override 'matrix.seed=\[-1\]': seed"):
+        load_experiment(path, ["matrix.seed=[-1]"])
+
+
+def test_a_misspelt_weights_keyword_is_no_path(tmp_path):
+    from grporm.errors import ConfigError
+    from grporm.experiment import load_experiment
+
+    path = write_experiment(tmp_path)
+    with pytest.raises(ConfigError, match=r"'packged' is neither a keyword \(packaged, hub, none\) nor an existing file "
+                                          r"\(did you mean 'packaged'\?\)"):
+        load_experiment(path, ["model.weights=packged"])
+    for path_like in ("my.pth", "~/w.pt", "models/w"):  # looks like a file: left to the file check (data check lists it)
+        assert load_experiment(path, [f"model.weights={path_like}"]).runs
+
+
+def test_model_names_get_did_you_mean_and_never_nowhere(tmp_path):
+    from grporm.models.backbones import unknown_backbone, without_weights_fix
+    from grporm.requirements import _packaged_requirement
+
+    assert "(did you mean 'mobilenetv2_100'?)" in unknown_backbone("mobilenetv2_10")
+    assert "'resnet18'" in unknown_backbone("resnt18") and unknown_backbone("resnet18") is None
+    line = _packaged_requirement("mobilenetv2_10").line()
+    assert "nowhere" not in line and "did you mean 'mobilenetv2_100'" in line, line
+    write_experiment(tmp_path, model={"name": "mobilenetv2_10", "weights": "packaged"})
+    result = invoke(tmp_path, "--dry-run")
+    assert result.exit_code == 2 and "did you mean 'mobilenetv2_100'" in result.output and "nowhere" not in result.output
+    # the offline hub error names packaged weights only for a model that has them
+    assert "weights: packaged" not in without_weights_fix("resnet18") and "weights: packaged" in without_weights_fix("mobilenetv2_100")
