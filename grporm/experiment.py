@@ -539,8 +539,10 @@ def id_value(run: RunConfig, key: str, value: Any) -> Any:
 
 def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
     """data-backbone-method[-axis=value...][-lr=runner_up]-s<seed>: a run at its decision's runner-up
-    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id."""
-    parts = [run.data.name, run.model.name, run.method]
+    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id. `data` is the
+    data set's own name (DataConfig.display_name: data.label, an image folder's folder name, else
+    data.name), as the records and tables name it."""
+    parts = [run.data.display_name(), run.model.name, run.method]
     for key, value in axis_values.items():
         if key in ID_AXES or key in ("seed", PICK_AXIS):
             continue

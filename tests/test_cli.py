@@ -155,3 +155,22 @@ def test_model_names_get_did_you_mean_and_never_nowhere(tmp_path):
     assert result.exit_code == 2 and "did you mean 'mobilenetv2_100'" in result.output and "nowhere" not in result.output
     # the offline hub error names packaged weights only for a model that has them
     assert "weights: packaged" not in without_weights_fix("resnet18") and "weights: packaged" in without_weights_fix("mobilenetv2_100")
+
+
+def test_run_ids_name_the_data_set_as_its_records_do(tmp_path):
+    from grporm.experiment import load_experiment
+
+    (tmp_path / "shapes").mkdir()
+    path = write_experiment(tmp_path, data={"name": "imagefolder", "root": str(tmp_path / "shapes")})
+    assert [r.run_id for r in load_experiment(path).runs] == ["shapes-test_vit-grpo_rm-s0"]
+    labelled = load_experiment(path, ["data.label=My images"]).runs[0]
+    assert labelled.run_id == "My_images-test_vit-grpo_rm-s0" and labelled.config_hash() == load_experiment(path).runs[0].config_hash()
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "studies/readings.yaml", "studies/transfer.yaml", "studies/segmentation.yaml"])
+def test_the_shipped_run_ids_keep_the_registered_data_set_name(name):
+    """The committed records are found by their run ids: a shipped experiment's ids start with data.name."""
+    from grporm.experiment import load_experiment
+
+    runs = load_experiment(REPO / "experiments" / name).runs
+    assert runs and all(r.run_id.startswith(f"{r.data.name}-{r.model.name}-{r.method}") for r in runs)
