@@ -431,6 +431,44 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_(
+    run_path: Path = typer.Argument(..., metavar="RUN", help="a run folder (<results>/<experiment>/runs/<run id>) or "
+                                                             "the model.pt of a finished run"),
+    override: list[str] = override_option("KEY=VALUE on the run's config, e.g. -o eval.knn_k=[5,20] (repeatable)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="also write the metrics as JSON here"),
+    results: Optional[Path] = typer.Option(None, "--results", metavar="DIR",
+                                           help="with a model.pt: the results folder holding the run's record"),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", metavar="DIR",
+                                               help="with a run folder: the checkpoints folder holding its model.pt"),
+) -> None:
+    """Evaluate a finished run's saved model with the suite's protocols on the run's data set.
+
+    SR, kNN, head accuracy and ECE (segmentation: mIoU), and the run's corruptions, transfer or
+    imbalance evaluation when its config has them, on the fine-tuned weights the run kept; the same
+    numbers as its record when nothing is overridden."""
+    from grporm.inputs import check_environment
+
+    _checked_environment(check_environment)
+    from grporm.saved import evaluate_saved, locate
+
+    try:
+        saved = locate(run_path, results, checkpoints)
+        _, metrics = evaluate_saved(saved, override)
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(f"{saved.run_id} ({saved.weights}): {metrics.headline()}")
+    for name, value in metrics.values().items():
+        if isinstance(value, float):
+            typer.echo(f"  {name:28s} {value:.4f}")
+    if json_out is not None:
+        from grporm.storage import write_json
+
+        write_json(json_out, {"run_id": saved.run_id, "weights": str(saved.weights), "record": str(saved.record),
+                              "overrides": list(override), "metrics": metrics.to_json()})
+        typer.echo(f"wrote {json_out}")
+
+
 @app.command()
 def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help="W&B entity/project of the runs")) -> None:
     """Create a W&B report of a project's runs, grouped as in the tables.

@@ -30,6 +30,7 @@ from grporm.learning_rate import decision_for, lends_splits
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
+from grporm.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
 from grporm.storage import environment, now, peak_memory_mib, run_dir, set_aside, write_csv, write_json
 from grporm.tracking import Tracker, artifact_name
 from grporm.train import FitResult, fit
@@ -38,7 +39,6 @@ from grporm.tuning import needs_decision
 # The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
 PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
 
-FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from tiny_runs import RESULTS, invoke, write_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = [["run"], ["tune"], ["report"], ["compare"], ["verify"], ["dashboard"], ["sync"], ["list"],
-            ["data"], ["data", "check"]]
+            ["data"], ["data", "check"], ["eval"]]
 
 
 def test_short_help_and_version():
