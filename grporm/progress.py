@@ -174,7 +174,7 @@ class ProcessProgress:
         if not enabled or not terminal():
             return
         self.fit_tic = time.perf_counter()
-        self.bar = tqdm(total=total, initial=done, desc=f"{self.tag}{desc}", unit="img", unit_scale=True,
+        self.bar = tqdm(total=total, initial=done, desc=f"{self.tag}{desc}", unit="img", unit_scale=total >= 10_000,
                         dynamic_ncols=True, leave=False, file=sys.stderr,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
                                    "{rate_fmt}{postfix}]")
