@@ -342,8 +342,11 @@ def tune(
         from grporm.progress import PROCESS, shard_tag, tagged
 
         PROCESS.tag = shard_tag(shard)  # two shards in one terminal: each line says whose it is
-        with STOP.installed():
-            tune_matrix(mine, results, force=force, dist=dist, echo=tagged(typer.echo))
+        try:
+            with STOP.installed():
+                tune_matrix(mine, results, force=force, dist=dist, echo=tagged(typer.echo))
+        finally:
+            PROCESS.tag = ""
         if dist.is_main:
             found = [read_decision(record_path(results, tuning_key(r))) for r in settings]
             typer.echo(f"\n{exp.name}: {sum(map(bool, found))} of {len(settings)} decision(s) under {results / 'tuning'}")

@@ -341,7 +341,12 @@ def weights_problem(weights: str) -> str | None:
     """A model.weights that is no keyword and cannot be a path (no folder, no file suffix) and names no
     file here: a misspelt keyword (`packged`), not a checkpoint to look for. A value that looks like a
     path is left to the file check (grporm data check lists it as missing)."""
-    if weights in WEIGHT_KEYWORDS or any(c in weights for c in "/\\.~") or Path(weights).exists():
+    if weights in WEIGHT_KEYWORDS or any(c in weights for c in "/\\.~"):
+        return None
+    try:
+        if Path(weights).exists():
+            return None
+    except (OSError, ValueError):  # a name no file system takes: the folder-name checks say so
         return None
     return (f"{shown(weights)} is neither a keyword ({', '.join(WEIGHT_KEYWORDS)}) nor an existing file"
             f"{_suggest(weights, WEIGHT_KEYWORDS)}; give a keyword or a checkpoint's path")

@@ -305,7 +305,7 @@ OVERRIDES = {  # -o value -> fragment
     "unknown key": ("train.lrr=0.1", "train.lrr: unknown key (did you mean 'lr'?)"),
     "unknown section": ("trian.lr=0.1", "unknown key (did you mean 'train'?)"),
     "not a section": ("seed.x=1", "seed is not a section"),
-    "matrix is not a setting": ("matrix.seed=[0]", "matrix.seed: unknown key"),
+    "unknown matrix axis": ("matrix.sed=[0]", "sed: unknown key (did you mean 'seed'?)"),  # matrix.seed=[0] is an axis
     "malformed YAML value": ("tune.grid=[1e-4, 1e-3", "is not valid YAML"),
     "retired option": ("train.lr_grid=[1e-4, 1e-3]", "train.lr_grid: retired option, use tune.grid"),
     "YAML that would run code": ("train.lr=!!python/object/apply:os.system [touch marker]", "is not valid YAML"),
