@@ -241,7 +241,7 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
     stdout = "\n".join(out for out, _ in outputs)
     for seed in range(4):
         run_id = f"digits-test_vit-grpo_rm-s{seed}"
-        starts = [line for line in stdout.splitlines() if re.match(rf"run \d+ of \d+: {run_id}(  \(|$)", line)]
+        starts = [line for line in stdout.splitlines() if re.match(rf"(\[shard 0/2\] )?run \d+ of \d+: {run_id}(  \(|$)", line)]
         assert len(starts) == 1, stdout  # started by exactly one process
         rec = json.loads((run_folder(tmp_path, run_id) / "record.json").read_text())
         assert rec["status"] == "finished" and rec["seed"] == seed

@@ -136,7 +136,7 @@ def test_local_executor_runs_each_run_of_the_matrix_once(tmp_path, monkeypatch):
     assert not (tmp_path / "logs").exists()
     text = "".join(p.read_text() for p in logs)
     for run_id in RUN_IDS:  # each run started exactly once over both tasks
-        assert len(re.findall(rf"^run \d of 2: {re.escape(run_id)}(  \(|$)", text, flags=re.M)) == 1, text
+        assert len(re.findall(rf"^\[shard \d/2\] run \d of 2: {re.escape(run_id)}(  \(|$)", text, flags=re.M)) == 1, text
 
 
 def test_threads_are_divided_between_the_tasks_of_a_machine():
