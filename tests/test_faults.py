@@ -67,7 +67,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_results(tmp_pa
     resumed = invoke(tmp_path)
     assert resumed.exit_code == 0, resumed.output
     assert "taking over the stale lock" in resumed.stderr and "is gone" in resumed.stderr
-    assert "resumed grpo_rm from" in resumed.output
+    assert "resumed digits-test_vit-grpo_rm-s0 from" in resumed.output  # the run, not only its method
     assert_same_as(reference, tmp_path)
     assert not (run_folder(tmp_path) / ".lock").exists()
 
