@@ -275,6 +275,11 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
         preflight(runs, max(o.nproc, dist.world_size), warn=_warn if dist.is_main and not relaunch else None)  # before anything is written
         if relaunch:
             raise typer.Exit(distributed.launch(o.nproc, o.argv()))
+        if dist.is_main:  # where to look, before the first line of the first run
+            from grporm.progress import shard_tag
+
+            typer.echo(f"{shard_tag(o.shard)}{exp.name}: {len(runs)} run(s); records under {results / exp.name}, "
+                       f"checkpoints under {checkpoints / exp.name}")
         with STOP.installed():
             run_matrix(runs, results, checkpoints, force=o.force, stale_seconds=60 * o.stale_lock, dist=dist,
                        echo=typer.echo, shard=o.shard)
