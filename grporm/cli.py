@@ -9,9 +9,64 @@ from typing import Optional
 import typer
 import yaml
 from typer._click import exceptions as click_errors  # typer vendors click; its own classes
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from grporm.errors import GrpormError
+from grporm.run_options import DEFAULT_STALE_LOCK_MINUTES
+
+
+class PlainArgument(TyperArgument):
+    """An argument shown in the usage line as its metavar, as other command lines do (`EXPERIMENT`,
+    `[WHAT]`, `RESULTS...`), not typer's `{experiment}`."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
+
+    def display_type_rich(self, ctx) -> None:  # the name says it already; no `<path>` beside it
+        return None
+
+
+def _placeholder(param) -> str:
+    """A metavar in the usual style for an option typer would show as a Python type (`<path>`,
+    `<list[str]>`, `<int range>`): PATH, N, NUMBER, TEXT; a flag shows none."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    label = param.display_type(None)
+    for kind, shown in (("path", "PATH"), ("int", "N"), ("float", "NUMBER")):
+        if kind in label:
+            return shown
+    return "TEXT"
+
+
+def readable(command) -> None:
+    """Every parameter of `command` and its subcommands gets a CLI-style placeholder (see _placeholder;
+    an argument: its name in capitals) unless it names its own."""
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            param.metavar = param.metavar or param.name.upper()
+            param.__class__ = PlainArgument
+        elif param.metavar is None:
+            param.metavar = _placeholder(param)
+    for sub in getattr(command, "commands", {}).values():
+        readable(sub)
+        sub.context_settings.setdefault("help_option_names", HELP_OPTIONS)
+        sub.get_help_option = _flag_help(sub.get_help_option)
+
+
+def _flag_help(get_help_option):
+    """The command's --help option, shown as the flag it is (no `<bool>`)."""
+    def quiet(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return quiet
+
+
+HELP_OPTIONS = ["-h", "--help"]
 
 
 class ClosedStdoutTolerant:
@@ -50,8 +105,16 @@ class ClosedStdoutTolerant:
 
 class OneLineErrors(TyperGroup):
     """A command-line usage error (unknown option, `--nproc abc`, a missing argument) is one line on
-    stderr and exit code 2, like every other bad input, instead of click's usage box. Also the root of
-    every command's output: warnings are one line each (grporm.notices), a closed stdout is not an error."""
+    stderr and exit code 2, like every other bad input, instead of click's usage box. Placeholders
+    read like other command lines' (readable), and -h is --help. Also the root of every command's
+    output: warnings are one line each (grporm.notices), a closed stdout is not an error."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        readable(self)
+
+    def get_help_option(self, ctx):
+        return _flag_help(super().get_help_option)(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from grporm import notices
@@ -86,8 +149,30 @@ class OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": HELP_OPTIONS},
                   help="GRPO-RM vs cross-entropy fine-tuning of representation models.")
-EXPERIMENTS = Path("experiments")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from grporm import __version__
+
+        typer.echo(f"grporm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_version,
+                                       help="print the version and exit")) -> None:
+    """GRPO-RM vs cross-entropy fine-tuning of representation models."""
+
+
+def override_option(text: str = "KEY=VALUE, as for `grporm run` (repeatable)") -> list[str]:
+    return typer.Option([], "--override", "-o", metavar="KEY=VALUE", help=text)
+
+
+def results_option(text: str, default: Path | None = Path("results")) -> Path | None:
+    return typer.Option(default, "--results", metavar="DIR", help=text, show_default=default is not None)
 
 
 def max_runs_option() -> int | None:
@@ -144,25 +229,27 @@ def _warn(line: str) -> None:
 
 @app.command()
 def run(
-    experiment: Path = typer.Argument(..., help="experiment YAML file, e.g. experiments/quick.yaml"),
-    override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, e.g. -o train.lr=3e-4 (repeatable)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved runs and exit"),
+    experiment: Path = typer.Argument(..., metavar="EXPERIMENT", help="experiment YAML file, e.g. experiments/quick.yaml"),
+    override: list[str] = override_option("KEY=VALUE, e.g. -o train.lr=3e-4 or -o matrix.seed=[0,1] (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check every run and print them, then exit"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --dry-run: print each run's full config"),
     max_runs: Optional[int] = max_runs_option(),
     force: bool = typer.Option(False, "--force", help="rerun finished runs and drop their checkpoints"),
     sensitivity: bool = typer.Option(False, "--sensitivity",
-                                     help="instead, the runs of every close-call cell (its decision or its ce control's) "
+                                     help="instead, the runs of every close-call cell (its decision or its control's) "
                                           "at the decision's runner-up lr (tune.pick=runner_up, ids ...-lr=runner_up-s<seed>); "
                                           "needs the decisions (grporm tune)"),
-    only: Optional[str] = typer.Option(None, "--only", help="run only the runs whose id contains this text"),
+    only: Optional[str] = typer.Option(None, "--only", metavar="TEXT", help="run only the runs whose id contains TEXT"),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
                                         help="run only shard I of N (I = 0..N-1): every N-th run of the matrix from the I-th"),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="processes per run (one per GPU): relaunches under torchrun, DDP"),
-    stale_lock: float = typer.Option(10.0, "--stale-lock", metavar="MINUTES", min=0.0,
+    nproc: int = typer.Option(1, "--nproc", metavar="N", min=1, help="processes per run (one per GPU): relaunches under torchrun, DDP"),
+    stale_lock: float = typer.Option(DEFAULT_STALE_LOCK_MINUTES, "--stale-lock", metavar="MINUTES", min=0.0,
                                      help="take over a run lock of another host after this long without its heartbeat "
                                           "(a lock held by a live process on this host is never taken)"),
-    results: Path = typer.Option(Path("results"), "--results", help="where run records go"),
-    checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="where checkpoints go"),
+    results: Optional[Path] = results_option("where run records go (default: results/ for the repository's own "
+                                             "experiments, grporm-results/ for any other file)", default=None),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", metavar="DIR",
+                                               help="where checkpoints and final weights go (default: RESULTS/checkpoints)"),
     launcher: Optional[str] = typer.Option(None, "--launcher", metavar="slurm|local",
                                            help="submit the matrix as a job array of shards through submitit (local: "
                                                 "processes on this machine, waited for); see --slurm"),
@@ -173,12 +260,25 @@ def run(
 ) -> None:
     """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
-    Several processes (or machines sharing the folders) can work on one matrix at once: each run is
-    locked while it runs. On several machines with DDP: torchrun ... -m grporm run EXPERIMENT.yaml.
-    Every run's settings, data and weights are checked first (--dry-run too): errors stop before
-    anything is written, warnings are one line each. W&B: the environment variable WANDB_MODE, when
-    set, wins over tracking.mode (except disabled).
+    Records go to --results: by default results/ for the repository's own experiments and
+    grporm-results/ (in the current folder) for any other experiment file; checkpoints go under the
+    results folder. Several processes (or machines sharing the folders) can work on one matrix at
+    once: each run is locked while it runs. On several machines with DDP: torchrun ... -m grporm run
+    EXPERIMENT. Every run's settings, data and weights are checked first (--dry-run too): errors stop
+    before anything is written, warnings are one line each. W&B: the environment variable WANDB_MODE,
+    when set, wins over tracking.mode (except disabled).
     """
+    from grporm.run_options import RunOptions
+
+    options = RunOptions(experiment, tuple(override), max_runs, force, sensitivity, only, shard, nproc, stale_lock,
+                         results, checkpoints)
+    run_command(options, dry_run=dry_run, verbose=verbose, launcher=launcher, slurm=slurm)
+
+
+def run_command(options, *, dry_run: bool = False, verbose: bool = False, launcher: str | None = None,
+                slurm: list[str] = ()) -> None:
+    """`grporm run` for a RunOptions: check, then print (--dry-run), submit (--launcher), relaunch
+    (--nproc) or run the matrix here."""
     from grporm.inputs import check_environment, output_folder
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
@@ -188,44 +288,49 @@ def run(
     from grporm.matrix import is_finished, run_matrix, select_runs, sensitivity_runs
     from grporm.preflight import preflight
 
+    o = options
+    results, checkpoints = o.results_folder, o.checkpoints_folder
     dist = distributed.SINGLE
     try:
-        exp = load_experiment(experiment, override, max_runs)
-        if sensitivity:
-            exp = _runner_up_experiment(exp, experiment, override, max_runs)
+        exp = load_experiment(o.experiment, list(o.overrides), o.max_runs)
+        if o.sensitivity:
+            exp = _runner_up_experiment(exp, o.experiment, list(o.overrides), o.max_runs)
             exp.runs = sensitivity_runs(exp.runs, results)
-        runs = select_runs(exp.runs, only, shard) if exp.runs else []
+        runs = select_runs(exp.runs, o.only, o.shard) if exp.runs else []
         if dry_run:
-            typer.echo(f"{exp.name}: {len(runs)} run(s)")
+            preflight(runs, o.nproc, warn=_warn)  # what a real run would refuse, refused before the list
+            typer.echo(f"{exp.name}: {len(runs)} run(s); records under {results / exp.name}")
             for r in runs:
                 done = " (finished)" if is_finished(r, results) else ""
                 typer.echo(f"  {r.run_id}  config {r.config_hash()}{done}")
                 if verbose:
                     typer.echo("    " + yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False).replace("\n", "\n    "))
-            preflight(runs, nproc, warn=_warn)  # what a real run would refuse, refused here too
             return
         if not runs:
-            typer.echo(f"{exp.name}: no close-call cell, no runner-up run needed" if sensitivity and not exp.runs
-                       else f"shard {shard} of {exp.name} has no runs")
+            typer.echo(f"{exp.name}: no close-call cell, no runner-up run needed" if o.sensitivity and not exp.runs
+                       else f"shard {o.shard} of {exp.name} has no runs")
             return
         output_folder(results, "--results")
         output_folder(checkpoints, "--checkpoints")
-        argv = ["run", str(experiment), *(x for o in override for x in ("-o", o)), "--stale-lock", str(stale_lock),
-                "--results", str(results), "--checkpoints", str(checkpoints), *(["--force"] if force else []),
-                *(["--sensitivity"] if sensitivity else []),
-                *(["--only", only] if only else [])]
         if launcher is not None or slurm:
             from grporm import launch
 
-            preflight(runs, nproc, warn=_warn)  # bad settings fail here, not after hours in the queue
-            raise typer.Exit(launch.launch_cli(launcher, slurm, exp, runs, shard, nproc, argv, typer.echo, results))
+            preflight(runs, o.nproc, warn=_warn)  # bad settings fail here, not after hours in the queue
+            raise typer.Exit(launch.launch_cli(launcher, list(slurm), exp, runs, o.shard, o.nproc,
+                                               o.argv(shard=False, nproc=True), typer.echo, results))
         dist = distributed.init_from_env()
-        relaunch = nproc > 1 and not dist.active  # then torchrun's rank 0 says the warnings
-        preflight(runs, max(nproc, dist.world_size), warn=_warn if dist.is_main and not relaunch else None)  # before anything is written
+        relaunch = o.nproc > 1 and not dist.active  # then torchrun's rank 0 says the warnings
+        preflight(runs, max(o.nproc, dist.world_size), warn=_warn if dist.is_main and not relaunch else None)  # before anything is written
         if relaunch:
-            raise typer.Exit(distributed.launch(nproc, [*argv, *(["--shard", shard] if shard else [])]))
+            raise typer.Exit(distributed.launch(o.nproc, o.argv()))
+        if dist.is_main:  # where to look, before the first line of the first run
+            from grporm.progress import shard_tag
+
+            typer.echo(f"{shard_tag(o.shard)}{exp.name}: {len(runs)} run(s); records under {results / exp.name}, "
+                       f"checkpoints under {checkpoints / exp.name}")
         with STOP.installed():
-            run_matrix(runs, results, checkpoints, force=force, stale_seconds=60 * stale_lock, dist=dist, echo=typer.echo)
+            run_matrix(runs, results, checkpoints, force=o.force, stale_seconds=60 * o.stale_lock, dist=dist,
+                       echo=typer.echo, shard=o.shard)
     except BaseException as err:
         _end_of_matrix(err, dist, "from the last checkpoint")
     finally:
@@ -246,17 +351,23 @@ def _runner_up_experiment(exp, experiment: Path, override: list[str], max_runs: 
 
 @app.command()
 def tune(
-    experiment: Path = typer.Argument(..., help="experiment YAML file whose runs set tune.grid"),
-    override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, as for `grporm run` (repeatable)"),
+    experiment: Path = typer.Argument(..., metavar="EXPERIMENT", help="experiment YAML file whose runs set tune.grid"),
+    override: list[str] = override_option(),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
                                         help="decide only every N-th setting from the I-th (I = 0..N-1)"),
     force: bool = typer.Option(False, "--force", help="redo decisions that exist"),
     max_runs: Optional[int] = max_runs_option(),
-    results: Path = typer.Option(Path("results"), "--results", help="decisions go to RESULTS/tuning/<key>.json"),
+    results: Optional[Path] = results_option("decisions go to RESULTS/tuning/<key>.json (default: as for grporm run)",
+                                             default=None),
 ) -> None:
-    """Choose the learning rate of every setting the experiment's runs need (once per setting, shared by
-    seeds and experiments), then print the decisions: grid, validation scores, winner, margin, flags."""
+    """Choose the learning rate of every setting an experiment's runs need, then print the decisions.
+
+    A decision is made once per setting and shared by seeds and experiments; printed are the grid,
+    the validation scores, the winner, the margin and the flags."""
     from grporm.inputs import check_environment, output_folder
+    from grporm.run_options import default_results
+
+    results = results if results is not None else default_results(experiment)
 
     _checked_environment(check_environment)
     from grporm import distributed
@@ -281,8 +392,14 @@ def tune(
         output_folder(results, "--results")
         dist = distributed.init_from_env()
         preflight(mine, dist.world_size, warn=_warn if dist.is_main else None)
-        with STOP.installed():
-            tune_matrix(mine, results, force=force, dist=dist, echo=typer.echo)
+        from grporm.progress import PROCESS, shard_tag, tagged
+
+        PROCESS.tag = shard_tag(shard)  # two shards in one terminal: each line says whose it is
+        try:
+            with STOP.installed():
+                tune_matrix(mine, results, force=force, dist=dist, echo=tagged(typer.echo))
+        finally:
+            PROCESS.tag = ""
         if dist.is_main:
             found = [read_decision(record_path(results, tuning_key(r))) for r in settings]
             typer.echo(f"\n{exp.name}: {sum(map(bool, found))} of {len(settings)} decision(s) under {results / 'tuning'}")
@@ -296,12 +413,14 @@ def tune(
 
 @app.command()
 def report(
-    results: Path = typer.Option(Path("results"), "--results", help="folder with run records"),
+    results: Path = results_option("folder with run records"),
     from_wandb: Optional[str] = typer.Option(None, "--from-wandb", metavar="ENTITY/PROJECT",
                                              help="also read the runs of this W&B project (cached under RESULTS/.wandb_cache)"),
     refresh: bool = typer.Option(False, "--refresh", help="with --from-wandb: query W&B again instead of the cache"),
 ) -> None:
-    """Write REPORT.md (all tables and figures, under tables/ and figures/) and each experiment's table.md, from the run records."""
+    """Write REPORT.md, its tables and figures, and each experiment's table.md from the run records.
+
+    Tables go under RESULTS/tables/, figures under RESULTS/figures/."""
     from grporm.analysis.report import REPORT_NAME, report_all
     from grporm.progress import Stages
 
@@ -320,12 +439,14 @@ def report(
 
 @app.command()
 def compare(
-    results: list[Path] = typer.Argument(..., metavar="RESULTS...", help="one or more results folders, e.g. results my_results"),
+    results: list[Path] = typer.Argument(..., metavar="DIR", help="one or more results folders, e.g. results grporm-results"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="also write verdict.md, .tex, .csv (and verdict_aggregate.csv) here"),
 ) -> None:
-    """The verdict over the records of every folder given (Markdown on stdout): each experiment with a
-    control, its treatments against it; an experiment found in two folders is kept apart, named
-    <folder>/<experiment> (the rule of grporm.verdict too); a run dropped as a duplicate is said on stderr."""
+    """Print the verdict over the records of every folder given, as Markdown.
+
+    Each experiment with a control, its treatments against it; an experiment found in two folders is
+    kept apart, named <folder>/<experiment> (the rule of grporm.verdict too); a run dropped as a
+    duplicate is said on stderr."""
     from grporm.analysis.verdict import NAME, comparisons, dropped, merged, verdict_files
     from grporm.inputs import output_folder
     from grporm.storage import write_text_atomic
@@ -352,13 +473,14 @@ def compare(
 
 @app.command()
 def verify(
-    rerun: Path = typer.Argument(..., metavar="RERUN_DIR", help="the --results folder of a rerun, e.g. of make verify"),
-    against: Path = typer.Option(Path("results"), "--against", help="folder with the committed records"),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="compare only this experiment"),
+    rerun: Path = typer.Argument(..., metavar="DIR", help="the --results folder of a rerun, e.g. of make verify"),
+    against: Path = typer.Option(Path("results"), "--against", metavar="DIR", help="folder with the committed records"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", metavar="NAME", help="compare only this experiment"),
 ) -> None:
-    """Compare a rerun's records with the committed ones: per run and metric the committed value, the
-    rerun's, Δ, the tolerance and a verdict (exact / within / OUTSIDE); exit 1 if any is outside, or a
-    committed run is missing or was rerun with another config."""
+    """Compare a rerun's records with the committed ones; exit 1 if any number is outside its tolerance.
+
+    Per run and metric: the committed value, the rerun's, Δ, the tolerance and a verdict (exact /
+    within / OUTSIDE). A committed run that is missing or was rerun with another config fails too."""
     from grporm.verify import verify as compare_runs
 
     try:
@@ -370,9 +492,49 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_(
+    run_path: Path = typer.Argument(..., metavar="RUN", help="a run folder (<results>/<experiment>/runs/<run id>) or "
+                                                             "the model.pt of a finished run"),
+    override: list[str] = override_option("KEY=VALUE on the run's config, e.g. -o eval.knn_k=[5,20] (repeatable)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="also write the metrics as JSON here"),
+    results: Optional[Path] = typer.Option(None, "--results", metavar="DIR",
+                                           help="with a model.pt: the results folder holding the run's record"),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", metavar="DIR",
+                                               help="with a run folder: the checkpoints folder holding its model.pt"),
+) -> None:
+    """Evaluate a finished run's saved model with the suite's protocols on the run's data set.
+
+    SR, kNN, head accuracy and ECE (segmentation: mIoU), and the run's corruptions, transfer or
+    imbalance evaluation when its config has them, on the fine-tuned weights the run kept; the same
+    numbers as its record when nothing is overridden."""
+    from grporm.inputs import check_environment
+
+    _checked_environment(check_environment)
+    from grporm.saved import evaluate_saved, locate
+
+    try:
+        saved = locate(run_path, results, checkpoints)
+        _, metrics = evaluate_saved(saved, override)
+    except GrpormError as err:
+        _fail(err)
+    typer.echo(f"{saved.run_id} ({saved.weights}): {metrics.headline()}")
+    for name, value in metrics.values().items():
+        if isinstance(value, float):
+            typer.echo(f"  {name:28s} {value:.4f}")
+    if json_out is not None:
+        from grporm.storage import write_json
+
+        write_json(json_out, {"run_id": saved.run_id, "weights": str(saved.weights), "record": str(saved.record),
+                              "overrides": list(override), "metrics": metrics.to_json()})
+        typer.echo(f"wrote {json_out}")
+
+
 @app.command()
 def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help="W&B entity/project of the runs")) -> None:
-    """Create a W&B report of the project's runs grouped as in the tables (needs network and wandb-workspaces)."""
+    """Create a W&B report of a project's runs, grouped as in the tables.
+
+    Needs network and the package wandb-workspaces."""
     from grporm.wandb_tools import create_dashboard
 
     try:
@@ -382,8 +544,10 @@ def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help=
 
 
 @app.command()
-def sync(results: Path = typer.Option(Path("results"), "--results", help="folder with run records")) -> None:
-    """Upload the offline W&B runs (wandb sync) under ./wandb, or $WANDB_DIR/wandb, and those the records name."""
+def sync(results: Path = results_option("folder with run records")) -> None:
+    """Upload the offline W&B runs with wandb sync.
+
+    The runs under ./wandb (or $WANDB_DIR/wandb) and those the records under RESULTS name."""
     from grporm import wandb_tools
 
     try:
@@ -402,7 +566,7 @@ def sync(results: Path = typer.Option(Path("results"), "--results", help="folder
 
 @app.command("list")
 def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones | objectives | rewards | corruptions | methods | experiments")) -> None:
-    """List the registered data sets, packaged backbones, objectives, rewards and shipped experiments."""
+    """List the data sets, packaged backbones, objectives, rewards, methods and shipped experiments."""
     from grporm.data import DATASETS
     from grporm.data.corruptions import CORRUPTIONS
     from grporm.methods import METHODS, method_names
@@ -417,15 +581,67 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
         "rewards": REWARDS.describe(),
         "corruptions": CORRUPTIONS.describe(),
         "methods": {m: METHODS.get(m).doc for m in method_names()},
-        "experiments": {str(p): "" for p in sorted(EXPERIMENTS.rglob("*.yaml"))},
+        "experiments": _shipped_experiments(),
     }
     if what is not None and what not in sections:
         _fail(GrpormError(f"unknown list {what!r}; choose one of: {', '.join(sections)}"))
+    import shutil
+    import textwrap
+
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
     for name, entries in sections.items():
         if what in (None, name):
             typer.echo(f"{name}:")
+            column = min(40, max(map(len, entries), default=0))
             for key, doc in entries.items():
-                typer.echo(f"  {key:28s} {doc}".rstrip())
+                # whole descriptions, wrapped in their own column, never cut; a longer name gets its own line
+                lines = textwrap.wrap(doc, max(30, width - column - 3))
+                if len(key) > column:
+                    typer.echo(f"  {key}")
+                    lines = lines or []
+                else:
+                    lines = lines or [""]
+                    typer.echo(f"  {key:{column}s} {lines.pop(0)}".rstrip())
+                for line in lines:
+                    typer.echo(f"  {'':{column}s} {line}")
+
+
+def _shipped_experiments() -> dict[str, str]:
+    """The repository's experiment files (as paths from the current folder when inside it), each with
+    its description."""
+    from grporm.experiment import load_yaml
+    from grporm.run_options import SHIPPED_EXPERIMENTS
+
+    found = {}
+    for path in sorted(SHIPPED_EXPERIMENTS.rglob("*.yaml")):
+        try:
+            shown = str(path.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(path)
+        try:
+            description = str(load_yaml(path).get("description") or "")
+        except GrpormError:
+            description = ""
+        found[shown] = " ".join(description.split()) or _first_comment_sentence(path)
+    return found
+
+
+def _first_comment_sentence(path: Path) -> str:
+    """The first sentence of a file's opening comment (the studies say what they are there)."""
+    from grporm.inputs import read_text
+
+    lines = []
+    try:
+        text = read_text(path, "experiment file", "reinstall the repository's experiments")
+    except GrpormError:
+        return ""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(" ".join(lines).split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets and weight files an experiment needs.")
@@ -435,11 +651,11 @@ app.add_typer(data_app, name="data")
 @data_app.command("check")
 def data_check(
     experiment: Optional[Path] = typer.Argument(None, help="experiment YAML file; without one, every registered data set and packaged weights"),
-    override: list[str] = typer.Option([], "--override", "-o", help="KEY=VALUE, as for `grporm run` (repeatable)"),
+    override: list[str] = override_option(),
     max_runs: Optional[int] = max_runs_option(),
     offline: bool = typer.Option(False, "--offline", help="count what a run would download (weights: hub, data.download) as missing; also HF_HUB_OFFLINE=1"),
 ) -> None:
-    """List every data set and weight file needed, where it was looked for and whether it is there; exit 1 if any is missing."""
+    """List the data sets and weight files needed and where they are; exit 1 if any is missing."""
     from grporm.inputs import check_environment
     from grporm.preflight import settings_checked
     from grporm.requirements import env_offline, experiment_requirements, format_table, inventory

@@ -37,6 +37,7 @@ EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
 ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
+MATRIX_PREFIX = "matrix."  # `-o matrix.<axis>=[...]` sets the values of a matrix axis
 PICK_AXIS = "tune.pick"  # named in a run id as lr=runner_up only (run_id_for)
 EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
 # A matrix is counted before it is built: a typo like `seed: range(1000000)` unrolled by a script
@@ -168,8 +169,18 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"{where}: {shown(key)} is not a dotted setting name like train.lr")
     if not text.strip():
         raise ConfigError(f"{where}: the value after '=' is empty; write null for none, '' for empty text")
+    axis = matrix_axis(key)
+    if axis is not None:  # -o matrix.seed=[0,1]: the values of a matrix axis (one the file has or a new one)
+        if axis != ARM_AXIS:
+            _check_key_path(axis, where)
+        return key, parse_value(text, where)
     _check_key_path(key, where)
     return key, parse_value(text, where)
+
+
+def matrix_axis(key: str) -> str | None:
+    """`seed` for the override key `matrix.seed`; None for any other key."""
+    return key[len(MATRIX_PREFIX):] if key.startswith(MATRIX_PREFIX) else None
 
 
 def matrix_values(key: str, value: Any) -> list:
@@ -290,7 +301,8 @@ def source_of(loc: tuple[str, ...], overrides: list[str], where: str) -> str:
     inside the mapping it is about (a wrong value in an override is the override's, not the file's);
     else `where`, the file."""
     for item in overrides:
-        key = tuple(parse_override(item)[0].split("."))
+        dotted = parse_override(item)[0]
+        key = tuple((matrix_axis(dotted) or dotted).split("."))
         if loc[:len(key)] == key or key[:len(loc)] == loc:
             return f"override {shown(item)}"
     return where
@@ -313,11 +325,32 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         for name in names:
             if name not in registry:
                 return key, f"unknown {registry.kind} {shown(name)}{_suggest(name, choices)}; choose one of: {', '.join(choices)}"
+    weights = weights_problem(str(run.model.weights))
+    if weights is not None:
+        return "model.weights", weights
     try:
         check_grid(run.tune.grid)
     except ValueError as err:
         return "tune.grid", str(err)
     return verdict_problem(run.verdict)
+
+
+WEIGHT_KEYWORDS = ("packaged", "hub", "none")  # grporm.models.backbones; any other value is a file's path
+
+
+def weights_problem(weights: str) -> str | None:
+    """A model.weights that is no keyword and cannot be a path (no folder, no file suffix) and names no
+    file here: a misspelt keyword (`packged`), not a checkpoint to look for. A value that looks like a
+    path is left to the file check (grporm data check lists it as missing)."""
+    if weights in WEIGHT_KEYWORDS or any(c in weights for c in "/\\.~"):
+        return None
+    try:
+        if Path(weights).exists():
+            return None
+    except (OSError, ValueError):  # a name no file system takes: the folder-name checks say so
+        return None
+    return (f"{shown(weights)} is neither a keyword ({', '.join(WEIGHT_KEYWORDS)}) nor an existing file"
+            f"{_suggest(weights, WEIGHT_KEYWORDS)}; give a keyword or a checkpoint's path")
 
 
 # -- the matrix --------------------------------------------------------------------------------------
@@ -379,9 +412,9 @@ def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     return count
 
 
-# What a results folder holds besides one folder per experiment (launch logs, tuning decisions, the
+# What a results folder holds besides one folder per experiment (checkpoints, launch logs, tuning decisions, the
 # report's tables and figures, the benchmarks); lower case: some file systems ignore case.
-RESULTS_FOLDERS = frozenset({"logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
+RESULTS_FOLDERS = frozenset({"checkpoints", "logs", "tuning", "tables", "figures", "bench", "report.md", "readme.md"})
 
 
 def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs: int | None = None) -> Experiment:
@@ -409,8 +442,12 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
 
     parsed = [(item, *parse_override(item)) for item in overrides]
     for _, key, value in parsed:
-        if key in matrix:
+        if (axis := matrix_axis(key)) is not None:
+            matrix[axis] = value if axis == ARM_AXIS else matrix_values(axis, value)
+        elif key in matrix:
             matrix[key] = matrix_values(key, value)
+    by_axis = [(item, matrix_axis(key) or key, value) for item, key, value in parsed]
+    parsed = [(item, key, value) for item, key, value in parsed if matrix_axis(key) is None]
     axes: list[tuple[str, list]] = []
     arms: dict[str, dict] = {}
     for key, values in matrix.items():
@@ -422,7 +459,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             continue
         _check_key_path(key, f"{where}: matrix")
         if not isinstance(values, list) or not values:
-            source = next((f"override {shown(o)}" for o, k, _ in parsed if k == key), where)
+            source = next((f"override {shown(o)}" for o, k, _ in by_axis if k == key), where)
             raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
         axes.append((key, values))
     _count_runs(axes, where, MAX_RUNS if max_runs is None else max_runs)
@@ -512,8 +549,10 @@ def id_value(run: RunConfig, key: str, value: Any) -> Any:
 
 def run_id_for(run: RunConfig, axis_values: dict[str, Any]) -> str:
     """data-backbone-method[-axis=value...][-lr=runner_up]-s<seed>: a run at its decision's runner-up
-    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id."""
-    parts = [run.data.name, run.model.name, run.method]
+    (tune.pick, set as an axis or not) lives beside the winner's run, which keeps its id. `data` is the
+    data set's own name (DataConfig.display_name: data.label, an image folder's folder name, else
+    data.name), as the records and tables name it."""
+    parts = [run.data.display_name(), run.model.name, run.method]
     for key, value in axis_values.items():
         if key in ID_AXES or key in ("seed", PICK_AXIS):
             continue

@@ -204,7 +204,8 @@ def wait(jobs: list, echo: Callable[[str], None] = print) -> int:
 
 def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: str | None, nproc: int, argv: list[str],
                echo: Callable[[str], None] = print, results: Path = Path("results")) -> int:
-    """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code."""
+    """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code. `argv`:
+    each task's command line without --shard (grporm.run_options.RunOptions.argv, --nproc included)."""
     from grporm.config import Experiment
     from grporm.requirements import preflight as check_files
 
@@ -216,9 +217,8 @@ def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: s
         raise ConfigError("--shard and --launcher: the launcher makes the shards; use --slurm tasks=N instead")
     options = parse_options(slurm)
     check_files(Experiment(name=exp.name, runs=runs))  # missing data fails here, not after hours in the queue
-    task_argv = [*argv, *(["--nproc", str(nproc)] if nproc > 1 else [])]
     own_threads = any(r.train.threads is not None or "train.threads" in r.axes for r in exp.runs)
-    jobs = submit(launcher, exp.name, [r.run_id for r in exp.runs], [r.run_id for r in runs], task_argv, options,
+    jobs = submit(launcher, exp.name, [r.run_id for r in exp.runs], [r.run_id for r in runs], argv, options,
                   nproc, echo, results, threads=not own_threads)
     if launcher == "local":
         failed = wait(jobs, echo)

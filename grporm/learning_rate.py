@@ -16,7 +16,7 @@ from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
-from grporm.progress import Countdown
+from grporm.progress import Countdown, write
 from grporm.storage import environment, now, write_json
 from grporm.train import fit
 from grporm.tuning import (
@@ -66,7 +66,7 @@ def lends_splits(run: RunConfig) -> bool:
 
 def decision_for(run: RunConfig, results: Path, dist: Dist = SINGLE, *, splits=None, force: bool = False,
                  wait: bool = True, stale_seconds: float = DEFAULT_STALE_SECONDS, poll_seconds: float = 10.0,
-                 echo: Callable[..., None] = print) -> tuple[dict | None, str]:
+                 echo: Callable[..., None] = write) -> tuple[dict | None, str]:
     """(the tuning record of `run`'s setting, how it was got: "found" | "tuned" | why not).
 
     One process per key computes it, under the key's lock; another one needing it waits (`wait`) or

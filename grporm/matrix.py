@@ -14,7 +14,7 @@ from grporm.errors import ConfigError, GrpormError
 from grporm.interrupts import STOP, Interrupted
 from grporm.learning_rate import decision_for
 from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
-from grporm.progress import Countdown
+from grporm.progress import PROCESS, Countdown, tagged
 from grporm.record_schema import RunRecord
 from grporm.runner import RunPaths, execute_run
 from grporm.storage import read_record_or_rerun, run_dir
@@ -59,12 +59,21 @@ def select_runs(runs: list[RunConfig], only: str | None, shard: str | None) -> l
 
 def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force: bool = False,
                stale_seconds: float = DEFAULT_STALE_SECONDS, dist: Dist = SINGLE,
-               echo: Callable[..., None] = print) -> None:
+               echo: Callable[..., None] = print, shard: str | None = None) -> None:
     """Each run not finished and not locked by another process, in order; raises RunsFailed at the end
-    if any failed, Interrupted at once on SIGINT/SIGTERM."""
+    if any failed, Interrupted at once on SIGINT/SIGTERM. `shard` (`--shard I/N`) tags every line."""
+    countdown = Countdown(len(runs))  # times only the runs done in this process
+    PROCESS.begin_matrix(countdown, shard)
+    try:
+        _run_each(runs, results, checkpoints, force, stale_seconds, dist, tagged(echo), countdown)
+    finally:
+        PROCESS.end_matrix()
+
+
+def _run_each(runs: list[RunConfig], results: Path, checkpoints: Path, force: bool, stale_seconds: float, dist: Dist,
+              echo: Callable[..., None], countdown: Countdown) -> None:
     say = echo if dist.is_main else (lambda *a, **k: None)
     failed: list[tuple[RunConfig, GrpormError, RunPaths]] = []
-    countdown = Countdown(len(runs))  # times only the runs done in this process
     for i, r in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {r.run_id}"
         paths = RunPaths.of(r, results, checkpoints)
@@ -74,6 +83,7 @@ def run_matrix(runs: list[RunConfig], results: Path, checkpoints: Path, *, force
             say(f"{tag}: {verdict}")
             continue
         say(countdown.start(i, r.run_id))
+        PROCESS.unit = i
         try:
             record = execute_run(r, paths, force=force, dist=dist)
         except GrpormError as err:

@@ -157,12 +157,11 @@ def setting_problems(run: RunConfig) -> list[Problem]:
 def settings_checked(runs: list[RunConfig]) -> None:
     """Stage 1 alone, and the backbone names (stage 3 finds those in a real run), for `grporm data
     check`: raise SettingsInvalid for what no run of `runs` can use."""
-    import timm
+    from grporm.models.backbones import unknown_backbone
 
     problems = [p for r in runs for p in setting_problems(r)]
-    problems += [Problem(r.run_id, "model.name", r.model.name, "unknown backbone: not a timm model name; see "
-                         "`grporm list backbones` or python -c \"import timm; print(timm.list_models('*vit*'))\"")
-                 for r in runs if not timm.is_model(r.model.name)]
+    problems += [Problem(r.run_id, "model.name", r.model.name, problem)
+                 for r in runs if (problem := unknown_backbone(r.model.name)) is not None]
     _raise_fatal(problems)
 
 

@@ -8,6 +8,11 @@ from grporm.errors import ConfigError
 T = TypeVar("T")
 
 
+def summary(doc: str) -> str:
+    """The first paragraph of a docstring as one line (a first line alone can stop mid-sentence)."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
@@ -20,7 +25,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._items[name] = obj
             text = doc if doc is not None else (getattr(obj, "__doc__", None) or "")
-            self._docs[name] = text.strip().splitlines()[0] if text.strip() else ""
+            self._docs[name] = summary(text)
             return obj
 
         return add

@@ -52,8 +52,9 @@ class Requirement:
 
     def line(self) -> str:
         """One-line description of a missing item (no ';', which separates items)."""
-        where = ", ".join(self.where) or "nowhere"
-        return f"{self.kind} {self.name}: not in {where}, get it: {self.hint}".replace(";", ",")
+        if not self.where:  # nothing to look for (e.g. packaged weights of a model that has none): the hint says why
+            return f"{self.kind} {self.name}: {self.hint}".replace(";", ",")
+        return f"{self.kind} {self.name}: not in {', '.join(self.where)}, get it: {self.hint}".replace(";", ",")
 
 
 class RequirementsMissing(GrpormError):
@@ -91,6 +92,11 @@ def _packaged_requirement(name: str) -> Requirement:
     arch = name.split(".", 1)[0]  # timm's "arch.tag" names
     label = f"{name} (packaged)"
     if arch not in PACKAGED_WEIGHTS:
+        from grporm.models.backbones import unknown_backbone
+
+        if (problem := unknown_backbone(name)) is not None:  # a misspelt name: say so, not "no package ships it"
+            return Requirement("weights", label, (), False, f"model.name: {problem.split(': not a timm')[0]}, "
+                               "not a timm model name (grporm list backbones)")
         return Requirement("weights", label, (), False,
                            f"no pip package ships weights for {name} (packaged: {', '.join(PACKAGED_WEIGHTS)}), "
                            "use model.weights=hub, none or a checkpoint path")

@@ -31,6 +31,7 @@ from grporm.learning_rate import decision_for, lends_splits
 from grporm.methods import method
 from grporm.objectives import build_objective
 from grporm.record_schema import RunRecord, Timing
+from grporm.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
 from grporm.storage import (
     environment,
     now,
@@ -48,7 +49,6 @@ from grporm.tuning import needs_decision
 # The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
 PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
 
-FINAL_WEIGHTS = "model.pt"  # what a finished run keeps under checkpoints/<experiment>/runs/<run id>/
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class Run:
         self.tracker.note_lr(lr, (self.record.tuning or {}).get("key"))
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
-            desc=cfg.method, dist=self.dist, result=self.progress)
+            desc=cfg.run_id, dist=self.dist, result=self.progress)
         self._write_csv("history.csv", self.progress.history)
         self.tracker.log_convergence(self.progress.history)
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from grporm import seeding
 from grporm.checkpoints import load_checkpoint, save_checkpoint
@@ -35,7 +34,7 @@ from grporm.interrupts import STOP, Interrupted
 from grporm.methods import method
 from grporm.objectives import Objective
 from grporm.objectives.diagnostics import training_diagnostics
-from grporm.progress import EpochClock
+from grporm.progress import PROCESS, EpochClock, write
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
@@ -240,11 +239,13 @@ def fit(
         start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist, checkpoint)
         where = f"epoch {start_epoch}/{epochs}" + (f", step {skip_steps}/{steps_per_epoch}" if skip_steps else "")
         if dist.is_main:
-            tqdm.write(f"resumed {desc} from {checkpoint} at {where}")
+            write(f"resumed {desc} from {checkpoint} at {where}")
     elif on_epoch is not None:
         result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
     train_model = training_view(model, run, dist, device)
     clock = EpochClock(desc, epochs, start_epoch, enabled=dist.is_main)
+    PROCESS.start_fit(desc, epochs * steps_per_epoch * batch_size, (start_epoch * steps_per_epoch + skip_steps) * batch_size,
+                      enabled=dist.is_main)
 
     config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.runner)
 
@@ -278,9 +279,7 @@ def fit(
             generator.set_state(partial["generator"])
             sums = list(partial["sums"])
         tic = time.perf_counter()
-        bar = tqdm(range(first, steps_per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, unit="step",
-                   disable=None if dist.is_main else True)
-        for step_in_epoch in STOP.deferring_over(bar):
+        for step_in_epoch in STOP.deferring_over(range(first, steps_per_epoch)):
             if dist.agree(STOP.requested):
                 result.train_seconds += time.perf_counter() - tic
                 save(epoch, step_in_epoch, generator, sums)
@@ -303,7 +302,7 @@ def fit(
                 result.steps.append({"step": step, **row})
                 if on_step is not None:
                     on_step(step, row)
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['acc']:.2f}")
+            PROCESS.advance(len(index))
         result.train_seconds += time.perf_counter() - tic
 
         loss_sum, acc_sum, images = dist.sum(sums)
@@ -318,7 +317,8 @@ def fit(
             row.update(on_epoch(epoch + 1))
         result.history.append(row)
         save(epoch + 1, 0, None, [])
-        clock.epoch_done(row)
+        clock.epoch_done(row, [s for s in result.steps if s.get("epoch") == epoch + 1])
+    PROCESS.close()
     return result
 
 

@@ -215,9 +215,11 @@ def test_hub_download_failure_is_weights_error(monkeypatch):
         raise OSError("Failed to establish a new connection: [Errno 101] Network is unreachable")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(WeightsError, match=r"could not download.*offline\?.*weights: packaged") as err:
+    with pytest.raises(WeightsError, match=r"could not download.*offline\?.*use weights: none or a checkpoint path") as err:
         create_backbone("resnet10t", "hub")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "weights: packaged" not in str(err.value)  # resnet10t has none
+    with pytest.raises(WeightsError, match=r"could not download.*use weights: packaged"):
+        create_backbone("mobilenetv2_100", "hub")
 
 
 # ------------------------------------------------------------------ ViT

@@ -25,8 +25,9 @@ def test_missing_source_is_an_error(tmp_path):
     assert out.returncode != 0 and "make reproduce" in out.stderr + out.stdout
 
 
-def test_another_results_folder_fills_a_copy_and_leaves_the_readme(tmp_path):
-    """make reproduce RESULTS=dir: the tables come from dir, into dir/README.md; README.md is untouched."""
+def test_another_results_folder_writes_no_readme_copy(tmp_path):
+    """make reproduce RESULTS=dir: README.md is untouched, and no copy of it goes to dir (its prose would
+    contradict dir's tables); a stale copy an earlier version wrote is removed; --out still fills one."""
     (tmp_path / "results" / "q").mkdir(parents=True)
     (tmp_path / "results" / "q" / "t.md").write_text("| committed |\n")
     (tmp_path / "mine" / "q").mkdir(parents=True)
@@ -34,12 +35,15 @@ def test_another_results_folder_fills_a_copy_and_leaves_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     original = "<!-- BEGIN generated from results/q/t.md -->\n| committed |\n<!-- END generated -->\n"
     readme.write_text(original)
+    (tmp_path / "mine" / "README.md").write_text(original)  # what an earlier version left behind
+
     def run(*args):
         return subprocess.run([sys.executable, str(TOOL), "README.md", *args], cwd=tmp_path, capture_output=True, text=True)
     out = run("--results", "mine")
     assert out.returncode == 0, out.stderr
-    assert "mine/README.md: updated" in out.stdout
-    assert readme.read_text() == original
-    copy = (tmp_path / "mine" / "README.md").read_text()
+    assert readme.read_text() == original and not (tmp_path / "mine" / "README.md").exists()
+    assert "mine/REPORT.md" in out.stdout and "removed mine/README.md" in out.stdout
+    assert run("--results", "mine", "--out", "mine/filled.md").returncode == 0
+    copy = (tmp_path / "mine" / "filled.md").read_text()
     assert "| rerun |" in copy and "![fig](q/fig.png)" in copy  # links relative to the copy
     assert run("--results", "results").returncode == 0 and readme.read_text() == original  # the default: in place

@@ -36,7 +36,7 @@ def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["run", "exp.yaml"])
     assert result.exit_code == 0, result.output
 
-    runs = tmp_path / "results" / "smoke" / "runs"
+    runs = tmp_path / "grporm-results" / "smoke" / "runs"
     record = json.loads((runs / "fashion_mnist-tf_efficientnet_lite0-grpo_rm-s0" / "record.json").read_text())
     assert record["status"] == "finished"
     metrics = record["metrics"]
@@ -64,9 +64,9 @@ def test_smoke_run_writes_record_history_and_offline_wandb(tmp_path, monkeypatch
     again = CliRunner().invoke(app, ["run", "exp.yaml"])
     assert again.exit_code == 0 and again.output.count("finished already") == 2
 
-    report = CliRunner().invoke(app, ["report"])
+    report = CliRunner().invoke(app, ["report", "--results", "grporm-results"])
     assert report.exit_code == 0, report.output
-    assert "GRPO-RM" in (tmp_path / "results" / "smoke" / "table.md").read_text()
+    assert "GRPO-RM" in (tmp_path / "grporm-results" / "smoke" / "table.md").read_text()
 
 
 class Interrupt(Exception):

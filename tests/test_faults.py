@@ -17,6 +17,7 @@ from grporm.errors import GrpormError
 from grporm.storage import read_record
 
 from tiny_runs import (
+    RESULTS,
     RUN_ID,
     STEPS_PER_EPOCH,
     checkpoint,
@@ -66,7 +67,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_results(tmp_pa
     resumed = invoke(tmp_path)
     assert resumed.exit_code == 0, resumed.output
     assert "taking over the stale lock" in resumed.stderr and "is gone" in resumed.stderr
-    assert "resumed grpo_rm from" in resumed.output
+    assert "resumed digits-test_vit-grpo_rm-s0 from" in resumed.output  # the run, not only its method
     assert_same_as(reference, tmp_path)
     assert not (run_folder(tmp_path) / ".lock").exists()
 
@@ -240,11 +241,11 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
     stdout = "\n".join(out for out, _ in outputs)
     for seed in range(4):
         run_id = f"digits-test_vit-grpo_rm-s{seed}"
-        starts = [line for line in stdout.splitlines() if re.match(rf"run \d+ of \d+: {run_id}(  \(|$)", line)]
+        starts = [line for line in stdout.splitlines() if re.match(rf"(\[shard 0/2\] )?run \d+ of \d+: {run_id}(  \(|$)", line)]
         assert len(starts) == 1, stdout  # started by exactly one process
         rec = json.loads((run_folder(tmp_path, run_id) / "record.json").read_text())
         assert rec["status"] == "finished" and rec["seed"] == seed
-    leftovers = [p.name for p in (tmp_path / "results").rglob("*") if p.name.startswith(".")]
+    leftovers = [p.name for p in (tmp_path / RESULTS).rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # no lock, no half-written temporary file
 
 

@@ -16,7 +16,7 @@ from grporm import launch
 from grporm.errors import ConfigError
 from grporm.experiment import load_experiment
 
-from tiny_runs import env, invoke, write_experiment
+from tiny_runs import RESULTS, env, invoke, write_experiment
 
 submitit = pytest.importorskip("submitit")
 
@@ -73,16 +73,16 @@ def test_slurm_submits_one_array_of_shard_tasks(tmp_path, fake_slurm):
                     "--slurm", "account=lab", "--slurm", "qos=high", "--slurm", "array_parallelism=1",
                     "--slurm", "extra.reservation=mine", "--slurm", "setup=[module load cuda]")
     assert result.exit_code == 0, result.output
-    assert "2 run(s) in 2 slurm task(s) (shards of 4); logs under results/logs/tiny/" in result.output
+    assert "2 run(s) in 2 slurm task(s) (shards of 4); logs under grporm-results/logs/tiny/" in result.output
     assert "5 thread(s) per process" in result.output  # cpus_per_task 10 over --nproc 2
     assert "job 4242_0  --shard 2/4" in result.output and "job 4242_1  --shard 3/4" in result.output
     script = fake_slurm.read_text()
     for line in ("--partition=gpu", "--gpus-per-task=2", "--cpus-per-task=10", "--time=120", "--account=lab",
                  "--qos=high", "--reservation=mine", "--job-name=grporm-tiny", "--array=0-1%1",
-                 "--output=" + str(tmp_path / "results/logs/tiny/%A_%a/%A_%a_0_log.out")):
+                 "--output=" + str(tmp_path / RESULTS / "logs/tiny/%A_%a/%A_%a_0_log.out")):
         assert f"#SBATCH {line}" in script, (line, script)
     assert "module load cuda" in script
-    pickled = sorted((tmp_path / "results" / "logs" / "tiny").glob("*/*_submitted.pkl"))
+    pickled = sorted((tmp_path / RESULTS / "logs" / "tiny").glob("*/*_submitted.pkl"))
     tasks = [pickle.loads(p.read_bytes()) for p in pickled]
     assert [t.args for t in tasks] == [("2/4",), ("3/4",)]
     argv = tasks[0].function.argv
@@ -90,7 +90,7 @@ def test_slurm_submits_one_array_of_shard_tasks(tmp_path, fake_slurm):
     assert argv[argv.index("--only") + 1] == "grpo_rm" and "--shard" not in argv
     assert "train.threads=5" not in argv  # the runs set train.threads themselves: theirs is kept
     assert tasks[0].function.env == {"OMP_NUM_THREADS": "5"}
-    assert [p.name for p in (tmp_path / "results").iterdir()] == ["logs"]  # nothing ran here
+    assert [p.name for p in (tmp_path / RESULTS).iterdir()] == ["logs"]  # nothing ran here
     assert not [p for p in tmp_path.rglob("*") if "%" in p.name]  # no folder literally named %j
 
 
@@ -109,7 +109,7 @@ def test_launcher_errors_are_one_line(tmp_path):
                           (["--launcher", "slurm", "--slurm", "gpus=1"], "unknown option")):
         result = invoke(tmp_path, *args)
         assert result.exit_code == 2 and result.output.count("\n") == 1 and message in result.output, result.output
-    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / RESULTS).exists() and not (tmp_path / "logs").exists()
 
 
 @pytest.mark.slow  # two task processes, each importing torch and running two runs
@@ -119,24 +119,24 @@ def test_local_executor_runs_each_run_of_the_matrix_once(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     result = invoke(tmp_path, "--launcher", "local", "--slurm", "tasks=2")
     assert result.exit_code == 0, result.output
-    assert "4 run(s) in 2 local task(s) (shards of 2); logs under results/logs/tiny/local-" in result.output
+    assert "4 run(s) in 2 local task(s) (shards of 2); logs under grporm-results/logs/tiny/local-" in result.output
     assert "2 of 2 task(s) done" in result.output
 
-    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "results" / "tiny" / "runs").glob("*/record.json")}
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / RESULTS / "tiny" / "runs").glob("*/record.json")}
     assert sorted(records) == RUN_IDS and all(r["status"] == "finished" and r["metrics"] for r in records.values())
     # shard I/2 holds runs I and I+2 of the matrix, done one after the other by the same task process
     matrix_order = [r.run_id for r in load_experiment(tmp_path / "exp.yaml").runs]
     pids = [records[run_id]["pid"] for run_id in matrix_order]
     assert pids[0] == pids[2] and pids[1] == pids[3] and pids[0] != pids[1]
-    assert not list((tmp_path / "results").glob("tiny/runs/*/.lock"))  # every lock released
+    assert not list((tmp_path / RESULTS).glob("tiny/runs/*/.lock"))  # every lock released
 
-    logs = sorted((tmp_path / "results" / "logs" / "tiny").glob("local-*/*_log.out"))
+    logs = sorted((tmp_path / RESULTS / "logs" / "tiny").glob("local-*/*_log.out"))
     assert len(logs) == 2 and all(f"job {p.name.split('_')[0]}  --shard" in result.output for p in logs)  # one log per job
     assert not [p for p in tmp_path.rglob("*") if "%" in p.name]  # no folder literally named %j
     assert not (tmp_path / "logs").exists()
     text = "".join(p.read_text() for p in logs)
     for run_id in RUN_IDS:  # each run started exactly once over both tasks
-        assert len(re.findall(rf"^run \d of 2: {re.escape(run_id)}(  \(|$)", text, flags=re.M)) == 1, text
+        assert len(re.findall(rf"^\[shard \d/2\] run \d of 2: {re.escape(run_id)}(  \(|$)", text, flags=re.M)) == 1, text
 
 
 def test_threads_are_divided_between_the_tasks_of_a_machine():
@@ -155,7 +155,7 @@ def test_the_runs_get_the_divided_threads_unless_they_set_their_own(tmp_path, fa
     assert "logs under elsewhere/tiny/" in result.output
     task = pickle.loads(next((tmp_path / "elsewhere" / "tiny").glob("*/*_submitted.pkl")).read_bytes()).function
     assert task.argv[-2:] == ["-o", "train.threads=6"] and task.env == {"OMP_NUM_THREADS": "6"}
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / RESULTS).exists()
 
 
 def test_a_task_keeps_the_thread_count_its_environment_sets(tmp_path, monkeypatch):

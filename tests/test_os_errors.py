@@ -15,7 +15,7 @@ import grporm.storage
 import grporm.verify
 from grporm.cli import app
 
-from tiny_runs import invoke, run_folder, write_experiment
+from tiny_runs import RESULTS, invoke, run_folder, write_experiment
 
 
 def one_line(result, *fragments) -> str:
@@ -50,11 +50,11 @@ def test_a_write_the_system_refuses_is_one_line_and_leaves_no_half_written_file(
 
 def test_a_file_where_the_run_folder_goes_is_one_line_naming_it(tmp_path):
     write_experiment(tmp_path)
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "tiny").write_text("in the way")
+    (tmp_path / RESULTS).mkdir()
+    (tmp_path / RESULTS / "tiny").write_text("in the way")
     result = invoke(tmp_path)
-    one_line(result, str(tmp_path / "results" / "tiny"), "a part of the path is a file")
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["tiny"]
+    one_line(result, str(tmp_path / RESULTS / "tiny"), "a part of the path is a file")
+    assert sorted(p.name for p in (tmp_path / RESULTS).iterdir()) == ["tiny"]
 
 
 @pytest.mark.parametrize("command, patched", [("run", "run_matrix"), ("tune", "tune_matrix")])
@@ -72,9 +72,9 @@ def test_a_name_too_long_anywhere_in_run_or_tune_is_one_line(tmp_path, monkeypat
 def test_report_with_a_file_in_the_way_of_its_folder_is_one_line(tmp_path):
     write_experiment(tmp_path, train={"epochs": 1})
     assert invoke(tmp_path).exit_code == 0
-    (tmp_path / "results" / "tables").write_text("in the way")
-    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results")])
-    one_line(result, str(tmp_path / "results" / "tables"))
+    (tmp_path / RESULTS / "tables").write_text("in the way")
+    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path / RESULTS)])
+    one_line(result, str(tmp_path / RESULTS / "tables"))
 
 
 def test_verify_meeting_an_os_error_is_one_line(tmp_path, monkeypatch):

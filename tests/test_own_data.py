@@ -71,7 +71,7 @@ def test_the_template_runs_on_a_tiny_image_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["run", "exp.yaml"])
     assert result.exit_code == 0, result.output
-    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "results" / "own_data" / "runs").glob("*/record.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "grporm-results" / "own_data" / "runs").glob("*/record.json"))]
     assert len(records) == 6 and {r["status"] for r in records} == {"finished"}
     assert {r["dataset"] for r in records} == {"shapes"}  # the folder's name, not imagefolder
     assert all(0 <= r["metrics"]["sr_top1"] <= 1 for r in records)

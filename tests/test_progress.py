@@ -27,6 +27,49 @@ def test_epoch_line_names_loss_probe_and_times():
     assert "val mIoU 42.0%" in epoch_line(1, 2, {"epoch": 1, "val_miou": 0.42}, 5, None)
 
 
+def test_a_grpo_rm_epoch_shows_reward_pi_y_and_clips_not_its_near_zero_loss():
+    steps = [{"epoch": 2, "loss": 1e-9, "reward_mean": 0.8, "pi_y": 0.7, "clip_frac": 0.01},
+             {"epoch": 2, "loss": -1e-9, "reward_mean": 0.9, "pi_y": 0.8, "clip_frac": 0.03}]
+    line = epoch_line(2, 3, {"epoch": 2, "train_loss": 0.0}, 5, None, steps)
+    assert line == "epoch 2/3  reward 0.850  pi(y) 0.750  clip 2.0%  elapsed 5s  ETA -"
+    ce_steps = [{"epoch": 2, "loss": 0.5, "pi_y": 0.7}]  # CE's logged steps carry no reward: its loss is informative
+    assert epoch_line(2, 3, {"epoch": 2, "train_loss": 0.5}, 5, None, ce_steps).startswith("epoch 2/3  loss 0.5000")
+
+
+def test_a_shards_lines_carry_its_tag(monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(progress.PROCESS, "tag", progress.shard_tag("1/2"))
+    progress.tagged(said.append)("run 1 of 3: x")
+    assert said == ["[shard 1/2] run 1 of 3: x"]
+    assert progress.shard_tag(None) == "" and progress.shard_tag(" 0 / 4 ") == "[shard 0/4] "
+
+
+def test_no_bar_is_drawn_when_the_output_is_no_terminal(capsys):
+    progress.PROCESS.start_fit("run", total=100)
+    progress.PROCESS.advance(10)
+    assert progress.PROCESS.bar is None and capsys.readouterr().err == ""  # pytest's streams are no terminal
+
+
+def test_the_bar_counts_images_and_adds_the_rest_of_the_matrix_to_its_eta(monkeypatch):
+    import io
+
+    monkeypatch.setattr(progress, "terminal", lambda: True)
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    runs = Countdown(3)
+    runs.worked, runs.seconds = 1, 100.0  # one run of this process took 100 s
+    process = progress.ProcessProgress()
+    process.begin_matrix(runs, "0/2")
+    runs.start(2, "b")
+    process.unit = 2
+    process.start_fit("b", total=1000)
+    process.advance(500)
+    assert process.bar.desc == "[shard 0/2] b" and process.bar.n == 500 and process.bar.unit == "img"
+    postfix = process.bar.postfix
+    assert postfix.startswith("matrix ETA ")  # this run's rest plus one more run of about 100 s
+    process.end_matrix()
+    assert process.bar is None and process.tag == ""
+
+
 def test_epoch_clock_estimates_from_the_epochs_done_in_this_process(monkeypatch):
     said: list[str] = []
     now = iter([100.0, 110.0, 130.0, 200.0])
@@ -57,7 +100,8 @@ def test_a_run_prints_one_line_per_epoch_and_the_matrix_line(tmp_path):
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     assert f"run 1 of 1: {RUN_ID}" in result.output
-    epochs = re.findall(r"grpo_rm: epoch (\d)/2  loss -?\d\.\d{4}  val kNN@20 \d+\.\d%  elapsed \d+s  ETA (\S+)", result.output)
+    epochs = re.findall(rf"{RUN_ID}: epoch (\d)/2  reward \d\.\d{{3}}  pi\(y\) \d\.\d{{3}}  clip \d+\.\d%  val kNN@20 \d+\.\d%  "
+                        r"elapsed \d+s  ETA (\S+)", result.output)
     assert [e for e, _ in epochs] == ["1", "2"] and epochs[-1][1] == "0s", result.output  # the last epoch: nothing left
     assert record(tmp_path)["status"] == "finished"
 

@@ -4,7 +4,7 @@ import torch
 
 from grporm.data import ImageSet
 from grporm.evaluate.protocols import ood_metrics
-from tests.tiny_runs import invoke, record, write_experiment
+from tests.tiny_runs import invoke, record, run_folder, write_experiment
 
 IDS = {
     "pretrained": "digits-test_vit-pretrained-s0",
@@ -49,7 +49,7 @@ def test_segmentation_run_records_miou_and_converges_on_val(tmp_path):
     rec = record(tmp_path, "digits-resnet10t-grpo_rm-s0")
     assert set(rec["metrics"]["seg"]) == {"miou", "pixel_acc"}
     assert len(rec["metrics"]["per_class"]["iou"]) == 11
-    history = (tmp_path / "results" / "tiny" / "runs" / "digits-resnet10t-grpo_rm-s0" / "history.csv").read_text()
+    history = (run_folder(tmp_path, "digits-resnet10t-grpo_rm-s0") / "history.csv").read_text()
     assert "val_miou" in history.splitlines()[0]
 
 

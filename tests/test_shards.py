@@ -14,7 +14,7 @@ from grporm.experiment import build_experiment
 from grporm.locks import CLAIMED, DONE, Locked, RunLock, claim
 from grporm.matrix import select_runs
 
-from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
+from tiny_runs import RESULTS, RUN_ID, invoke, record, run_folder, write_experiment
 
 MATRIX = {"matrix": {"method": ["ce", "grpo_rm"], "seed": [0, 1, 2]}}
 
@@ -41,7 +41,7 @@ def test_bad_shard_is_one_line_exit_2(tmp_path, text):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"error: --shard {text!r}: write it as I/N with 0 <= I < N, "
                                                   "e.g. --shard 0/4 ... --shard 3/4"]
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / RESULTS).exists()
 
 
 def test_dry_run_lists_only_the_shard(tmp_path):
@@ -181,7 +181,7 @@ def test_a_run_locked_by_a_live_process_is_skipped_with_a_message(tmp_path, live
     assert result.exit_code == 0, result.output
     assert f"{RUN_ID}: skipped, locked by pid {live_pid}" in result.output
     assert not (run_folder(tmp_path) / "record.json").exists()
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / RESULTS / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from grporm.tuning import (
     tuning_key,
 )
 
-from tiny_runs import invoke, record, write_experiment
+from tiny_runs import RESULTS, invoke, record, write_experiment
 
 GRID = [1e-4, 1e-3, 1e-2]
 TUNE = {"grid": GRID, "score": "knn20", "max_extensions": 2}
@@ -249,7 +249,7 @@ def load_runs(folder: Path, *overrides: str) -> list[RunConfig]:
 def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeypatch):
     write_experiment(tmp_path, tune=TUNE, seed=1)
     (run,) = load_runs(tmp_path)
-    fake_record(tmp_path / "results", run, winner=1e-2)
+    fake_record(tmp_path / RESULTS, run, winner=1e-2)
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
@@ -266,7 +266,7 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
     assert other.run_id == "digits-test_vit-grpo_rm-lr=runner_up-s0" and run.run_id == "digits-test_vit-grpo_rm-s0"
     assert tuning_key(other) == tuning_key(run) and other.config_hash() != run.config_hash()
     assert run.axes == {} and other.axes == {"tune.pick": "runner_up"}  # its own variant in every table
-    fake_record(tmp_path / "results", run, winner=1e-2, runner_up=1e-3)
+    fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=1e-3)
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     lrs = []
     real_fit = runner.fit
@@ -293,7 +293,7 @@ def test_pick_as_a_matrix_axis_names_only_the_runner_up():
 def test_a_runner_up_pick_without_a_runner_up_is_one_line(tmp_path):
     write_experiment(tmp_path, tune=TUNE)
     (run,) = load_runs(tmp_path)
-    fake_record(tmp_path / "results", run, winner=1e-2, runner_up=None, close_call=False)
+    fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=None, close_call=False)
     result = invoke(tmp_path, "-o", "tune.pick=runner_up")
     assert result.exit_code == 2 and "has no runner-up" in result.output
 
@@ -312,7 +312,7 @@ def test_sensitivity_selects_exactly_the_runs_of_close_call_decisions(tmp_path, 
     write_experiment(tmp_path, tune=TUNE, matrix={**SENSITIVITY, "model.name": ["test_vit"]})
     runs = load_runs(tmp_path)
     for r in runs:
-        fake_record(tmp_path / "results", r, winner=1e-2, runner_up=1e-3, close_call=r.axes["arm"] in close)
+        fake_record(tmp_path / RESULTS, r, winner=1e-2, runner_up=1e-3, close_call=r.axes["arm"] in close)
     result = invoke(tmp_path, "--sensitivity", "--dry-run")
     assert result.exit_code == 0, result.output
     listed = {line.split()[0] for line in result.output.splitlines()[1:] if line.startswith("  ")}
@@ -347,14 +347,14 @@ def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the
     assert result.exit_code == 0, result.output
     # one setting (ce; seeds share it, pretrained needs none), each value once per tuning seed, on that seed's data
     assert scored == [(lr, s, s) for lr in GRID for s in (0, 1)]
-    (rec,) = load_records(tmp_path / "results")
+    (rec,) = load_records(tmp_path / RESULTS)
     assert [row["lr"] for row in rec["scores"]] == GRID and rec["winner"] in GRID and rec["n_val"] == {"0": 30, "1": 30}
     assert all([x["seed"] for x in row["per_seed"]] == [0, 1] for row in rec["scores"])
     assert all(row["score"] == pytest.approx(sum(x["score"] for x in row["per_seed"]) / 2) for row in rec["scores"])
     assert rec["seeds"] == [0, 1] and rec["runner_up"] in GRID and rec["runner_up"] != rec["winner"]
     assert rec["uncertainty"] == max(rec["se"], rec["seed_se"]) and "max(se, seed_se)" in rec["close_call_rule"]
     assert rec["epochs"] == 3 and rec["env"]["torch"] and set(rec["config_hashes"]) == {"0", "1"}
-    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / "results" / "tuning").glob(".*"))
+    assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / RESULTS / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and len(scored) == 6
     assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
@@ -388,7 +388,7 @@ def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatc
     write_experiment(tmp_path, tune=TUNE, matrix={"method": ["ce", "grpo_rm"]})
     runs = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
-    results = tmp_path / "results"
+    results = tmp_path / RESULTS
     held = RunLock(lock_path(results, tuning_key(runs[0])))
     held.acquire()  # another shard is tuning the ce setting
     try:

@@ -263,7 +263,7 @@ def test_the_declaration_is_checked_at_load_and_never_hashed():
 def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
     """A tiny experiment file the suite has never seen: a CE arm and a GRPO-RM arm over 3 seeds, real
     runs; `grporm report` shows its verdict rows from the records alone (the declaration stored there)."""
-    from tests.tiny_runs import invoke, record, write_experiment
+    from tests.tiny_runs import RESULTS, invoke, record, write_experiment
 
     write_experiment(tmp_path, name="tiny_new", matrix={"arm": [{"name": "ce", "method": "ce"},
                                                                 {"name": "grpo", "method": "grpo_rm"}], "seed": [0, 1, 2]},
@@ -277,12 +277,12 @@ def test_a_new_experiment_gets_its_verdict_from_grporm_report(tmp_path: Path):
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     assert record(tmp_path, "digits-test_vit-ce-arm=ce-s0", "tiny_new")["config"]["verdict"]["margin"] == 5.0
-    report = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results")])
+    report = CliRunner().invoke(app, ["report", "--results", str(tmp_path / RESULTS)])
     assert report.exit_code == 0, report.output
-    text = (tmp_path / "results" / "REPORT.md").read_text()
+    text = (tmp_path / RESULTS / "REPORT.md").read_text()
     assert "### `tiny_new`" in text and "Control: `ce` (arm)" in text and "claims: declared" in text
     assert "| SR | test_vit | 3 |" in text and "Seeds to decide (planning)" in text and "P(improvement)" in text
-    assert (tmp_path / "results" / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
+    assert (tmp_path / RESULTS / "tables" / "verdict.csv").read_text().count("tiny_new") == 1
 
 
 def test_an_axis_only_the_treatments_have_names_them(write_run, tmp_path: Path):

@@ -54,8 +54,13 @@ def invoke(folder: Path, *args: str, command: str = "run"):
         os.chdir(cwd)
 
 
+# Where `grporm run exp.yaml` writes by default: exp.yaml is no experiment of the repository's, so its
+# records go to grporm-results/ and its checkpoints to grporm-results/checkpoints/ (grporm/run_options.py).
+RESULTS = "grporm-results"
+
+
 def run_folder(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny") -> Path:
-    return folder / "results" / experiment / "runs" / run_id
+    return folder / RESULTS / experiment / "runs" / run_id
 
 
 def record(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny") -> dict:
@@ -64,7 +69,7 @@ def record(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny") -> dict
 
 def checkpoint(folder: Path, run_id: str = RUN_ID, experiment: str = "tiny", name: str = "last.pt") -> Path:
     """The training checkpoint of an unfinished run; name="model.pt": the weights a finished run keeps."""
-    return folder / "checkpoints" / experiment / "runs" / run_id / name
+    return folder / RESULTS / "checkpoints" / experiment / "runs" / run_id / name
 
 
 def env() -> dict:

@@ -8,9 +8,12 @@ so the README shows tables produced by runs, never numbers typed by hand.
 
 Usage: python tools/embed.py README.md [--results DIR --out FILE]
 
---results DIR reads the sections' `results/...` files from DIR instead (a rerun's own folder, e.g.
-`make reproduce RESULTS=dir`) and writes DIR/README.md (or --out FILE), unless DIR is results/
-itself: a rerun never overwrites the committed README, whose tables describe the committed records.
+--results DIR with another folder than results/ (a rerun's own, e.g. `make reproduce RESULTS=dir`)
+writes nothing unless --out FILE is given: the committed README describes the committed records and is
+never rewritten from another folder, and a copy of it in DIR would contradict DIR's own tables (its
+prose quotes the committed numbers). DIR's tables are DIR/REPORT.md and DIR/<experiment>/table.md. A
+README.md copy an earlier version left in DIR (it carries the generated-section markers) is removed.
+--out FILE fills the sections from DIR into FILE, when that is wanted.
 """
 from __future__ import annotations
 
@@ -77,8 +80,16 @@ def main(argv: list[str] | None = None) -> None:
         results = None  # the committed folder: the sections name it already
     if (args.out is not None or results is not None) and len(args.markdown) != 1:
         parser.error("--out and --results take one Markdown file")
+    if results is not None and args.out is None:
+        print(f"{args.markdown[0]} embeds the committed records and is left alone; the tables of {results} are "
+              f"{results / 'REPORT.md'} and {results}/<experiment>/table.md")
+        stale = results / args.markdown[0].name
+        if stale.is_file() and SECTION.search(stale.read_text(encoding="utf-8", errors="replace")):
+            stale.unlink()  # a copy written by an earlier version: its prose contradicts the folder's tables
+            print(f"removed {stale}, a stale copy of {args.markdown[0].name}")
+        return
     for name in args.markdown:
-        target = args.out or (results / name.name if results is not None else name)
+        target = args.out or name
         print(f"{target}: {'updated' if refresh(name, results, target) else 'up to date'}")
 
 

@@ -46,16 +46,37 @@ class Backbone:
     weights: str
 
 
-def _arch_and_cfg(name: str):
+def unknown_backbone(name: object) -> str | None:
+    """Why `name` is no backbone (not a timm model name), with the closest names (packaged ones first),
+    as data set names get them; None for a timm model."""
+    import difflib
+
     import timm
+
+    if isinstance(name, str) and timm.is_model(name):
+        return None
+    text = str(name)
+    close = difflib.get_close_matches(text, list(PACKAGED_WEIGHTS), n=1, cutoff=0.75) if len(text) <= 80 else []
+    close = close or (difflib.get_close_matches(text, timm.list_models(), n=3) if len(text) <= 80 else [])
+    stem = re.match(r"[A-Za-z]*", text).group(0) or text
+    suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    return (f"unknown backbone {text!r}{suggestion}: not a timm model name; see `grporm list backbones` or "
+            f"python -c \"import timm; print(timm.list_models('*{stem}*'))\"")
+
+
+def without_weights_fix(name: str) -> str:
+    """What to use instead of weights it cannot get: packaged only for a model that has them."""
+    arch = name.split(".", 1)[0]
+    return ("use weights: packaged, none or a checkpoint path" if arch in PACKAGED_WEIGHTS
+            else f"use weights: none or a checkpoint path ({name} has no packaged weights)")
+
+
+def _arch_and_cfg(name: str):
     from timm.models import get_arch_name, get_pretrained_cfg
 
-    if not isinstance(name, str) or not timm.is_model(name):
-        stem = re.match(r"[A-Za-z]*", str(name)).group(0) or str(name)
-        raise ConfigError(
-            f"unknown backbone {name!r}: not a timm model name; see `grporm list` or "
-            f"python -c \"import timm; print(timm.list_models('*{stem}*'))\""
-        )
+    problem = unknown_backbone(name)
+    if problem is not None:
+        raise ConfigError(problem)
     return get_arch_name(name), get_pretrained_cfg(name)
 
 
@@ -317,7 +338,7 @@ def create_backbone(name: str, weights: str = "packaged", image_size: int | None
         except Exception as exc:  # noqa: BLE001 - network, HF hub, missing-file errors vary widely
             raise WeightsError(
                 f"could not download pretrained weights for {name!r} ({first_line(exc, with_type=True)}) (offline?); "
-                "use weights: packaged or weights: <path to file>"
+                f"{without_weights_fix(name)}"
             ) from exc
     elif weights == "none":
         model = _create(name, cfg, image_size)
