@@ -122,6 +122,13 @@ def run(
                                     help="with --launcher (repeatable): partition, account, qos, constraint, gpus_per_task, "
                                          "cpus_per_task, mem_gb, time (minutes), tasks, array_parallelism, setup, "
                                          "log_dir (default RESULTS/logs), extra.<sbatch option>"),
+    until_decided: bool = typer.Option(False, "--until-decided",
+                                       help="add seeds in batches (verdict.batch) to the arms whose cells are undecided, "
+                                            "up to verdict.max_seeds per cell, looking at the verdict after each batch; "
+                                            "resumes from the records; works with --shard and --launcher "
+                                            "(log: RESULTS/<experiment>/looks.json)"),
+    batch_only: bool = typer.Option(False, "--batch-only", hidden=True,
+                                    help="with --until-decided: run this shard of the current batch, then stop (a launcher's task)"),
 ) -> None:
     """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
@@ -142,6 +149,19 @@ def run(
 
     dist = distributed.SINGLE
     try:
+        if until_decided or batch_only:  # seeds in batches until decided: grporm/sequential_runner.py
+            from grporm.sequential_runner import run_until_decided, task_arguments
+
+            if not dry_run:
+                output_folder(results, "--results")
+                output_folder(checkpoints, "--checkpoints")
+            with STOP.installed():
+                run_until_decided(experiment, override, results=results, checkpoints=checkpoints, max_runs=max_runs,
+                                  shard=shard, launcher=launcher, slurm=slurm, dry_run=dry_run, batch_only=batch_only,
+                                  stale_seconds=60 * stale_lock, echo=typer.echo, warn=_warn,
+                                  refused={"force": force, "sensitivity": sensitivity, "only": only, "nproc": nproc > 1},
+                                  task_argv=task_arguments(experiment, override, results, checkpoints, stale_lock, max_runs))
+            return
         exp = load_experiment(experiment, override, max_runs)
         if sensitivity:
             exp = _runner_up_experiment(exp, experiment, override, max_runs)
