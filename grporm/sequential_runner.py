@@ -135,14 +135,16 @@ def primary_rows(frame, design: Design):
 
 def undecided(frame) -> set[str]:
     """The treatments whose cells still need seeds: the verdict's `undecided_treatments` where it has one;
-    else (a verdict without seeds until decided) every treatment of a row whose claim is inconclusive."""
+    else (a verdict without it) every treatment cell of an inconclusive claim (not marked `decided`)."""
     if frame.empty:
         return set()
     try:
         from grporm.analysis.verdict import undecided_treatments
     except ImportError:
-        cells = frame[(frame["role"] == "treatment") & (frame["claim_word"] == INCONCLUSIVE)]
-        return set(cells["treatment"])
+        open_cells = (frame["role"] == "treatment") & (frame["claim_word"] == INCONCLUSIVE)
+        if "decided" in frame.columns:
+            open_cells &= ~frame["decided"].astype(bool)
+        return set(frame.loc[open_cells, "treatment"])
     return {treatment for _, treatment in undecided_treatments(frame)}
 
 
