@@ -16,7 +16,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify tune sensitivity \
+.PHONY: install data test reproduce report bench verify noise tune sensitivity \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
 	reproduce-scale reproduce-all
 
@@ -71,6 +71,12 @@ verify: install data
 	( $(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled) ) && \
 	( $(call shards,run,experiments/quick.yaml,--results "$$dir" --checkpoints "$$dir/checkpoints" -o tracking.mode=disabled --sensitivity) ) && \
 	$(GRPORM) verify "$$dir" --against $(RESULTS) --experiment quick
+
+# The training-noise floor `grporm verify` judges a rerun against: experiments/noise.yaml (quick's setting and
+# learning rates on one pinned data draw, 4 arms x 5 seeds = 20 runs, about 10 minutes on 2 idle cores); its
+# records are committed under results/noise/. Resumes like any matrix.
+noise: install data
+	( $(call shards,run,experiments/noise.yaml,--results $(RESULTS)) )
 
 # The embedded studies, one claim of the paper each (5 seeds; both packaged backbones, one for the ablations and the scale probe).
 # Classification also yields the convergence curves (history.csv of every run).
