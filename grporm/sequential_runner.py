@@ -20,6 +20,7 @@ its seeds per arm and row, the decided cells, the claim words and the CPU-minute
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,7 +354,8 @@ def _barrier(batch: list[RunConfig], results: Path, checkpoints: Path, run: Call
 def refuse_options(given: dict) -> None:
     """Options whose meaning --until-decided cannot keep: one line naming the fix."""
     fixes = {"force": "to rerun a run, delete its folder", "sensitivity": "run --sensitivity after the search",
-             "only": "the search chooses its runs; drop --only", "nproc": "it runs one process per run; drop --nproc",
+             "only": "the search chooses its runs; drop --only",
+             "nproc": "it runs one process per run; drop --nproc (and start it without torchrun)",
              "shard": "with --launcher the launcher makes the shards; use --slurm tasks=N"}
     for name, value in given.items():
         if value:
@@ -371,7 +373,8 @@ def run_until_decided(path: Path, overrides: list[str], *, results: Path, checkp
     from grporm.matrix import run_matrix
     from grporm.preflight import preflight
 
-    refuse_options({**(refused or {}), "shard": bool(shard and (launcher or slurm))})
+    refuse_options({**(refused or {}), "shard": bool(shard and (launcher or slurm)),
+                    "nproc": bool((refused or {}).get("nproc")) or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1})
 
     first = load_experiment(path, overrides, max_runs).runs
     trained = [r for r in first if METHODS.get(r.method).trains] if first else []

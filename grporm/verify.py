@@ -462,8 +462,8 @@ def verdict_words(committed_dir: Path, rerun_dir: Path, experiments: set[str]) -
 
     try:
         return compare_words(frame(committed_dir), frame(rerun_dir))
-    except GrpormError as err:
-        return Words([], [], problem=str(err))
+    except (GrpormError, ValueError) as err:  # records the verdict cannot read: said, the values still compared
+        return Words([], [], problem=str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _points(value: float | None, width: int) -> str:

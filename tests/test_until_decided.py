@@ -23,7 +23,9 @@ from grporm.sequential_runner import (
     extended_runs,
     matches,
     next_batch,
+    refuse_options,
     replay,
+    run_until_decided,
     seed_sequence,
     undecided,
     unit,
@@ -174,6 +176,21 @@ def test_a_treatment_with_an_axis_only_treatments_have_is_matched_by_it():
                                         "grpo_rm.clip_eps": [0.2, 0.3]}}, "x.yaml").runs
     g3 = [r for r in runs if unit(r) == "g" and r.grpo_rm.clip_eps == 0.3]
     assert [r for r in runs if matches(r, "g, grpo_rm.clip_eps=0.3")] == g3 and not any(matches(r, "h") for r in runs)
+
+
+@pytest.mark.parametrize("option, fix", [("force", "delete its folder"), ("sensitivity", "after the search"),
+                                         ("only", "drop --only"), ("nproc", "drop --nproc"), ("shard", "--slurm tasks=N")])
+def test_options_a_search_cannot_keep_are_one_line(option, fix):
+    with pytest.raises(ConfigError, match=f"^--until-decided and --{option} do not go together: .*{fix}"):
+        refuse_options({option: True})
+    refuse_options({option: False})
+
+
+def test_a_search_under_torchrun_is_refused(tmp_path, monkeypatch):
+    path, _ = experiment(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="--nproc do not go together.*without torchrun"):
+        run_until_decided(path, [], results=tmp_path / "r", checkpoints=tmp_path / "c", dry_run=True)
 
 
 def test_next_batch_adds_nothing_past_the_cap(tmp_path):
