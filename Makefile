@@ -62,8 +62,9 @@ reproduce: install data
 	@$(embed)
 
 # Rerun the quick experiment into a fresh folder (VERIFY_DIR, default a new temporary one) and
-# compare it with the committed records: exit 1 if any number is outside its tolerance or broken. Same
-# machine and thread count: every number should be "exact".
+# compare it with the committed records: exit 1 if any number is outside its tolerance (from the
+# training-noise floor, results/noise: make noise) or broken, or a decided claim of the verdict reads
+# differently; cell words that changed are listed. Same machine and thread count: every number should be "exact".
 VERIFY_DIR ?=
 verify: install data
 	dir="$(VERIFY_DIR)"; dir="$${dir:-$$(mktemp -d)}"; echo "rerun into $$dir"; \
