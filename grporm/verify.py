@@ -230,7 +230,8 @@ def noise_floor(records: dict[tuple[str, str], Finished], experiment: str = NOIS
     """(the noise floor from the finished runs of `experiment` among `records`, or None; why not, or '').
     An arm is a setting (run id without its seed); each arm's sample variance over its seeds enters the
     pooled variance with its n - 1 degrees of freedom, metric by metric. Only runs with a pinned data draw
-    (data.split_seed) count: with a draw per seed the spread would hold data noise too."""
+    (`split_seed` under `data`, as the record stored it) count: with a draw per seed the spread would hold
+    data noise too."""
     groups: dict[str, list[Finished]] = {}
     loose = 0
     for (exp, run_id), run in records.items():
@@ -243,7 +244,7 @@ def noise_floor(records: dict[tuple[str, str], Finished], experiment: str = NOIS
     fix = "run `make noise` (experiments/noise.yaml) and commit results/noise"
     if not groups:
         folder = where or "the committed folder"
-        why = (f"the {loose} run(s) of experiment {experiment} in {folder} do not pin data.split_seed, so their spread "
+        why = (f"the {loose} run(s) of experiment {experiment} in {folder} do not pin one data draw (data: split_seed), so their spread "
                "is not training noise alone" if loose else f"no finished run of experiment {experiment} in {folder}")
         return None, f"no training-noise records ({why}); {fix}"
     sums: dict[str, list] = {}

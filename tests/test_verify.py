@@ -279,7 +279,7 @@ def test_no_noise_records_is_said_and_the_seed_spreads_stand_in():
     assert floor is None and why.startswith("no training-noise records (no finished run of experiment noise in results)")
     assert "make noise" in why
     floor, why = noise_floor(_runs(_noise("c", 0, 0.1, split_seed=None), _noise("c", 1, 0.2, split_seed=None)))
-    assert floor is None and "do not pin data.split_seed" in why
+    assert floor is None and "do not pin one data draw (data: split_seed)" in why
 
 
 def test_values_the_noise_measured_get_its_tolerance_the_others_the_fallback():
