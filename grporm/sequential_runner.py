@@ -169,10 +169,20 @@ class Look:
     decided_cells: list[str]
     undecided: list[str]
     cpu_minutes: float
+    level: float | None = None  # the α this look spends (grporm.analysis.sequential), before the split over treatments
 
     def to_json(self) -> dict:
         return {"look": self.look, "seeds_per_row": self.seeds, "claims": self.claims, "decided_cells": self.decided_cells,
-                "undecided": self.undecided, "cpu_minutes": round(self.cpu_minutes, 2)}
+                "undecided": self.undecided, "cpu_minutes": round(self.cpu_minutes, 2), "level": self.level}
+
+
+def look_alpha(design: Design, look: int, alpha: float = 0.05) -> float | None:
+    """The level look `look` spends under the verdict's sequential procedure; None with a verdict without one."""
+    try:
+        from grporm.analysis.sequential import look_level
+    except ImportError:
+        return None
+    return float(look_level(design.counts[look], design.n0, design.batch, design.max_seeds, alpha))
 
 
 @dataclass
@@ -236,6 +246,7 @@ def replay(design: Design, first: list[RunConfig], extended: list[RunConfig], fi
         needing = undecided(frame)
         minutes = sum(cpu_minutes(record_of(r)) for r in state.required)
         state.looks.append(look_of(frame, state.required, look, needing, minutes))
+        state.looks[-1].level = look_alpha(design, look)
         if whole.empty:
             state.stopped = "no verdict"
             return state
@@ -316,7 +327,8 @@ def summary(state: State) -> list[str]:
            + {"decided": "every primary claim decided", "cap": "stopped at the cap with claims undecided",
               "no verdict": "no verdict (no control with a treatment)"}.get(state.stopped, "still running")]
     for i, look in enumerate(state.looks):
-        out.append(f"  look {i}: {', '.join(f'{c} {w}' for c, w in look.claims.items()) or 'no claim'}; "
+        level = f" (α {look.level:.3g})" if look.level is not None else ""
+        out.append(f"  look {i}{level}: {', '.join(f'{c} {w}' for c, w in look.claims.items()) or 'no claim'}; "
                    f"undecided: {', '.join(look.undecided) or 'none'}; {look.cpu_minutes:.1f} CPU-minutes so far")
     if state.looks:
         last = state.looks[-1]

@@ -163,6 +163,8 @@ def test_the_looks_log_is_written_whole(tmp_path):
     assert log["design"] == {"n0": 3, "batch": 2, "max_seeds": 7, "seeds": [2, 3, 4, 7, 8, 9, 10], "control": "ce"}
     assert log["looks"][0]["cpu_minutes"] == 2.0 * len(runs)  # a minute of wall time on 2 threads each
     assert log["current_look"] == 1 and len(log["pending_runs"]) == 6 and log["stopped"] is None
+    level = log["looks"][0]["level"]  # the α look 0 spends, where the verdict has a sequential procedure
+    assert level is None or 0 < level < 0.05
 
 
 def test_the_fallback_reads_inconclusive_claims_and_undecided_cells():
