@@ -31,7 +31,7 @@ RESULTS ?= results
 embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 
 GRPORM := $(VENV)/bin/grporm
-.PHONY: install data test reproduce report bench verify tune sensitivity simulate \
+.PHONY: install data test reproduce report bench verify noise tune sensitivity simulate \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
 	reproduce-scale reproduce-all
 
@@ -83,10 +83,11 @@ reproduce: install data
 	@$(embed)
 
 # Rerun the quick experiment into a fresh folder (VERIFY_DIR, default a new temporary one) and
-# compare it with the committed records: exit 1 if any number is outside its tolerance or broken. Same
-# machine and thread count: every number should be "exact". The temporary folder (runs and
-# checkpoints, about 225 MB) is removed when the check passes; it is kept, and named, when it fails
-# or when VERIFY_DIR was given.
+# compare it with the committed records: exit 1 if any number is outside its tolerance (from the
+# training-noise floor, results/noise: make noise) or broken, or a decided claim of the verdict reads
+# differently; cell words that changed are listed. Same machine and thread count: every number should
+# be "exact". The temporary folder (runs and checkpoints, about 225 MB) is removed when the check
+# passes; it is kept, and named, when it fails or when VERIFY_DIR was given.
 VERIFY_DIR ?=
 verify: install data
 	@dir="$(VERIFY_DIR)"; dir="$${dir:-$$(mktemp -d)}"; echo "rerun into $$dir"; \
@@ -97,6 +98,12 @@ verify: install data
 	if [ -n "$(VERIFY_DIR)" ]; then echo "the rerun is kept in $$dir (VERIFY_DIR)"; \
 	elif [ $$code = 0 ]; then rm -rf "$$dir"; echo "removed the rerun's temporary folder $$dir"; \
 	else echo "the rerun is kept in $$dir for a look (rm -rf $$dir when done)"; fi; exit $$code
+
+# The training-noise floor `grporm verify` judges a rerun against: experiments/noise.yaml (quick's setting and
+# learning rates on one pinned data draw, 4 arms x 5 seeds = 20 runs, about 10 minutes on 2 idle cores); its
+# records are committed under results/noise/. Resumes like any matrix.
+noise: install data
+	( $(call shards,run,experiments/noise.yaml,--results $(RESULTS)) )
 
 # The embedded studies, one claim of the paper each (5 seeds; both packaged backbones, one for the ablations and the scale probe).
 # Classification also yields the convergence curves (history.csv of every run).

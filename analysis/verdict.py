@@ -216,6 +216,8 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_
     runs = runs.assign(_pick=picks.values, _who=runs[axis].fillna("").astype(str).values)
     empty = pd.DataFrame(columns=list(FRAME_COLUMNS))
     control_runs = runs[runs["_who"] == declared.control]
+    if not declared.compare:  # declared to compare nothing (a noise floor): no verdict, nothing to say
+        return Comparison(experiment, declared, is_declared, axis, empty)
     if declared.control is None:  # no default control: the notes say why
         return Comparison(experiment, declared, is_declared, axis, empty, notes=notes)
     if control_runs.empty:

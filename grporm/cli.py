@@ -257,6 +257,13 @@ def run(
                                     help="with --launcher (repeatable): partition, account, qos, constraint, gpus_per_task, "
                                          "cpus_per_task, mem_gb, time (minutes), tasks, array_parallelism, setup, "
                                          "log_dir (default RESULTS/logs), extra.<sbatch option>"),
+    until_decided: bool = typer.Option(False, "--until-decided",
+                                       help="add seeds in batches (verdict.batch) to the arms whose cells are undecided, "
+                                            "up to verdict.max_seeds per cell, looking at the verdict after each batch; "
+                                            "resumes from the records; works with --shard and --launcher "
+                                            "(log: RESULTS/<experiment>/looks.json)"),
+    batch_only: bool = typer.Option(False, "--batch-only", hidden=True,
+                                    help="with --until-decided: run this shard of the current batch, then stop (a launcher's task)"),
 ) -> None:
     """Run every run of an experiment's matrix; finished runs are skipped, interrupted ones resume.
 
@@ -272,11 +279,12 @@ def run(
 
     options = RunOptions(experiment, tuple(override), max_runs, force, sensitivity, only, shard, nproc, stale_lock,
                          results, checkpoints)
-    run_command(options, dry_run=dry_run, verbose=verbose, launcher=launcher, slurm=slurm)
+    run_command(options, dry_run=dry_run, verbose=verbose, launcher=launcher, slurm=slurm,
+                until_decided=until_decided, batch_only=batch_only)
 
 
 def run_command(options, *, dry_run: bool = False, verbose: bool = False, launcher: str | None = None,
-                slurm: list[str] = ()) -> None:
+                slurm: list[str] = (), until_decided: bool = False, batch_only: bool = False) -> None:
     """`grporm run` for a RunOptions: check, then print (--dry-run), submit (--launcher), relaunch
     (--nproc) or run the matrix here."""
     from grporm.inputs import check_environment, output_folder
@@ -292,6 +300,21 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
     results, checkpoints = o.results_folder, o.checkpoints_folder
     dist = distributed.SINGLE
     try:
+        if until_decided or batch_only:  # seeds in batches until decided: grporm/sequential_runner.py
+            from grporm.sequential_runner import run_until_decided, task_arguments
+
+            if not dry_run:
+                output_folder(results, "--results")
+                output_folder(checkpoints, "--checkpoints")
+            with STOP.installed():
+                run_until_decided(o.experiment, list(o.overrides), results=results, checkpoints=checkpoints,
+                                  max_runs=o.max_runs, shard=o.shard, launcher=launcher, slurm=slurm, dry_run=dry_run,
+                                  batch_only=batch_only, stale_seconds=60 * o.stale_lock, echo=typer.echo, warn=_warn,
+                                  refused={"force": o.force, "sensitivity": o.sensitivity, "only": o.only,
+                                           "nproc": o.nproc > 1},
+                                  task_argv=task_arguments(o.experiment, list(o.overrides), results, checkpoints,
+                                                           o.stale_lock, o.max_runs))
+            return
         exp = load_experiment(o.experiment, list(o.overrides), o.max_runs)
         if o.sensitivity:
             exp = _runner_up_experiment(exp, o.experiment, list(o.overrides), o.max_runs)

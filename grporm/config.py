@@ -226,6 +226,8 @@ class VerdictConfig(Strict):
     max_seeds: int | None = Field(None, ge=2, description="cap of `grporm run --until-decided`: seeds per cell at most; "
                                   "null = a fixed design (one look at the matrix's seeds)")
     batch: int = Field(2, ge=1, description="seeds added per look by `grporm run --until-decided`")
+    compare: bool = Field(True, description="false: the experiment compares nothing (e.g. the training-noise floor, "
+                          "experiments/noise.yaml): no control is needed and no verdict is drawn")
 
     # Declarations stored in records made before the margin rule carry these keys; they are dropped
     # when a record is read (from_stored), refused in an experiment file.

@@ -60,6 +60,8 @@ def declaration_problem(runs) -> tuple[str, str] | None:
     if not runs:
         return None
     verdict = runs[0].verdict
+    if verdict is not None and not verdict.compare:  # nothing is compared: no control to find
+        return None
     names, axis = candidates_of(runs)
     control = verdict.control if verdict is not None else None
     if control is None:

@@ -30,7 +30,7 @@ from grporm.measures import verdict_problem
 from grporm.methods import METHODS, method_names
 from grporm.objectives.rewards import REWARDS
 from grporm.registry import Registry
-from grporm.tuning import check_grid
+from grporm.tuning import check_grid, needs_decision
 
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
@@ -332,6 +332,9 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
         check_grid(run.tune.grid)
     except ValueError as err:
         return "tune.grid", str(err)
+    overlap = seed_overlap(run)
+    if overlap is not None:
+        return "seed", overlap
     return verdict_problem(run.verdict)
 
 
@@ -351,6 +354,31 @@ def weights_problem(weights: str) -> str | None:
         return None
     return (f"{shown(weights)} is neither a keyword ({', '.join(WEIGHT_KEYWORDS)}) nor an existing file"
             f"{_suggest(weights, WEIGHT_KEYWORDS)}; give a keyword or a checkpoint's path")
+
+
+# A problem reported at the first key may come from a setting of the others (named as the override that set it).
+SET_TOGETHER = {"seed": ("tune.seeds",)}
+
+
+def free_seeds(taken, count: int, after: int = -1) -> list[int]:
+    """The first `count` integers above `after` that are not in `taken` (e.g. the tuning seeds)."""
+    out, seed = [], after + 1
+    while len(out) < count:
+        if seed not in taken:
+            out.append(seed)
+        seed += 1
+    return out
+
+
+def seed_overlap(run: RunConfig) -> str | None:
+    """Why `run` may not evaluate on its seed: it trains at a learning-rate decision made on that same
+    seed (one of its tune.seeds), so the luck of the choice would sit inside the verdict's intervals
+    as if it were a result (docs/method.md, 'Seeds and data draws'). None when the seed is free."""
+    if not needs_decision(run) or run.seed not in run.tune.seeds:
+        return None
+    example = free_seeds(set(run.tune.seeds), 3, max(run.tune.seeds))
+    return (f"{run.seed} is also a tuning seed (tune.seeds {run.tune.seeds}): evaluate on other seeds, "
+            f"e.g. matrix.seed: {example}")
 
 
 # -- the matrix --------------------------------------------------------------------------------------
@@ -484,7 +512,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
         problem = run_problem(run)
         if problem is not None:
             key, message = problem
-            raise ConfigError(f"{source_of(tuple(key.split('.')), overrides, where)}: {key}: {message}")
+            sources = [source_of(tuple(k.split('.')), overrides, where) for k in (key, *SET_TOGETHER.get(key, ()))]
+            raise ConfigError(f"{next((s for s in sources if s != where), where)}: {key}: {message}")
         axis_values = dict(zip((k for k, _ in axes), combo))
         run.run_id = run_id_for(run, axis_values)
         # A runner-up run names its pick among its axes, so no table averages it into the winner's cell.

@@ -167,3 +167,11 @@ def claim(lock: RunLock, done: Callable[[], bool]) -> str:
         lock.release()
         return DONE
     return CLAIMED
+
+
+def is_held(path: Path, stale_seconds: float = DEFAULT_STALE_SECONDS) -> bool:
+    """Is the lock at `path` held by a live process (one `RunLock.acquire` would not take over)? For a
+    process that waits for others' work without claiming it."""
+    if not path.exists():
+        return False
+    return RunLock(path, stale_seconds).stale_reason(_read(path)) is None and path.exists()

@@ -12,9 +12,16 @@ output). Each value gets a verdict:
 * BROKEN  -- missing, NaN or not a number on either side (a broken rerun must not 'reproduce').
   A value absent on both sides (e.g. the head of a method without one) is named, not compared.
 
-The tolerance, in points, from the measured spread of the data set at hand (first that applies):
+The tolerance, in points (first that applies):
 
-* the committed setting has >= 2 seeds: SEED_MULTIPLE x the seeds' sample std. Another CPU model or
+* the training-noise floor (`noise_floor`): the committed records of experiments/noise.yaml, runs that
+  share one data draw and differ only in training randomness, give each metric's training-noise SD
+  (pooled over their arms, with its degrees of freedom). Another CPU model or thread count changes
+  float rounding, and training amplifies that like a change of training seed would: a rerun value minus
+  the committed one is then the difference of two runs, SD sqrt(2)·sd. The tolerance is its two-sided
+  t bound at a family-wise 5% over every value compared (Bonferroni: alpha / (2 K) per side for K
+  values), so a faithful rerun fails on noise alone at most 1 time in 20, however many values it has;
+* (a metric the noise records lack, or no noise records: the output says so) the committed setting has >= 2 seeds: SEED_MULTIPLE x the seeds' sample std. Another CPU model or
   thread count changes float rounding, and training amplifies that like a change of seed would; the
   difference of two independent draws has std sqrt(2)·s, and 3 of those (3·sqrt(2) ≈ 4.24) leaves a
   false alarm about 1 time in 400 per value;
@@ -23,6 +30,12 @@ The tolerance, in points, from the measured spread of the data set at hand (firs
 * else, for the data set it was measured on only: the largest |Δ| between two machines in
   `CROSS_MACHINE` (data with its provenance, never a constant typed here);
 * else none was measured: only an exact value passes, and the output says so.
+
+Values are half of it: the verdict is computed from the committed records and from the rerun's
+(`grporm.analysis.verdict.verdict_frame`), and the output says separately how many cell words agree
+(listing the changed ones) and whether every decided claim (reproduced or contradicted on either side)
+reads the same, with both sides' CPUs named (`env.cpu` of the records). A decided claim that differs
+fails the verification, like a value out of tolerance; a changed cell word alone is reported.
 """
 from __future__ import annotations
 
@@ -42,6 +55,8 @@ from grporm.storage import read_record
 
 CROSS_MACHINE = Path(__file__).resolve().parent.parent / "results" / "quick" / "cross_machine.csv"
 SEED_MULTIPLE = 3 * math.sqrt(2)
+NOISE_EXPERIMENT = "noise"  # experiments/noise.yaml: its records under the committed folder give the noise floor
+FAMILY_ALPHA = 0.05  # family-wise false-alarm rate of the noise tolerance over all compared values
 # What the environment must share for a rerun to be expected bit-exact (see README, "Reproducing
 # the committed numbers").
 EXACT_ENV = ("cpu", "torch", "timm", "python", "torch_threads", "cuda")
@@ -177,6 +192,78 @@ def dataset_spreads(records: dict[tuple[str, str], Finished]) -> dict[tuple[str,
     return {key: (statistics.median(values), len(values)) for key, values in sorted(stds.items())}
 
 
+# -- the training-noise floor -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoiseFloor:
+    """Each metric's training-noise SD in points with its degrees of freedom, pooled over the arms of runs
+    that share one data draw (`noise_floor`); `where` says what it rests on."""
+
+    sd: dict[str, tuple[float, int]]
+    where: str
+
+    def tolerance(self, metric: str, family: int, alpha: float = FAMILY_ALPHA) -> float | None:
+        """The tolerance of one of `family` compared values of `metric`; None when not measured."""
+        if metric not in self.sd:
+            return None
+        sd, df = self.sd[metric]
+        return noise_tolerance(sd, df, family, alpha)
+
+
+def noise_tolerance(sd: float, df: int, family: int, alpha: float = FAMILY_ALPHA) -> float:
+    """The two-sided t bound on |rerun - committed| of one value among `family`, family-wise `alpha`
+    (Bonferroni: alpha / (2 family) in each tail), when each of the two runs carries training noise of
+    SD `sd` estimated on `df` degrees of freedom: the difference has SD sqrt(2) sd."""
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - alpha / (2 * max(1, family)), df)) * math.sqrt(2) * sd
+
+
+def _pinned_draw(run: Finished) -> bool:
+    """Did the run draw its data with a pinned split seed (so its arm's seeds share one draw)?"""
+    config = run.record.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    return isinstance(data, dict) and data.get("split_seed") is not None
+
+
+def noise_floor(records: dict[tuple[str, str], Finished], experiment: str = NOISE_EXPERIMENT,
+                where: str = "") -> tuple[NoiseFloor | None, str]:
+    """(the noise floor from the finished runs of `experiment` among `records`, or None; why not, or '').
+    An arm is a setting (run id without its seed); each arm's sample variance over its seeds enters the
+    pooled variance with its n - 1 degrees of freedom, metric by metric. Only runs with a pinned data draw
+    (`split_seed` under `data`, as the record stored it) count: with a draw per seed the spread would hold
+    data noise too."""
+    groups: dict[str, list[Finished]] = {}
+    loose = 0
+    for (exp, run_id), run in records.items():
+        if exp != experiment:
+            continue
+        if not _pinned_draw(run):
+            loose += 1
+            continue
+        groups.setdefault(setting_of(run_id), []).append(run)
+    fix = "run `make noise` (experiments/noise.yaml) and commit results/noise"
+    if not groups:
+        folder = where or "the committed folder"
+        why = (f"the {loose} run(s) of experiment {experiment} in {folder} do not pin one data draw (data: split_seed), so their spread "
+               "is not training noise alone" if loose else f"no finished run of experiment {experiment} in {folder}")
+        return None, f"no training-noise records ({why}); {fix}"
+    sums: dict[str, list] = {}
+    for members in groups.values():
+        values = [{k: p for k, v in m.values.items() if k not in NOT_COMPARED and (p := number(v)) is not None}
+                  for m in members]
+        for metric in sorted(set().union(*values)):
+            xs = [v[metric] for v in values if metric in v]
+            if len(xs) >= 2:
+                acc = sums.setdefault(metric, [0.0, 0])
+                acc[0] += statistics.variance(xs) * (len(xs) - 1)
+                acc[1] += len(xs) - 1
+    sd = {metric: (math.sqrt(ss / df), df) for metric, (ss, df) in sums.items()}
+    if not sd:
+        return None, f"the training-noise records ({experiment}) have no arm with 2 seeds of a metric; {fix}"
+    runs = sum(len(m) for m in groups.values())
+    return NoiseFloor(sd, f"{experiment}: {runs} runs in {len(groups)} arms sharing one data draw"), ""
+
+
 # -- comparing -----------------------------------------------------------------------------------
 @dataclass
 class Line:
@@ -213,11 +300,19 @@ class Report:
     problems: list[str]
     cross: CrossMachine = CrossMachine(math.nan, "", None)
     absent: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # no value on either side
+    noise: NoiseFloor | None = None
+    noise_note: str = ""  # why there is no noise floor ('' when there is one)
+    words: Words | None = None  # the verdicts of both sides (set by `verify`, which reads the folders)
+    cpus: tuple[list[str], list[str]] = ([], [])  # (committed, rerun): the CPU models the compared runs ran on
+
+    @property
+    def values_ok(self) -> bool:
+        return not self.missing and not self.not_comparable and all(ln.verdict in ("exact", "within")
+                                                                    for ln in self.lines)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.not_comparable and all(ln.verdict in ("exact", "within")
-                                                                    for ln in self.lines)
+        return self.values_ok and not (self.words is not None and self.words.decided_differ)
 
 
 def env_difference(a: dict, b: dict) -> str:
@@ -259,9 +354,9 @@ def compare_values(key: tuple[str, str], old: Finished, new: Finished, spreads: 
 
 
 def compare(committed: dict[tuple[str, str], Finished], rerun: dict[tuple[str, str], Finished],
-            cross: CrossMachine, problems: list[str] = ()) -> Report:
-    """Pair the runs of the experiments the rerun holds; every committed run (all experiments) gives
-    the seed spreads."""
+            cross: CrossMachine, problems: list[str] = (), noise: NoiseFloor | None = None, noise_note: str = "") -> Report:
+    """Pair the runs of the experiments the rerun holds; the noise floor gives the tolerance of the
+    metrics it measured, every committed run (all experiments) the seed spreads of the others."""
     experiments = {exp for exp, _ in rerun}
     spreads, by_dataset = seed_spreads(committed), dataset_spreads(committed)
     lines, missing, not_comparable, notes, absent = [], [], [], {}, {}
@@ -278,20 +373,124 @@ def compare(committed: dict[tuple[str, str], Finished], rerun: dict[tuple[str, s
         run_lines, absent[key] = compare_values(key, old, new, spreads, by_dataset, cross)
         lines += run_lines
     extra = sorted(k for k in rerun if k not in committed)
-    return Report(lines, missing, not_comparable, extra, notes, list(problems), cross, absent)
+    if noise is not None:
+        family = sum(not ln.broken for ln in lines)  # Bonferroni over every value compared
+        for line in lines:
+            tol = noise.tolerance(line.metric, family)
+            if tol is not None:
+                line.tolerance, line.basis = tol, f"noise ({noise.sd[line.metric][1]} df)"
+    paired = [k for k in notes]
+    cpus = (_cpus(committed[k] for k in paired), _cpus(rerun[k] for k in paired))
+    return Report(lines, missing, not_comparable, extra, notes, list(problems), cross, absent, noise, noise_note,
+                  cpus=cpus)
+
+
+def _cpus(runs) -> list[str]:
+    """The CPU models (env.cpu, with the core count) the runs ran on, most runs first."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        env = run.record.get("env") if isinstance(run.record.get("env"), dict) else {}
+        name = str(env.get("cpu") or "unknown CPU") + (f" ({env['cpu_count']} cores)" if env.get("cpu_count") else "")
+        counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: -counts[name])
+
+
+# -- the verdict on both sides ---------------------------------------------------------------------
+@dataclass
+class Words:
+    """The verdicts of the committed records and of the rerun, cell by cell and claim by claim."""
+
+    cells: list[tuple[str, str, str]]  # (cell, committed word, rerun word) of every cell both sides have
+    claims: list[tuple[str, str, str]]  # (experiment / claim, committed word, rerun word)
+    one_side: list[str] = field(default_factory=list)  # cells only one side has
+    problem: str = ""  # why the verdicts could not be compared ('' when they were)
+
+    @property
+    def changed(self) -> list[tuple[str, str, str]]:
+        return [c for c in self.cells if c[1] != c[2]]
+
+    @property
+    def decided(self) -> list[tuple[str, str, str]]:
+        """The claims decided (not inconclusive) on either side."""
+        return [c for c in self.claims if _decided(c[1]) or _decided(c[2])]
+
+    @property
+    def decided_differ(self) -> list[tuple[str, str, str]]:
+        return [c for c in self.decided if c[1] != c[2]]
+
+
+def _decided(word: str) -> bool:
+    from grporm.analysis import inference
+
+    return bool(word) and word != getattr(inference, "INCONCLUSIVE", "inconclusive")
+
+
+def _cell_name(line) -> str:
+    where = "/".join(str(x) for x in (line["dataset"], line["backbone"], line["axes"]) if str(x))
+    return f"{line['experiment']} / {line['claim']} / {where} / {line['treatment']}"
+
+
+def compare_words(committed, rerun) -> Words:
+    """`Words` of two verdict frames (analysis.verdict.verdict_frame: one row per cell, its `word`, its
+    claim's `claim_word`)."""
+    def cells(frame) -> dict[str, str]:
+        return {_cell_name(line): str(line["word"]) for _, line in frame.iterrows()}
+
+    def claims(frame) -> dict[str, str]:
+        return {f"{line['experiment']} / {line['claim']}": str(line["claim_word"]) for _, line in frame.iterrows()}
+
+    a, b = cells(committed), cells(rerun)
+    ca, cb = claims(committed), claims(rerun)
+    return Words([(k, a[k], b[k]) for k in a if k in b], [(k, ca.get(k, ""), cb.get(k, "")) for k in dict.fromkeys([*ca, *cb])],
+                 sorted(set(a) ^ set(b)))
+
+
+def verdict_words(committed_dir: Path, rerun_dir: Path, experiments: set[str]) -> Words:
+    """The verdicts of `experiments` from the records of each folder, compared (analysis/verdict.py)."""
+    from grporm.analysis.records import RunSet, load_runs
+    from grporm.analysis.verdict import verdict_frame
+
+    def frame(folder: Path):
+        found = load_runs(folder)
+        if found.runs.empty:
+            return verdict_frame(found)
+        keep = found.runs["experiment"].isin(experiments)
+        runs = found.runs[keep].reset_index(drop=True)
+        metrics = found.metrics[found.metrics["experiment"].isin(experiments)].reset_index(drop=True)
+        records = {p: r for p, r in found.records.items() if p in set(runs["path"])}
+        return verdict_frame(RunSet(runs=runs, excluded=found.excluded, metrics=metrics, records=records,
+                                    roots=found.roots, knn_ks=found.knn_ks))
+
+    try:
+        return compare_words(frame(committed_dir), frame(rerun_dir))
+    except (GrpormError, ValueError) as err:  # records the verdict cannot read: said, the values still compared
+        return Words([], [], problem=str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _points(value: float | None, width: int) -> str:
     return f"{'—' if value is None else format(value, '.2f'):>{width}s}"
 
 
+def _tolerance_header(report: Report) -> list[str]:
+    cross, noise = report.cross, report.noise
+    family = sum(not ln.broken for ln in report.lines)
+    fallback = (f"seeds (n) = {SEED_MULTIPLE:.2f} x the sample std of the committed n seeds of that setting; data set (k) = "
+                f"{SEED_MULTIPLE:.2f} x the median seed std of that metric over the k committed settings of the run's "
+                f"data set with a spread; cross-machine = ±{cross.points:.2f} for {cross.dataset or 'no'} data set only, "
+                f"{cross.where}; none = nothing measured, only an exact value passes")
+    if noise is None:
+        return [f"tolerance: {report.noise_note}; meanwhile (points: accuracies and ECE x100), first that applies: {fallback}"]
+    measured = ", ".join(f"{metric} {sd:.2f}" for metric, (sd, _) in sorted(noise.sd.items()))
+    dfs = sorted({df for _, df in noise.sd.values()})
+    return [f"tolerance (points: accuracies and ECE x100): noise (df) = t quantile 1 - {FAMILY_ALPHA:g}/(2 x {family}) "
+            f"on df x sqrt(2) x the metric's training-noise SD ({noise.where}): a rerun that differs from the committed "
+            f"runs by training noise alone keeps all {family} values within at {1 - FAMILY_ALPHA:.0%} (Bonferroni); "
+            f"a metric the noise records lack, first that applies: {fallback}",
+            f"training-noise SD (points; {'/'.join(map(str, dfs))} df): {measured}"]
+
+
 def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
-    cross = report.cross
-    out = ["tolerance (points: accuracies and ECE x100), first that applies: seeds (n) = "
-           f"{SEED_MULTIPLE:.2f} x the sample std of the committed n seeds of that setting; data set (k) = "
-           f"{SEED_MULTIPLE:.2f} x the median seed std of that metric over the k committed settings of the run's "
-           f"data set with a spread; cross-machine = ±{cross.points:.2f} for {cross.dataset or 'no'} data set only, {cross.where}; "
-           "none = nothing measured, only an exact value passes",
+    out = [*_tolerance_header(report),
            "not compared: " + "; ".join(f"{name} ({why})" for name, why in NOT_COMPARED.items())]
     width = max([len(ln.metric) for ln in report.lines] + [6])
     current = None
@@ -318,10 +517,37 @@ def format_report(report: Report, against: Path, rerun_dir: Path) -> str:
         out.append(f"skipped: {problem}")
     counts = {v: sum(ln.verdict == v for ln in report.lines) for v in VERDICTS}
     runs = len({(ln.experiment, ln.run_id) for ln in report.lines})
-    out.append(f"{runs} run(s), {len(report.lines)} value(s): {counts['exact']} exact, {counts['within']} within, "
-               f"{counts['OUTSIDE']} OUTSIDE, {counts['BROKEN']} BROKEN; {len(report.missing)} missing, {len(report.not_comparable)} not comparable"
-               f" -> {'reproduced' if report.ok else 'NOT reproduced'}")
+    out.append(f"values: {runs} run(s), {len(report.lines)} value(s): {counts['exact']} exact, {counts['within']} within, "
+               f"{counts['OUTSIDE']} OUTSIDE, {counts['BROKEN']} BROKEN; {len(report.missing)} missing, "
+               f"{len(report.not_comparable)} not comparable: {counts['exact'] + counts['within']} of {len(report.lines)} "
+               "within tolerance")
+    out += _words_lines(report.words)
+    committed_cpus, rerun_cpus = report.cpus
+    out.append(f"CPUs: committed on {', '.join(committed_cpus) or 'no compared run'}; "
+               f"rerun on {', '.join(rerun_cpus) or 'no compared run'}")
+    why = [reason for reason, bad in (
+        ("a value out of tolerance or broken, or a run missing or not comparable", not report.values_ok),
+        ("a decided claim reads differently", report.words is not None and bool(report.words.decided_differ))) if bad]
+    out.append("-> reproduced" if report.ok else f"-> NOT reproduced: {'; '.join(why)}")
     return "\n".join(out)
+
+
+def _words_lines(words: Words | None) -> list[str]:
+    if words is None:
+        return []
+    if words.problem:
+        return [f"cell words: not compared ({words.problem})", "decided claims: not compared"]
+    changed = words.changed
+    out = [f"cell words: {len(words.cells) - len(changed)} of {len(words.cells)} equal"
+           + (f"; changed: {'; '.join(f'{cell}: {a or chr(8212)} -> {b or chr(8212)}' for cell, a, b in changed)}" if changed else "")]
+    if words.one_side:
+        out.append(f"  cells on one side only (not compared): {'; '.join(words.one_side)}")
+    decided, differ = words.decided, words.decided_differ
+    listed = "; ".join(f"{claim}: {a or chr(8212)} -> {b or chr(8212)}" for claim, a, b in decided)
+    out.append(f"decided claims: {len(decided) - len(differ)} of {len(decided)} equal" + (f" ({listed})" if listed else
+               " (no claim is decided on either side)")
+               + f"; {len(words.claims) - len(decided)} claim(s) inconclusive on both sides")
+    return out
 
 
 def verify(rerun_dir: Path, against: Path, experiment: str | None = None,
@@ -335,5 +561,7 @@ def verify(rerun_dir: Path, against: Path, experiment: str | None = None,
     if not any(key[0] in {e for e, _ in rerun} for key in committed):
         raise ConfigError(f"--against {against}: no committed run of experiment(s) {', '.join(sorted({e for e, _ in rerun}))}; "
                           "give the folder holding the committed records (results)")
-    report = compare(committed, rerun, cross_machine_tolerance(cross_machine), problems + more)
+    noise, note = noise_floor(committed, where=str(against))
+    report = compare(committed, rerun, cross_machine_tolerance(cross_machine), problems + more, noise, note)
+    report.words = verdict_words(against, rerun_dir, {e for e, _ in rerun})
     return report, format_report(report, against, rerun_dir)

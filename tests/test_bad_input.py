@@ -644,10 +644,11 @@ def test_yaml_merge_keys_work_and_a_key_given_twice_is_still_refused(tmp_path):
 def test_one_configuration_has_one_run_id_however_its_numbers_are_written(written):
     from grporm.experiment import build_experiment
 
-    raw = {"matrix": {"train.lr": [1.0e-3, 1.0e-2], "tune.grid": [[1.0e-3, 1.0e-2, 1.0e-1]], "grpo_rm.temperature": [0.5, 1.0]}}
+    raw = {"seed": 2, "matrix": {"train.lr": [1.0e-3, 1.0e-2], "tune.grid": [[1.0e-3, 1.0e-2, 1.0e-1]],
+                                 "grpo_rm.temperature": [0.5, 1.0]}}
     run = build_experiment(raw, "x.yaml", [f"train.lr=[{written}]", f"tune.grid=[[1e-3, {written}, 1e-1]]",
                                            "grpo_rm.temperature=[1.0]"]).runs[0]
-    assert run.run_id == "fashion_mnist-tf_efficientnet_lite0-grpo_rm-lr=0.005-grid=_0.001_0.005_0.1_-temperature=1.0-s0"
+    assert run.run_id == "fashion_mnist-tf_efficientnet_lite0-grpo_rm-lr=0.005-grid=_0.001_0.005_0.1_-temperature=1.0-s2"
     assert run.train.lr == 0.005 and run.config_hash() == build_experiment(raw, "x.yaml", ["train.lr=[0.005]",
            "tune.grid=[[0.001, 0.005, 0.1]]", "grpo_rm.temperature=[1.0]"]).runs[0].config_hash()
 

@@ -20,7 +20,9 @@ def _records(experiment: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
-@pytest.mark.parametrize("path", STUDIES + [ROOT / "experiments" / "quick.yaml"], ids=lambda p: p.stem)
+# the noise floor too: `grporm verify` judges reruns against it (experiments/noise.yaml, make noise)
+@pytest.mark.parametrize("path", STUDIES + [ROOT / "experiments" / "quick.yaml", ROOT / "experiments" / "noise.yaml"],
+                         ids=lambda p: p.stem)
 def test_every_run_of_the_file_is_committed_with_its_config_hash(path):
     experiment = load_experiment(path)
     committed = {r["run_id"]: r for r in _records(experiment.name) if r["status"] == "finished"}

@@ -98,3 +98,22 @@ def test_every_shipped_experiment_declares_what_it_can_judge():
 
     for path in sorted(Path("experiments").rglob("*.yaml")):
         assert load_experiment(path).runs, path
+
+
+def test_an_experiment_that_compares_nothing_needs_no_control_and_gets_no_verdict(write_run, tmp_path: Path):
+    """A noise floor (two CE arms, one per backbone) declares `compare: false`: it loads, and its records give
+    no verdict line and no note; without the declaration the same matrix is refused as ambiguous."""
+    from grporm.analysis.records import load_runs
+    from grporm.analysis.verdict import comparisons
+    from tests.test_verdict import CE, _arm
+
+    raw = {"name": "e", "matrix": _arms(("ce_a", "ce"), ("ce_b", "ce"), ("g", "grpo_rm"))}
+    with pytest.raises(ConfigError, match="no default control"):
+        build_experiment(raw, "e.yaml")
+    assert build_experiment({**raw, "verdict": {"compare": False}}, "e.yaml").runs
+    for declared in ({"compare": False}, None):
+        root = tmp_path / str(declared is None) / "results"
+        _arm(write_run, root, "noise", "ce_a", "ce", CE, verdict=declared)
+        _arm(write_run, root, "noise", "ce_b", "ce", CE, verdict=declared)
+        [found] = comparisons(load_runs(root))
+        assert found.frame.empty and bool(found.notes) == (declared is None)  # silent only when declared

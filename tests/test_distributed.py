@@ -27,7 +27,8 @@ from grporm.train import epoch_generator, local_batch
 from tiny_runs import BASE, checkpoint, env, invoke, record, run_folder, write_experiment
 
 # the learning-rate decision is made under DDP too
-TUNED = {"tune": {"grid": [1.0e-4, 1.0e-3, 1.0e-2], "score": "head", "max_extensions": 0}}
+# tuning seeds of their own: the runs evaluate on seed 0, never a tuning seed (checked when loaded)
+TUNED = {"tune": {"grid": [1.0e-4, 1.0e-3, 1.0e-2], "score": "head", "max_extensions": 0, "seeds": [1, 2]}}
 
 
 @pytest.fixture(scope="module")

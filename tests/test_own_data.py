@@ -32,7 +32,7 @@ def test_the_template_loads_as_written():
     exp = build_experiment(template(), str(TEMPLATE))
     assert exp.name == "own_data" and len(exp.runs) == 2 * 3
     assert {(r.axes["arm"], r.method) for r in exp.runs} == {("ce", "ce"), ("grpo_rm", "grpo_rm")}
-    assert sorted({r.seed for r in exp.runs}) == [0, 1, 2]
+    assert sorted({r.seed for r in exp.runs}) == [2, 3, 4]  # never a tuning seed (0, 1)
     run = exp.runs[0]
     assert run.data.name == "imagefolder" and run.data.display_name() == "my_images"
     assert run.model.weights.endswith(".pth") and run.tune.grid and run.tracking.log_model is False

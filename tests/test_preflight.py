@@ -120,7 +120,7 @@ def test_a_warned_run_runs_and_finishes(tmp_path):
 
 
 def test_tune_refuses_the_same_settings(tmp_path):
-    write_experiment(tmp_path, tune={"grid": [1e-4, 1e-3, 1e-2]}, eval={"knn_k": []})
+    write_experiment(tmp_path, tune={"grid": [1e-4, 1e-3, 1e-2]}, eval={"knn_k": []}, seed=2)
     refused(tmp_path, (), "eval.knn_k=[]", command="tune")
 
 

@@ -122,7 +122,7 @@ def test_report_says_what_it_is_doing(write_run, tmp_path):
 
 @pytest.mark.slow
 def test_tune_counts_its_candidates(tmp_path):
-    write_experiment(tmp_path, train={"epochs": 1}, tune={"grid": [1.0e-4, 1.0e-3, 1.0e-2], "max_extensions": 0})
+    write_experiment(tmp_path, train={"epochs": 1}, tune={"grid": [1.0e-4, 1.0e-3, 1.0e-2], "max_extensions": 0}, seed=2)
     result = invoke(tmp_path, command="tune")
     assert result.exit_code == 0, result.output
     lines = re.findall(r"candidate (\d) of (\d): lr (\S+) seed (\d)", result.output)

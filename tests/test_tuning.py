@@ -220,7 +220,7 @@ def test_a_base_file_passes_its_tune_section_on(tmp_path):
     from grporm.experiment import load_experiment
 
     (tmp_path / "base.yaml").write_text("tune: {grid: [1.0e-4, 1.0e-3, 1.0e-2], score: knn20}\n")
-    (tmp_path / "child.yaml").write_text("base: base.yaml\nmatrix: {seed: [0, 1]}\ntune: {fraction: 0.5}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nmatrix: {seed: [2, 3]}\ntune: {fraction: 0.5}\n")
     runs = load_experiment(tmp_path / "child.yaml").runs
     assert [r.tune.grid for r in runs] == [GRID, GRID] and runs[0].tune.fraction == 0.5
     assert tuning_key(runs[0]) == tuning_key(runs[1])
@@ -247,23 +247,23 @@ def load_runs(folder: Path, *overrides: str) -> list[RunConfig]:
 
 
 def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeypatch):
-    write_experiment(tmp_path, tune=TUNE, seed=1)
+    write_experiment(tmp_path, tune=TUNE, seed=2)
     (run,) = load_runs(tmp_path)
     fake_record(tmp_path / RESULTS, run, winner=1e-2)
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
-    rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s1")
+    rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s2")
     assert rec["lr"] == 1e-2
     assert rec["tuning"] == {"key": tuning_key(run), "winner": 1e-2, "runner_up": 1e-4, "margin": 0.0, "se": 0.09,
                              "seed_se": 0.0, "close_call": True, "edge": False, "pick": "winner", "lr": 1e-2}
 
 
 def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path, monkeypatch):
-    write_experiment(tmp_path, tune=TUNE)
+    write_experiment(tmp_path, tune=TUNE, seed=2)
     (run,) = load_runs(tmp_path)
     (other,) = load_runs(tmp_path, "tune.pick=runner_up")
-    assert other.run_id == "digits-test_vit-grpo_rm-lr=runner_up-s0" and run.run_id == "digits-test_vit-grpo_rm-s0"
+    assert other.run_id == "digits-test_vit-grpo_rm-lr=runner_up-s2" and run.run_id == "digits-test_vit-grpo_rm-s2"
     assert tuning_key(other) == tuning_key(run) and other.config_hash() != run.config_hash()
     assert run.axes == {} and other.axes == {"tune.pick": "runner_up"}  # its own variant in every table
     fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=1e-3)
@@ -284,14 +284,14 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
 
 def test_pick_as_a_matrix_axis_names_only_the_runner_up():
     runs = build_experiment({"name": "x", "method": "ce", "tune": {"grid": GRID},
-                             "matrix": {"tune.pick": ["winner", "runner_up"], "seed": [0]}}, "x.yaml").runs
-    assert [r.run_id for r in runs] == ["fashion_mnist-tf_efficientnet_lite0-ce-s0",
-                                        "fashion_mnist-tf_efficientnet_lite0-ce-lr=runner_up-s0"]
-    assert [r.axes for r in runs] == [{"seed": 0}, {"seed": 0, "tune.pick": "runner_up"}]
+                             "matrix": {"tune.pick": ["winner", "runner_up"], "seed": [2]}}, "x.yaml").runs
+    assert [r.run_id for r in runs] == ["fashion_mnist-tf_efficientnet_lite0-ce-s2",
+                                        "fashion_mnist-tf_efficientnet_lite0-ce-lr=runner_up-s2"]
+    assert [r.axes for r in runs] == [{"seed": 2}, {"seed": 2, "tune.pick": "runner_up"}]
 
 
 def test_a_runner_up_pick_without_a_runner_up_is_one_line(tmp_path):
-    write_experiment(tmp_path, tune=TUNE)
+    write_experiment(tmp_path, tune=TUNE, seed=2)
     (run,) = load_runs(tmp_path)
     fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=None, close_call=False)
     result = invoke(tmp_path, "-o", "tune.pick=runner_up")
@@ -299,7 +299,7 @@ def test_a_runner_up_pick_without_a_runner_up_is_one_line(tmp_path):
 
 
 SENSITIVITY = {"arm": [{"name": "ce", "method": "ce"}, {"name": "default", "method": "grpo_rm"},
-                       {"name": "clip", "method": "grpo_rm", "grpo_rm.clip_eps": 0.3}], "seed": [0, 1]}
+                       {"name": "clip", "method": "grpo_rm", "grpo_rm.clip_eps": 0.3}], "seed": [2, 3]}
 
 
 @pytest.mark.parametrize("close, selected", [
@@ -338,7 +338,7 @@ def tune_cli(folder: Path, *args: str):
 def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):
     from grporm import seeding
 
-    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, matrix={"seed": [0, 1], "method": ["pretrained", "ce"]})
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, matrix={"seed": [2, 3], "method": ["pretrained", "ce"]})
     scored = []
     real = learning_rate.TuningTrial.score
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append(
@@ -357,12 +357,12 @@ def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the
     assert "| digits / 16 px, 6/class, 3 epochs / test_vit / ce | " in result.output and not list((tmp_path / RESULTS / "tuning").glob(".*"))
     again = tune_cli(tmp_path)
     assert "decided already" in again.output and len(scored) == 6
-    assert invoke(tmp_path, "--only", "ce-s1").exit_code == 0 and len(scored) == 6
-    assert record(tmp_path, run_id="digits-test_vit-ce-s1")["lr"] == rec["winner"]
+    assert invoke(tmp_path, "--only", "ce-s3").exit_code == 0 and len(scored) == 6
+    assert record(tmp_path, run_id="digits-test_vit-ce-s3")["lr"] == rec["winner"]
 
 
 def test_an_interrupted_decision_resumes_the_pairs_it_scored(tmp_path, monkeypatch):
-    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, seed=2)
     (run,) = load_runs(tmp_path)
     table = {(1e-4, 0): 0.2, (1e-4, 1): 0.3, (1e-3, 0): 0.6, (1e-3, 1): 0.5, (1e-2, 0): 0.4, (1e-2, 1): 0.45}
     scored = []
@@ -385,7 +385,7 @@ def test_an_interrupted_decision_resumes_the_pairs_it_scored(tmp_path, monkeypat
 
 
 def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatch):
-    write_experiment(tmp_path, tune=TUNE, matrix={"method": ["ce", "grpo_rm"]})
+    write_experiment(tmp_path, tune=TUNE, matrix={"method": ["ce", "grpo_rm"]}, seed=2)
     runs = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs
     monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
     results = tmp_path / RESULTS
@@ -421,7 +421,7 @@ def test_report_section_lists_every_decision_with_flags(tmp_path):
 def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeypatch, capsys):
     """A decision file without the fields of the current rules (e.g. made on one seed by an earlier
     version) counts as damaged: no run trains at it, it is decided again."""
-    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0})
+    write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, seed=2)
     (run,) = load_runs(tmp_path)
     path = record_path(tmp_path / "results", tuning_key(run))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -447,7 +447,7 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
     import threading
     import time
 
-    write_experiment(tmp_path, tune=TUNE)
+    write_experiment(tmp_path, tune=TUNE, seed=2)
     run = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs[0]
     scored = []
 

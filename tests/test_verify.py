@@ -5,17 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
 from grporm.verify import (
     CROSS_MACHINE,
+    NOISE_EXPERIMENT,
     SEED_MULTIPLE,
     CrossMachine,
     Finished,
@@ -23,6 +26,8 @@ from grporm.verify import (
     cross_machine_tolerance,
     dataset_spreads,
     load_finished,
+    noise_floor,
+    noise_tolerance,
     seed_spreads,
 )
 
@@ -112,7 +117,8 @@ def test_within_outside_missing_and_not_comparable(tmp_path):
     assert "OUTSIDE" in lines["head_top1"] and "-15.00" in lines["head_top1"]
     assert all(line.endswith("exact") for line in block(result.output, "d-b-ce-s2", "e").values())
     assert "MISSING  e/d-b-ce-s1" in result.output and "NOT COMPARABLE  e/d-b-grpo_rm-s0" in result.output
-    assert "1 OUTSIDE, 0 BROKEN; 1 missing, 1 not comparable -> NOT reproduced" in result.output
+    assert "1 OUTSIDE, 0 BROKEN; 1 missing, 1 not comparable: 4 of 5 within tolerance" in result.output
+    assert "-> NOT reproduced: a value out of tolerance or broken, or a run missing" in result.output
 
 
 def test_tolerance_from_the_seeds_of_the_setting_then_of_the_data_set_then_cross_machine():
@@ -231,3 +237,106 @@ def test_two_fresh_processes_write_identical_records_and_verify_says_exact(tmp_p
     assert "0 within, 0 OUTSIDE" in result.output and "expected exact" in result.output
     assert all(ln.rstrip().endswith("exact") for ln in result.output.splitlines()
                if ln.startswith("  ") and "committed" not in ln)
+
+
+# ---------------------------------------------------------------- the training-noise floor, words and CPUs
+
+def _noise(arm: str, seed: int, sr: float, split_seed: int | None = 7, **more) -> dict:
+    record = _record("d", seed, {"sr_top1": sr, "sr_l2": 0.001 * seed, **more}, run_id=f"d-b-ce-arm={arm}-s{seed}")
+    return {**record, "experiment": NOISE_EXPERIMENT, "config": {"data": {"split_seed": split_seed}}}
+
+
+def test_the_noise_sd_pools_the_arms_variances_with_their_degrees_of_freedom():
+    records = _runs(_noise("a", 0, 0.80), _noise("a", 1, 0.82), _noise("a", 2, 0.84),  # var 4 points², 2 df
+                    _noise("b", 0, 0.70), _noise("b", 1, 0.71),                        # var 0.5, 1 df
+                    _noise("c", 0, 0.10, split_seed=None), _noise("c", 1, 0.90, split_seed=None),  # a draw per seed: not noise alone
+                    _record("d", 0, {"sr_top1": 0.1}), _record("d", 1, {"sr_top1": 0.9}))  # another experiment
+    floor, why = noise_floor(records)
+    assert why == "" and set(floor.sd) == {"sr_top1"}  # sr_l2 is a setting, not compared (NOT_COMPARED)
+    sd, df = floor.sd["sr_top1"]
+    assert df == 3 and sd == pytest.approx(((8 + 0.5) / 3) ** 0.5)
+    assert "2 arms" in floor.where and "5 runs" in floor.where
+
+
+def test_the_noise_tolerance_is_the_bonferroni_t_bound_on_the_difference_of_two_runs():
+    from scipy import stats
+
+    assert noise_tolerance(1.0, 16, 1) == pytest.approx(stats.t.ppf(0.975, 16) * 2 ** 0.5)
+    assert noise_tolerance(1.0, 16, 200) == pytest.approx(stats.t.ppf(1 - 0.05 / 400, 16) * 2 ** 0.5)
+    assert noise_tolerance(2.0, 16, 200) == pytest.approx(2 * noise_tolerance(1.0, 16, 200))
+    assert noise_tolerance(1.0, 16, 200) > noise_tolerance(1.0, 16, 10) > noise_tolerance(1.0, 100, 10)  # more values, fewer df: wider
+    # the false-alarm rate it promises: K values of pure training noise, all within at least 95% of the time
+    rng = np.random.default_rng(0)
+    K, df, sd = 50, 16, 1.3
+    estimates = sd * np.sqrt(rng.chisquare(df, 4000) / df)  # the SD as measured by a noise experiment
+    deltas = rng.normal(0, sd * 2 ** 0.5, (4000, K))
+    tolerances = np.array([noise_tolerance(s, df, K) for s in estimates])
+    assert (np.abs(deltas) <= tolerances[:, None]).all(axis=1).mean() >= 0.95 - 0.01
+
+
+def test_no_noise_records_is_said_and_the_seed_spreads_stand_in():
+    floor, why = noise_floor(_runs(_record("d", 0, {"sr_top1": 0.8})), where="results")
+    assert floor is None and why.startswith("no training-noise records (no finished run of experiment noise in results)")
+    assert "make noise" in why
+    floor, why = noise_floor(_runs(_noise("c", 0, 0.1, split_seed=None), _noise("c", 1, 0.2, split_seed=None)))
+    assert floor is None and "do not pin one data draw (data: split_seed)" in why
+
+
+def test_values_the_noise_measured_get_its_tolerance_the_others_the_fallback():
+    noise = [_noise("a", s, 0.80 + 0.01 * s) for s in range(3)] + [_noise("b", s, 0.70 + 0.02 * s) for s in range(3)]
+    seeds = [_record("d", s, {"sr_top1": 0.80 + 0.01 * s, "ood": {"blur": {"1": {"sr_top1": 0.5 + 0.01 * s}}}}) for s in range(3)]
+    committed = _runs(*noise, *seeds)
+    floor, _ = noise_floor(committed)
+    rerun = json.loads(json.dumps(seeds[1]))
+    report = compare(committed, _runs(rerun), CrossMachine(2.6, "x", "d"), noise=floor)
+    lines = {ln.metric: ln for ln in report.lines}
+    assert lines["sr_top1"].basis == "noise (4 df)"
+    assert lines["sr_top1"].tolerance == pytest.approx(noise_tolerance(floor.sd["sr_top1"][0], 4, family=2))
+    assert lines["ood/blur/1/sr_top1"].basis == "seeds (3)"  # not measured by the noise runs
+
+
+def _word_folders(tmp_path: Path, treatment_shift: float, rerun_move: float = 0.0) -> tuple[Path, Path]:
+    """Committed: CE at 80 points, grpo_rm 10 points behind on 4 seeds (tiny spread), a noise floor of
+    SD 10 points; rerun: the same runs, grpo_rm moved by `treatment_shift` points and every value by
+    `rerun_move`, on another CPU."""
+    def arm(method: str, seed: int, sr: float, cpu: str) -> dict:
+        record = _record("d", seed, {"sr_top1": sr / 100}, run_id=f"d-b-{method}-s{seed}")
+        return {**record, "method": method, "env": {"cpu": cpu, "cpu_count": 2}}
+
+    wobble = [0.1, -0.1, 0.1, -0.1]
+    committed = [arm("ce", s, 80 + s, "AMD EPYC") for s in range(4)]
+    committed += [arm("grpo_rm", s, 70 + s + wobble[s], "AMD EPYC") for s in range(4)]
+    noise = [_noise(a, s, v / 100) for a, values in (("a", (60, 70, 80)), ("b", (65, 75, 85))) for s, v in enumerate(values)]
+    rerun = [arm("ce", s, 80 + s + rerun_move, "Intel Xeon") for s in range(4)]
+    rerun += [arm("grpo_rm", s, 70 + s + wobble[s] + treatment_shift + rerun_move, "Intel Xeon") for s in range(4)]
+    return _write(tmp_path / "committed", *committed, *noise), _write(tmp_path / "rerun", *rerun)
+
+
+def test_verify_where_only_values_move_reproduces_and_names_both_cpus(tmp_path):
+    committed, rerun = _word_folders(tmp_path, treatment_shift=0.0, rerun_move=1.5)
+    result = CliRunner().invoke(app, ["verify", str(rerun), "--against", str(committed)])
+    assert result.exit_code == 0, result.output
+    assert "0 exact, 8 within, 0 OUTSIDE, 0 BROKEN; 0 missing, 0 not comparable: 8 of 8 within tolerance" in result.output
+    assert "noise (4 df)" in result.output and "training-noise SD (points; 4 df): sr_top1 10.00" in result.output
+    assert "cell words: 1 of 1 equal\n" in result.output
+    assert re.search(r"decided claims: 1 of 1 equal \(e / SR: (\w+) -> \1\)", result.output), result.output
+    assert "CPUs: committed on AMD EPYC (2 cores); rerun on Intel Xeon (2 cores)" in result.output
+    assert "environment differs: cpu 'AMD EPYC' vs 'Intel Xeon'" in result.output
+    assert result.output.rstrip().endswith("-> reproduced")
+
+
+def test_verify_lists_a_changed_cell_word_and_fails_on_a_decided_claim_that_differs(tmp_path):
+    # grpo_rm from 10 behind to level with CE: the cell word turns, the claim (nothing ahead, every
+    # difference well below the margin) reads the same: reported, not a failure
+    committed, rerun = _word_folders(tmp_path / "level", treatment_shift=10.0)
+    result = CliRunner().invoke(app, ["verify", str(rerun), "--against", str(committed)])
+    assert "8 of 8 within tolerance" in result.output and "cell words: 0 of 1 equal; changed: e / SR / d/b / grpo_rm: " \
+        "behind -> no difference" in result.output, result.output
+    assert result.exit_code == 0 and "decided claims: 1 of 1 equal" in result.output, result.output
+    # grpo_rm from 10 behind to 10 ahead: within the (wide) noise tolerance, but the claim turns
+    committed, rerun = _word_folders(tmp_path / "ahead", treatment_shift=20.0)
+    result = CliRunner().invoke(app, ["verify", str(rerun), "--against", str(committed)])
+    assert result.exit_code == 1 and "8 of 8 within tolerance" in result.output, result.output
+    assert "changed: e / SR / d/b / grpo_rm: behind -> ahead" in result.output
+    assert re.search(r"decided claims: 0 of 1 equal \(e / SR: \w+ -> reproduced\)", result.output), result.output
+    assert "-> NOT reproduced: a decided claim reads differently" in result.output
