@@ -462,32 +462,41 @@ def experiment_forest(frame: pd.DataFrame, experiment: str | None = None) -> Fig
     if frame is None or frame.empty:
         return None
     experiment = experiment or str(frame["experiment"].iloc[0])
-    rows = forest_rows(frame)
-    ncols = 1 if len(rows) == 1 else 2
-    grid = [rows[i:i + ncols] for i in range(0, len(rows), ncols)]
-    heights = [0.75 + LINE_INCHES * max(len(lines) for _, lines in row) for row in grid]
-    fig = Figure(figsize=(4.3 * ncols + 1.4, sum(heights) + 1.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for r, row in enumerate(grid):
-        for c in range(ncols):
-            ax = axes[r][c]
-            if c >= len(row):
-                ax.set_visible(False)
-                continue
-            key, lines = row[c]
-            for y, (_, line) in enumerate(lines.iterrows()):
-                _forest_point(ax, y, line)
-            ax.axvline(0, color="black", linewidth=0.9)
-            ax.set_yticks(range(len(lines)), [f"{_line_label(line)} (n={int(line['n'])})" for _, line in lines.iterrows()])
-            ax.set_ylim(len(lines) - 0.5, -0.5)  # first line on top
-            ax.grid(axis="x", alpha=0.3)
-            ax.set_title(_title(key))
-            ax.set_xlabel(f"minus {_control(lines)} (points)")
+    fig, panels = _panel_grid(forest_rows(frame), lambda panel: 0.75 + LINE_INCHES * len(panel[1]),
+                              lambda ncols: 4.3 * ncols + 1.4, 1.5)
+    for ax, (key, lines) in panels:
+        for y, (_, line) in enumerate(lines.iterrows()):
+            _forest_point(ax, y, line)
+        ax.axvline(0, color="black", linewidth=0.9)
+        ax.set_yticks(range(len(lines)), [f"{_line_label(line)} (n={int(line['n'])})" for _, line in lines.iterrows()])
+        ax.set_ylim(len(lines) - 0.5, -0.5)  # first line on top
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(_title(key))
+        ax.set_xlabel(f"minus {_control(lines)} (points)")
     fig.legend(handles=_word_handles(), loc="outside lower center", ncols=5, fontsize=7)
     fig.suptitle(f"{experiment}: each arm minus the control {_control(frame)}, paired by seed\n"
                  "point = mean, line = the interval the word uses, colour = the verdict's word")
     return fig
+
+
+def _panel_grid(panels: list, height, width, extra: float) -> tuple[Figure, list]:
+    """A figure of `panels` in one column (one panel) or two, each row of the grid as tall as its tallest
+    panel (`height(panel)` inches) plus `extra` for titles and legend, `width(ncols)` inches wide; unused
+    cells hidden. Returns (figure, [(axis, panel), ...]) in reading order."""
+    ncols = 1 if len(panels) == 1 else 2
+    grid = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+    heights = [max(height(panel) for panel in row) for row in grid]
+    fig = Figure(figsize=(width(ncols), sum(heights) + extra), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+    placed = []
+    for r, row in enumerate(grid):
+        for c in range(ncols):
+            if c < len(row):
+                placed.append((axes[r][c], row[c]))
+            else:
+                axes[r][c].set_visible(False)
+    return fig, placed
 
 
 def forest_points(fig: Figure) -> list[list[tuple[str, float]]]:
@@ -520,34 +529,24 @@ def summary_forest(frame: pd.DataFrame) -> Figure | None:
         variants = list(dict.fromkeys(_variant(line) for _, line in frame.iterrows()))
         markers = {v: ROW_MARKERS[i % len(ROW_MARKERS)] for i, v in enumerate(variants)}
         panels = [(key, group) for key, group in frame.groupby(["experiment", "claim"], sort=False)]
-        ncols = 1 if len(panels) == 1 else 2
-        grid = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
-        heights = [0.8 + 0.24 * max(group["treatment"].nunique() for _, group in row) for row in grid]
-        fig = Figure(figsize=(COMPACT_WIDTH, sum(heights) + 1.1), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
-        for r, row in enumerate(grid):
-            for c in range(ncols):
-                ax = axes[r][c]
-                if c >= len(row):
-                    ax.set_visible(False)
-                    continue
-                (experiment, claim), group = row[c]
-                lines = [w for _, g in forest_rows(group) for w in g["treatment"]]
-                lines = list(dict.fromkeys(lines))
-                mine = list(dict.fromkeys(_variant(line) for _, line in group.iterrows()))
-                offsets = dict(zip(mine, _dodge(len(mine))))
-                for _, line in group.iterrows():
-                    v = _variant(line)
-                    _forest_point(ax, lines.index(line["treatment"]) + offsets[v], line, marker=markers[v], band=False,
-                                  size=5.5)
-                ax.axvline(0, color="black", linewidth=0.9)
-                roles = dict(zip(group["treatment"], group["role"])) if "role" in group.columns else {}
-                ax.set_yticks(range(len(lines)), [f"{w}{ROLE_MARK.get(roles.get(w), '')}" for w in lines])
-                ax.set_ylim(len(lines) - 0.5, -0.5)
-                ax.grid(axis="x", alpha=0.3)
-                ax.set_title(textwrap.fill(f"{experiment}: {claim}", 30), loc="left", fontweight="bold")
-                ax.set_xlabel(f"minus {_control(group)} (points)")
+        fig, placed = _panel_grid(panels, lambda panel: 0.8 + 0.24 * panel[1]["treatment"].nunique(),
+                                  lambda ncols: COMPACT_WIDTH, 1.1)
+        for ax, ((experiment, claim), group) in placed:
+            lines = [w for _, g in forest_rows(group) for w in g["treatment"]]
+            lines = list(dict.fromkeys(lines))
+            mine = list(dict.fromkeys(_variant(line) for _, line in group.iterrows()))
+            offsets = dict(zip(mine, _dodge(len(mine))))
+            for _, line in group.iterrows():
+                v = _variant(line)
+                _forest_point(ax, lines.index(line["treatment"]) + offsets[v], line, marker=markers[v], band=False,
+                              size=5.5)
+            ax.axvline(0, color="black", linewidth=0.9)
+            roles = dict(zip(group["treatment"], group["role"])) if "role" in group.columns else {}
+            ax.set_yticks(range(len(lines)), [f"{w}{ROLE_MARK.get(roles.get(w), '')}" for w in lines])
+            ax.set_ylim(len(lines) - 0.5, -0.5)
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_title(textwrap.fill(f"{experiment}: {claim}", 30), loc="left", fontweight="bold")
+            ax.set_xlabel(f"minus {_control(group)} (points)")
         handles = _word_handles(band=False, markers=False) + [
             matplotlib.lines.Line2D([], [], linestyle="none", marker=m, color="#333333", label=v or "all runs")
             for v, m in markers.items()]
