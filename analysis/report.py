@@ -32,12 +32,14 @@ from grporm.analysis.manifest import check_inside, prune_and_record
 from grporm.analysis.records import RunSet, check_results_folder, load_runs, method_label, method_rank
 from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
 from grporm.analysis.sections import Table, build_tables
+from grporm.analysis.sequential import looks_lines
 from grporm.analysis.tables import classification_table, row_keys
 from grporm.analysis.tuning import NAME as TUNING_NAME
 from grporm.analysis.tuning import tuning_section
 from grporm.analysis.verdict import FRAME_COLUMNS, Comparison, candidates, comparisons, verdict_section
 from grporm.analysis.verdict import NAME as VERDICT_NAME
 from grporm.errors import GrpormError
+from grporm.inputs import read_json
 from grporm.methods import method_names
 from grporm.progress import Say, quiet
 from grporm.record_schema import HEADLINE_KNN, SR
@@ -187,7 +189,7 @@ def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet, drawn
         figure = convergence_figure(runs, exp_dir, figure_path) if not runs.empty else None
         lines = frame[frame["experiment"] == exp_dir.name]
         forest = _experiment_forest(lines, exp_dir)
-        notes = close_call_lines(lines, root)
+        notes = close_call_lines(lines, root) + _looks_lines(exp_dir)
         table_path = exp_dir / TABLE_NAME
         write_text_atomic(table_path, experiment_markdown(exp_dir.name, runs, excluded, exp_dir, figure, forest, notes))
         written += [table_path] + ([figure] if figure is not None else []) + ([forest] if forest is not None else [])
@@ -195,6 +197,19 @@ def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet, drawn
     prune_and_record(root, written + [p.with_suffix(".pdf") for p in written if p.name == f"{FOREST_NAME}.png"],
                      lambda name: not _in_report_part(name))
     return written
+
+
+def _looks_lines(exp_dir: Path) -> list[str]:
+    """The experiment's search for seeds until decided (its looks.json), when it had one."""
+    path = exp_dir / "looks.json"
+    if not path.is_file():
+        return []
+    try:
+        document = read_json(path, "the log of a search for seeds until decided", "rerun `grporm run EXP --until-decided`",
+                             fields={"looks": list, "design": dict})
+    except GrpormError as err:
+        return [f"Seeds until decided: {path.name} unreadable ({err}); not shown.", ""]
+    return ["## Seeds until decided", "", "```", *looks_lines(document), "```", ""]
 
 
 def _experiment_forest(lines: pd.DataFrame, exp_dir: Path) -> Path | None:

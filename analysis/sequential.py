@@ -204,3 +204,30 @@ def simulation_table(reps: int = 2000, **settings) -> str:
              f"α = {alpha:g}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in simulation_rows(reps, **settings)]
     return "\n".join(lines) + "\n"
+
+
+def looks_lines(document: dict) -> list[str]:
+    """A search's looks.json (grporm/sequential_runner.py) in words: the looks and their levels, the claims'
+    words at each, the seeds per row and arm at the last, CPU-minutes per decided claim. Shown at the
+    end of `grporm run --until-decided` and in the experiment's report."""
+    design, made = document.get("design") or {}, document.get("looks") or []
+    counts = list(design.get("counts") or [])[:len(made)]
+    stopped = {"decided": "every primary claim decided", "cap": "stopped at the cap with claims undecided",
+               "no verdict": "no verdict (no control with a treatment)"}.get(document.get("stopped"), "still running")
+    out = [f"{document.get('experiment')}: {len(made)} look(s) at {', '.join(str(n) for n in counts)} seeds per cell "
+           f"(batch {design.get('batch')}, cap {design.get('max_seeds')}); {stopped}"]
+    for i, look in enumerate(made):
+        level = f" (α {look['level']:.3g})" if look.get("level") is not None else ""
+        claims = ", ".join(f"{c} {w}" for c, w in (look.get("claims") or {}).items()) or "no claim"
+        out.append(f"  look {i}{level}: {claims}; undecided: {', '.join(look.get('undecided') or []) or 'none'}; "
+                   f"{float(look.get('cpu_minutes') or 0):.1f} CPU-minutes so far")
+    if made:
+        last = made[-1]
+        for row, arms in (last.get("seeds_per_row") or {}).items():
+            out.append(f"  seeds, {row}: " + ", ".join(f"{arm} {n}" for arm, n in arms.items()))
+        claims = last.get("claims") or {}
+        decided = [c for c, w in claims.items() if w != "inconclusive"]
+        minutes = float(last.get("cpu_minutes") or 0)
+        per = f"{minutes / len(decided):.1f} CPU-minutes per decided claim" if decided else "no claim decided"
+        out.append(f"  {len(decided)} of {len(claims)} primary claim(s) decided; {minutes:.1f} CPU-minutes in all, {per}")
+    return out

@@ -307,38 +307,30 @@ class Records:
         return replay(self.design, first, extended, self.finished, self.frame, self.record)
 
 
+def looks_document(state: State) -> dict:
+    """The design and every look made, as looks.json holds them (and the report reads them)."""
+    d = state.design
+    return {"experiment": d.experiment, "design": {"n0": d.n0, "batch": d.batch, "max_seeds": d.max_seeds,
+                                                   "seeds": list(d.seeds), "control": d.control,
+                                                   "counts": list(d.counts)},
+            "looks": [look.to_json() for look in state.looks],
+            "current_look": state.look, "pending_runs": [r.run_id for r in state.pending],
+            "stopped": state.stopped or None}
+
+
 def write_looks(results: Path, state: State) -> Path:
     """<results>/<experiment>/looks.json: the design and every look made (rewritten whole, atomically)."""
-    d = state.design
-    path = Path(results) / d.experiment / LOOKS_FILE
-    write_json(path, {"experiment": d.experiment, "design": {"n0": d.n0, "batch": d.batch, "max_seeds": d.max_seeds,
-                                                             "seeds": list(d.seeds), "control": d.control},
-                      "looks": [look.to_json() for look in state.looks],
-                      "current_look": state.look, "pending_runs": [r.run_id for r in state.pending],
-                      "stopped": state.stopped or None})
+    path = Path(results) / state.design.experiment / LOOKS_FILE
+    write_json(path, looks_document(state))
     return path
 
 
 def summary(state: State) -> list[str]:
-    """The end of a search: looks, seeds per row and arm, claims, CPU-minutes per decided claim."""
-    d = state.design
-    out = [f"{d.experiment}: {len(state.looks)} look(s) at {', '.join(str(n) for n in d.counts[:len(state.looks)])} seeds "
-           f"per cell (batch {d.batch}, cap {d.max_seeds}); "
-           + {"decided": "every primary claim decided", "cap": "stopped at the cap with claims undecided",
-              "no verdict": "no verdict (no control with a treatment)"}.get(state.stopped, "still running")]
-    for i, look in enumerate(state.looks):
-        level = f" (α {look.level:.3g})" if look.level is not None else ""
-        out.append(f"  look {i}{level}: {', '.join(f'{c} {w}' for c, w in look.claims.items()) or 'no claim'}; "
-                   f"undecided: {', '.join(look.undecided) or 'none'}; {look.cpu_minutes:.1f} CPU-minutes so far")
-    if state.looks:
-        last = state.looks[-1]
-        for row, arms in last.seeds.items():
-            out.append(f"  seeds, {row}: " + ", ".join(f"{arm} {n}" for arm, n in arms.items()))
-        decided = [c for c, w in last.claims.items() if w != INCONCLUSIVE]
-        per = f"{last.cpu_minutes / len(decided):.1f} CPU-minutes per decided claim" if decided else "no claim decided"
-        out.append(f"  {len(decided)} of {len(last.claims)} primary claim(s) decided; {last.cpu_minutes:.1f} CPU-minutes "
-                   f"in all, {per}")
-    return out
+    """The end of a search: looks, seeds per row and arm, claims, CPU-minutes per decided claim (the
+    lines the report shows too: grporm.analysis.sequential.looks_lines)."""
+    from grporm.analysis.sequential import looks_lines
+
+    return looks_lines(looks_document(state))
 
 
 # -- running ----------------------------------------------------------------------------------------

@@ -74,3 +74,26 @@ def test_make_simulate_prints_the_table(capsys):
     simulate.main(["40"])
     out = capsys.readouterr().out
     assert out.startswith("40 synthetic rows per scenario") and "| no effect (Δ = 0) | obrien_fleming |" in out
+
+
+def test_the_report_shows_a_search_for_seeds_from_its_looks_json(tmp_path):
+    """The looks, their levels, seeds per row and CPU-minutes per decided claim: the same lines the command
+    prints at its end; a damaged looks.json is said, not a traceback."""
+    import json
+
+    from grporm.analysis.report import _looks_lines
+
+    doc = {"experiment": "mine", "design": {"n0": 3, "batch": 2, "max_seeds": 7, "counts": [3, 5, 7]},
+           "looks": [{"look": 0, "level": 0.0016, "claims": {"SR": "inconclusive"}, "undecided": ["g"],
+                      "cpu_minutes": 4.0, "seeds_per_row": {"SR / r18": {"ce": 3, "g": 3}}},
+                     {"look": 1, "level": 0.0143, "claims": {"SR": "contradicted"}, "undecided": [],
+                      "cpu_minutes": 6.0, "seeds_per_row": {"SR / r18": {"ce": 5, "g": 5}}}],
+           "stopped": "decided"}
+    (tmp_path / "looks.json").write_text(json.dumps(doc))
+    text = "\n".join(_looks_lines(tmp_path))
+    assert "2 look(s) at 3, 5 seeds per cell (batch 2, cap 7); every primary claim decided" in text
+    assert "look 1 (α 0.0143): SR contradicted" in text and "seeds, SR / r18: ce 5, g 5" in text
+    assert "1 of 1 primary claim(s) decided; 6.0 CPU-minutes in all, 6.0 CPU-minutes per decided claim" in text
+    (tmp_path / "looks.json").write_text("{not json")
+    assert "unreadable" in _looks_lines(tmp_path)[0]
+    assert _looks_lines(tmp_path / "none") == []

@@ -160,7 +160,8 @@ def test_the_looks_log_is_written_whole(tmp_path):
     state = replay(design, runs, extended, lambda r: r.run_id in ids(runs), scripted({"a": 5, "b": 99}),
                    lambda r: {"timing": {"total_seconds": 60.0}, "env": {"torch_threads": 2}})
     log = json.loads(write_looks(tmp_path / "results", state).read_text())
-    assert log["design"] == {"n0": 3, "batch": 2, "max_seeds": 7, "seeds": [2, 3, 4, 7, 8, 9, 10], "control": "ce"}
+    assert log["design"] == {"n0": 3, "batch": 2, "max_seeds": 7, "seeds": [2, 3, 4, 7, 8, 9, 10], "control": "ce",
+                             "counts": [3, 5, 7]}
     assert log["looks"][0]["cpu_minutes"] == 2.0 * len(runs)  # a minute of wall time on 2 threads each
     assert log["current_look"] == 1 and len(log["pending_runs"]) == 6 and log["stopped"] is None
     level = log["looks"][0]["level"]  # the α look 0 spends, where the verdict has a sequential procedure
