@@ -33,7 +33,7 @@ embed = $(PY) tools/embed.py README.md --results $(RESULTS)
 GRPORM := $(VENV)/bin/grporm
 .PHONY: install data test reproduce report bench verify noise tune sensitivity simulate \
 	reproduce-ood reproduce-readings reproduce-transfer reproduce-imbalance reproduce-seg reproduce-ablations \
-	reproduce-scale reproduce-all
+	reproduce-all
 
 install: $(STAMP)
 
@@ -105,7 +105,7 @@ verify: install data
 noise: install data
 	( $(call shards,run,experiments/noise.yaml,--results $(RESULTS)) )
 
-# The embedded studies, one claim of the paper each (5 seeds; both packaged backbones, one for the ablations and the scale probe).
+# The embedded studies, one claim of the paper each (3 seeds as a first look; both packaged backbones, one for the ablations).
 # Classification also yields the convergence curves (history.csv of every run).
 # JOBS=2 runs each matrix as 2 shards side by side, one CPU thread each: on 2 cores that beats one
 # process with 2 threads, whose threads wait on each other. Threads are not part of a run's config.
@@ -149,7 +149,7 @@ reproduce-readings: install data
 reproduce-transfer: install data
 	$(call run_sharded,experiments/studies/transfer.yaml)
 
-STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml ablations.yaml scale.yaml)
+STUDIES := $(addprefix experiments/studies/,readings.yaml imbalance.yaml transfer.yaml segmentation.yaml ablations.yaml)
 
 reproduce-imbalance: install data
 	$(call run_sharded,experiments/studies/imbalance.yaml)
@@ -161,11 +161,7 @@ reproduce-seg: install data
 reproduce-ablations: install data
 	$(call run_sharded,experiments/studies/ablations.yaml)
 
-# The scale probe: CE, the default and the best reading at 4x the training images per class.
-reproduce-scale: install data
-	$(call run_sharded,experiments/studies/scale.yaml)
-
-reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations reproduce-scale report
+reproduce-all: reproduce reproduce-ood reproduce-imbalance reproduce-seg reproduce-ablations report
 
 report: install
 	$(GRPORM) report --results $(RESULTS)
