@@ -32,7 +32,7 @@ from grporm.sequential_runner import (
     write_looks,
 )
 
-from tiny_runs import BASE, env, invoke, record, run_folder
+from tiny_runs import BASE, RESULTS, env, invoke, record, run_folder
 
 EXPERIMENT = {
     "name": "seq",
@@ -237,7 +237,7 @@ def tiny(folder: Path, **verdict) -> None:
 
 def stamps(folder: Path) -> dict[str, str]:
     return {p.parent.name: json.loads(p.read_text())["finished_at"]
-            for p in (folder / "results" / "tiny" / "runs").glob("*/record.json")}
+            for p in (folder / RESULTS / "tiny" / "runs").glob("*/record.json")}
 
 
 @pytest.mark.slow
@@ -251,7 +251,7 @@ def test_until_decided_adds_a_batch_stops_at_the_cap_and_resumes_without_redoing
 
     result = invoke(tmp_path, "--until-decided")
     assert result.exit_code == 0, result.output
-    log = json.loads((tmp_path / "results" / "tiny" / "looks.json").read_text())
+    log = json.loads((tmp_path / RESULTS / "tiny" / "looks.json").read_text())
     after = stamps(tmp_path)
     assert {k: after[k] for k in before} == before  # nothing of look 0 redone
     if log["looks"][0]["undecided"]:  # (2 seeds rarely decide a claim) look 1 added seed 2 to both arms, then the cap
@@ -274,9 +274,9 @@ def test_two_shards_meet_at_the_barrier_and_run_each_run_once(tmp_path):
              for i in range(2)]
     outputs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    started = [line.split(": ", 1)[1].split()[0] for out in outputs for line in out.splitlines()
-               if line.startswith("run ") and " of " in line and ": " in line]
+    lines = [line.split("] ", 1)[1] if line.startswith("[shard ") else line for out in outputs for line in out.splitlines()]
+    started = [line.split(": ", 1)[1].split()[0] for line in lines if line.startswith("run ") and " of " in line and ": " in line]
     assert len(started) == len(set(started)) and set(started) == set(stamps(tmp_path))  # every run once, by one shard
-    log = json.loads((tmp_path / "results" / "tiny" / "looks.json").read_text())
+    log = json.loads((tmp_path / RESULTS / "tiny" / "looks.json").read_text())
     assert log["stopped"] in ("cap", "decided") and all(run_folder(tmp_path, r).exists() for r in started)
     assert all(os.path.getsize(run_folder(tmp_path, r) / "record.json") for r in started)
