@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from grporm.analysis.curves import axis_label
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
 from grporm.analysis.stats import summarize
 from grporm.analysis.verdict import ROLE_MARK
@@ -559,3 +560,53 @@ def summary_forest(frame: pd.DataFrame) -> Figure | None:
 def _variant(line: pd.Series) -> str:
     """What tells a line's points apart on one treatment line: its backbone and other axes."""
     return " / ".join(str(line[k]) for k in ("backbone", "axes") if k in line.index and str(line[k]))
+
+
+@styled
+def curve_figure(points: pd.DataFrame, levels: pd.DataFrame, experiment: str, margin: float = 1.0) -> Figure | None:
+    """One experiment's curves (analysis.curves), primary claims: per backbone and claim two panels, the
+    control's mean against the axis (95% t interval) and each treatment's difference from the control
+    against the axis (the verdict's cells: point = mean, bar = the interval its word uses, colour = one
+    per treatment), the margin δ dashed; log2 x axis at the measured values. Small enough for the README.
+    None without points."""
+    mine = points[(points["experiment"] == experiment) & points["primary"].astype(bool)]
+    if mine.empty:
+        return None
+    axis = str(mine["axis"].iloc[0])
+    keys = list(dict.fromkeys(zip(mine["claim"], mine["backbone"])))
+    with matplotlib.rc_context(COMPACT_STYLE):
+        fig = Figure(figsize=(COMPACT_WIDTH, 0.6 + 2.4 * len(keys)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(keys), 2, squeeze=False)
+        treatments = list(dict.fromkeys(mine["treatment"]))
+        colours = {w: _EXTRA_COLOURS[i % len(_EXTRA_COLOURS)] for i, w in enumerate(treatments)}
+        for (left, right), (claim, backbone) in zip(axes, keys):
+            row = mine[(mine["claim"] == claim) & (mine["backbone"] == backbone)]
+            values = sorted(set(row["value"]))
+            level = levels[(levels["experiment"] == experiment) & (levels["claim"] == claim)
+                           & (levels["backbone"] == backbone)].sort_values("value")
+            left.errorbar(level["value"], level["mean"], yerr=[level["mean"] - level["low"], level["high"] - level["mean"]],
+                          color=METHOD_STYLE["ce"]["color"], marker="o", capsize=3)
+            left.set_title(f"control {_control(row)}: {claim}, {backbone}", loc="left")
+            left.set_ylabel("accuracy (points)")
+            offsets = dict(zip(treatments, [1.0 + 0.04 * d for d in _dodge(len(treatments))]))
+            for who, group in row.groupby("treatment", sort=False):
+                group = group.sort_values("value")
+                x = group["value"] * offsets[who]
+                right.errorbar(x, group["diff"], yerr=[group["diff"] - group["ci_low"], group["ci_high"] - group["diff"]],
+                               color=colours[who], marker="o", capsize=3, label=who)
+            right.axhline(0, color="black", linewidth=0.9)
+            right.axhline(margin, color="#555555", linestyle="--", linewidth=0.8)
+            right.set_title(f"each arm minus {_control(row)}", loc="left")
+            right.set_ylabel("difference (points)")
+            for ax in (left, right):
+                ax.set_xscale("log", base=2)
+                ax.set_xticks(values, [f"{v:g}" for v in values])
+                ax.minorticks_off()
+                ax.set_xlabel(axis_label(axis))
+                ax.grid(alpha=0.3)
+        handles = [matplotlib.lines.Line2D([], [], color=colours[w], marker="o", label=w) for w in treatments]
+        handles.append(matplotlib.lines.Line2D([], [], color="#555555", linestyle="--", label=f"margin δ = {margin:g}"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)))
+        fig.suptitle(f"{experiment}: the comparison against {axis_label(axis)}")
+    return fig

@@ -17,10 +17,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from grporm.analysis.close_calls import close_call_lines
+from grporm.analysis.curves import curves, curves_markdown, sentences
 from grporm.analysis.figures import (
     convergence_curves,
     convergence_figure,
     convergence_plot,
+    curve_figure,
     experiment_forest,
     imbalance_plot,
     save_figure,
@@ -30,7 +32,15 @@ from grporm.analysis.figures import (
 )
 from grporm.analysis.manifest import check_inside, prune_and_record
 from grporm.analysis.records import RunSet, check_results_folder, load_runs, method_label, method_rank
-from grporm.analysis.render import classification_markdown, file_links, markdown_grid, table_csv, table_latex, table_markdown
+from grporm.analysis.render import (
+    classification_markdown,
+    file_links,
+    frame_csv,
+    markdown_grid,
+    table_csv,
+    table_latex,
+    table_markdown,
+)
 from grporm.analysis.sections import Table, build_tables
 from grporm.analysis.sequential import looks_lines
 from grporm.analysis.tables import classification_table, row_keys
@@ -95,6 +105,8 @@ class Drawn:
 PANEL = ("experiment", "dataset", "backbone")
 FOREST = "verdict_forest"        # the compact figure (primary claims) the README embeds
 EXPERIMENT_FOREST = "forest_"    # + the experiment's name: its own figure under figures/
+CURVE_FIGURE = "curve_"          # + the experiment's name: its curves along a numeric axis (analysis.curves)
+CURVES_NAME = "curves"           # tables/curves_summary.md (the README embeds it) and tables/curves_*.csv
 
 
 # (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
@@ -121,9 +133,9 @@ FIGURES = (
 )
 
 
-def _stem(experiment: str) -> str:
+def _stem(experiment: str, prefix: str = EXPERIMENT_FOREST) -> str:
     """A figure file name for an experiment (a merged folder's name holds '/')."""
-    return EXPERIMENT_FOREST + re.sub(r"[^A-Za-z0-9_.=+-]+", "_", experiment)
+    return prefix + re.sub(r"[^A-Za-z0-9_.=+-]+", "_", experiment)
 
 
 def _sources(runs: pd.DataFrame) -> list[str]:
@@ -302,6 +314,27 @@ def _experiment_figures(drawn: Drawn, root: Path, written: list[Path]) -> list[s
     return parts
 
 
+def _curves(drawn: Drawn, root: Path, written: list[Path]) -> list[str]:
+    """The curves along a numeric axis (analysis.curves): their section, tables and one figure each."""
+    found = curves(drawn.run_set, drawn.found)
+    lines = curves_markdown(found)
+    if not lines:
+        return []
+    for experiment in found.experiments():
+        margin = next((float(c.declaration.margin) for c in drawn.found if c.experiment == experiment), 1.0)
+        fig = curve_figure(found.points, found.levels, experiment, margin)
+        if fig is None:
+            continue
+        png, pdf = save_figure(fig, root / FIGURES_DIR / _stem(experiment, CURVE_FIGURE))
+        written += [png, pdf]
+        lines += [f"![Curves of {experiment}]({FIGURES_DIR}/{png.name})", ""]
+    _write(root / TABLES_DIR / f"{CURVES_NAME}_summary.md", "\n".join(sentences(found)) + "\n", written)
+    for name, frame in (("points", found.points), ("levels", found.levels), ("steps", found.steps),
+                        ("trends", found.trends)):
+        _write(root / TABLES_DIR / f"{CURVES_NAME}_{name}.csv", frame_csv(frame), written)
+    return lines
+
+
 def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet,
                  drawn: Drawn | None = None) -> list[Path]:
     """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths. A
@@ -335,6 +368,7 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
                     f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
         verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
         verdict_lines += _experiment_figures(drawn, root, written)
+        verdict_lines += _curves(drawn, root, written)
         for suffix, text in verdict_files.items():
             _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
         parts += verdict_lines
