@@ -15,7 +15,7 @@ from typing import Callable
 import pandas as pd
 
 from grporm.analysis.records import RunSet, method_label, method_rank, variant
-from grporm.analysis.stats import summarize
+from grporm.stats import summarize
 from grporm.analysis.tables import TABLE_METRICS
 from grporm.record_schema import SEG_NAMES, top1_name
 

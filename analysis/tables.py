@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from grporm.analysis.records import method_rank
-from grporm.analysis.stats import summarize
+from grporm.stats import summarize
 from grporm.record_schema import PROTOCOLS
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)

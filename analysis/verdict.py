@@ -1,6 +1,6 @@
 """The verdict of every experiment with a control: each treatment (arm, or method without an arm axis)
 against the control, paired by seed and every other shared axis, claim by claim, under the rules of
-analysis/inference.py: bounds at the look's level (analysis/sequential.py) split over the row's
+grporm/stats.py: bounds at the look's level (analysis/sequential.py) split over the row's
 treatments (Bonferroni), cell words read off the bounds, claim words at the declared margin δ, the
 probability of improvement paired by seed, the A/A rate with its upper bound.
 
@@ -29,12 +29,11 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-import grporm.analysis.inference as inf
+import grporm.stats as stats
 import grporm.analysis.sequential as seq
 from grporm.analysis.records import ID_COLUMNS, RunSet, check_results_folder, load_history, load_runs, metric_columns
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
-from grporm.analysis.stats import paired_difference
 from grporm.config import Claim, RunConfig, VerdictConfig
 from grporm.declaration import ambiguous, default_control, trains
 from grporm.errors import GrpormError
@@ -295,18 +294,18 @@ def _levels(n: int, family: int, schedule: tuple[int, int, int | None]) -> tuple
     """(each side's level, the look's alpha, look number from 1, last look?) of a cell of n seeds in a
     family of `family` treatments (Bonferroni)."""
     n0, batch, cap = schedule
-    alpha_look = seq.look_level(n, n0, batch, cap, inf.ALPHA)
+    alpha_look = seq.look_level(n, n0, batch, cap, stats.ALPHA)
     return alpha_look / max(1, family), alpha_look, seq.look_index(n, n0, batch, cap) + 1, seq.is_last_look(n, n0, batch, cap)
 
 
 def _judged(cell, level: float, margin: float) -> dict:
     """A cell's numbers at `level` per side, in points: bounds, word, p of the word's test, the margin test."""
     mean, std = SCALE * cell.mean, SCALE * cell.std
-    low, high = inf.bounds(mean, std, cell.n, level)
-    return {"diff": mean, "ci_low": low, "ci_high": high, "word": inf.cell_word(low, high),
-            "p": inf.one_sided_p(mean, std, cell.n, 0.0, above=mean >= 0),
-            "p_margin": inf.one_sided_p(mean, std, cell.n, margin, above=False),
-            "below_margin": inf.below_margin(high, margin)}
+    low, high = stats.bounds(mean, std, cell.n, level)
+    return {"diff": mean, "ci_low": low, "ci_high": high, "word": stats.cell_word(low, high),
+            "p": stats.one_sided_p(mean, std, cell.n, 0.0, above=mean >= 0),
+            "p_margin": stats.one_sided_p(mean, std, cell.n, margin, above=False),
+            "below_margin": stats.below_margin(high, margin)}
 
 
 def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared: list[str], group: pd.DataFrame,
@@ -323,7 +322,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared
     control_moves = control_close and not control_ru.empty
     cells = {}
     for who, runs in winners[winners["_who"] != declared.control].groupby("_who", sort=True):
-        cell = paired_difference(_by_seed(runs, value), base)
+        cell = stats.paired_difference(_by_seed(runs, value), base)
         if cell.n:
             cells[who] = (cell, runs)
     if not cells:
@@ -338,10 +337,10 @@ def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared
             # A/A like with like: the anchor's runner-up only against the control's runner-up (a
             # learning-rate difference is no A/A failure); without both, no sensitivity cell.
             if (moves or control_moves) and not mine_ru.empty and not control_ru.empty:
-                alt[who] = paired_difference(_by_seed(mine_ru, value), _by_seed(control_ru, value))
+                alt[who] = stats.paired_difference(_by_seed(mine_ru, value), _by_seed(control_ru, value))
         elif moves or control_moves:
             treated = _by_seed(mine_ru if moves else runs, value)
-            alt[who] = paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
+            alt[who] = stats.paired_difference(treated, _by_seed(control_ru, value) if control_moves else base)
     treatments = [w for w in cells if roles[w] == "treatment"]
     family = max(1, sum(cells[w][0].n >= 2 for w in treatments))
     margin = float(declared.margin)
@@ -367,9 +366,9 @@ def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared
             "margin": margin, "decided": False, "row_upper": math.nan,
             # planning only: the smallest difference a fixed design of n seeds finds with 80% power at
             # the row's fixed-design level, from the row's pooled spread
-            "detectable": inf.detectable(std, cell.n, inf.ALPHA / (1 if aa else family), sides=1),
-            "power_target": inf.POWER,
-            "seeds_needed": inf.seeds_to_decide(judged["diff"], SCALE * cell.std, margin, inf.ALPHA / (1 if aa else family))
+            "detectable": stats.detectable(std, cell.n, stats.ALPHA / (1 if aa else family), sides=1),
+            "power_target": stats.POWER,
+            "seeds_needed": stats.seeds_to_decide(judged["diff"], SCALE * cell.std, margin, stats.ALPHA / (1 if aa else family))
             if cell.n >= 2 else math.nan,  # one pair: no spread to plan from
             "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
             "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
@@ -383,7 +382,7 @@ ROW = ["dataset", "backbone", "axes"]
 
 
 def with_claim_words(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per claim one word from its rows' treatment bounds at the margin (inference.claim_word); per row
+    """Per claim one word from its rows' treatment bounds at the margin (stats.claim_word); per row
     the largest upper bound of its treatments and the seeds a fixed design would need to decide it
     (planning: the most any undecided treatment cell needs); per cell `decided`."""
     if frame.empty:
@@ -394,10 +393,10 @@ def with_claim_words(frame: pd.DataFrame) -> pd.DataFrame:
         rows = [dict(zip(row["treatment"], zip(row["ci_low"], row["ci_high"])))
                 for _, row in treated.groupby(ROW, sort=False)]
         margin = float(lines["margin"].iloc[0])
-        word = inf.claim_word(rows, margin) if len(treated) else inf.INCONCLUSIVE
+        word = stats.claim_word(rows, margin) if len(treated) else stats.INCONCLUSIVE
         frame.loc[lines.index, "claim_word"] = word
-        settled = word != inf.INCONCLUSIVE
-        open_cell = (lines["role"] == "treatment") & ~((lines["word"] == inf.AHEAD) | lines["below_margin"].astype(bool))
+        settled = word != stats.INCONCLUSIVE
+        open_cell = (lines["role"] == "treatment") & ~((lines["word"] == stats.AHEAD) | lines["below_margin"].astype(bool))
         frame.loc[lines.index, "decided"] = ~open_cell | settled
         for _, row in lines.groupby(ROW, sort=False):
             mine = row[row["role"] == "treatment"]
@@ -452,13 +451,13 @@ def _aggregate(runs: pd.DataFrame, frame: pd.DataFrame, values: _Values, claims,
                     tasks.setdefault(who, []).append(pairs)
     out = []
     for who, task in sorted(tasks.items()):
-        wins = inf.seed_improvement(task)
-        split_ = inf.separation(wins)
-        low, high = (math.nan, math.nan) if split_ else inf.seed_bootstrap(wins, reps=BOOTSTRAP_REPS)
+        wins = stats.seed_improvement(task)
+        split_ = stats.separation(wins)
+        low, high = (math.nan, math.nan) if split_ else stats.seed_bootstrap(wins, reps=BOOTSTRAP_REPS)
         role = frame.loc[frame["treatment"] == who, "role"]
         out.append({"experiment": frame["experiment"].iloc[0], "treatment": who,
                     "role": role.iloc[0] if len(role) else role_of(who, declared),
-                    "probability": inf.paired_improvement_probability(wins), "ci_low": low, "ci_high": high,
+                    "probability": stats.paired_improvement_probability(wins), "ci_low": low, "ci_high": high,
                     "tasks": len(task), "seeds": wins.shape[1], "separation": split_})
     return out
 
@@ -540,7 +539,7 @@ def cell_text(line) -> str:
         return "not run"
     text = _signed(line["diff"])
     if math.isfinite(line["ci_low"]):
-        below = ", below δ" if line["below_margin"] and line["word"] != inf.BEHIND else ""
+        below = ", below δ" if line["below_margin"] and line["word"] != stats.BEHIND else ""
         text += f" [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}] {line['word']}{below} (p {_p(line['p'])})"
     if line["runner_up_word"]:
         text += f" (runner-up: {line['runner_up_word']})"
@@ -625,9 +624,9 @@ def _aa_line(c: Comparison, arm: str) -> str:
     cells = c.frame[(c.frame["treatment"].str.split(",").str[0] == arm) & c.frame["ci_low"].map(math.isfinite)]
     if cells.empty:
         return ""
-    k, n = int(cells["word"].isin([inf.AHEAD, inf.BEHIND]).sum()), len(cells)
+    k, n = int(cells["word"].isin([stats.AHEAD, stats.BEHIND]).sum()), len(cells)
     nominal = 2 * cells["level"].max()
-    return (f"A/A `{arm}`: {k} of {n} cells excluded 0 (the rate at most {inf.clopper_pearson_upper(k, n):.0%}, "
+    return (f"A/A `{arm}`: {k} of {n} cells excluded 0 (the rate at most {stats.clopper_pearson_upper(k, n):.0%}, "
             f"one-sided 95% Clopper-Pearson; nominal at most {nominal:.0%}, half on each side).")
 
 
@@ -635,11 +634,11 @@ def _claim_line(claim: str, lines: pd.DataFrame) -> str:
     first = lines.iloc[0]
     name, _ = split(first["measure"])
     treated = lines[lines["role"] == "treatment"]
-    ahead = sorted(set(treated.loc[treated["word"] == inf.AHEAD, "treatment"]))
+    ahead = sorted(set(treated.loc[treated["word"] == stats.AHEAD, "treatment"]))
     text = (f"- {claim} ({'primary' if first['primary'] else 'secondary'}; `{first['measure']}`: "
             f"{MEASURES.get(name).doc}): **{first['claim_word']}**"
             + (f"; ahead somewhere: {', '.join(f'`{a}`' for a in ahead)}" if ahead else ""))
-    if first["claim_word"] == inf.INCONCLUSIVE and len(treated):
+    if first["claim_word"] == stats.INCONCLUSIVE and len(treated):
         rows = lines.drop_duplicates(ROW)
         worst = rows.loc[rows["row_upper"].idxmax()] if rows["row_upper"].map(math.isfinite).any() else None
         if worst is not None:
@@ -726,7 +725,7 @@ def _named(lines: pd.DataFrame, word: str) -> str:
 
 
 def _count(words: list[str]) -> str:
-    return ", ".join(f"{words.count(w)} {w}" for w in (inf.REPRODUCED, inf.CONTRADICTED, inf.INCONCLUSIVE))
+    return ", ".join(f"{words.count(w)} {w}" for w in (stats.REPRODUCED, stats.CONTRADICTED, stats.INCONCLUSIVE))
 
 
 def headline(found: list[Comparison]) -> list[str]:
@@ -738,7 +737,7 @@ def headline(found: list[Comparison]) -> list[str]:
         return []
     primary = [w for p, w in claims if p]
     secondary = [w for p, w in claims if not p]
-    out = [f"**{len(primary)} primary claim{'s' * (len(primary) != 1)}**, each at α = {inf.ALPHA:g} one-sided over its "
+    out = [f"**{len(primary)} primary claim{'s' * (len(primary) != 1)}**, each at α = {stats.ALPHA:g} one-sided over its "
            f"rows' treatments (Bonferroni within a row; every row must agree; no correction across claims): "
            f"{_count(primary)}."
            + (f" Secondary claims ({len(secondary)}, reported beside, not counted above): {_count(secondary)}."
@@ -747,11 +746,11 @@ def headline(found: list[Comparison]) -> list[str]:
                     if not c.frame.empty] or [pd.DataFrame(columns=list(FRAME_COLUMNS))])
     if len(aa):
         # one piece of evidence once: a cell on the same measure from the same runs in two experiments
-        distinct = aa.assign(_excludes=aa["word"].isin([inf.AHEAD, inf.BEHIND])).drop_duplicates(["measure", "evidence"])
+        distinct = aa.assign(_excludes=aa["word"].isin([stats.AHEAD, stats.BEHIND])).drop_duplicates(["measure", "evidence"])
         k, n = int(distinct["_excludes"].sum()), len(distinct)
         shared = len(aa) - n
         out.append(f"A/A, every experiment: {k} of {n} cells excluded 0 (the rate at most "
-                   f"{inf.clopper_pearson_upper(k, n):.0%}, one-sided 95% Clopper-Pearson)"
+                   f"{stats.clopper_pearson_upper(k, n):.0%}, one-sided 95% Clopper-Pearson)"
                    + (f"; {shared} more cell{'s' * (shared != 1)} rest on runs another experiment shares, counted once"
                       if shared else "") + ".")
     return out
@@ -768,11 +767,11 @@ def summary_markdown(found: list[Comparison]) -> str:
             rows = lines.drop_duplicates(ROW)
             needed = [float(v) for v in rows["seeds_needed"] if not math.isnan(float(v))]
             claims.append([f"`{c.experiment}`", claim, "primary" if lines["primary"].iloc[0] else "secondary",
-                           f"**{word}**", _named(treated, inf.AHEAD), _named(treated, inf.BEHIND),
+                           f"**{word}**", _named(treated, stats.AHEAD), _named(treated, stats.BEHIND),
                            _signed(rows["row_upper"].max()) if rows["row_upper"].map(math.isfinite).any() else "—",
                            _range(lines["n"], "{:.0f}"),
-                           _needed(max(needed)) if word == inf.INCONCLUSIVE and needed else "—",
-                           f"{int(aa['word'].isin([inf.AHEAD, inf.BEHIND]).sum())} of {len(aa)}" if len(aa) else "—",
+                           _needed(max(needed)) if word == stats.INCONCLUSIVE and needed else "—",
+                           f"{int(aa['word'].isin([stats.AHEAD, stats.BEHIND]).sum())} of {len(aa)}" if len(aa) else "—",
                            "; ".join(f"`{r['treatment']}` ({_row_name(r)}): {r['word']} → {r['runner_up_word']}"
                                      for _, r in turns.iterrows()) or "—"])
         if c.aggregate:

@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence
 from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
 from grporm.errors import GrpormError
 from grporm.methods import method
+from grporm.stats import mean_binomial_se, paired_se
 from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
@@ -60,28 +61,6 @@ def check_grid(grid: list[float]) -> list[float]:
 def tuning_epochs(run: RunConfig) -> int:
     """Whole epochs, at least `fraction` of the final run's (ceil), with the schedule compressed to them."""
     return math.ceil(run.tune.fraction * run.train.epochs - 1e-9)
-
-
-def binomial_se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
-
-
-def mean_binomial_se(scores: list[float], sizes: list[int]) -> float:
-    """Binomial SE of the mean of k independent scores p_i on n_i validation images:
-    sqrt(sum p_i (1 - p_i) / n_i) / k (each seed validates on its own draw)."""
-    if not scores or any(n <= 0 for n in sizes):
-        return math.nan
-    return math.sqrt(sum(max(p * (1 - p), 0.0) / n for p, n in zip(scores, sizes))) / len(scores)
-
-
-def paired_se(a: list[float], b: list[float]) -> float:
-    """Standard error of the mean of the paired differences a_i - b_i: their sample std (k - 1) / sqrt(k)."""
-    diffs = [x - y for x, y in zip(a, b)]
-    k = len(diffs)
-    if k < 2:
-        return math.nan
-    mean = sum(diffs) / k
-    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
 
 
 def _significant(x: float, digits: int = 3) -> float:

@@ -24,7 +24,7 @@ from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
 from grporm.analysis.report import REPORT_NAME
 from grporm.analysis.sections import SECTIONS, build_table, build_tables
-from grporm.analysis.stats import paired_difference, summarize, t_interval
+from grporm.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
 

@@ -13,14 +13,12 @@ from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
 from grporm.locks import RunLock
+from grporm.stats import binomial_se, mean_binomial_se, paired_se
 from grporm.tuning import (
-    binomial_se,
     check_grid,
     decide,
     load_records,
     lock_path,
-    mean_binomial_se,
-    paired_se,
     read_decision,
     record_path,
     setting,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from grporm.analysis import inference as inf
+from grporm import stats as inf
 from grporm.analysis.records import load_runs
-from grporm.analysis.stats import paired_difference
+from grporm.stats import paired_difference
 from grporm.analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame, verdict_section
 from grporm.cli import app
 from grporm.errors import ConfigError
