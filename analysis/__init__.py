@@ -13,9 +13,9 @@ from grporm.analysis.records import RunSet, load_history, load_runs, load_steps,
 from grporm.analysis.render import classification_markdown, table_csv, table_latex, table_markdown
 from grporm.analysis.report import report_all, write_experiment_tables, write_report
 from grporm.analysis.sections import SECTIONS, build_table, build_tables
-from grporm.stats import paired_difference, summarize
 from grporm.analysis.tables import classification_table
 from grporm.analysis.verdict import verdict_frame
+from grporm.stats import paired_difference, summarize
 
 __all__ = ["RunSet", "SECTIONS", "build_table", "build_tables", "classification_markdown", "classification_table",
            "convergence_figure", "load_history", "load_runs", "load_steps", "paired_difference", "report_all",

@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-import grporm.stats as stats
 import grporm.analysis.sequential as seq
+import grporm.stats as stats
 from grporm.analysis.records import ID_COLUMNS, RunSet, check_results_folder, load_history, load_runs, metric_columns
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values

@@ -24,9 +24,9 @@ from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
 from grporm.analysis.report import REPORT_NAME
 from grporm.analysis.sections import SECTIONS, build_table, build_tables
-from grporm.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
+from grporm.stats import paired_difference, summarize, t_interval
 
 FM, CF, BB = "fashion_mnist", "cifar10", "tf_efficientnet_lite0"
 CORRUPTIONS = ("gaussian_noise", "contrast")
