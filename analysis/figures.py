@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
-from grporm.analysis.verdict import ROLE_MARK
+from grporm.analysis.verdict_render import ROLE_MARK
 from grporm.record_schema import HEADLINE_KNN, SR
 from grporm.stats import summarize
 from grporm.storage import write_atomic

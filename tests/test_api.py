@@ -49,7 +49,7 @@ def test_verdict_returns_the_verdict_frame_of_the_records(tmp_path, write_run, m
         seen.append(sorted(run_set.runs["run_id"]))
         return pd.DataFrame({"experiment": ["study"], "diff": [1.0]})
 
-    monkeypatch.setattr(verdict_module, "verdict_frame", frame_of, raising=False)
+    monkeypatch.setattr(verdict_module, "verdict_frame", frame_of)
     frame = grporm.verdict(tmp_path)
     assert seen == [["ce-s0"]] and list(frame["diff"]) == [1.0]
 

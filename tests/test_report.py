@@ -312,6 +312,31 @@ def test_report_files(report: Path):
 
 
 @pytest.mark.slow
+def test_report_computes_its_data_once(results: Path, tmp_path: Path, monkeypatch):
+    """The verdict, the section tables and the tuning decisions are computed once per report
+    (analysis.report_data.ReportData) and handed to every table, figure and table.md."""
+    from grporm.analysis import report_data
+    from grporm.analysis.report import report_all
+
+    calls = {"comparisons": 0, "build_tables": 0, "decisions_of": 0}
+
+    def counted(name):
+        real = getattr(report_data, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(report_data, name, counted(name))
+    root = tmp_path / "results"
+    shutil.copytree(results, root)
+    report_all(root)
+    assert calls == {"comparisons": 1, "build_tables": 1, "decisions_of": 1}
+
+
+@pytest.mark.slow
 def test_report_twice_gives_identical_files_and_drops_stale_ones(report: Path):
     def digest(root: Path) -> dict[str, str]:
         return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -400,20 +400,20 @@ def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatc
 
 # -- the report ----------------------------------------------------------------------------------
 def test_report_section_lists_every_decision_with_flags(tmp_path):
-    from grporm.analysis.tuning import tuning_section
+    from grporm.analysis.tuning import decisions_of, tuning_section
 
     run = RunConfig(method="ce", tune=TUNE)
     fake_record(tmp_path, run, winner=1e-3)
-    lines, files = tuning_section(tmp_path)
+    lines, files = tuning_section(decisions_of(tmp_path))
     text = "\n".join(lines)
     assert text.startswith("## Tuning decisions") and "| tiny |" in text and "close call" in text
     assert set(files) == {".md", ".tex", ".csv"} and files[".md"] == decisions_markdown(load_records(tmp_path))
     assert files[".tex"].count("\\\\") == 2 and "\\begin{tabular}" in files[".tex"]
     assert len(files[".csv"].splitlines()) == 1 + len(GRID)
-    empty, none = tuning_section(tmp_path / "nothing")
+    empty, none = tuning_section(decisions_of(tmp_path / "nothing"))
     assert empty == [] and none == {}  # no data: the report leaves the section out
     key = load_records(tmp_path)[0]["key"]
-    assert tuning_section(tmp_path, {key})[0] == lines and tuning_section(tmp_path, {"another"}) == ([], {})
+    assert decisions_of(tmp_path, {key}) == load_records(tmp_path) and decisions_of(tmp_path, {"another"}) == []
 
 
 def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeypatch, capsys):
