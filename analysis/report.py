@@ -222,7 +222,7 @@ def _provenance(table: Table) -> list[str]:
 
 def _environment(run_set: RunSet) -> list[str]:
     """One line per env field: each distinct value with the number of runs that recorded it."""
-    envs = [record.get("env") or {} for _, record in sorted(run_set.records.items())]
+    envs = [record.env or {} for _, record in sorted(run_set.records.items())]
     if not envs:
         return ["No finished run, so no environment to report."]
     rows = []

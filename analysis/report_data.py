@@ -47,5 +47,4 @@ class ReportData:
 
 def decision_keys(run_set: RunSet) -> set[str]:
     """The tuning keys the runs trained at (their records' `tuning.key`): the decisions this folder's runs use."""
-    return {str(key) for record in run_set.records.values()
-            if isinstance(record.get("tuning"), dict) and (key := record["tuning"].get("key"))}
+    return {record.tuning.key for record in run_set.records.values() if record.tuning is not None and record.tuning.key}

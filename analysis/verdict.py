@@ -37,6 +37,7 @@ from grporm.config import Claim, RunConfig, VerdictConfig
 from grporm.declaration import ambiguous, default_control, trains
 from grporm.errors import GrpormError
 from grporm.measures import MEASURES, claim_title, measure_problem, split
+from grporm.record_schema import RunRecord
 
 ARM, METHOD = "arm", "method"
 PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/experiment.py)
@@ -68,10 +69,6 @@ class Comparison:
 
 
 # -- reading the records -----------------------------------------------------------------------------
-def _pick(record: dict) -> str:
-    return ((record.get("tuning") or {}).get("pick")) or "winner"
-
-
 def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
     """The experiment's declaration from its records: the latest finished run's, where any has one;
     (declaration, declared?, notes). A declaration without a control gets the default one
@@ -79,11 +76,11 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
     notes say why)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in paths:
-        record = run_set.records.get(path) or {}
-        stated = (record.get("config") or {}).get("verdict") if isinstance(record.get("config"), dict) else None
+        record = run_set.records[path]
+        stated = record.config.get("verdict")
         if stated is not None:
             key = json.dumps(stated, sort_keys=True)
-            stamp = str(record.get("finished_at") or "")
+            stamp = str(record.finished_at or "")
             if key not in found or stamp > found[key][0]:
                 found[key] = (stamp, stated)
     stated, declared, notes = None, False, []
@@ -186,7 +183,7 @@ def _by_seed(runs: pd.DataFrame, values: pd.Series) -> dict[int, float]:
 
 def _flag(run_set: RunSet, runs: pd.DataFrame, key: str) -> bool:
     """Did any of these runs train at a decision flagged `key` (close_call, edge)?"""
-    return any(bool(((run_set.records.get(p) or {}).get("tuning") or {}).get(key)) for p in runs["path"])
+    return any(getattr(run_set.records[p].tuning, key, False) for p in runs["path"])
 
 
 def first_look(runs: pd.DataFrame, keys: list[str], declared: VerdictConfig, first_seeds: int | None = None) -> int:
@@ -205,7 +202,7 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_
     declared, is_declared, notes = declaration(run_set, runs["path"])
     axis = _axis(runs)
     runs = runs[runs["method"].map(trains)]  # pretrained rows are neither control nor treatment
-    picks = runs["path"].map(lambda p: _pick(run_set.records.get(p) or {}))
+    picks = runs["path"].map(lambda p: run_set.records[p].pick)
     runs = runs.assign(_pick=picks.values, _who=runs[axis].fillna("").astype(str).values)
     empty = pd.DataFrame(columns=list(FRAME_COLUMNS))
     control_runs = runs[runs["_who"] == declared.control]
@@ -247,23 +244,23 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_
     return comparison
 
 
-def evidence_key(record: dict) -> str:
+def evidence_key(record: RunRecord) -> str:
     """What a run is as evidence, whichever experiment ran it: its config without the experiment's name,
     the evaluation settings and the verdict declaration (they change what is measured of a model, not
     the model), and its learning rate. Two experiments' runs with one key trained the same model on
     the same data draw: cross-study counts count them once."""
-    config = dict(record.get("config") or {})
+    config = dict(record.config)
     config.pop("verdict", None)
     try:
         payload = RunConfig.from_stored(config).hash_payload()
     except (ValidationError, TypeError, ValueError):  # a record too old or too partial to validate
         payload = {k: v for k, v in config.items() if k not in ("tracking", "run_id", "axes")}
     # the record's own identity and matrix values too: a partial config may validate at defaults
-    payload["identity"] = [record.get(k) for k in ("dataset", "backbone", "method", "seed")]
-    payload["matrix"] = {k: v for k, v in (record.get("axes") or {}).items() if k != "seed"}
+    payload["identity"] = [record.dataset, record.backbone, record.method, record.seed]
+    payload["matrix"] = {k: v for k, v in record.axes.items() if k != "seed"}
     payload.pop("experiment", None)
     payload.pop("eval", None)
-    text = json.dumps([payload, record.get("lr")], sort_keys=True, default=str)
+    text = json.dumps([payload, record.lr], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -367,7 +364,7 @@ def _row_lines(run_set: RunSet, experiment: str, claim: Claim, key: dict, shared
             "close_call": close, "edge": control_edge or _flag(run_set, runs, "edge"),
             "runner_up_word": runner_up_word, "no_rerun": close and who not in alt, "claim_word": "",
             "runs": tuple(sorted(zip(used["run_id"], used["config_hash"]))),
-            "evidence": tuple(sorted(evidence_key(run_set.records.get(p) or {}) for p in used["path"])),
+            "evidence": tuple(sorted(evidence_key(run_set.records[p]) for p in used["path"])),
         })
     return out
 

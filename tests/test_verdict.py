@@ -416,22 +416,23 @@ def test_runs_shared_between_experiments_count_once_in_the_aa_line(write_run, tm
     assert "A/A, every experiment: 1 of 1 cells excluded 0" in files["_summary.md"]
     assert "1 more cell rest on runs another experiment shares, counted once" in files["_summary.md"]
     records = list(run_set.records.values())
-    one = next(r for r in records if r["experiment"] == "one" and r["seed"] == 0 and r["axes"].get("arm") == "g")
-    other = next(r for r in records if r["experiment"] == "two" and r["seed"] == 0 and r["axes"].get("arm") == "g")
-    seed1 = next(r for r in records if r["experiment"] == "one" and r["seed"] == 1 and r["axes"].get("arm") == "g")
+    one = next(r for r in records if r.experiment == "one" and r.seed == 0 and r.axes.get("arm") == "g")
+    other = next(r for r in records if r.experiment == "two" and r.seed == 0 and r.axes.get("arm") == "g")
+    seed1 = next(r for r in records if r.experiment == "one" and r.seed == 1 and r.axes.get("arm") == "g")
     assert evidence_key(one) == evidence_key(other) != evidence_key(seed1)
 
 
 def test_evidence_key_of_real_configs_ignores_the_experiment_and_evaluation_only():
     from grporm.analysis.verdict import evidence_key
     from grporm.config import RunConfig
+    from grporm.record_schema import RunRecord
 
     def record(**changes):
         config = RunConfig(**changes).model_dump(mode="json")
-        return {"config": config, "lr": 0.001}
+        return RunRecord.from_json({"config": config, "lr": 0.001})
 
     base = evidence_key(record(experiment="a"))
     assert evidence_key(record(experiment="b")) == base
     assert evidence_key(record(experiment="b", eval={"knn_k": [5]})) == base  # what is measured, not the model
     assert evidence_key(record(experiment="a", seed=1)) != base
-    assert evidence_key({**record(experiment="a"), "lr": 0.002}) != base
+    assert evidence_key(record(experiment="a").model_copy(update={"lr": 0.002})) != base
