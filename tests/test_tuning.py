@@ -490,3 +490,24 @@ def test_every_embedded_experiment_labels_its_settings_apart(path):
 
     runs = [r for r in load_experiment(path).runs if needs_decision(r)]
     assert len({label(r) for r in runs}) == len({tuning_key(r) for r in runs})
+
+
+def test_a_decision_file_is_read_through_its_model(tmp_path, capsys):
+    """DecisionRecord is what a decision file must hold: a mistyped field or a row without its lr is damage
+    (the decision is redone), named in the warning; the committed decisions all fit it."""
+    from grporm.tuning import DecisionRecord
+
+    good = {"key": "k1", "label": "tiny", "score": "knn20", "grid": GRID, "seeds": [0, 1], "winner": 1e-3,
+            "margin": 0.01, "runner_up": 1e-4, "close_call": False,
+            "scores": [{"lr": lr, "score": 0.5} for lr in GRID]}
+    path = tmp_path / "k1.json"
+    for damage, said in (({"winner": "0.001"}, "winner: Input should be a valid number"),
+                         ({"close_call": 1}, "close_call: Input should be a valid boolean"),
+                         ({"scores": [{"score": 0.5}]}, "lacks the key 'scores.0.lr'")):
+        path.write_text(json.dumps(good | damage))
+        assert read_decision(path) is None and said in capsys.readouterr().err
+    path.write_text(json.dumps(good))
+    assert read_decision(path) == good
+    committed = Path(__file__).parent.parent / "results" / "tuning"
+    for decision in sorted(committed.glob("[!.]*.json")):
+        DecisionRecord.model_validate(json.loads(decision.read_text()))
