@@ -148,14 +148,18 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
 
 
 def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_turns(results: Path):
-    _, files = verdict_section(comparisons(load_runs(results)))
+    found = comparisons(load_runs(results))
+    sr = found[0].frame[found[0].frame["claim"] == "SR"].set_index("treatment")
+    assert bool(sr["primary"].all()) and set(sr["claim_word"]) == {inf.REPRODUCED}
+    assert (sr.loc["better", "word"], sr.loc["worse", "word"]) == (inf.AHEAD, inf.BEHIND)
+    assert sr["seeds_needed"].isna().all()                           # a decided claim needs no plan
+    assert sr.loc["anchor", "role"] == "aa" and sr.loc["anchor", "word"] == inf.NO_DIFFERENCE
+    assert (sr.loc["flat", "word"], sr.loc["flat", "runner_up_word"]) == (inf.NO_DIFFERENCE, inf.AHEAD)
+    # the summary renders those values, one line per claim
+    _, files = verdict_section(found)
     [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "primary" and cells[3] == "**reproduced**"
-    assert cells[4].startswith("`better` (") and cells[5].startswith("`worse` (")
-    assert cells[8] == "—"                                           # a decided claim needs no plan
-    assert cells[9] == "0 of 1"                                      # the anchor's cell does not exclude 0
-    assert cells[10].startswith("`flat` (") and "no difference → ahead" in cells[10]  # flat's word at its runner-up
+    assert cells[2:4] == ["primary", "**reproduced**"] and cells[9] == "0 of 1" and "no difference → ahead" in cells[10]
     assert "| `mine` | `better` 1.00 (every seed improves" in files["_summary.md"]  # P(improvement), best first
     assert "**1 primary claim**, each at α = 0.05 one-sided over its rows' treatments" in files["_summary.md"]
     assert "1 reproduced, 0 contradicted, 0 inconclusive" in files["_summary.md"]
@@ -196,17 +200,21 @@ def test_default_rule_on_a_method_axis_and_pairing_by_every_shared_axis(write_ru
 def test_no_control_says_why(write_run, tmp_path: Path):
     _arm(write_run, tmp_path, "noce", "a", "grpo_rm", CE)
     _arm(write_run, tmp_path, "noce", "b", "grpo_rm", AHEAD)
-    lines, files = verdict_section(comparisons(load_runs(tmp_path)))
-    text = "\n".join(lines)
-    assert files == {} and "`noce`: no default control: no arm is named ce and none trains with method ce" in text
-    assert "add `control: NAME` under `verdict:`" in text and "NAME one of: a, b" in text
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.frame.empty and found.declaration.control is None
+    [note] = found.notes
+    assert note.startswith("`noce`: no default control: no arm is named ce and none trains with method ce")
+    assert "add `control: NAME` under `verdict:`" in note and "NAME one of: a, b" in note
+    lines, files = verdict_section([found])
+    assert files == {} and f"- {note}" in lines  # the report says it, in the section it skips
 
 
 def test_a_declared_control_the_runs_lack_says_so(write_run, tmp_path: Path):
     _arm(write_run, tmp_path, "lacks", "ce", "ce", CE, verdict={**DECLARED, "control": "baseline"})
     _arm(write_run, tmp_path, "lacks", "g", "grpo_rm", AHEAD, verdict={**DECLARED, "control": "baseline"})
-    lines, files = verdict_section(comparisons(load_runs(tmp_path)))
-    assert files == {} and "`lacks`: no arm named `baseline` (the control)" in "\n".join(lines)
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.frame.empty and found.declaration.control == "baseline"
+    assert [n for n in found.notes if n.startswith("`lacks`: no arm named `baseline` (the control)")]
 
 
 @pytest.mark.parametrize("verdict", [None, {"control": "baseline"}, {"claims": [{"name": "SR", "measure": "sr"}]}])

@@ -1,4 +1,4 @@
-"""The verdict's statistical rules on numbers with known answers."""
+"""grporm/stats.py, the suite's statistics, on numbers with known answers (the verdict's rules, planning, torch-free)."""
 import math
 
 import numpy as np
