@@ -1,9 +1,10 @@
 """Tables and figures from the run records under a results folder (no torch needed).
 
-- records: load_runs -> RunSet (wide ``runs``, tidy ``metrics``, ``excluded`` with reasons)
+- records: load_runs -> RunSet (wide ``runs``, tidy ``metrics``, typed ``records``, ``excluded`` with reasons)
 - (the statistics: grporm/stats.py, torch-free, shared with the tuning rules)
 - tables, sections, verdict, tuning: the report's tables as data (verdict_frame: the verdict, one row per cell)
-- render: the one writer of Markdown / LaTeX / CSV tables
+- report_data: the report's data (run set, tables, verdict, tuning decisions), computed once
+- render, verdict_render: the writers of Markdown / LaTeX / CSV tables (verdict_render: the verdict's)
 - figures: convergence, severity, shot-group bars, training statistics, the verdict's forest figures
 - close_calls: the words and command next to a verdict resting on an unchecked close call
 - report: records loaded once -> REPORT.md with everything, and each experiment's table.md
