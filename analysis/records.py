@@ -358,3 +358,45 @@ def load_history(run_path: str | Path) -> pd.DataFrame | None:
 def load_steps(run_path: str | Path) -> pd.DataFrame | None:
     """The run's per-step training statistics ``steps.csv`` (one row per logged step), like load_history."""
     return _load_csv(run_path, "steps.csv", "step")
+
+
+def merged(folders: list[Path]) -> RunSet:
+    """The finished runs of several results folders as one RunSet, the one rule of `grporm compare` and
+    `grporm.verdict`: an experiment found in more than one folder is kept apart, named
+    `<folder>/<experiment>`; within a folder a run finished twice counts once (the other is in
+    `excluded`, see `dropped`); overlapping folders (`A` and `A/sub`) are refused, they would count the
+    same runs twice."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        check_results_folder(folder)
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) != len(folders):
+        raise GrpormError("a results folder is given twice; give each once")
+    for inner, inner_path in zip(folders, resolved):
+        for outer, outer_path in zip(folders, resolved):
+            if inner_path != outer_path and inner_path.is_relative_to(outer_path):
+                raise GrpormError(f"results folder {inner} lies inside {outer}: its runs would count twice; give only {outer}")
+    sets = [(str(f), load_runs(f)) for f in folders]
+    seen: dict[str, int] = {}
+    for _, s in sets:
+        for e in set(s.runs["experiment"]) if not s.runs.empty else ():
+            seen[e] = seen.get(e, 0) + 1
+    runs, metrics, records, excluded = [], [], {}, []
+    for label, s in sets:
+        rename = {e: f"{label.rstrip('/')}/{e}" for e, count in seen.items() if count > 1}
+        if not s.runs.empty:
+            runs.append(s.runs.assign(experiment=s.runs["experiment"].replace(rename)))
+            metrics.append(s.metrics.assign(experiment=s.metrics["experiment"].replace(rename)))
+        records.update(s.records)
+        excluded += s.excluded
+    if not runs:
+        return RunSet(runs=pd.DataFrame(), excluded=excluded)
+    knn_ks = tuple(sorted({k for _, s in sets for k in s.knn_ks}))
+    return RunSet(runs=pd.concat(runs, ignore_index=True), excluded=excluded,
+                  metrics=pd.concat(metrics, ignore_index=True), records=records,
+                  roots=tuple(Path(f) for f in folders), knn_ks=knn_ks)
+
+
+def dropped(run_set: RunSet) -> list[str]:
+    """One line per run left out as a duplicate of another (same config and seed), to say so."""
+    return [f"{path}: {reason}" for path, reason in run_set.excluded if reason.startswith("duplicate of run")]
