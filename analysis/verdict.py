@@ -181,7 +181,7 @@ def _by_seed(runs: pd.DataFrame, values: pd.Series) -> dict[int, float]:
 
 def _flag(run_set: RunSet, runs: pd.DataFrame, key: str) -> bool:
     """Did any of these runs train at a decision flagged `key` (close_call, edge)?"""
-    return any(getattr(run_set.records[p].tuning, key, False) for p in runs["path"])
+    return any(bool(getattr(run_set.records[p].tuning, key, False)) for p in runs["path"])
 
 
 def first_look(runs: pd.DataFrame, keys: list[str], declared: VerdictConfig, first_seeds: int | None = None) -> int:

@@ -221,8 +221,8 @@ class TuningSummary(BaseModel):
     margin: float | None = None
     se: float | None = None
     seed_se: float | None = None
-    close_call: bool = False
-    edge: bool = False
+    close_call: bool | None = None  # None: a decision from before the flag
+    edge: bool | None = None
     pick: str | None = None  # winner | runner_up (None: an older record, the winner)
     lr: float | None = None
 

@@ -93,7 +93,7 @@ def test_the_tuning_section_is_typed_and_older_records_read(tmp_path: Path):
     from grporm.record_schema import TuningSummary
 
     old = RunRecord.from_json({"run_id": "r", "experiment": "e", "status": "finished", "tuning": {"key": "k"}})
-    assert old.tuning == TuningSummary(key="k") and old.pick == "winner" and not old.tuning.close_call
+    assert old.tuning == TuningSummary(key="k") and old.pick == "winner" and old.tuning.close_call is None
     assert old.to_json()["tuning"] == {"key": "k"}  # written back as read
     assert RunRecord.from_json({"run_id": "r", "experiment": "e", "status": "finished"}).pick == "winner"
     for run_id, tuning in (("fine", {"key": "k", "pick": "runner_up", "close_call": True}), ("bad", "close call")):
