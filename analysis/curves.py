@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-import grporm.analysis.inference as inf
+import grporm.stats as inf
 from grporm.analysis.records import RunSet
-from grporm.analysis.stats import paired_difference, t_interval
-from grporm.analysis.verdict import RUNNER_UP, SCALE, Comparison, _by_seed, _pick, _Values
+from grporm.analysis.verdict import RUNNER_UP, SCALE, Comparison, _by_seed, _Values
 from grporm.declaration import trains
+from grporm.stats import paired_difference, t_interval
 
 SHRINKS, HOLDS, GROWS, UNCLEAR = "shrinks", "holds", "grows", "unclear"
 # Where a trend is read beyond the measured range (labelled an extrapolation): axis -> (value, what it is)
@@ -98,7 +98,7 @@ def _seed_values(run_set: RunSet, comparison: Comparison, measure: str, dataset:
                 & (runs["backbone"] == backbone) & runs["method"].map(trains)]
     if runs.empty or axis not in runs.columns:
         return {}
-    runs = runs[[_pick(run_set.records.get(p) or {}) != RUNNER_UP for p in runs["path"]]]
+    runs = runs[[run_set.records[p].pick != RUNNER_UP for p in runs["path"]]]
     value = values.of(measure, runs["path"])
     out: dict[str, dict[float, dict[int, float]]] = {}
     for (who, at), group in runs.groupby([comparison.axis, axis], sort=True):

@@ -39,12 +39,13 @@ class RunSet:
     """``runs``: one row per finished run (ID_COLUMNS + metric_columns(knn_ks) + one column per variant axis,
     accuracies as fractions). ``metrics``: the tidy table, one row per (run, metric value) with the
     run's ID and axis columns and TIDY_COLUMNS. ``excluded``: (path of the record or run folder,
-    reason) for everything left out. ``records``: the finished records, keyed by the ``path`` column."""
+    reason) for everything left out. ``records``: the finished records (typed, `RunRecord`, read once per
+    file), keyed by the ``path`` column."""
 
     runs: pd.DataFrame
     excluded: list[tuple[Path, str]] = field(default_factory=list)
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ID_COLUMNS + TIDY_COLUMNS)))
-    records: dict[str, dict] = field(default_factory=dict)  # keyed by the ``path`` column
+    records: dict[str, RunRecord] = field(default_factory=dict)  # keyed by the ``path`` column
     roots: tuple[Path, ...] = ()
     knn_ks: tuple[int, ...] = (HEADLINE_K,)  # the k of each knn{k}_top1 column of ``runs``
 
@@ -88,8 +89,8 @@ def _flat_metrics(metrics: Metrics, timing: Timing) -> dict[str, float]:
     return flat
 
 
-def _row(record: dict, record_path: Path) -> dict:
-    """The table row of a finished record; raises _Invalid with the reason otherwise."""
+def _row(record: dict, record_path: Path) -> tuple[dict, RunRecord]:
+    """The table row of a finished record and the record, typed; raises _Invalid with the reason otherwise."""
     if not isinstance(record, dict):
         raise _Invalid("record.json does not hold a JSON object")
     status = record.get("status")
@@ -101,6 +102,10 @@ def _row(record: dict, record_path: Path) -> dict:
         raise _Invalid(f"interrupted ({record.get('error') or 'SIGINT/SIGTERM'}); rerun its command to resume")
     if status != "finished":
         raise _Invalid(f"unknown status {status!r}")
+    seed = record.get("seed")
+    if seed not in (None, "") and (isinstance(seed, bool) or not isinstance(seed, (int, float))
+                                   or not math.isfinite(seed) or float(seed) != int(seed)):
+        raise _Invalid(f"seed is {seed!r}, not an integer")
     try:
         typed = RunRecord.from_json(record)
     except SchemaError as err:
@@ -108,9 +113,6 @@ def _row(record: dict, record_path: Path) -> dict:
     missing = [key for key in ("method", "dataset", "backbone", "seed") if getattr(typed, key) in (None, "")]
     if missing:
         raise _Invalid(f"finished but missing {', '.join(missing)}")
-    seed = typed.seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, float)) or float(seed) != int(seed):
-        raise _Invalid(f"seed is {seed!r}, not an integer")
     run_dir = record_path.parent
     return {
         "run_id": str(typed.run_id or run_dir.name),
@@ -118,13 +120,13 @@ def _row(record: dict, record_path: Path) -> dict:
         "method": str(typed.method),
         "dataset": str(typed.dataset),
         "backbone": str(typed.backbone),
-        "seed": int(seed),
+        "seed": int(typed.seed),
         "config_hash": str(typed.config_hash or ""),
         "path": str(run_dir.resolve()),
         "variant": variant(typed.axes),
-        "imbalance_factor": _imbalance_factor(record),
+        "imbalance_factor": _imbalance_factor(typed),
         **_flat_metrics(typed.metrics or Metrics(), typed.timing or Timing()),
-    }
+    }, typed
 
 
 def _axis_text(value) -> str:
@@ -143,8 +145,8 @@ def variant(axes, skip: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{key}={_axis_text(value)}" for key, value in variant_axes(axes, skip).items())
 
 
-def _imbalance_factor(record: dict) -> float:
-    data = (record.get("config") or {}).get("data") if isinstance(record.get("config"), dict) else None
+def _imbalance_factor(record: RunRecord) -> float:
+    data = record.config.get("data")
     value = data.get("imbalance_factor") if isinstance(data, dict) else None
     return _number("config.data.imbalance_factor", value)
 
@@ -201,10 +203,10 @@ def metric_rows(metrics: Metrics, flat: dict[str, float]) -> list[tuple]:
     return [row for row in rows if not math.isnan(row[-1])]
 
 
-def _sort_stamp(record: dict) -> float:
+def _sort_stamp(record: RunRecord) -> float:
     """finished_at as a number, for keeping the later of two duplicates; -inf when absent."""
     try:
-        stamp = datetime.fromisoformat(str(record.get("finished_at")))
+        stamp = datetime.fromisoformat(str(record.finished_at))
     except ValueError:
         return -math.inf
     if stamp.tzinfo is None:
@@ -240,7 +242,7 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
     cache); a run found twice (same config and seed) is counted once."""
     roots = tuple(Path(d) for d in (results_dir, *more_dirs))
     excluded: list[tuple[Path, str]] = []
-    kept: list[tuple[dict, dict, Path]] = []  # (row, record, path)
+    kept: list[tuple[dict, RunRecord, Path]] = []  # (row, record, path)
     long_rows: dict[str, list[tuple]] = {}
     seen: set[Path] = set()  # run folders: one reached through two folders (A and A/sub) is read once
     for root in roots:
@@ -260,9 +262,9 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
                 excluded.append((path, f"unreadable record.json: {err.problem}"))
                 continue
             try:
-                row = _row(record, path)
-                long_rows[row["path"]] = metric_rows(Metrics.from_json(record.get("metrics") or {}), row)
-                kept.append((row, record, path))
+                row, typed = _row(record, path)
+                long_rows[row["path"]] = metric_rows(typed.metrics or Metrics(), row)
+                kept.append((row, typed, path))
             except _Invalid as err:
                 excluded.append((path, str(err)))
             except RecursionError:  # parses, but too deep to walk (e.g. axes nested hundreds of levels)
@@ -270,7 +272,7 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
 
     # The same config and seed finished twice (e.g. under another run id): keep the later one only,
     # so that one seed is never counted twice in a mean.
-    by_key: dict[tuple, list[tuple[dict, dict, Path]]] = {}
+    by_key: dict[tuple, list[tuple[dict, RunRecord, Path]]] = {}
     for item in kept:
         row = item[0]
         key = (row["experiment"], row["dataset"], row["backbone"], row["method"], row["seed"], row["config_hash"])
@@ -288,7 +290,7 @@ def load_runs(results_dir: str | Path, *more_dirs: str | Path) -> RunSet:
     records = {row["path"]: record_of[row["path"]] for row in rows}
     axis_names: list[str] = []
     for row in rows:  # the variant axes become columns too (the run's config keys)
-        axes = variant_axes(records[row["path"]].get("axes"))
+        axes = variant_axes(records[row["path"]].axes)
         axis_names += [k for k in axes if k not in axis_names]
         row.update({k: _axis_text(v) for k, v in axes.items()})
     # kNN columns for every k some record holds (eval.knn_k), the headline k always
@@ -356,3 +358,45 @@ def load_history(run_path: str | Path) -> pd.DataFrame | None:
 def load_steps(run_path: str | Path) -> pd.DataFrame | None:
     """The run's per-step training statistics ``steps.csv`` (one row per logged step), like load_history."""
     return _load_csv(run_path, "steps.csv", "step")
+
+
+def merged(folders: list[Path]) -> RunSet:
+    """The finished runs of several results folders as one RunSet, the one rule of `grporm compare` and
+    `grporm.verdict`: an experiment found in more than one folder is kept apart, named
+    `<folder>/<experiment>`; within a folder a run finished twice counts once (the other is in
+    `excluded`, see `dropped`); overlapping folders (`A` and `A/sub`) are refused, they would count the
+    same runs twice."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        check_results_folder(folder)
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) != len(folders):
+        raise GrpormError("a results folder is given twice; give each once")
+    for inner, inner_path in zip(folders, resolved):
+        for outer, outer_path in zip(folders, resolved):
+            if inner_path != outer_path and inner_path.is_relative_to(outer_path):
+                raise GrpormError(f"results folder {inner} lies inside {outer}: its runs would count twice; give only {outer}")
+    sets = [(str(f), load_runs(f)) for f in folders]
+    seen: dict[str, int] = {}
+    for _, s in sets:
+        for e in set(s.runs["experiment"]) if not s.runs.empty else ():
+            seen[e] = seen.get(e, 0) + 1
+    runs, metrics, records, excluded = [], [], {}, []
+    for label, s in sets:
+        rename = {e: f"{label.rstrip('/')}/{e}" for e, count in seen.items() if count > 1}
+        if not s.runs.empty:
+            runs.append(s.runs.assign(experiment=s.runs["experiment"].replace(rename)))
+            metrics.append(s.metrics.assign(experiment=s.metrics["experiment"].replace(rename)))
+        records.update(s.records)
+        excluded += s.excluded
+    if not runs:
+        return RunSet(runs=pd.DataFrame(), excluded=excluded)
+    knn_ks = tuple(sorted({k for _, s in sets for k in s.knn_ks}))
+    return RunSet(runs=pd.concat(runs, ignore_index=True), excluded=excluded,
+                  metrics=pd.concat(metrics, ignore_index=True), records=records,
+                  roots=tuple(Path(f) for f in folders), knn_ks=knn_ks)
+
+
+def dropped(run_set: RunSet) -> list[str]:
+    """One line per run left out as a duplicate of another (same config and seed), to say so."""
+    return [f"{path}: {reason}" for path, reason in run_set.excluded if reason.startswith("duplicate of run")]

@@ -15,8 +15,8 @@ import pandas as pd
 
 from grporm.analysis.records import method_label
 from grporm.analysis.sections import KEY_TITLES, Column, Row, Table
-from grporm.analysis.stats import MIN_SEEDS, Summary
 from grporm.analysis.tables import TABLE_METRICS
+from grporm.stats import MIN_SEEDS, Summary
 
 MISSING = "—"
 

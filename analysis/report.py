@@ -1,10 +1,11 @@
 """`grporm report`: the run records, loaded once, become ``results/REPORT.md`` (every section table as
 Markdown, LaTeX and CSV under ``tables/``, every figure as PNG and PDF under ``figures/``, the environment,
 the excluded runs, and for every table row the run ids and config hashes behind it) and each experiment's
-``table.md`` (+ ``convergence.png``). Records -> sections (``analysis.sections``, ``analysis.verdict``,
-``analysis.tuning``) -> tables (``analysis.render``, the only writer of tables) and figures
-(``analysis.figures``) -> the files here. Deterministic: the same records give byte-identical files (no
-dates, no absolute paths, sorted everywhere).
+``table.md`` (+ ``convergence.png``). Records -> the report's data, computed once
+(``analysis.report_data``: the sections' tables, ``analysis.verdict``'s comparisons, the tuning decisions)
+-> text (``analysis.render``, the only writer of tables; ``analysis.verdict_render`` and
+``analysis.tuning`` for theirs) and figures (``analysis.figures``) -> the files here. Deterministic: the
+same records give byte-identical files (no dates, no absolute paths, sorted everywhere).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from grporm.analysis.close_calls import close_call_lines
-from grporm.analysis.curves import curves, curves_markdown, sentences
+from grporm.analysis.curves import curves_markdown, sentences
 from grporm.analysis.figures import (
     convergence_curves,
     convergence_figure,
@@ -41,13 +42,15 @@ from grporm.analysis.render import (
     table_latex,
     table_markdown,
 )
-from grporm.analysis.sections import Table, build_tables
+from grporm.analysis.report_data import ReportData
+from grporm.analysis.sections import Table
 from grporm.analysis.sequential import looks_lines
 from grporm.analysis.tables import classification_table, row_keys
 from grporm.analysis.tuning import NAME as TUNING_NAME
 from grporm.analysis.tuning import tuning_section
-from grporm.analysis.verdict import FRAME_COLUMNS, Comparison, candidates, comparisons, verdict_section
-from grporm.analysis.verdict import NAME as VERDICT_NAME
+from grporm.analysis.verdict import candidates
+from grporm.analysis.verdict_render import NAME as VERDICT_NAME
+from grporm.analysis.verdict_render import verdict_section
 from grporm.errors import GrpormError
 from grporm.inputs import read_json
 from grporm.methods import method_names
@@ -75,31 +78,8 @@ class FigureSpec:
     stem: str
     title: str
     after: str                                        # the section it is shown in
-    draw: Callable[["Drawn", dict], Figure | None]    # (the report's data, {section name: Table}) -> figure
+    draw: Callable[[ReportData], Figure | None]       # the report's data -> figure (None: no data)
     source: str                                       # where its numbers come from
-
-
-@dataclass
-class Drawn:
-    """What the report is made from, computed once: the runs and each experiment's verdict."""
-
-    run_set: RunSet
-    found: list[Comparison]
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        frames = [c.frame for c in self.found if not c.frame.empty]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
-
-    def primary(self) -> pd.DataFrame:
-        """The verdict lines of the primary claims (each experiment's declaration; without claims, all)."""
-        frame = self.frame
-        if "primary" in frame.columns:
-            return frame[frame["primary"].astype(bool)]
-        keep = {(c.experiment, claim.name) for c in self.found if c.declaration.claims
-                for claim in c.declaration.claims if claim.primary}
-        every = {c.experiment for c in self.found if not c.declaration.claims}
-        return frame[[e in every or (e, cl) in keep for e, cl in zip(frame["experiment"], frame["claim"])]]
 
 
 PANEL = ("experiment", "dataset", "backbone")
@@ -112,24 +92,24 @@ CURVES_NAME = "curves"           # tables/curves_summary.md (the README embeds i
 # (history column, label, figure name infix): kNN keeps the names figures had before SR was probed
 CONVERGENCE = ((HEADLINE_KNN, "kNN@20", ""), (SR, "SR", "_sr"))
 FIGURES = (
-    FigureSpec(FOREST, "Verdict at a glance: the primary claims", VERDICT_NAME, lambda d, t: summary_forest(d.primary()),
+    FigureSpec(FOREST, "Verdict at a glance: the primary claims", VERDICT_NAME, lambda d: summary_forest(d.primary()),
                f"the verdict table (`{TABLES_DIR}/{VERDICT_NAME}.csv`), primary claims; every claim in each "
                "experiment's figure below."),
     *(FigureSpec(f"convergence{stem}_epochs", f"Convergence: {label} per epoch", "classification",
-                 lambda d, t, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c), "epoch", c),
+                 lambda d, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c), "epoch", c),
                  f"`history.csv` (column {column}) of the runs in the Classification table.")
       for column, label, stem in CONVERGENCE),
     *(FigureSpec(f"convergence{stem}_time", f"Convergence: {label} against training wall time", "classification",
-                 lambda d, t, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c),
+                 lambda d, c=column: convergence_plot(convergence_curves(d.run_set.runs, None, PANEL, c),
                                                          "train_seconds", c),
                  f"`history.csv` (columns {column}, train_seconds) of the runs in the Classification table.")
       for column, label, stem in CONVERGENCE),
     FigureSpec("ood_severity", "Accuracy against corruption severity", "ood",
-               lambda d, t: severity_plot(t.get("ood")), "the Out-of-distribution: corruptions table."),
+               lambda d: severity_plot(d.tables.get("ood")), "the Out-of-distribution: corruptions table."),
     FigureSpec("imbalance_shots", "Many / medium / few-shot accuracy", "imbalance",
-               lambda d, t: imbalance_plot(t.get("imbalance")), "the Imbalanced training table."),
+               lambda d: imbalance_plot(d.tables.get("imbalance")), "the Imbalanced training table."),
     FigureSpec("training_stats", "GRPO training statistics over steps", "training",
-               lambda d, t: steps_plot(d.run_set.runs), "`steps.csv` of every finished run."),
+               lambda d: steps_plot(d.run_set.runs), "`steps.csv` of every finished run."),
 )
 
 
@@ -181,12 +161,11 @@ def experiment_markdown(experiment: str, runs: pd.DataFrame, excluded: list[tupl
     return "\n".join(parts)
 
 
-def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet, drawn: Drawn | None = None) -> list[Path]:
+def write_experiment_tables(root: Path, run_set: RunSet, say: Say = quiet, data: ReportData | None = None) -> list[Path]:
     """For every ``<experiment>/`` under ``root`` with run records, ``table.md``, ``convergence.png`` (when
     some run has a history) and ``forest.png`` (when it has a verdict) next to its ``runs/``, from its share
-    of ``run_set``; returns the written paths."""
-    drawn = drawn or Drawn(run_set, comparisons(run_set))
-    frame = drawn.frame
+    of ``run_set`` (and of ``data``, the report's data computed from it, when given); returns the written paths."""
+    frame = (data or ReportData.of(run_set)).frame
     written: list[Path] = []
     for exp_dir in sorted(root.iterdir()):
         if not (exp_dir.is_dir() and (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*/record.json"))):
@@ -255,7 +234,7 @@ def _provenance(table: Table) -> list[str]:
 
 def _environment(run_set: RunSet) -> list[str]:
     """One line per env field: each distinct value with the number of runs that recorded it."""
-    envs = [record.get("env") or {} for _, record in sorted(run_set.records.items())]
+    envs = [record.env or {} for _, record in sorted(run_set.records.items())]
     if not envs:
         return ["No finished run, so no environment to report."]
     rows = []
@@ -297,9 +276,9 @@ def _header(run_set: RunSet, sources: list[str]) -> list[str]:
     ]
 
 
-def _experiment_figures(drawn: Drawn, root: Path, written: list[Path]) -> list[str]:
+def _experiment_figures(data: ReportData, root: Path, written: list[Path]) -> list[str]:
     """Each experiment's verdict figure under figures/ (linked here; its table.md links its own copy)."""
-    frame = drawn.frame
+    frame = data.frame
     parts = []
     for experiment in dict.fromkeys(frame["experiment"]):
         lines = frame[frame["experiment"] == experiment]
@@ -314,14 +293,14 @@ def _experiment_figures(drawn: Drawn, root: Path, written: list[Path]) -> list[s
     return parts
 
 
-def _curves(drawn: Drawn, root: Path, written: list[Path]) -> list[str]:
+def _curves(data: ReportData, root: Path, written: list[Path]) -> list[str]:
     """The curves along a numeric axis (analysis.curves): their section, tables and one figure each."""
-    found = curves(drawn.run_set, drawn.found)
+    found = data.curves
     lines = curves_markdown(found)
     if not lines:
         return []
     for experiment in found.experiments():
-        margin = next((float(c.declaration.margin) for c in drawn.found if c.experiment == experiment), 1.0)
+        margin = next((float(c.declaration.margin) for c in data.found if c.experiment == experiment), 1.0)
         fig = curve_figure(found.points, found.levels, experiment, margin)
         if fig is None:
             continue
@@ -336,20 +315,18 @@ def _curves(drawn: Drawn, root: Path, written: list[Path]) -> list[str]:
 
 
 def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, say: Say = quiet,
-                 drawn: Drawn | None = None) -> list[Path]:
-    """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set``; returns the written paths. A
-    section without data is left out (the report describes its folder, nothing else)."""
+                 data: ReportData | None = None) -> list[Path]:
+    """Write REPORT.md, tables/ and figures/ under ``root`` from ``run_set`` (``data``: the report's data
+    computed from it, else computed here); returns the written paths. A section without data is left out
+    (the report describes its folder, nothing else)."""
     sources = sources or ["the run records under this folder (`<experiment>/runs/<run_id>/record.json`)"]
     check_inside(root, (TABLES_DIR, FIGURES_DIR))
-    drawn = drawn or Drawn(run_set, comparisons(run_set))
+    data = data or ReportData.of(run_set, root)
     written: list[Path] = []
-    say("sections (tables)")
-    built = build_tables(run_set)
-    tables = {section.name: table for section, table in built if table is not None}
     figures = {}
     for number, spec in enumerate(FIGURES, 1):
         say(f"figure {number} of {len(FIGURES)}: {spec.stem}")
-        figures[spec.stem] = spec.draw(drawn, tables)
+        figures[spec.stem] = spec.draw(data)
     figure_files: dict[str, list[Path]] = {}
     say(f"saving {sum(fig is not None for fig in figures.values())} figure(s) (PNG and PDF)")
     for stem, fig in figures.items():
@@ -359,23 +336,23 @@ def write_report(root: Path, run_set: RunSet, sources: list[str] | None = None, 
 
     parts = _header(run_set, sources)
     say("verdict")
-    if any(not c.frame.empty or (c.notes and _compares(run_set, c.experiment)) for c in drawn.found):
-        verdict_lines, verdict_files = verdict_section(run_set)
+    if any(not c.frame.empty or (c.notes and _compares(run_set, c.experiment)) for c in data.found):
+        verdict_lines, verdict_files = verdict_section(data.found)
         for suffix in (".md", "_summary.md"):
             if FOREST in figure_files and verdict_files.get(suffix):
                 # the README embeds the summary (tools/embed.py rewrites its relative links): the plot goes in both
                 verdict_files[suffix] = verdict_files[suffix].rstrip("\n") + "\n\n" + \
                     f"![Verdict forest plot](../{FIGURES_DIR}/{FOREST}.png)\n"
         verdict_lines = verdict_lines + _figures_markdown(VERDICT_NAME, figures, figure_files)
-        verdict_lines += _experiment_figures(drawn, root, written)
-        verdict_lines += _curves(drawn, root, written)
+        verdict_lines += _experiment_figures(data, root, written)
+        verdict_lines += _curves(data, root, written)
         for suffix, text in verdict_files.items():
             _write(root / TABLES_DIR / f"{VERDICT_NAME}{suffix}", text, written)
         parts += verdict_lines
-    for section, table in built:
+    for section, table in data.built:
         parts += _section_markdown(section, table, root, written)
         parts += _figures_markdown(section.name, figures, figure_files) if table is not None else []
-    tuning_lines, tuning_files = tuning_section(root, _decision_keys(run_set))
+    tuning_lines, tuning_files = tuning_section(data.decisions)
     for suffix, text in tuning_files.items():
         _write(root / TABLES_DIR / f"{TUNING_NAME}{suffix}", text, written)
     parts += tuning_lines
@@ -398,12 +375,6 @@ def _compares(run_set: RunSet, experiment: str) -> bool:
     missing verdict worth a word (a CE-only experiment has none to give)."""
     runs = run_set.runs[run_set.runs["experiment"] == experiment]
     return len(candidates(runs)[0]) >= 2
-
-
-def _decision_keys(run_set: RunSet) -> set[str]:
-    """The tuning keys the runs trained at (their records' `tuning.key`): the decisions this folder's runs use."""
-    return {str(key) for record in run_set.records.values()
-            if isinstance(record.get("tuning"), dict) and (key := record["tuning"].get("key"))}
 
 
 def _section_markdown(section, table: Table | None, root: Path, written: list[Path]) -> list[str]:
@@ -456,6 +427,7 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     run_set = load_runs(root, *extra)
     if run_set.runs.empty and not run_set.excluded:
         raise GrpormError(no_records)
-    drawn = Drawn(run_set, comparisons(run_set))  # the verdict, computed once for every figure and table.md
-    written = write_experiment_tables(root, run_set, say, drawn) if has_local else []
-    return written + write_report(root, run_set, sources, say, drawn)
+    say("the report's data: sections, verdict, tuning decisions")
+    data = ReportData.of(run_set, root)  # computed once for every table, figure and table.md
+    written = write_experiment_tables(root, run_set, say, data) if has_local else []
+    return written + write_report(root, run_set, sources, say, data)

@@ -15,9 +15,9 @@ from typing import Callable
 import pandas as pd
 
 from grporm.analysis.records import RunSet, method_label, method_rank, variant
-from grporm.analysis.stats import summarize
 from grporm.analysis.tables import TABLE_METRICS
-from grporm.record_schema import SEG_NAMES, top1_name
+from grporm.record_schema import SEG_NAMES, RunRecord, Timing, top1_name
+from grporm.stats import summarize
 
 KEYS = ("experiment", "dataset", "backbone", "variant")
 KEY_TITLES = {"experiment": "Experiment", "dataset": "Dataset", "backbone": "Backbone", "variant": "Variant",
@@ -143,7 +143,7 @@ def build_table(section: Section, run_set: RunSet) -> Table | None:
     if runs.empty or not (metrics["family"] == section.family).any():
         return None
     if section.shown_axes:
-        runs = runs.assign(variant=[variant(run_set.records[path].get("axes"), skip=section.shown_axes)
+        runs = runs.assign(variant=[variant(run_set.records[path].axes, skip=section.shown_axes)
                                     for path in runs["path"]])
     columns = tuple(section.columns(metrics))
     values = [run_values(metrics, column) for column in columns]
@@ -243,14 +243,14 @@ def first_in_process(run_set: RunSet) -> set[str]:
     first: set[str] = set()
     processes: dict[tuple, list[tuple[str, str, float]]] = {}
     for path, record in run_set.records.items():
-        timing = record.get("timing") if isinstance(record.get("timing"), dict) else {}
-        flag = timing.get("first_in_process")
+        timing = record.timing or Timing()
+        flag = timing.first_in_process
         if isinstance(flag, bool):
             first.update([path] if flag else [])
-        elif record.get("pid") is not None and record.get("started_at"):
-            trained = isinstance(timing.get("train_seconds"), (int, float)) and timing["train_seconds"] > 0
-            key = (str(record.get("host")), str(record["pid"]), str(record.get("experiment")))
-            processes.setdefault(key, []).append((str(record["started_at"]), path, trained))
+        elif record.pid is not None and record.started_at:
+            trained = isinstance(timing.train_seconds, (int, float)) and timing.train_seconds > 0
+            key = (str(record.host), str(record.pid), str(record.experiment))
+            processes.setdefault(key, []).append((str(record.started_at), path, trained))
     for runs in processes.values():
         for _, path, trained in sorted(runs):
             first.add(path)
@@ -279,9 +279,9 @@ def warm_runs(run_set: RunSet, runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return runs[~drop], note
 
 
-def shot_thresholds_note(records: list[dict]) -> str:
+def shot_thresholds_note(records: list[RunRecord]) -> str:
     """The many/medium/few-shot boundaries the runs used (their config's eval.shot_thresholds)."""
-    used = sorted({tuple(((r.get("config") or {}).get("eval") or {}).get("shot_thresholds") or ())
+    used = sorted({tuple((r.config.get("eval") or {}).get("shot_thresholds") or ())
                    for r in records} - {()})
     if not used:
         return ""

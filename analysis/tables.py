@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from grporm.analysis.records import method_rank
-from grporm.analysis.stats import summarize
 from grporm.record_schema import PROTOCOLS
+from grporm.stats import summarize
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
 TABLE_METRICS = PROTOCOLS

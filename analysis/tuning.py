@@ -74,11 +74,15 @@ def tuning_csv(records: list[dict]) -> str:
                      for r in records for row in r["scores"]])
 
 
-def tuning_section(root: Path, keys: set[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """(REPORT.md lines, {file suffix: text}) of the section: the decisions under ``root/tuning`` (only
-    those whose key is in ``keys``, the decisions the report's runs trained at, when given); no lines
+def decisions_of(root: Path, keys: set[str] | None = None) -> list[dict]:
+    """The decisions under ``root/tuning`` (only those whose key is in ``keys``, the decisions the
+    report's runs trained at, when given)."""
+    return [r for r in load_records(root) if keys is None or r.get("key") in keys]
+
+
+def tuning_section(records: list[dict]) -> tuple[list[str], dict[str, str]]:
+    """(REPORT.md lines, {file suffix: text}) of the section: the decisions (`decisions_of`); no lines
     and no files when there is none."""
-    records = [r for r in load_records(root) if keys is None or r.get("key") in keys]
     parts = [f"## {TITLE}", ""]
     if not records:
         return [], {}

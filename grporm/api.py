@@ -110,13 +110,14 @@ def verdict(*results: str | Path, echo: Callable[[str], None] | None = None) -> 
     """The verdict as a frame (analysis.verdict.verdict_frame): one row per (experiment, claim, backbone,
     treatment) with the paired difference from the control in points, its interval, p values, the
     word and the detectable difference. Several folders follow `grporm compare`'s rule
-    (analysis.verdict.merged): an experiment found in two folders is kept apart as
+    (analysis.records.merged): an experiment found in two folders is kept apart as
     `<folder>/<experiment>`, overlapping folders are refused; each run dropped as a duplicate is said
     through ``echo`` (default: a `warning:` line on stderr)."""
     import grporm.analysis.verdict as verdict_module
+    from grporm.analysis.records import dropped, merged
 
-    run_set = verdict_module.merged([Path(r) for r in (results or ("results",))])
-    for line in verdict_module.dropped(run_set):
+    run_set = merged([Path(r) for r in (results or ("results",))])
+    for line in dropped(run_set):
         (echo or _warn)(line)
     return verdict_module.verdict_frame(run_set)
 

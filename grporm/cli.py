@@ -470,7 +470,9 @@ def compare(
     Each experiment with a control, its treatments against it; an experiment found in two folders is
     kept apart, named <folder>/<experiment> (the rule of grporm.verdict too); a run dropped as a
     duplicate is said on stderr."""
-    from grporm.analysis.verdict import NAME, comparisons, dropped, merged, verdict_files
+    from grporm.analysis.records import dropped, merged
+    from grporm.analysis.verdict import comparisons
+    from grporm.analysis.verdict_render import NAME, verdict_files
     from grporm.inputs import output_folder
     from grporm.storage import write_text_atomic
 

@@ -1,7 +1,7 @@
 """The run record and its metrics, typed: the one definition the runner writes (record.json and the W&B
 summary), `grporm.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
 
-`to_json` gives the record.json shape (the same field names and values as records written before this
+`RunRecord` (and its `tuning`, `TuningSummary`) are pydantic models. `to_json` gives the record.json shape (the same field names and values as records written before this
 module existed); `from_json` reads any record, old ones included: a field it lacks takes its default.
 Values are not judged here (a record from outside may hold anything): `analysis.records` decides what
 makes a record unusable.
@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 
 HEADLINE_K = 20  # kNN@20: the paper's headline kNN (docs/method.md, 'kNN (DINO protocol)')
 SUMMARY_PREFIX = "final/"  # W&B summary keys of the final metrics
@@ -206,9 +208,30 @@ class Timing:
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
-@dataclass
-class RunRecord:
-    """record.json of one run. `metrics` / `timing` are None until the run has them (written as {})."""
+class TuningSummary(BaseModel):
+    """`tuning` of a run record: the learning-rate decision the run trained at (grporm/runner.py copies
+    it from the decision, grporm/tuning.py) and which of its rates the run used. Records written before
+    a field existed read with its default; a field added later is kept (extra allowed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str | None = None
+    winner: float | None = None
+    runner_up: float | None = None
+    margin: float | None = None
+    se: float | None = None
+    seed_se: float | None = None
+    close_call: bool | None = None  # None: a decision from before the flag
+    edge: bool | None = None
+    pick: str | None = None  # winner | runner_up (None: an older record, the winner)
+    lr: float | None = None
+
+
+class RunRecord(BaseModel):
+    """record.json of one run. `metrics` / `timing` are None until the run has them (written as {}).
+    Read once per file (`from_json`), then used as this object everywhere (analysis/records.py)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     run_id: str
     experiment: str
@@ -218,50 +241,64 @@ class RunRecord:
     dataset: str | None = None
     backbone: str | None = None
     seed: int | None = None
-    axes: dict = field(default_factory=dict)  # the run's matrix values
+    axes: dict = Field(default_factory=dict)  # the run's matrix values
     config_hash: str = ""
-    config: dict = field(default_factory=dict)
-    lr: float | None = None
-    metrics: Metrics | None = None
-    timing: Timing | None = None
-    env: dict = field(default_factory=dict)
+    config: dict = Field(default_factory=dict)
+    lr: float | int | None = None
+    metrics: SkipValidation[Metrics | None] = None  # typed by Metrics.from_json
+    timing: SkipValidation[Timing | None] = None
+    env: dict = Field(default_factory=dict)
     host: str | None = None
     pid: int | None = None
     distributed: dict | None = None
     started_at: str | None = None
     finished_at: str | None = None
     wandb: dict | None = None
-    tuning: dict | None = None  # the tuning decision's summary, when the lr came from one
+    tuning: TuningSummary | None = None  # the tuning decision's summary, when the lr came from one
     source: str | None = None  # "wandb" for a record read back from W&B
 
-    OPTIONAL = ("wandb", "tuning", "source")  # left out of the JSON when None
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("wandb", "tuning", "source")  # left out of the JSON when None
     # fields of earlier versions, at the value every committed record holds: read and dropped
     # (lr_search: the per-run learning-rate search's rows, grporm.config.RETIRED_OPTIONS)
-    RETIRED = {"lr_search": []}
+    RETIRED: ClassVar[dict] = {"lr_search": []}
+
+    @property
+    def pick(self) -> str:
+        """The decision's rate the run trained at: winner (also without a decision) or runner_up."""
+        return (self.tuning.pick if self.tuning is not None else None) or "winner"
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self.OPTIONAL and value is None:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in self.OPTIONAL and value is None:
                 continue
-            if f.name in ("metrics", "timing"):
+            if name in ("metrics", "timing"):
                 value = {} if value is None else value.to_json()
-            out[f.name] = value
+            elif isinstance(value, BaseModel):
+                value = value.model_dump(exclude_unset=True)
+            out[name] = value
         return out
 
     @classmethod
     def from_json(cls, data: Any) -> RunRecord:
+        """Any record, old ones included; a field of the wrong type -> SchemaError naming it."""
         if not isinstance(data, dict):
             raise SchemaError("record.json does not hold a JSON object")
-        known = {f.name for f in fields(cls)} - {"metrics", "timing"}
+        known = set(cls.model_fields) - {"metrics", "timing"}
         values = {name: data[name] for name in known if name in data}
         values.setdefault("run_id", "")
         values.setdefault("experiment", "")
         values.setdefault("status", "")
         metrics, timing = data.get("metrics"), data.get("timing")
-        return cls(**values, metrics=Metrics.from_json(metrics) if metrics else None,
-                   timing=Timing.from_json(timing) if timing else None)
+        values.update(metrics=Metrics.from_json(metrics) if metrics else None,
+                      timing=Timing.from_json(timing) if timing else None)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SchemaError(f"{where} is {first.get('input')!r}: {first['msg']}") from None
 
     def summary(self) -> dict:
         """The W&B run summary: the final metrics and the status."""

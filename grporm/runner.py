@@ -30,7 +30,7 @@ from grporm.interrupts import Interrupted
 from grporm.learning_rate import decision_for, lends_splits
 from grporm.methods import method
 from grporm.objectives import build_objective
-from grporm.record_schema import RunRecord, Timing
+from grporm.record_schema import RunRecord, Timing, TuningSummary
 from grporm.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
 from grporm.storage import (
     environment,
@@ -144,7 +144,7 @@ class Run:
             raise ConfigError(f"tune.pick: runner_up: the decision {decision['key']} has no runner-up (a single "
                               "learning rate did not diverge); leave pick at winner")
         self.record.lr = lr
-        self.record.tuning = {k: decision.get(k) for k in PICKED_FIELDS} | {"pick": pick, "lr": lr}
+        self.record.tuning = TuningSummary(**{k: decision.get(k) for k in PICKED_FIELDS}, pick=pick, lr=lr)
         margin = {} if decision["margin"] is None else {"tuning/margin": decision["margin"]}
         self.tracker.log({"tuning/lr": lr} | margin)
         return lr
@@ -158,7 +158,7 @@ class Run:
         cfg, built = self.cfg, self.built
         probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
-        self.tracker.note_lr(lr, (self.record.tuning or {}).get("key"))
+        self.tracker.note_lr(lr, self.record.tuning.key if self.record.tuning is not None else None)
         fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
             self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
             desc=cfg.run_id, dist=self.dist, result=self.progress)

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
 from grporm.errors import GrpormError
 from grporm.methods import method
+from grporm.stats import mean_binomial_se, paired_se
 from grporm.storage import read_record, read_record_or_rerun
 
 TUNING_DIR = "tuning"
@@ -60,28 +63,6 @@ def check_grid(grid: list[float]) -> list[float]:
 def tuning_epochs(run: RunConfig) -> int:
     """Whole epochs, at least `fraction` of the final run's (ceil), with the schedule compressed to them."""
     return math.ceil(run.tune.fraction * run.train.epochs - 1e-9)
-
-
-def binomial_se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
-
-
-def mean_binomial_se(scores: list[float], sizes: list[int]) -> float:
-    """Binomial SE of the mean of k independent scores p_i on n_i validation images:
-    sqrt(sum p_i (1 - p_i) / n_i) / k (each seed validates on its own draw)."""
-    if not scores or any(n <= 0 for n in sizes):
-        return math.nan
-    return math.sqrt(sum(max(p * (1 - p), 0.0) / n for p, n in zip(scores, sizes))) / len(scores)
-
-
-def paired_se(a: list[float], b: list[float]) -> float:
-    """Standard error of the mean of the paired differences a_i - b_i: their sample std (k - 1) / sqrt(k)."""
-    diffs = [x - y for x, y in zip(a, b)]
-    k = len(diffs)
-    if k < 2:
-        return math.nan
-    mean = sum(diffs) / k
-    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
 
 
 def _significant(x: float, digits: int = 3) -> float:
@@ -309,35 +290,63 @@ def decision_summary(record: dict) -> str:
     return f"lr {record['winner']:g} (" + ", ".join(parts + [f for f in flags(record).split(", ") if f]) + ")"
 
 
-# What a decision and a tuning's progress must hold to be read back; anything else counts as damaged
-# (the decision is redone, the damaged file kept aside).
-DECISION_FIELDS = {"key": str, "label": str, "score": str, "grid": list, "scores": list, "winner": (int, float),
-                   "seeds": list, "margin": (int, float, type(None)), "runner_up": (int, float, type(None)),
-                   "close_call": bool}
-PARTIAL_FIELDS = {"key": str, "scores": list}
+# What a decision and a tuning's progress must hold to be read back, typed; anything else counts as
+# damaged (the decision is redone, the damaged file kept aside). Strict: a number where a string
+# belongs (or true where a number does) is damage, not something to coerce.
+class ScoreRow(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    lr: float
+    score: float | None = None
 
 
-def _belongs_to(path: Path):
-    """A record's own key must be its file name: a decision copied under another key would be reused
-    for the wrong setting."""
+class PartialRecord(BaseModel):
+    """The scores of an interrupted tuning (``<results>/tuning/.<key>.partial.json``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    key: str
+    scores: list[ScoreRow]
+
+
+class DecisionRecord(PartialRecord):
+    """A decision (``<results>/tuning/<key>.json``, `decision_record`'s shape) a run may train at."""
+
+    label: str
+    score: str
+    grid: list
+    seeds: list
+    winner: float
+    margin: float | None
+    runner_up: float | None
+    close_call: bool
+
+
+def _valid(model: type[BaseModel], path: Path):
+    """The file's problem under `model`, or under its name: a record's own key must be its file name (a
+    decision copied under another key would be reused for the wrong setting)."""
     def check(record: dict) -> str | None:
+        try:
+            model.model_validate(record)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return f"lacks the key {where!r}" if first["type"] == "missing" else f"{where}: {first['msg']}"
         if not path.name.lstrip(".").startswith(record["key"]):
             return f"holds the decision of key {record['key']!r}, not of its file name"
-        rows = record["scores"]
-        if not all(isinstance(r, dict) and isinstance(r.get("lr"), (int, float)) for r in rows):
-            return "scores must be rows of {'lr': number, 'score': number or null, ...}"
         return None
     return check
 
 
 def read_decision(path: Path) -> dict | None:
-    """The decision at `path` a run may train at; None if it is missing or damaged (then it is redone)."""
-    return read_record_or_rerun(path, DECISION_FIELDS, _belongs_to(path))
+    """The decision at `path` a run may train at (checked against `DecisionRecord`); None if it is
+    missing or damaged (then it is redone)."""
+    return read_record_or_rerun(path, {}, _valid(DecisionRecord, path))
 
 
 def read_partial(path: Path) -> dict | None:
     """The scores of an interrupted tuning; None if missing or damaged (the grid is scored again)."""
-    return read_record_or_rerun(path, PARTIAL_FIELDS, _belongs_to(path))
+    return read_record_or_rerun(path, {}, _valid(PartialRecord, path))
 
 
 def load_records(results: Path) -> list[dict]:
@@ -347,7 +356,7 @@ def load_records(results: Path) -> list[dict]:
     records = []
     for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
         try:
-            records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
+            records.append(read_record(path, {}, "tuning record", _valid(DecisionRecord, path)))
         except GrpormError as err:
             print(f"warning: {err}; left out of the report", file=sys.stderr)
     return sorted(records, key=lambda r: (_label_of(r), r["key"]))

@@ -420,9 +420,9 @@ class Words:
 
 
 def _decided(word: str) -> bool:
-    from grporm.analysis import inference
+    from grporm.stats import INCONCLUSIVE
 
-    return bool(word) and word != getattr(inference, "INCONCLUSIVE", "inconclusive")
+    return bool(word) and word != INCONCLUSIVE
 
 
 def _cell_name(line) -> str:

@@ -103,7 +103,8 @@ def record_from_wandb(run, entity_project: str = "") -> dict:
     status, error = _status(str(run.state), summary)
     meta = dict(getattr(run, "metadata", None) or {})
     data, model = config.get("data") or {}, config.get("model") or {}
-    return RunRecord(
+    # built unvalidated: a W&B run may hold anything; the analysis judges the record when it reads it back
+    return RunRecord.model_construct(
         run_id=str(config.get("run_id") or str(run.name).split("/")[-1]),
         experiment=str(config.get("experiment") or getattr(run, "group", None) or "wandb"),
         status=status, error=error,

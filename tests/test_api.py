@@ -49,7 +49,7 @@ def test_verdict_returns_the_verdict_frame_of_the_records(tmp_path, write_run, m
         seen.append(sorted(run_set.runs["run_id"]))
         return pd.DataFrame({"experiment": ["study"], "diff": [1.0]})
 
-    monkeypatch.setattr(verdict_module, "verdict_frame", frame_of, raising=False)
+    monkeypatch.setattr(verdict_module, "verdict_frame", frame_of)
     frame = grporm.verdict(tmp_path)
     assert seen == [["ce-s0"]] and list(frame["diff"]) == [1.0]
 
@@ -66,7 +66,7 @@ def test_run_trains_an_experiment_and_returns_its_records(tmp_path, monkeypatch)
     assert sorted(run_set.runs["seed"]) == [0, 1] and set(run_set.runs["experiment"]) == {"tiny"}
     assert run_set.runs["sr_top1"].between(0, 1).all()
     assert any("[2/2]" in line for line in said)
-    first = {r["seed"]: r["timing"]["first_in_process"] for r in run_set.records.values()}
+    first = {r.seed: r.timing.first_in_process for r in run_set.records.values()}
     assert first == {0: True, 1: False}  # the first run of the process pays its warm-up
     again = grporm.run(path, overrides=["train.epochs=1"], results=tmp_path / "results",
                        checkpoints=tmp_path / "checkpoints", echo=said.append)

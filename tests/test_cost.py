@@ -59,5 +59,5 @@ def test_older_records_infer_the_first_runs_from_host_pid_and_start(tmp_path, wr
         _set(write_run(tmp_path, "main", run_id, method=method, seed=int(run_id[-1]), sr=0.8),
              pid=pid, host="vm", started_at=f"2026-01-01T{start}:00+00:00")
     run_set = load_runs(tmp_path)
-    first = {run_set.records[p]["run_id"] for p in first_in_process(run_set)}
+    first = {run_set.records[p].run_id for p in first_in_process(run_set)}
     assert first == {"pre-s0", "ce-s0", "grpo-s0"}  # no pid: nothing to infer

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grporm.analysis import inference as inf
+import grporm.stats as inf
 from grporm.analysis.curves import GROWS, HOLDS, SHRINKS, UNCLEAR, curve_axis, curves, parse_axes, plateau, trend_word
 from grporm.analysis.records import load_runs
 from grporm.analysis.report import write_report

@@ -14,10 +14,13 @@ import pytest
 from grporm.analysis.close_calls import close_call_lines, experiment_file
 from grporm.analysis.figures import experiment_forest, forest_points, forest_rows, summary_forest
 from grporm.analysis.records import load_runs
+from grporm.analysis.verdict import FRAME_COLUMNS
 from grporm.analysis.verdict import verdict_frame as frame_of_records
 
+# the columns of the real frame the figures read (a stand-in with a column the frame lacks would test nothing)
 COLUMNS = ["experiment", "claim", "measure", "dataset", "backbone", "axes", "treatment", "role", "control", "n", "diff",
-           "ci_low", "ci_high", "p", "p_holm", "word", "detectable", "close_call", "runner_up_word", "no_rerun", "claim_word"]
+           "ci_low", "ci_high", "p", "p_margin", "word", "detectable", "close_call", "runner_up_word", "no_rerun", "claim_word"]
+assert set(COLUMNS) <= set(FRAME_COLUMNS)
 
 
 def verdict_frame(claims: int, treatments: int, aa: bool = True, experiments: int = 1) -> pd.DataFrame:

@@ -59,7 +59,7 @@ def test_write_atomic_replaces_whole_files_keeps_the_previous_and_leaves_no_temp
 
 
 def test_t_interval_is_mean_plus_minus_the_t_quantile_and_a_point_without_spread():
-    from grporm.analysis.stats import t_interval
+    from grporm.stats import t_interval
 
     low, high = t_interval(0.5, 0.3, 4)  # t(0.975, 3) = 3.182446305284263
     assert (low, high) == pytest.approx((0.5 - 3.182446305284263 * 0.15, 0.5 + 3.182446305284263 * 0.15), abs=1e-12)

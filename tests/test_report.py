@@ -24,9 +24,9 @@ from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
 from grporm.analysis.report import REPORT_NAME
 from grporm.analysis.sections import SECTIONS, build_table, build_tables
-from grporm.analysis.stats import paired_difference, summarize, t_interval
 from grporm.cli import app
 from grporm.errors import GrpormError
+from grporm.stats import paired_difference, summarize, t_interval
 
 FM, CF, BB = "fashion_mnist", "cifar10", "tf_efficientnet_lite0"
 CORRUPTIONS = ("gaussian_noise", "contrast")
@@ -309,6 +309,31 @@ def test_report_files(report: Path):
     assert f"main / {FM} / {BB} / GRPO-RM: `fm-grpo-s0` (`{hashlib.sha256(b'fm-grpo-s0').hexdigest()[:12]}`)" in text
     assert "| Python | 3.11.7 | all 25 |" in text and "| CPU | Fake CPU | all 25 |" in text
     assert str(report) not in text and "tmp" not in text  # no absolute path
+
+
+@pytest.mark.slow
+def test_report_computes_its_data_once(results: Path, tmp_path: Path, monkeypatch):
+    """The verdict, the section tables and the tuning decisions are computed once per report
+    (analysis.report_data.ReportData) and handed to every table, figure and table.md."""
+    from grporm.analysis import report_data
+    from grporm.analysis.report import report_all
+
+    calls = {"comparisons": 0, "build_tables": 0, "decisions_of": 0}
+
+    def counted(name):
+        real = getattr(report_data, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(report_data, name, counted(name))
+    root = tmp_path / "results"
+    shutil.copytree(results, root)
+    report_all(root)
+    assert calls == {"comparisons": 1, "build_tables": 1, "decisions_of": 1}
 
 
 @pytest.mark.slow

@@ -85,3 +85,25 @@ def test_any_knn_k_the_config_asks_for_reaches_the_tables(tmp_path: Path):
     assert run_set.runs["knn5_top1"].isna().tolist() == [False, True]
     clean = run_set.metrics[run_set.metrics["family"] == "clean"]
     assert {"knn5_top1", "knn20_top1", "knn50_top1"} <= set(clean["metric"])
+
+
+def test_the_tuning_section_is_typed_and_older_records_read(tmp_path: Path):
+    """`tuning` reads as a TuningSummary: what a record lacks takes its default (pick: the winner), a
+    damaged section excludes the run with its reason."""
+    from grporm.record_schema import TuningSummary
+
+    old = RunRecord.from_json({"run_id": "r", "experiment": "e", "status": "finished", "tuning": {"key": "k"}})
+    assert old.tuning == TuningSummary(key="k") and old.pick == "winner" and old.tuning.close_call is None
+    assert old.to_json()["tuning"] == {"key": "k"}  # written back as read
+    assert RunRecord.from_json({"run_id": "r", "experiment": "e", "status": "finished"}).pick == "winner"
+    for run_id, tuning in (("fine", {"key": "k", "pick": "runner_up", "close_call": True}), ("bad", "close call")):
+        record = RunRecord(run_id=run_id, experiment="e", status="finished", method="ce", dataset="d", backbone="b",
+                           seed=0, config_hash=run_id, metrics=Metrics.from_json({"sr_top1": 0.8}), timing=Timing())
+        folder = tmp_path / "e" / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(record.to_json() | {"tuning": tuning}))
+    run_set = load_runs(tmp_path)
+    [(path, fine)] = run_set.records.items()
+    assert fine.pick == "runner_up" and fine.tuning.close_call
+    assert [reason for _, reason in run_set.excluded] == ["tuning is 'close call': Input should be a valid dictionary "
+                                                          "or instance of TuningSummary"]

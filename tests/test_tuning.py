@@ -13,14 +13,12 @@ from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
 from grporm.locks import RunLock
+from grporm.stats import binomial_se, mean_binomial_se, paired_se
 from grporm.tuning import (
-    binomial_se,
     check_grid,
     decide,
     load_records,
     lock_path,
-    mean_binomial_se,
-    paired_se,
     read_decision,
     record_path,
     setting,
@@ -402,20 +400,20 @@ def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatc
 
 # -- the report ----------------------------------------------------------------------------------
 def test_report_section_lists_every_decision_with_flags(tmp_path):
-    from grporm.analysis.tuning import tuning_section
+    from grporm.analysis.tuning import decisions_of, tuning_section
 
     run = RunConfig(method="ce", tune=TUNE)
     fake_record(tmp_path, run, winner=1e-3)
-    lines, files = tuning_section(tmp_path)
+    lines, files = tuning_section(decisions_of(tmp_path))
     text = "\n".join(lines)
     assert text.startswith("## Tuning decisions") and "| tiny |" in text and "close call" in text
     assert set(files) == {".md", ".tex", ".csv"} and files[".md"] == decisions_markdown(load_records(tmp_path))
     assert files[".tex"].count("\\\\") == 2 and "\\begin{tabular}" in files[".tex"]
     assert len(files[".csv"].splitlines()) == 1 + len(GRID)
-    empty, none = tuning_section(tmp_path / "nothing")
+    empty, none = tuning_section(decisions_of(tmp_path / "nothing"))
     assert empty == [] and none == {}  # no data: the report leaves the section out
     key = load_records(tmp_path)[0]["key"]
-    assert tuning_section(tmp_path, {key})[0] == lines and tuning_section(tmp_path, {"another"}) == ([], {})
+    assert decisions_of(tmp_path, {key}) == load_records(tmp_path) and decisions_of(tmp_path, {"another"}) == []
 
 
 def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeypatch, capsys):
@@ -492,3 +490,24 @@ def test_every_embedded_experiment_labels_its_settings_apart(path):
 
     runs = [r for r in load_experiment(path).runs if needs_decision(r)]
     assert len({label(r) for r in runs}) == len({tuning_key(r) for r in runs})
+
+
+def test_a_decision_file_is_read_through_its_model(tmp_path, capsys):
+    """DecisionRecord is what a decision file must hold: a mistyped field or a row without its lr is damage
+    (the decision is redone), named in the warning; the committed decisions all fit it."""
+    from grporm.tuning import DecisionRecord
+
+    good = {"key": "k1", "label": "tiny", "score": "knn20", "grid": GRID, "seeds": [0, 1], "winner": 1e-3,
+            "margin": 0.01, "runner_up": 1e-4, "close_call": False,
+            "scores": [{"lr": lr, "score": 0.5} for lr in GRID]}
+    path = tmp_path / "k1.json"
+    for damage, said in (({"winner": "0.001"}, "winner: Input should be a valid number"),
+                         ({"close_call": 1}, "close_call: Input should be a valid boolean"),
+                         ({"scores": [{"score": 0.5}]}, "lacks the key 'scores.0.lr'")):
+        path.write_text(json.dumps(good | damage))
+        assert read_decision(path) is None and said in capsys.readouterr().err
+    path.write_text(json.dumps(good))
+    assert read_decision(path) == good
+    committed = Path(__file__).parent.parent / "results" / "tuning"
+    for decision in sorted(committed.glob("[!.]*.json")):
+        DecisionRecord.model_validate(json.loads(decision.read_text()))

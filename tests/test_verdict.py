@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from grporm.analysis import inference as inf
+from grporm import stats as inf
 from grporm.analysis.records import load_runs
-from grporm.analysis.stats import paired_difference
-from grporm.analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame, verdict_section
+from grporm.analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame
+from grporm.analysis.verdict_render import verdict_section
 from grporm.cli import app
 from grporm.errors import ConfigError
 from grporm.experiment import build_experiment
+from grporm.stats import paired_difference
 
 CE = (0.80, 0.82, 0.81, 0.83, 0.79)
 AHEAD = (0.84, 0.85, 0.86, 0.85, 0.84)      # +3.8 points on average, consistently
@@ -120,7 +121,7 @@ def test_runner_up_word_and_close_call_mark(results: Path):
     assert by["flat"]["runner_up_word"] == "ahead" and not by["flat"]["no_rerun"]  # the rerun answers the close call
     assert by["worse"]["close_call"] and by["worse"]["no_rerun"] and by["worse"]["runner_up_word"] == ""
     assert by["flat"]["diff"] == pytest.approx(100 * paired_difference(dict(enumerate(MIXED)), dict(enumerate(CE))).mean)
-    lines, files = verdict_section(load_runs(results))
+    lines, files = verdict_section(comparisons(load_runs(results)))
     text = files[".md"]
     assert "no difference (p " in text and "(runner-up: ahead)" in text and text.count("‡") == 1 + text.count("‡ =")
 
@@ -135,7 +136,7 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
     assert math.isnan(aggregate["better"]["ci_low"]) and math.isnan(aggregate["better"]["ci_high"])
     assert aggregate["worse"]["probability"] == 0.0 and aggregate["worse"]["separation"] == "none"
     assert aggregate["better"]["tasks"] == 1 and aggregate["better"]["seeds"] == 5
-    lines, files = verdict_section(run_set)
+    lines, files = verdict_section(comparisons(run_set))
     text = files[".md"]
     assert "**reproduced**" in text and "P(improvement) [95%]" in text
     assert "| `better` | 1.00 (every seed improves on every row: complete separation, no interval) | 1 | 5 |" in text
@@ -147,14 +148,18 @@ def test_claim_word_aggregate_and_aa_rate_are_shown(results: Path):
 
 
 def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_turns(results: Path):
-    _, files = verdict_section(load_runs(results))
+    found = comparisons(load_runs(results))
+    sr = found[0].frame[found[0].frame["claim"] == "SR"].set_index("treatment")
+    assert bool(sr["primary"].all()) and set(sr["claim_word"]) == {inf.REPRODUCED}
+    assert (sr.loc["better", "word"], sr.loc["worse", "word"]) == (inf.AHEAD, inf.BEHIND)
+    assert sr["seeds_needed"].isna().all()                           # a decided claim needs no plan
+    assert sr.loc["anchor", "role"] == "aa" and sr.loc["anchor", "word"] == inf.NO_DIFFERENCE
+    assert (sr.loc["flat", "word"], sr.loc["flat", "runner_up_word"]) == (inf.NO_DIFFERENCE, inf.AHEAD)
+    # the summary renders those values, one line per claim
+    _, files = verdict_section(found)
     [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "primary" and cells[3] == "**reproduced**"
-    assert cells[4].startswith("`better` (") and cells[5].startswith("`worse` (")
-    assert cells[8] == "—"                                           # a decided claim needs no plan
-    assert cells[9] == "0 of 1"                                      # the anchor's cell does not exclude 0
-    assert cells[10].startswith("`flat` (") and "no difference → ahead" in cells[10]  # flat's word at its runner-up
+    assert cells[2:4] == ["primary", "**reproduced**"] and cells[9] == "0 of 1" and "no difference → ahead" in cells[10]
     assert "| `mine` | `better` 1.00 (every seed improves" in files["_summary.md"]  # P(improvement), best first
     assert "**1 primary claim**, each at α = 0.05 one-sided over its rows' treatments" in files["_summary.md"]
     assert "1 reproduced, 0 contradicted, 0 inconclusive" in files["_summary.md"]
@@ -173,7 +178,7 @@ def test_contradicted_means_every_upper_bound_below_the_margin(write_run, tmp_pa
     assert (frame["ci_high"] < 1.0).all() == (expected == inf.CONTRADICTED)
     if expected == inf.INCONCLUSIVE:  # reported with the row's upper bound and the planning seeds
         assert frame["row_upper"].iloc[0] == pytest.approx(frame["ci_high"].max()) and frame["seeds_needed"].iloc[0] > 5
-        _, files = verdict_section(load_runs(tmp_path))
+        _, files = verdict_section(comparisons(load_runs(tmp_path)))
         assert "a fixed design would need" in files[".md"] and "(planning only)" in files[".md"]
 
 
@@ -195,17 +200,21 @@ def test_default_rule_on_a_method_axis_and_pairing_by_every_shared_axis(write_ru
 def test_no_control_says_why(write_run, tmp_path: Path):
     _arm(write_run, tmp_path, "noce", "a", "grpo_rm", CE)
     _arm(write_run, tmp_path, "noce", "b", "grpo_rm", AHEAD)
-    lines, files = verdict_section(load_runs(tmp_path))
-    text = "\n".join(lines)
-    assert files == {} and "`noce`: no default control: no arm is named ce and none trains with method ce" in text
-    assert "add `control: NAME` under `verdict:`" in text and "NAME one of: a, b" in text
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.frame.empty and found.declaration.control is None
+    [note] = found.notes
+    assert note.startswith("`noce`: no default control: no arm is named ce and none trains with method ce")
+    assert "add `control: NAME` under `verdict:`" in note and "NAME one of: a, b" in note
+    lines, files = verdict_section([found])
+    assert files == {} and f"- {note}" in lines  # the report says it, in the section it skips
 
 
 def test_a_declared_control_the_runs_lack_says_so(write_run, tmp_path: Path):
     _arm(write_run, tmp_path, "lacks", "ce", "ce", CE, verdict={**DECLARED, "control": "baseline"})
     _arm(write_run, tmp_path, "lacks", "g", "grpo_rm", AHEAD, verdict={**DECLARED, "control": "baseline"})
-    lines, files = verdict_section(load_runs(tmp_path))
-    assert files == {} and "`lacks`: no arm named `baseline` (the control)" in "\n".join(lines)
+    (found,) = comparisons(load_runs(tmp_path))
+    assert found.frame.empty and found.declaration.control == "baseline"
+    assert [n for n in found.notes if n.startswith("`lacks`: no arm named `baseline` (the control)")]
 
 
 @pytest.mark.parametrize("verdict", [None, {"control": "baseline"}, {"claims": [{"name": "SR", "measure": "sr"}]}])
@@ -324,7 +333,7 @@ def test_an_arm_with_the_control_s_own_method_is_a_reference_that_never_reproduc
     assert (by["ce_steps2x"]["role"], by["ce_steps2x"]["word"]) == ("reference", inf.AHEAD)
     assert by["grpo"]["role"] == "treatment" and by["grpo"]["level"] == inf.ALPHA  # a family of one
     assert set(frame["claim_word"]) != {inf.REPRODUCED}
-    _, files = verdict_section(load_runs(root))
+    _, files = verdict_section(comparisons(load_runs(root)))
     assert "`ce_steps2x` (reference)" in files[".md"] and "`ce_steps2x` (reference)" in files["_summary.md"]
 
 
@@ -411,26 +420,27 @@ def test_runs_shared_between_experiments_count_once_in_the_aa_line(write_run, tm
     frame = verdict_frame(run_set)
     aa = frame[frame["role"] == "aa"]
     assert len(aa) == 2 and aa["evidence"].nunique() == 1
-    _, files = verdict_section(run_set)
+    _, files = verdict_section(comparisons(run_set))
     assert "A/A, every experiment: 1 of 1 cells excluded 0" in files["_summary.md"]
     assert "1 more cell rest on runs another experiment shares, counted once" in files["_summary.md"]
     records = list(run_set.records.values())
-    one = next(r for r in records if r["experiment"] == "one" and r["seed"] == 0 and r["axes"].get("arm") == "g")
-    other = next(r for r in records if r["experiment"] == "two" and r["seed"] == 0 and r["axes"].get("arm") == "g")
-    seed1 = next(r for r in records if r["experiment"] == "one" and r["seed"] == 1 and r["axes"].get("arm") == "g")
+    one = next(r for r in records if r.experiment == "one" and r.seed == 0 and r.axes.get("arm") == "g")
+    other = next(r for r in records if r.experiment == "two" and r.seed == 0 and r.axes.get("arm") == "g")
+    seed1 = next(r for r in records if r.experiment == "one" and r.seed == 1 and r.axes.get("arm") == "g")
     assert evidence_key(one) == evidence_key(other) != evidence_key(seed1)
 
 
 def test_evidence_key_of_real_configs_ignores_the_experiment_and_evaluation_only():
     from grporm.analysis.verdict import evidence_key
     from grporm.config import RunConfig
+    from grporm.record_schema import RunRecord
 
     def record(**changes):
         config = RunConfig(**changes).model_dump(mode="json")
-        return {"config": config, "lr": 0.001}
+        return RunRecord.from_json({"config": config, "lr": 0.001})
 
     base = evidence_key(record(experiment="a"))
     assert evidence_key(record(experiment="b")) == base
     assert evidence_key(record(experiment="b", eval={"knn_k": [5]})) == base  # what is measured, not the model
     assert evidence_key(record(experiment="a", seed=1)) != base
-    assert evidence_key({**record(experiment="a"), "lr": 0.002}) != base
+    assert evidence_key(record(experiment="a").model_copy(update={"lr": 0.002})) != base

@@ -1,10 +1,10 @@
-"""The verdict's statistical rules on numbers with known answers."""
+"""grporm/stats.py, the suite's statistics, on numbers with known answers (the verdict's rules, planning, torch-free)."""
 import math
 
 import numpy as np
 import pytest
 
-from grporm.analysis import inference as inf
+from grporm import stats as inf
 
 
 def test_power_matches_the_published_noncentral_t_value():
@@ -144,3 +144,20 @@ def test_planning_seeds_unknown_spread_is_no_figure_and_zero_spread_a_true_one()
     assert math.isnan(inf.seeds_to_decide(2.0, math.nan, 1.0, 0.05))
     assert inf.seeds_to_decide(2.0, 0.0, 1.0, 0.05) == 2
     assert inf.seeds_to_decide(0.5, 1000.0, 1.0, 0.05) is None  # beyond the search: '> 500'
+
+
+def test_the_statistics_module_imports_no_torch():
+    """grporm.stats is every statistic of the suite; the report and the tuning rules use it without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, grporm.stats; print(sorted(m for m in ('torch', 'timm', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_power_is_statsmodels_noncentral_t():
+    from statsmodels.stats.power import TTestPower
+
+    assert inf.power(0.7, 1.3, 9, 0.05) == pytest.approx(TTestPower().power(0.7 / 1.3, 9, 0.05))
+    assert inf.power(-0.7, 1.3, 9, 0.01, sides=1) == pytest.approx(TTestPower().power(0.7 / 1.3, 9, 0.01, alternative="larger"))

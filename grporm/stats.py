@@ -1,27 +1,117 @@
-"""The verdict's statistical rules as pure functions of numbers (docs/method.md, 'The verdict's rules').
+"""The suite's statistics, in one module that imports no torch (and no pandas): numbers in, numbers out.
 
-- a cell's bounds, each side at its level (Bonferroni over the row's treatments, the look's level from
-  analysis/sequential.py), its word read off them, and the margin test (non-superiority);
-- a claim's word from its rows: reproduced, contradicted (intersection-union) or inconclusive;
-- planning only: the power of a paired t test, exactly (noncentral t), the detectable difference and
-  the seeds a fixed design would need to decide;
+- over seeds: `summarize` (mean ± sample std), `t_interval`, `paired_difference` (treatment - control
+  paired by seed, the verdict's pairing);
+- the verdict's rules (docs/method.md, 'The verdict's rules'): a cell's bounds, each side at its level
+  (Bonferroni over the row's treatments, the look's level from analysis/sequential.py), its word read
+  off them, and the margin test (non-superiority); a claim's word from its rows: reproduced,
+  contradicted (intersection-union) or inconclusive;
+- planning only: the power of a paired t test (noncentral t, statsmodels' `TTestPower`), the
+  detectable difference and the seeds a fixed design would need to decide;
 - the probability of improvement over the control, paired by seed and averaged over tasks, with a
   bootstrap that resamples seeds jointly across the rows sharing them (Agarwal et al. 2021 estimate
   it from unpaired runs; rliable itself is not a dependency: its `arch<8` pin does not import beside
   pandas 3), complete separation named rather than given a zero-width interval;
-- the A/A rate with its exact (Clopper-Pearson) upper bound.
+- the A/A rate with its exact (Clopper-Pearson) upper bound;
+- the learning-rate decision's standard errors (grporm/tuning.py's close-call rule): binomial SE of a
+  validation score, of a mean of scores, and the SE of paired differences.
+
+Formerly analysis/stats.py, analysis/inference.py and the SE helpers of grporm/tuning.py. It sits in
+`grporm` (not `analysis/`) because the tuning rules below the analysis layer use it too.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import optimize
 from scipy import stats as _scipy_stats
+from statsmodels.stats.power import TTestPower
 
+MIN_SEEDS = 3  # cells with fewer seeds are marked (dagger): their spread says little
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample std (ddof=1; NaN with one value), count, min and max of one cell's values."""
+
+    mean: float
+    std: float
+    n: int
+    low: float
+    high: float
+
+    @property
+    def few(self) -> bool:
+        return 0 < self.n < MIN_SEEDS
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """treatment - control over the seeds both have: mean, sample std, n, and the CI bounds
+    (NaN with fewer than two pairs, where no interval exists)."""
+
+    mean: float
+    std: float
+    n: int
+    ci_low: float
+    ci_high: float
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def few(self) -> bool:
+        return 0 < self.n < MIN_SEEDS
+
+
+def _finite(values: Iterable) -> list[float]:
+    out = []
+    for value in values:
+        if value is None:
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            out.append(value)
+    return out
+
+
+def summarize(values: Iterable) -> Summary:
+    """Summary of the finite values (None / NaN are missing, not zero)."""
+    vals = _finite(values)
+    n = len(vals)
+    if n == 0:
+        return Summary(math.nan, math.nan, 0, math.nan, math.nan)
+    mean = math.fsum(vals) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
+    return Summary(mean, std, n, min(vals), max(vals))
+
+
+def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Student-t interval for a mean of n values; (NaN, NaN) when n < 2."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan, math.nan
+    if std == 0:  # scipy wants a positive scale; identical differences give a zero-width interval
+        return mean, mean
+    low, high = _scipy_stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return float(low), float(high)
+
+
+def paired_difference(treatment: Mapping[int, float], control: Mapping[int, float],
+                      confidence: float = 0.95) -> PairedDiff:
+    """Pairs by seed (seeds present, with finite values, on both sides); the interval is on the mean
+    of the per-seed differences, which removes the seed's shared effect (same split, same head init)."""
+    seeds = tuple(sorted(s for s in treatment if s in control
+                         and _finite([treatment[s]]) and _finite([control[s]])))
+    diffs = summarize(float(treatment[s]) - float(control[s]) for s in seeds)
+    low, high = t_interval(diffs.mean, diffs.std, diffs.n, confidence)
+    return PairedDiff(diffs.mean, diffs.std, diffs.n, low, high, seeds)
+
+
+# -- the verdict's rules ----------------------------------------------------------------------
 ALPHA, POWER = 0.05, 0.80
+_T_POWER = TTestPower()
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 AHEAD, BEHIND, NO_DIFFERENCE = "ahead", "behind", "no difference"
 
@@ -38,18 +128,19 @@ def paired_p(mean: float, std: float, n: int) -> float:
 
 def power(difference: float, std: float, n: int, alpha: float = ALPHA, sides: int = 2) -> float:
     """Probability that a paired t test at level alpha rejects, for n pairs whose differences have true
-    mean `difference` and standard deviation `std` (noncentral t, exact). sides=2: the two-sided test;
-    sides=1: the one-sided test in the direction of the difference (the verdict's tests)."""
+    mean `difference` and standard deviation `std` (noncentral t, exact: statsmodels' `TTestPower`).
+    sides=2: the two-sided test; sides=1: the one-sided test in the direction of the difference (the
+    verdict's tests). The power is symmetric in the difference's sign."""
     if n < 2 or not (std > 0 and math.isfinite(std)):
         return math.nan
-    df = n - 1
-    critical = _scipy_stats.t.isf(alpha / sides, df)
-    shift = abs(difference) / (std / math.sqrt(n))  # the power is symmetric in the difference's sign
-    far = float(_scipy_stats.nct.sf(critical, df, shift))
+    effect = abs(difference) / std
     if sides == 1:
-        return far
-    near = float(_scipy_stats.nct.cdf(-critical, df, shift))  # rejecting on the wrong side: tiny, NaN in scipy's far tail
-    return far + (near if math.isfinite(near) else 0.0)
+        return float(_T_POWER.power(effect_size=effect, nobs=n, alpha=alpha, alternative="larger"))
+    both = float(_T_POWER.power(effect_size=effect, nobs=n, alpha=alpha, alternative="two-sided"))
+    if math.isfinite(both):
+        return both
+    # rejecting on the wrong side is tiny and NaN in scipy's far tail: the far side alone
+    return float(_T_POWER.power(effect_size=effect, nobs=n, alpha=alpha / 2, alternative="larger"))
 
 
 def detectable(std: float, n: int, alpha: float = ALPHA, target_power: float = POWER, sides: int = 2) -> float:
@@ -201,3 +292,26 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
 def exclusion_rate(excludes_zero: Sequence[bool]) -> float:
     """Share of an A/A control's cells whose interval excludes 0 (nominal: alpha)."""
     return float(np.mean(excludes_zero)) if len(excludes_zero) else math.nan
+
+
+# -- the learning-rate decision's standard errors (grporm/tuning.py) ----------------------------------
+def binomial_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
+
+
+def mean_binomial_se(scores: list[float], sizes: list[int]) -> float:
+    """Binomial SE of the mean of k independent scores p_i on n_i validation images:
+    sqrt(sum p_i (1 - p_i) / n_i) / k (each seed validates on its own draw)."""
+    if not scores or any(n <= 0 for n in sizes):
+        return math.nan
+    return math.sqrt(sum(max(p * (1 - p), 0.0) / n for p, n in zip(scores, sizes))) / len(scores)
+
+
+def paired_se(a: list[float], b: list[float]) -> float:
+    """Standard error of the mean of the paired differences a_i - b_i: their sample std (k - 1) / sqrt(k)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    k = len(diffs)
+    if k < 2:
+        return math.nan
+    mean = sum(diffs) / k
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
