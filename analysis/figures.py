@@ -23,8 +23,8 @@ from matplotlib.ticker import MaxNLocator
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
 from grporm.analysis.stats import summarize
 from grporm.analysis.verdict import ROLE_MARK
-from grporm.record_schema import HEADLINE_KNN, SR
-from grporm.storage import write_atomic
+from grporm.records.schema import HEADLINE_KNN, SR
+from grporm.records.storage import write_atomic
 
 # One colour / line style per method, used by every figure.
 METHOD_STYLE = {

@@ -17,7 +17,7 @@ import pandas as pd
 from grporm.analysis.records import RunSet, method_label, method_rank, variant
 from grporm.analysis.stats import summarize
 from grporm.analysis.tables import TABLE_METRICS
-from grporm.record_schema import SEG_NAMES, top1_name
+from grporm.records.schema import SEG_NAMES, top1_name
 
 KEYS = ("experiment", "dataset", "backbone", "variant")
 KEY_TITLES = {"experiment": "Experiment", "dataset": "Dataset", "backbone": "Backbone", "variant": "Variant",

@@ -1,12 +1,12 @@
 """The "Tuning decisions" section: every learning-rate decision under ``<results>/tuning/`` (grid,
 validation score per value, winner, margin, SE, flags) as Markdown, LaTeX and CSV; the same rows are
-the table the `grporm tune` command prints. The decision itself is `grporm.tuning`'s."""
+the table the `grporm tune` command prints. The decision itself is `grporm.tuning.decisions`'s."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from grporm.tuning import _label_of, _points, flags, load_records
+from grporm.tuning.decisions import _label_of, _points, flags, load_records
 
 NAME = "tuning"
 TITLE = "Tuning decisions"

@@ -6,7 +6,7 @@ probability of improvement paired by seed, the A/A rate with its upper bound.
 
 An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
 each run's record; without one the default rule applies: the control is the arm or method named
-`ce`, else the one arm whose method is CE (grporm/declaration.py), every other fine-tuned arm or
+`ce`, else the one arm whose method is CE (grporm/plan/declaration.py), every other fine-tuned arm or
 method is a treatment, every metric the runs recorded is a row.
 Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
 
@@ -36,14 +36,14 @@ from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_g
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.analysis.stats import paired_difference
 from grporm.config import Claim, RunConfig, VerdictConfig
-from grporm.declaration import ambiguous, default_control, trains
 from grporm.errors import GrpormError
-from grporm.measures import MEASURES, claim_title, measure_problem, split
+from grporm.plan.declaration import ambiguous, default_control, trains
+from grporm.plan.measures import MEASURES, claim_title, measure_problem, split
 
 NAME = "verdict"
 TITLE = "Verdict: every comparison with its control"
 ARM, METHOD = "arm", "method"
-PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/experiment.py)
+PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/plan/experiment.py)
 RUNNER_UP = "runner_up"
 SCALE = 100.0               # every measure is a fraction: shown in points
 SHAKY = "‡"
@@ -81,7 +81,7 @@ def _pick(record: dict) -> str:
 def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
     """The experiment's declaration from its records: the latest finished run's, where any has one;
     (declaration, declared?, notes). A declaration without a control gets the default one
-    (grporm/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
+    (grporm/plan/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
     notes say why)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in paths:
@@ -116,7 +116,7 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
 
 def candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
     """{arm (or method): its methods} of the runs that train, and the axis (the records' side of
-    grporm.declaration.candidates_of)."""
+    grporm.plan.declaration.candidates_of)."""
     axis = _axis(runs) if not runs.empty else METHOD
     out: dict[str, set[str]] = {}
     for _, run in runs.iterrows():

@@ -1,4 +1,4 @@
-"""Benchmark 2: images/s of the suite's training loop (`grporm.train.fit`) / a bare PyTorch loop's.
+"""Benchmark 2: images/s of the suite's training loop (`grporm.training.train.fit`) / a bare PyTorch loop's.
 
 Same model object, batch, thread count and optimiser (Adam); one epoch over N in-memory images.
 
@@ -44,7 +44,7 @@ def bare_epoch(model, x_all: torch.Tensor, y_all: torch.Tensor, batch: int, lr: 
 
 def fit_epoch(model, data, cfg, input_spec) -> int:
     from grporm.objectives import build_objective
-    from grporm.train import fit
+    from grporm.training.train import fit
 
     result = fit(model, build_objective(cfg), data, cfg, cfg.train.lr, 1, input_spec, torch.device("cpu"),
                  desc="bench")
@@ -55,7 +55,7 @@ def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default,
     """Milliseconds per step of each thing `fit` does that the bare loop does not."""
     from grporm.data import preprocess_batch
     from grporm.objectives import ce_loss
-    from grporm.train import make_optimizer, warmup_cosine
+    from grporm.training.train import make_optimizer, warmup_cosine
 
     b, s = sizes.batch, sizes.image_size
     spec = (s, backbone.mean, backbone.std)

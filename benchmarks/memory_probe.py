@@ -1,7 +1,7 @@
 """Peak resident memory of one small training run, in a fresh process so the peak is its own.
 
 `python -m benchmarks.memory_probe --batch 64 ...` builds the suite's model, trains one epoch with
-`grporm.train.fit` (GRPO-RM by default, the default training settings), extracts features with
+`grporm.training.train.fit` (GRPO-RM by default, the default training settings), extracts features with
 `grporm.evaluate.features.extract` and runs SR and kNN on them, printing one JSON line: the peak
 RSS (VmHWM, MiB) reached by the end of each stage.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from grporm.storage import peak_memory_mib as peak_mib
+from grporm.records.storage import peak_memory_mib as peak_mib
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     from grporm.evaluate import knn_predict, softmax_regression
     from grporm.evaluate.features import extract
     from grporm.objectives import build_objective
-    from grporm.train import fit
+    from grporm.training.train import fit
 
     set_threads(args.threads)
     stages["imports"] = peak_mib()

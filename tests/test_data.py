@@ -192,7 +192,7 @@ def test_make_splits_too_few_per_class(fake_root):
 
 def _study_runs(fake_root, **data) -> dict[tuple[str, int], object]:
     """Runs of a two-arm, two-seed experiment on the fake data, by (method, seed)."""
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     raw = {"name": "seeds", "matrix": {"method": ["ce", "grpo_rm"], "seed": [0, 1]},
            "data": {"root": str(fake_root), "val_per_class": 5, "train_per_class": 10, "test_per_class": 4, **data}}
@@ -200,8 +200,7 @@ def _study_runs(fake_root, **data) -> dict[tuple[str, int], object]:
 
 
 def _run_indices(run) -> dict[str, set[int]]:
-    from grporm import seeding
-
+    from grporm.process import seeding
     return _index_sets(run.data, seeding.split_seed(run))
 
 
@@ -230,9 +229,9 @@ def test_an_explicit_split_seed_pins_one_split_for_every_seed(fake_root):
 def test_the_pretrained_reference_of_two_seeds_differs():
     """The pretrained row has no training: before, its seeds shared one split and so one SR; now each
     seed scores the backbone on its own draw (data level: which images, and so which features)."""
-    from grporm.build import build
     from grporm.config import RunConfig
     from grporm.evaluate.features import extract
+    from grporm.training.build import build
 
     def built(seed, **data):
         cfg = RunConfig(method="pretrained", seed=seed, model={"name": "test_vit", "weights": "none"},

@@ -77,7 +77,7 @@ def test_full_group_pushes_every_image_alike_ce_mostly_the_wrong_ones():
 def test_fit_logs_the_diagnostics_on_logged_steps_only(tmp_path, monkeypatch, method):
     from test_end_to_end import tiny_setup
 
-    import grporm.train as train
+    import grporm.training.train as train
     from grporm.objectives import build_objective
 
     calls = []

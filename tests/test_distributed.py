@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from grporm.data import ImageSet
-from grporm.distributed import Dist
-from grporm.experiment import build_experiment
-from grporm.train import epoch_generator, local_batch
+from grporm.plan.experiment import build_experiment
+from grporm.process.distributed import Dist
+from grporm.training.train import epoch_generator, local_batch
 
 from tiny_runs import BASE, checkpoint, env, invoke, record, run_folder, write_experiment
 

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from grporm.cli import app
 from grporm.data import ImageSet
-from grporm.experiment import build_experiment
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
-from grporm.train import fit
+from grporm.plan.experiment import build_experiment
+from grporm.training.train import fit
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

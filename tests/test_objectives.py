@@ -356,7 +356,7 @@ def test_misspelt_loss_options_are_refused():
 
 
 def test_ce_accepts_exactly_what_the_training_loop_passes():
-    """The keywords `grporm.train._optimise` passes every objective (plus ignore_index); a new one
+    """The keywords `grporm.training.train._optimise` passes every objective (plus ignore_index); a new one
     there must be added here and to ce_loss on purpose."""
     import inspect
 

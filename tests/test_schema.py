@@ -1,4 +1,4 @@
-"""grporm.record_schema: the one definition of a run record; the writer, the W&B summary and read-back and the
+"""grporm.records.schema: the one definition of a run record; the writer, the W&B summary and read-back and the
 analysis tables all agree with it."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grporm.analysis.records import load_runs
-from grporm.record_schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
+from grporm.records.schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

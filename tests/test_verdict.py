@@ -18,7 +18,7 @@ from grporm.analysis.stats import paired_difference
 from grporm.analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame, verdict_section
 from grporm.cli import app
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
+from grporm.plan.experiment import build_experiment
 
 CE = (0.80, 0.82, 0.81, 0.83, 0.79)
 AHEAD = (0.84, 0.85, 0.86, 0.85, 0.84)      # +3.8 points on average, consistently

@@ -12,17 +12,17 @@ from typing import Callable
 
 import torch
 
-from grporm import seeding
-from grporm.allocator import keep_freed_memory
 from grporm.data import ImageSet, balanced_indices
-from grporm.distributed import SINGLE, Dist
 from grporm.evaluate.calibration import expected_calibration_error, per_class_accuracy, top1
 from grporm.evaluate.features import extract
 from grporm.evaluate.knn import knn_accuracy
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
 from grporm.evaluate.segmentation import confusion, segmentation_scores
 from grporm.evaluate.softmax_regression import softmax_regression
-from grporm.record_schema import HEADLINE_K, HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD, Metrics, SegScores
+from grporm.process import seeding
+from grporm.process.allocator import keep_freed_memory
+from grporm.process.distributed import SINGLE, Dist
+from grporm.records.schema import HEADLINE_K, HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD, Metrics, SegScores
 
 
 @dataclass

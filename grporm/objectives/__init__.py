@@ -54,8 +54,8 @@ def _build_grpo_rm(run) -> Objective:
 
 
 def build_objective(run) -> Objective:
-    """The loss the run's method trains with (its grporm.methods entry: linear probing trains its head with CE)."""
-    from grporm.methods import method  # lazily: the method registry is looked up per run
+    """The loss the run's method trains with (its grporm.training.methods entry: linear probing trains its head with CE)."""
+    from grporm.training.methods import method  # lazily: the method registry is looked up per run
 
     name = method(run.method).objective
     if name is None:

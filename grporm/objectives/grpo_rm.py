@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from grporm.config import GRPOConfig
-from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import feature_uniformity_loss, flatten_queries, policy_stats
 from grporm.objectives.rewards import total_reward
+from grporm.training.labels import IGNORE_INDEX
 
 GROUPS = ("full", "sampled", "expected")
 

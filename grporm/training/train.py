@@ -24,17 +24,17 @@ from typing import Callable
 
 import torch
 
-from grporm import seeding
-from grporm.checkpoints import load_checkpoint, save_checkpoint
 from grporm.config import RunConfig
 from grporm.data import ImageSet, preprocess_batch
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import GrpormError, TrainingDiverged, first_line
-from grporm.interrupts import STOP, Interrupted
-from grporm.methods import method
 from grporm.objectives import Objective
 from grporm.objectives.diagnostics import training_diagnostics
-from grporm.progress import PROCESS, EpochClock, write
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.interrupts import STOP, Interrupted
+from grporm.tracking.progress import PROCESS, EpochClock, write
+from grporm.training.checkpoints import load_checkpoint, save_checkpoint
+from grporm.training.methods import method
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
@@ -247,7 +247,7 @@ def fit(
     PROCESS.start_fit(desc, epochs * steps_per_epoch * batch_size, (start_epoch * steps_per_epoch + skip_steps) * batch_size,
                       enabled=dist.is_main)
 
-    config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.runner)
+    config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.training.runner)
 
     def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
         rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save

@@ -1,5 +1,5 @@
 """The run record and its metrics, typed: the one definition the runner writes (record.json and the W&B
-summary), `grporm.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
+summary), `grporm.tracking.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
 
 `to_json` gives the record.json shape (the same field names and values as records written before this
 module existed); `from_json` reads any record, old ones included: a field it lacks takes its default.

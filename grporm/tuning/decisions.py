@@ -9,8 +9,8 @@ the winner, or the runner-up for the sensitivity runs of a close call) is not pa
 
 Here: the decision as a pure function of a score callback, the key of a setting and the record's
 file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
-`grporm.learning_rate.decision_for`. The grid rule (`check_grid`) is checked when an experiment is
-loaded (grporm/experiment.py) and again by `decide`.
+`grporm.tuning.trials.decision_for`. The grid rule (`check_grid`) is checked when an experiment is
+loaded (grporm/plan/experiment.py) and again by `decide`.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Callable, Mapping, Sequence
 
 from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
 from grporm.errors import GrpormError
-from grporm.methods import method
-from grporm.storage import read_record, read_record_or_rerun
+from grporm.records.storage import read_record, read_record_or_rerun
+from grporm.training.methods import method
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for

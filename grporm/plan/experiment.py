@@ -1,4 +1,4 @@
-"""From an experiment file to validated runs: reading the YAML (through grporm/inputs.py), the `base:`
+"""From an experiment file to validated runs: reading the YAML (through grporm/records/inputs.py), the `base:`
 chain, `-o KEY=VALUE` overrides, the matrix and its `arm` axis, run ids, and every check beyond the
 models' own (grporm/config.py): the names each run looks up in a registry (methods, data sets,
 rewards, corruptions) and the tuning-grid rule.
@@ -23,14 +23,14 @@ from pydantic import BaseModel, ValidationError
 from grporm.config import Experiment, RunConfig
 from grporm.data import DATASETS
 from grporm.data.corruptions import CORRUPTIONS
-from grporm.declaration import declaration_problem
 from grporm.errors import ConfigError
-from grporm.inputs import read_text
-from grporm.measures import verdict_problem
-from grporm.methods import METHODS, method_names
 from grporm.objectives.rewards import REWARDS
+from grporm.plan.declaration import declaration_problem
+from grporm.plan.measures import verdict_problem
+from grporm.records.inputs import read_text
 from grporm.registry import Registry
-from grporm.tuning import check_grid, needs_decision
+from grporm.training.methods import METHODS, method_names
+from grporm.tuning.decisions import check_grid, needs_decision
 
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}

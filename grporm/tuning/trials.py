@@ -1,4 +1,4 @@
-"""The learning rate of a run: the decision of its setting's tuning (grporm/tuning.py rules;
+"""The learning rate of a run: the decision of its setting's tuning (grporm/tuning/decisions.py rules;
 docs/method.md, 'Tuning rules'), made once per setting and kept."""
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
-from grporm import seeding
-from grporm.build import build, set_threads
 from grporm.config import RunConfig
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import GrpormError, TrainingDiverged
 from grporm.evaluate.suite import Extractor, val_score
-from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
 from grporm.objectives import build_objective
-from grporm.progress import Countdown, write
-from grporm.storage import environment, now, write_json
-from grporm.train import fit
-from grporm.tuning import (
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
+from grporm.records.storage import environment, now, write_json
+from grporm.tracking.progress import Countdown, write
+from grporm.training.build import build, set_threads
+from grporm.training.train import fit
+from grporm.tuning.decisions import (
     decide,
     decision_record,
     decision_summary,

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from grporm import seeding
 from grporm.config import RunConfig
 from grporm.data import make_splits
 from grporm.data.segmentation import segmentation_splits
-from grporm.distributed import Dist
-from grporm.methods import method
 from grporm.models import create_backbone, with_pooling
 from grporm.models.classifier import Classifier
 from grporm.models.segmentation import Segmenter
+from grporm.process import seeding
+from grporm.process.distributed import Dist
+from grporm.training.methods import method
 
 
 @dataclass

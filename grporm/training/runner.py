@@ -1,9 +1,9 @@
 """One run from config to record; `Run.execute` reads as the stages in order:
 build -> learning rate (tuning decision or search) -> train -> evaluate -> record.
 
-The stages live elsewhere (grporm.build, grporm.learning_rate, grporm.train, grporm.evaluate.suite,
-grporm.record_schema); a Run holds what they share and writes the record. The matrix around runs (shards,
-locks, preflight) is grporm.matrix.
+The stages live elsewhere (grporm.training.build, grporm.tuning.trials, grporm.training.train, grporm.evaluate.suite,
+grporm.records.schema); a Run holds what they share and writes the record. The matrix around runs (shards,
+locks, preflight) is grporm.plan.matrix.
 """
 from __future__ import annotations
 
@@ -18,21 +18,16 @@ from pathlib import Path
 
 import torch
 
-from grporm import seeding
-from grporm.build import build, set_threads
-from grporm.checkpoints import recorded_config_hash, save_checkpoint
 from grporm.config import RunConfig
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import ConfigError, GrpormError
 from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
-from grporm.inputs import read_text
-from grporm.interrupts import Interrupted
-from grporm.learning_rate import decision_for, lends_splits
-from grporm.methods import method
 from grporm.objectives import build_objective
-from grporm.record_schema import RunRecord, Timing
-from grporm.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
-from grporm.storage import (
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.interrupts import Interrupted
+from grporm.records.inputs import read_text
+from grporm.records.schema import RunRecord, Timing
+from grporm.records.storage import (
     environment,
     now,
     peak_memory_mib,
@@ -42,9 +37,14 @@ from grporm.storage import (
     write_json,
     write_text_atomic,
 )
-from grporm.tracking import Tracker, artifact_name
-from grporm.train import FitResult, fit
-from grporm.tuning import needs_decision
+from grporm.tracking.tracker import Tracker, artifact_name
+from grporm.training.build import build, set_threads
+from grporm.training.checkpoints import recorded_config_hash, save_checkpoint
+from grporm.training.methods import method
+from grporm.training.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
+from grporm.training.train import FitResult, fit
+from grporm.tuning.decisions import needs_decision
+from grporm.tuning.trials import decision_for, lends_splits
 
 # The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
 PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
