@@ -56,7 +56,7 @@ class SlurmOptions(BaseModel):
 
 def parse_options(items: list[str]) -> SlurmOptions:
     """`KEY=VALUE` strings (values read as YAML, `extra.KEY` into extra) -> SlurmOptions, or a one-line ConfigError."""
-    from grporm.plan.experiment import _suggest, parse_value
+    from grporm.plan.experiment import parse_value, suggest
 
     raw: dict[str, Any] = {}
     for item in items:
@@ -67,7 +67,7 @@ def parse_options(items: list[str]) -> SlurmOptions:
         if key.startswith("extra."):
             raw.setdefault("extra", {})[key[len("extra."):]] = parse_value(text)
         elif key not in SlurmOptions.model_fields:
-            raise ConfigError(f"--slurm {key}: unknown option{_suggest(key, set(SlurmOptions.model_fields))}; "
+            raise ConfigError(f"--slurm {key}: unknown option{suggest(key, set(SlurmOptions.model_fields))}; "
                               f"known: {', '.join(SlurmOptions.model_fields)} (any other sbatch option: extra.KEY=VALUE)")
         else:
             raw[key] = parse_value(text)

@@ -285,7 +285,8 @@ def decision_record(run: RunConfig, key: str, decision: Decision, rows: dict[tup
     }
 
 
-def _points(value: float | None) -> str:
+def as_points(value: float | None) -> str:
+    """A fraction in percentage points, one decimal (a dash for none); also the tuning table's (analysis/tuning.py)."""
     return "—" if value is None else f"{100 * value:.1f}"
 
 
@@ -304,8 +305,8 @@ def decision_summary(record: dict) -> str:
     """One line: 'lr 0.001 (runner-up 0.0003, margin 1.2 points, SE 0.9, seed SE 1.5, close call)'."""
     runner_up = record.get("runner_up")
     parts = [f"runner-up {runner_up:g}" if runner_up is not None else "no runner-up",
-             f"margin {_points(record.get('margin'))} points", f"SE {_points(record.get('se'))}",
-             f"seed SE {_points(record.get('seed_se'))}"]
+             f"margin {as_points(record.get('margin'))} points", f"SE {as_points(record.get('se'))}",
+             f"seed SE {as_points(record.get('seed_se'))}"]
     return f"lr {record['winner']:g} (" + ", ".join(parts + [f for f in flags(record).split(", ") if f]) + ")"
 
 
@@ -350,7 +351,7 @@ def load_records(results: Path) -> list[dict]:
             records.append(read_record(path, DECISION_FIELDS, "tuning record", _belongs_to(path)))
         except GrpormError as err:
             print(f"warning: {err}; left out of the report", file=sys.stderr)
-    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
+    return sorted(records, key=lambda r: (setting_label(r), r["key"]))
 
 
 # -- sensitivity: the runs of a close call, again at the runner-up ------------------------------------
@@ -361,8 +362,8 @@ def is_close_call(run: RunConfig, decisions: Mapping[str, dict]) -> bool:
     return needs_decision(run) and bool(decisions[tuning_key(run)].get("close_call"))
 
 
-def _label_of(record: dict) -> str:
-    """From the record's setting where it has a readable one (decisions made before `describe` carry
+def setting_label(record: dict) -> str:
+    """A decision record's setting in words, from its setting where it has a readable one (decisions made before `describe` carry
     a shorter label), else its stored label."""
     try:
         return describe(record["setting"])
