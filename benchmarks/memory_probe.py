@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from benchmarks.common import build_model, run_config, set_threads, synthetic_images
+    from grporm.data import InputSpec
     from grporm.evaluate import knn_predict, softmax_regression
     from grporm.evaluate.features import extract
     from grporm.objectives import build_objective
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_threads(args.threads)
     stages["imports"] = peak_mib()
     model, backbone = build_model(args.classes, args.weights)
-    spec = (args.size, backbone.mean, backbone.std)
+    spec = InputSpec(args.size, backbone.mean, backbone.std)
     train = synthetic_images(args.images, args.classes)
     test = synthetic_images(args.eval_images, args.classes, seed=1)
     stages["model_and_data"] = peak_mib()

@@ -436,3 +436,16 @@ def test_image_folder_label_wins_and_is_not_hashed(tmp_path):
     assert (folder.data.display_name(), labelled.data.display_name()) == ("flowers", "Oxford flowers")
     assert folder.config_hash() == labelled.config_hash()
     assert DataConfig(name="digits", root=tmp_path).display_name() == "digits"  # only an image folder is named by its folder
+
+
+def test_an_input_spec_preprocesses_as_preprocess_batch_and_unpacks_as_a_tuple():
+    from grporm.data import InputSpec
+
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    spec = InputSpec(32, MEAN, STD)
+    aug = AugmentConfig(hflip=True, shift=0.1)
+    assert torch.equal(spec.preprocess(images), preprocess_batch(images, 32, MEAN, STD))
+    assert torch.equal(spec.preprocess(images, aug, torch.Generator().manual_seed(3)),
+                       preprocess_batch(images, 32, MEAN, STD, aug, torch.Generator().manual_seed(3)))
+    size, mean, std = spec
+    assert (size, mean, std) == (32, MEAN, STD)

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.data import ImageSet
+from grporm.data import ImageSet, InputSpec
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
 from grporm.plan.experiment import build_experiment
@@ -88,7 +88,7 @@ def tiny_setup(tmp_path):
 
 def train_tiny(tmp_path, ckpt, on_step=None):
     model, data, run = tiny_setup(tmp_path)
-    spec = (16, (0.5,) * 3, (0.5,) * 3)
+    spec = InputSpec(16, (0.5,) * 3, (0.5,) * 3)
     fit(model, build_objective(run), data, run, 1e-2, run.train.epochs, spec, torch.device("cpu"),
         checkpoint=ckpt, on_epoch=lambda epoch: {"probe": float(epoch)}, on_step=on_step)
     return model

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from grporm.config import RunConfig
-from grporm.data import make_splits
+from grporm.data import InputSpec, make_splits
 from grporm.data.segmentation import segmentation_splits
 from grporm.models import create_backbone, with_pooling
 from grporm.models.classifier import Classifier
@@ -21,7 +21,7 @@ from grporm.training.methods import method
 class Built:
     splits: object  # grporm.data Splits (classification) or segmentation splits
     model: torch.nn.Module
-    input_spec: tuple  # (image size, mean, std) of the backbone's preprocessing
+    input_spec: InputSpec  # the backbone's preprocessing
     initial_state: dict  # the weights every learning rate starts from
     segmentation: bool
 
@@ -46,7 +46,7 @@ def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
     if cfg.train.channels_last:  # also for runs that only evaluate
         model = model.to(memory_format=torch.channels_last)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    return Built(splits, model, (cfg.data.image_size, backbone.mean, backbone.std), initial_state, segmentation)
+    return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, segmentation)
 
 
 def set_threads(run: RunConfig, dist: Dist) -> None:

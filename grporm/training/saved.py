@@ -105,9 +105,10 @@ def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
 
 def build_model(config: RunConfig, state: dict):
     """The run's model (backbone + head, as the run built it) with `state` loaded, in eval mode, on the
-    CPU; `model.input_spec` = (image size, mean, std) of its preprocessing."""
+    CPU; `model.input_spec`: its preprocessing, an InputSpec (image size, mean, std)."""
     import torch
 
+    from grporm.data.transforms import InputSpec
     from grporm.models import create_backbone, with_pooling
     from grporm.models.classifier import Classifier
     from grporm.models.packaged import PACKAGED_WEIGHTS
@@ -135,7 +136,7 @@ def build_model(config: RunConfig, state: dict):
     except RuntimeError as err:
         raise GrpormError(f"the saved weights do not fit {config.model.name} ({str(err).splitlines()[0]})") from None
     model.eval()
-    model.input_spec = (config.data.image_size, mean, std)
+    model.input_spec = InputSpec(config.data.image_size, mean, std)
     return model
 
 
@@ -151,7 +152,7 @@ def read_weights(path: Path) -> dict:
 def load_model(run: Path | str, *, checkpoints: Path | str | None = None, results: Path | str | None = None):
     """The fine-tuned model of a finished run (backbone + head) in eval mode on the CPU: `model(x)` gives
     the logits, `model.forward_features(x)` the features, `model.backbone` the backbone alone;
-    `model.input_spec` is (image size, mean, std) for preprocessing (pixels in [0, 1], then normalised)."""
+    `model.input_spec` is an InputSpec (image size, mean, std; it unpacks as a tuple) for preprocessing (pixels in [0, 1], then normalised)."""
     saved = locate(run, results, checkpoints)
     return build_model(saved.config, read_weights(saved.weights))
 

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from grporm.config import RunConfig
-from grporm.data import ImageSet, preprocess_batch
+from grporm.data import ImageSet, InputSpec
 from grporm.errors import GrpormError, TrainingDiverged, first_line
 from grporm.objectives import Objective
 from grporm.objectives.diagnostics import training_diagnostics
@@ -84,16 +84,16 @@ def training_view(model: torch.nn.Module, run: RunConfig, dist: Dist, device: to
     return view
 
 
-def local_batch(data: ImageSet, index: torch.Tensor, input_spec: tuple, run: RunConfig,
+def local_batch(data: ImageSet, index: torch.Tensor, input_spec: InputSpec, run: RunConfig,
                 generator: torch.Generator, dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's share of one global batch, augmented exactly as one process would augment it."""
     mine = index[dist.part(len(index))]
     augment = run.train.augment
     if dist.active and (augment.hflip or augment.shift > 0):
         # The random draws span the whole global batch: make them all, keep this rank's rows.
-        x = preprocess_batch(data.images[index], *input_spec, augment, generator)[dist.part(len(index))]
+        x = input_spec.preprocess(data.images[index], augment, generator)[dist.part(len(index))]
     else:
-        x = preprocess_batch(data.images[mine], *input_spec, augment, generator)
+        x = input_spec.preprocess(data.images[mine], augment, generator)
     if run.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, data.labels[mine]
@@ -210,7 +210,7 @@ def fit(
     run: RunConfig,
     lr: float,
     epochs: int,
-    input_spec: tuple,
+    input_spec: InputSpec,
     device: torch.device,
     checkpoint: Path | None = None,
     on_epoch: Callable[[int], dict] | None = None,
