@@ -43,10 +43,9 @@ def _build_ce(run) -> Objective:
 @OBJECTIVES.register("grpo_rm")
 def _build_grpo_rm(run) -> Objective:
     """GRPO-RM: group = output set, accuracy + uniformity reward, clipped surrogate, no KL by default."""
-    options = run.grpo_rm.model_dump(exclude={"inner_steps"})
     return Objective(
         "grpo_rm",
-        functools.partial(grpo_rm_loss, **options),
+        functools.partial(grpo_rm_loss, cfg=run.grpo_rm),
         inner_steps=run.grpo_rm.inner_steps,
         needs_reference=run.grpo_rm.beta > 0,
         needs_features=run.grpo_rm.feature_uniformity > 0,
