@@ -1,4 +1,4 @@
-"""Benchmark 2: images/s of the suite's training loop (`grporm.training.train.fit`) / a bare PyTorch loop's.
+"""Benchmark 2: images/s of the suite's training loop (`grporm.training.train.Trainer.fit`) / a bare PyTorch loop's.
 
 Same model object, batch, thread count and optimiser (Adam); one epoch over N in-memory images.
 
@@ -44,10 +44,10 @@ def bare_epoch(model, x_all: torch.Tensor, y_all: torch.Tensor, batch: int, lr: 
 
 def fit_epoch(model, data, cfg, input_spec) -> int:
     from grporm.objectives import build_objective
-    from grporm.training.train import fit
+    from grporm.training.train import Trainer
 
-    result = fit(model, build_objective(cfg), data, cfg, cfg.train.lr, 1, input_spec, torch.device("cpu"),
-                 desc="bench")
+    trainer = Trainer(model, build_objective(cfg), data, cfg, input_spec, torch.device("cpu"), desc="bench")
+    result = trainer.fit(cfg.train.lr, epochs=1)
     return result.images_seen
 
 

@@ -93,7 +93,7 @@ def test_signal_checkpoints_mid_epoch_exits_cleanly_and_resume_is_exact(tmp_path
 
 
 def test_nan_loss_fails_the_run_keeps_last_good_checkpoint_and_exits_1_with_one_line(tmp_path, monkeypatch):
-    build = grporm.training.runner.build_objective
+    build = grporm.training.train.build_objective
 
     def poisoned(cfg):
         objective = build(cfg)
@@ -105,7 +105,7 @@ def test_nan_loss_fails_the_run_keeps_last_good_checkpoint_and_exits_1_with_one_
 
         return type(objective)(objective.name, fn, objective.inner_steps, objective.needs_reference)
 
-    monkeypatch.setattr(grporm.training.runner, "build_objective", poisoned)
+    monkeypatch.setattr(grporm.training.train, "build_objective", poisoned)  # what Trainer.of builds
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     assert result.exit_code == 1

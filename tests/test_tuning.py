@@ -12,7 +12,7 @@ from grporm.config import RunConfig
 from grporm.errors import ConfigError
 from grporm.plan.experiment import build_experiment
 from grporm.process.locks import RunLock
-from grporm.training import runner
+from grporm.training.train import Trainer
 from grporm.tuning import trials
 from grporm.tuning.decisions import (
     binomial_se,
@@ -270,9 +270,8 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
     fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=1e-3)
     monkeypatch.setattr(trials.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     lrs = []
-    real_fit = runner.fit
-    monkeypatch.setattr(runner, "fit", lambda model, objective, data, cfg, lr, *a, **k: lrs.append(lr) or real_fit(
-        model, objective, data, cfg, lr, *a, **k))
+    real_fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, lr, **k: lrs.append(lr) or real_fit(self, lr, **k))
     assert invoke(tmp_path).exit_code == 0
     result = invoke(tmp_path, "-o", "tune.pick=runner_up")
     assert result.exit_code == 0, result.output

@@ -9,12 +9,14 @@ import torch
 from grporm.config import RunConfig
 from grporm.data import InputSpec, make_splits
 from grporm.data.segmentation import segmentation_splits
+from grporm.evaluate.suite import Extractor
 from grporm.models import create_backbone, with_pooling
 from grporm.models.classifier import Classifier
 from grporm.models.segmentation import Segmenter
 from grporm.process import seeding
 from grporm.process.distributed import Dist
 from grporm.training.methods import method
+from grporm.training.train import Trainer
 
 
 @dataclass
@@ -47,6 +49,24 @@ def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
         model = model.to(memory_format=torch.channels_last)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, segmentation)
+
+
+@dataclass
+class SetUp:
+    """What a run and a tuning trial both set up before training: the built model and data, the
+    extractor that evaluates the model and the trainer that trains it (None for a method that does not train)."""
+    built: Built
+    extractor: Extractor
+    trainer: Trainer | None
+
+
+def set_up(cfg: RunConfig, device: torch.device, dist: Dist, *, splits=None, desc: str) -> SetUp:
+    """The threads, then `build` (on `splits` if given), its extractor and its trainer (`desc` names it in the progress lines)."""
+    set_threads(cfg, dist)
+    built = build(cfg, device, splits)
+    extractor = Extractor.for_run(built.model, built.input_spec, cfg, device, dist)
+    trainer = Trainer.of(built, cfg, device, dist, desc) if method(cfg.method).trains else None
+    return SetUp(built, extractor, trainer)
 
 
 def set_threads(run: RunConfig, dist: Dist) -> None:

@@ -20,8 +20,7 @@ import torch
 
 from grporm.config import RunConfig
 from grporm.errors import ConfigError, GrpormError
-from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
-from grporm.objectives import build_objective
+from grporm.evaluate.suite import EpochProbe, evaluate
 from grporm.process import seeding
 from grporm.process.distributed import SINGLE, Dist
 from grporm.process.interrupts import Interrupted
@@ -38,11 +37,11 @@ from grporm.records.storage import (
     write_text_atomic,
 )
 from grporm.tracking.tracker import Tracker, artifact_name
-from grporm.training.build import build, set_threads
+from grporm.training.build import set_up
 from grporm.training.checkpoints import recorded_config_hash, save_checkpoint
 from grporm.training.methods import method
 from grporm.training.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
-from grporm.training.train import FitResult, fit
+from grporm.training.train import FitResult
 from grporm.tuning.decisions import needs_decision
 from grporm.tuning.trials import decision_for, lends_splits
 
@@ -96,11 +95,10 @@ class Run:
 
     def execute(self) -> RunRecord:
         cfg, record = self.cfg, self.record
-        set_threads(cfg, self.dist)
-        record.env = environment()
         tic = time.perf_counter()
-        self.built = build(cfg, self.device)
-        self.extractor = Extractor.for_run(self.built.model, self.built.input_spec, cfg, self.device, self.dist)
+        ready = set_up(cfg, self.device, self.dist, desc=cfg.run_id)
+        self.built, self.extractor, self.trainer = ready.built, ready.extractor, ready.trainer
+        record.env = environment()  # after set_up's threads
         self.tracker = Tracker(cfg, enabled=self.dist.is_main, folder=self.paths.out)
         record.wandb = self.tracker.info
         if self.dist.is_main:
@@ -159,9 +157,8 @@ class Run:
         probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
         self.tracker.note_lr(lr, (self.record.tuning or {}).get("key"))
-        fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
-            self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
-            desc=cfg.run_id, dist=self.dist, result=self.progress)
+        self.trainer.fit(lr, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
+                         result=self.progress)
         self._write_csv("history.csv", self.progress.history)
         self.tracker.log_convergence(self.progress.history)
 
