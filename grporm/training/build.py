@@ -7,15 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from grporm.config import RunConfig
-from grporm.data import InputSpec, make_splits
-from grporm.data.segmentation import segmentation_splits
+from grporm.data import InputSpec
 from grporm.evaluate.suite import Extractor
 from grporm.models import create_backbone, with_pooling
-from grporm.models.classifier import Classifier
-from grporm.models.segmentation import Segmenter
 from grporm.process import seeding
 from grporm.process.distributed import Dist
 from grporm.training.methods import method
+from grporm.training.tasks import task_of
 from grporm.training.train import Trainer
 
 
@@ -33,22 +31,16 @@ class Built:
 
 def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
     """Data splits (given, or made from the config), the model on `device` and its initial weights."""
-    segmentation = cfg.task == "segmentation"
+    task = task_of(cfg)
     if splits is None:
-        seed = seeding.split_seed(cfg)  # the run's data draws: its own seed unless data.split_seed pins one
-        splits = segmentation_splits(cfg.data, cfg.seg, seed) if segmentation else make_splits(cfg.data, seed)
+        splits = task.splits(cfg, seeding.split_seed(cfg))  # the run's data draws: its own seed unless data.split_seed pins one
     torch.manual_seed(seeding.derive(cfg.seed, "init"))  # same head (and random backbone) for every method of a seed
     backbone = with_pooling(create_backbone(cfg.model.name, cfg.model.weights, cfg.data.image_size), cfg.model.pool)
-    frozen = method(cfg.method).frozen_backbone
-    if segmentation:
-        model = Segmenter(backbone.module, splits.num_classes, cfg.seg.feature_index, frozen)
-    else:
-        model = Classifier(backbone.module, backbone.feature_dim, splits.num_classes, frozen)
-    model = model.to(device)
+    model = task.model(backbone, splits.num_classes, cfg, method(cfg.method).frozen_backbone).to(device)
     if cfg.train.channels_last:  # also for runs that only evaluate
         model = model.to(memory_format=torch.channels_last)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, segmentation)
+    return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, task.segmentation)
 
 
 @dataclass

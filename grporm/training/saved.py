@@ -110,10 +110,9 @@ def build_model(config: RunConfig, state: dict):
 
     from grporm.data.transforms import InputSpec
     from grporm.models import create_backbone, with_pooling
-    from grporm.models.classifier import Classifier
     from grporm.models.packaged import PACKAGED_WEIGHTS
-    from grporm.models.segmentation import Segmenter
     from grporm.training.methods import method
+    from grporm.training.tasks import task_of
 
     # Random initial weights: the saved state replaces every tensor, so neither a download nor the
     # original weight file is needed; the preprocessing is the one the run used.
@@ -126,11 +125,7 @@ def build_model(config: RunConfig, state: dict):
     head = state.get("head.weight")
     if not isinstance(head, torch.Tensor):
         raise GrpormError("the saved weights hold no head (head.weight); is it a grporm run's model.pt?")
-    frozen = method(config.method).frozen_backbone
-    if config.task == "segmentation":
-        model = Segmenter(backbone.module, head.shape[0], config.seg.feature_index, frozen)
-    else:
-        model = Classifier(backbone.module, backbone.feature_dim, head.shape[0], frozen)
+    model = task_of(config).model(backbone, head.shape[0], config, method(config.method).frozen_backbone)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -161,24 +156,22 @@ def evaluate_saved(saved: SavedRun, overrides: list[str] = ()) -> tuple[RunConfi
     """(config, metrics): the suite's final evaluation of the saved weights on the run's data."""
     import torch
 
-    from grporm.data import make_splits
-    from grporm.data.segmentation import segmentation_splits
     from grporm.evaluate.suite import Extractor, evaluate
     from grporm.process import seeding
     from grporm.process.distributed import SINGLE
     from grporm.training.build import set_threads
     from grporm.training.methods import method
+    from grporm.training.tasks import task_of
 
     config = with_overrides(saved.config, list(overrides))
     set_threads(config, SINGLE)
-    seed = seeding.split_seed(config)  # the run's own data draws
-    segmentation = config.task == "segmentation"
-    splits = segmentation_splits(config.data, config.seg, seed) if segmentation else make_splits(config.data, seed)
+    task = task_of(config)
+    splits = task.splits(config, seeding.split_seed(config))  # the run's own data draws
     device = SINGLE.device(config.train.device)
     model = build_model(config, read_weights(saved.weights)).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     extractor = Extractor.for_run(model, model.input_spec, config, device, SINGLE)
     with torch.no_grad():
-        metrics = evaluate(extractor, splits, config, method(config.method).has_head, segmentation)
+        metrics = evaluate(extractor, splits, config, method(config.method).has_head, task.segmentation)
     return config, metrics
