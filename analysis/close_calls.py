@@ -1,7 +1,7 @@
 """Where a verdict rests on a close learning-rate call that no runner-up run has checked: the words a
 report puts next to those rows, with the exact command that runs the check (`grporm run ... --sensitivity`).
 
-A close call (grporm/tuning.py) is a decision whose margin is below its own noise: the runner-up learning
+A close call (grporm/tuning/decisions.py) is a decision whose margin is below its own noise: the runner-up learning
 rate may be as good, and the verdict's word may turn there. The verdict frame marks such a line
 `no_rerun` (the ‡ of the tables)."""
 from __future__ import annotations

@@ -26,7 +26,7 @@ import pandas as pd
 import grporm.stats as inf
 from grporm.analysis.records import RunSet
 from grporm.analysis.verdict import RUNNER_UP, SCALE, Comparison, _by_seed, _Values
-from grporm.declaration import trains
+from grporm.plan.declaration import trains
 from grporm.stats import paired_difference, t_interval
 
 SHRINKS, HOLDS, GROWS, UNCLEAR = "shrinks", "holds", "grows", "unclear"

@@ -23,9 +23,9 @@ from matplotlib.ticker import MaxNLocator
 from grporm.analysis.curves import axis_label
 from grporm.analysis.records import load_history, load_steps, method_label, method_rank
 from grporm.analysis.verdict_render import ROLE_MARK
-from grporm.record_schema import HEADLINE_KNN, SR
+from grporm.records.schema import HEADLINE_KNN, SR
+from grporm.records.storage import write_atomic
 from grporm.stats import summarize
-from grporm.storage import write_atomic
 
 # One colour / line style per method, used by every figure.
 METHOD_STYLE = {

@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from grporm.errors import GrpormError
-from grporm.inputs import read_json
-from grporm.storage import write_json
+from grporm.records.inputs import read_json
+from grporm.records.storage import write_json
 
 MANIFEST_NAME = ".report_files.json"
 

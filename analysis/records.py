@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from grporm.errors import GrpormError
-from grporm.inputs import InputError, read_json
-from grporm.methods import method_label, method_rank
-from grporm.record_schema import ECE, HEAD, HEADLINE_K, SR, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name, top1_name
+from grporm.records.inputs import InputError, read_json
+from grporm.records.schema import ECE, HEAD, HEADLINE_K, SR, Metrics, RunRecord, SchemaError, Timing, knn_k, knn_name, top1_name
+from grporm.training.methods import method_label, method_rank
 
 __all__ = ["RunSet", "load_runs", "load_history", "load_steps", "tidy", "method_label", "method_rank"]
 

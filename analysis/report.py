@@ -52,11 +52,11 @@ from grporm.analysis.verdict import candidates
 from grporm.analysis.verdict_render import NAME as VERDICT_NAME
 from grporm.analysis.verdict_render import verdict_section
 from grporm.errors import GrpormError
-from grporm.inputs import read_json
-from grporm.methods import method_names
-from grporm.progress import Say, quiet
-from grporm.record_schema import HEADLINE_KNN, SR
-from grporm.storage import write_text_atomic
+from grporm.records.inputs import read_json
+from grporm.records.schema import HEADLINE_KNN, SR
+from grporm.records.storage import write_text_atomic
+from grporm.tracking.progress import Say, quiet
+from grporm.training.methods import method_names
 
 REPORT_NAME = "REPORT.md"
 PRODUCE_HINT = "grporm run experiments/quick.yaml"
@@ -417,7 +417,7 @@ def report_all(results_dir: str | Path, wandb_project: str | None = None, refres
     extra: tuple[Path, ...] = ()
     sources = None
     if wandb_project:
-        from grporm.wandb_tools import fetch_project
+        from grporm.tracking.wandb_tools import fetch_project
 
         cache = fetch_project(wandb_project, root, refresh=refresh)
         extra = (cache,)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from grporm.analysis.records import RunSet, method_label, method_rank, variant
 from grporm.analysis.tables import TABLE_METRICS
-from grporm.record_schema import SEG_NAMES, RunRecord, Timing, top1_name
+from grporm.records.schema import SEG_NAMES, RunRecord, Timing, top1_name
 from grporm.stats import summarize
 
 KEYS = ("experiment", "dataset", "backbone", "variant")

@@ -207,7 +207,7 @@ def simulation_table(reps: int = 2000, **settings) -> str:
 
 
 def looks_lines(document: dict) -> list[str]:
-    """A search's looks.json (grporm/sequential_runner.py) in words: the looks and their levels, the claims'
+    """A search's looks.json (grporm/plan/sequential_runner.py) in words: the looks and their levels, the claims'
     words at each, the seeds per row and arm at the last, CPU-minutes per decided claim. Shown at the
     end of `grporm run --until-decided` and in the experiment's report."""
     design, made = document.get("design") or {}, document.get("looks") or []

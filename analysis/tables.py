@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from grporm.analysis.records import method_rank
-from grporm.record_schema import PROTOCOLS
+from grporm.records.schema import PROTOCOLS
 from grporm.stats import summarize
 
 # (column prefix in the table, column in RunSet.runs, Markdown header)
@@ -20,7 +20,7 @@ def row_keys(runs: pd.DataFrame) -> list[str]:
 
 
 def classification_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, backbone, method), methods in registration order (grporm.methods); per (dataset, backbone,
+    """One row per (dataset, backbone, method), methods in registration order (grporm.training.methods); per (dataset, backbone,
     variant, method) when some run has a variant.
 
     Columns ``<m>_mean``, ``<m>_std`` (sample std, ddof=1; NaN with fewer than two values) and ``<m>_n``

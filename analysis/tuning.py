@@ -1,12 +1,12 @@
 """The "Tuning decisions" section: every learning-rate decision under ``<results>/tuning/`` (grid,
 validation score per value, winner, margin, SE, flags) as Markdown, LaTeX and CSV; the same rows are
-the table the `grporm tune` command prints. The decision itself is `grporm.tuning`'s."""
+the table the `grporm tune` command prints. The decision itself is `grporm.tuning.decisions`'s."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
-from grporm.tuning import _label_of, _points, flags, load_records
+from grporm.tuning.decisions import as_points, flags, load_records, setting_label
 
 NAME = "tuning"
 TITLE = "Tuning decisions"
@@ -35,12 +35,12 @@ def decision_row(record: dict) -> dict:
     mean score per lr with its per-seed scores in brackets."""
     scores = "; ".join(f"{row['lr']:g}: {_pct(row['score'])}{_per_seed(row)}" for row in record["scores"])
     runner_up = record.get("runner_up")
-    return {"setting": _label_of(record), "key": record["key"], "score": record["score"],
+    return {"setting": setting_label(record), "key": record["key"], "score": record["score"],
             "seeds": ", ".join(str(s) for s in record["seeds"]),
             "grid": ", ".join(f"{lr:g}" for lr in record["grid"]), "scores": scores,
             "winner": f"{record['winner']:g}", "runner_up": "—" if runner_up is None else f"{runner_up:g}",
-            "margin": _points(record.get("margin")), "se": _points(record.get("se")),
-            "seed_se": _points(record.get("seed_se")), "flags": flags(record)}
+            "margin": as_points(record.get("margin")), "se": as_points(record.get("se")),
+            "seed_se": as_points(record.get("seed_se")), "flags": flags(record)}
 
 
 ROW_TITLES = {"setting": "Setting", "key": "Key", "score": "Score", "seeds": "Seeds", "grid": "Grid",

@@ -6,7 +6,7 @@ probability of improvement paired by seed, the A/A rate with its upper bound.
 
 An experiment states its comparison in its YAML (`verdict:`, grporm.config.VerdictConfig), stored in
 each run's record; without one the default rule applies: the control is the arm or method named
-`ce`, else the one arm whose method is CE (grporm/declaration.py), every other fine-tuned arm or
+`ce`, else the one arm whose method is CE (grporm/plan/declaration.py), every other fine-tuned arm or
 method is a treatment, every metric the runs recorded is a row.
 Inputs are the records alone (`RunSet`); `verdict_frame` is the one table every output is made from.
 This module computes; analysis/verdict_render.py writes the Markdown, LaTeX and CSV of its comparisons.
@@ -33,12 +33,12 @@ import grporm.stats as stats
 from grporm.analysis.records import ID_COLUMNS, RunSet, load_history, metric_columns
 from grporm.analysis.sections import SHOT_GROUPS, Column, run_values
 from grporm.config import Claim, RunConfig, VerdictConfig
-from grporm.declaration import ambiguous, default_control, trains
-from grporm.measures import MEASURES, claim_title, measure_problem, split
-from grporm.record_schema import RunRecord
+from grporm.plan.declaration import ambiguous, default_control, trains
+from grporm.plan.measures import MEASURES, claim_title, measure_problem, split
+from grporm.records.schema import RunRecord
 
 ARM, METHOD = "arm", "method"
-PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/experiment.py)
+PICK_AXIS = "tune.pick"     # a runner-up run's axis (grporm/plan/experiment.py)
 RUNNER_UP = "runner_up"
 SCALE = 100.0               # every measure is a fraction: shown in points
 BOOTSTRAP_REPS = 2000
@@ -70,7 +70,7 @@ class Comparison:
 def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]:
     """The experiment's declaration from its records: the latest finished run's, where any has one;
     (declaration, declared?, notes). A declaration without a control gets the default one
-    (grporm/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
+    (grporm/plan/declaration.py: the arm named `ce`, else the one CE arm); None when that is ambiguous (the
     notes say why)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in paths:
@@ -105,7 +105,7 @@ def declaration(run_set: RunSet, paths) -> tuple[VerdictConfig, bool, list[str]]
 
 def candidates(runs: pd.DataFrame) -> tuple[dict[str, set[str]], str]:
     """{arm (or method): its methods} of the runs that train, and the axis (the records' side of
-    grporm.declaration.candidates_of)."""
+    grporm.plan.declaration.candidates_of)."""
     axis = _axis(runs) if not runs.empty else METHOD
     out: dict[str, set[str]] = {}
     for _, run in runs.iterrows():

@@ -13,7 +13,7 @@ import grporm.stats as stats
 from grporm.analysis.render import file_links, frame_csv, latex_grid, markdown_grid
 from grporm.analysis.verdict import ARM, BOOTSTRAP_REPS, FRAME_COLUMNS, ROW, Comparison, frame_of
 from grporm.config import VerdictConfig
-from grporm.measures import MEASURES, split
+from grporm.plan.measures import MEASURES, split
 
 NAME = "verdict"
 TITLE = "Verdict: every comparison with its control"

@@ -4,7 +4,7 @@ Four benchmarks, each measured side by side in one process, every figure the med
 repeats with its min and max:
 
 1. `step_ratio`  GRPO-RM training step time / CE training step time (same backbone, batch, model).
-2. `loop`        `grporm.train.fit` images/s / a bare PyTorch loop's images/s.
+2. `loop`        `grporm.training.train.Trainer.fit` images/s / a bare PyTorch loop's images/s.
 3. `evaluation`  SR + kNN on cached features vs scikit-learn: time ratio and accuracy difference.
 4. `scaling`     peak RSS of a training run; step and evaluation time vs batch size, number of
                  classes and number of training features.

@@ -1,4 +1,4 @@
-"""Benchmark 2: images/s of the suite's training loop (`grporm.train.fit`) / a bare PyTorch loop's.
+"""Benchmark 2: images/s of the suite's training loop (`grporm.training.train.Trainer.fit`) / a bare PyTorch loop's.
 
 Same model object, batch, thread count and optimiser (Adam); one epoch over N in-memory images.
 
@@ -44,27 +44,27 @@ def bare_epoch(model, x_all: torch.Tensor, y_all: torch.Tensor, batch: int, lr: 
 
 def fit_epoch(model, data, cfg, input_spec) -> int:
     from grporm.objectives import build_objective
-    from grporm.train import fit
+    from grporm.training.train import Trainer
 
-    result = fit(model, build_objective(cfg), data, cfg, cfg.train.lr, 1, input_spec, torch.device("cpu"),
-                 desc="bench")
+    trainer = Trainer(model, build_objective(cfg), data, cfg, input_spec, torch.device("cpu"), desc="bench")
+    result = trainer.fit(cfg.train.lr, epochs=1)
     return result.images_seen
 
 
 def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default, repeats: int) -> dict:
     """Milliseconds per step of each thing `fit` does that the bare loop does not."""
-    from grporm.data import preprocess_batch
+    from grporm.data import InputSpec
     from grporm.objectives import ce_loss
-    from grporm.train import make_optimizer, warmup_cosine
+    from grporm.training.train import make_optimizer, warmup_cosine
 
     b, s = sizes.batch, sizes.image_size
-    spec = (s, backbone.mean, backbone.std)
+    spec = InputSpec(s, backbone.mean, backbone.std)
     gen = torch.Generator().manual_seed(0)
     index = torch.randperm(len(data_default), generator=gen)[:b]
     logits = torch.randn(b, sizes.num_classes)
     targets = torch.randint(0, sizes.num_classes, (b,), generator=gen)
     model.train()
-    loss = F.cross_entropy(model(preprocess_batch(data_lean.images[index], *spec)), targets)
+    loss = F.cross_entropy(model(spec.preprocess(data_lean.images[index])), targets)
     loss.backward()
     optimizer = make_optimizer(model.parameters(), cfg_default, 1e-4)
     scheduler = warmup_cosine(optimizer, 10**9, 0.1)
@@ -79,9 +79,9 @@ def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default,
         bar.set_postfix(loss=f"{0.5:.4f}", acc=f"{0.5:.2f}")
 
     parts = {
-        "preprocess_default (28px grey -> resize, flip+shift, normalise)": lambda: preprocess_batch(
-            data_default.images[index], *spec, cfg_default.train.augment, gen),
-        "preprocess_lean (uint8 3xSxS -> float, normalise)": lambda: preprocess_batch(data_lean.images[index], *spec),
+        "preprocess_default (28px grey -> resize, flip+shift, normalise)": lambda: spec.preprocess(
+            data_default.images[index], cfg_default.train.augment, gen),
+        "preprocess_lean (uint8 3xSxS -> float, normalise)": lambda: spec.preprocess(data_lean.images[index]),
         "grad_clip (clip_grad_norm_ 1.0)": lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0),
         "ce_loss with stats (vs F.cross_entropy)": lambda: ce_loss(logits, targets),
         "F.cross_entropy alone": lambda: F.cross_entropy(logits, targets),
@@ -99,11 +99,11 @@ def profile(model, backbone, sizes: Sizes, data_default, data_lean, cfg_default,
 
 
 def run(sizes: Sizes, weights: str = "none", log=print) -> dict:
-    from grporm.data import ImageSet, preprocess_batch
+    from grporm.data import ImageSet, InputSpec
 
     model, backbone = build_model(sizes.num_classes, weights)
     s, b = sizes.image_size, sizes.batch
-    input_spec = (s, backbone.mean, backbone.std)
+    input_spec = InputSpec(s, backbone.mean, backbone.std)
     data_default = synthetic_images(sizes.loop_images, sizes.num_classes, size=28, channels=1)
     # The same pictures already at S x S x 3 (resized once), so all three loops see the same pixels.
     resized = F.interpolate(data_default.images.float(), size=(s, s), mode="bilinear", align_corners=False,
@@ -113,7 +113,7 @@ def run(sizes: Sizes, weights: str = "none", log=print) -> dict:
     cfg_default = run_config("ce", b, s, lr=1e-4)
     cfg_lean = run_config("ce", b, s, lr=1e-4, grad_clip=None, augment={"hflip": False, "shift": 0.0})
     # The bare loop's tensors: preprocessed once, up front (data already in memory).
-    x_all = preprocess_batch(data_lean.images, *input_spec)
+    x_all = input_spec.preprocess(data_lean.images)
     y_all = data_lean.labels.clone()
 
     loops = {

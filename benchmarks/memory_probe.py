@@ -1,7 +1,7 @@
 """Peak resident memory of one small training run, in a fresh process so the peak is its own.
 
 `python -m benchmarks.memory_probe --batch 64 ...` builds the suite's model, trains one epoch with
-`grporm.train.fit` (GRPO-RM by default, the default training settings), extracts features with
+`grporm.training.train.Trainer.fit` (GRPO-RM by default, the default training settings), extracts features with
 `grporm.evaluate.features.extract` and runs SR and kNN on them, printing one JSON line: the peak
 RSS (VmHWM, MiB) reached by the end of each stage.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from grporm.storage import peak_memory_mib as peak_mib
+from grporm.records.storage import peak_memory_mib as peak_mib
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -29,20 +29,21 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from benchmarks.common import build_model, run_config, set_threads, synthetic_images
+    from grporm.data import InputSpec
     from grporm.evaluate import knn_predict, softmax_regression
     from grporm.evaluate.features import extract
     from grporm.objectives import build_objective
-    from grporm.train import fit
+    from grporm.training.train import Trainer
 
     set_threads(args.threads)
     stages["imports"] = peak_mib()
     model, backbone = build_model(args.classes, args.weights)
-    spec = (args.size, backbone.mean, backbone.std)
+    spec = InputSpec(args.size, backbone.mean, backbone.std)
     train = synthetic_images(args.images, args.classes)
     test = synthetic_images(args.eval_images, args.classes, seed=1)
     stages["model_and_data"] = peak_mib()
     cfg = run_config(args.method, args.batch, args.size)
-    fit(model, build_objective(cfg), train, cfg, 1e-4, 1, spec, torch.device("cpu"), desc="memory")
+    Trainer(model, build_objective(cfg), train, cfg, spec, torch.device("cpu"), desc="memory").fit(1e-4, epochs=1)
     stages["train"] = peak_mib()
     f_train, _ = extract(model, train, spec, 256, torch.device("cpu"))
     f_test, _ = extract(model, test, spec, 256, torch.device("cpu"))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 def goals(b: dict) -> list[dict]:
-    """One row per goal (docs/times.md, 'Benchmarks'): the figure, its spread, and whether it is met (on the median)."""
+    """One row per goal that docs/times.md ('Benchmarks') states, and per reported figure: the figure, its spread,
+    and whether it is met (on the median; None for a figure reported without a goal)."""
     rows = []
     if "step_ratio" in b:
         s = b["step_ratio"]["ratio"]
@@ -16,8 +17,9 @@ def goals(b: dict) -> list[dict]:
     if "evaluation" in b:
         e = b["evaluation"]
         s = e["speedup_sklearn_over_ours"]["total"]
+        # reported, not judged: the 5x speed goal is retired (docs/times.md states the goals); the goal is equal accuracy
         rows.append({"id": "eval_speedup", "benchmark": "3. SR + kNN time: scikit-learn / ours",
-                     "goal": ">= 5", "measured": s, "unit": "x", "met": s["median"] >= 5.0})
+                     "goal": "report (no threshold)", "measured": s, "unit": "x", "met": None})
         for part, name in (("sr", "SR"), ("knn", "kNN")):
             d = e["accuracy_diff_points"][part]
             rows.append({"id": f"eval_accuracy_{part}",

@@ -2,7 +2,7 @@
 
 Same model object, same batch, same optimiser; only the objective differs, and both objectives come
 from the suite itself (`grporm.objectives.build_objective`). One step is exactly the body of
-`grporm.train.fit`'s inner loop: forward, rollout (pi_old = detached logits), objective with its
+`grporm.training.train.fit`'s inner loop: forward, rollout (pi_old = detached logits), objective with its
 statistics, finiteness check, zero_grad, backward, gradient clipping (the default 1.0), Adam step.
 
 The two objectives are measured in A B B A order within each repeat (CE, GRPO-RM, GRPO-RM, CE, then

@@ -1,7 +1,7 @@
 """grporm: open reproduction suite for GRPO-RM (arXiv 2511.15256).
 
 Python API: ``grporm.load_runs(*results)``, ``grporm.run(experiment, overrides=[...], results=...)``,
-``grporm.verdict(*results)`` (grporm.api), ``grporm.load_model(run_folder)`` (grporm.saved: a finished
+``grporm.verdict(*results)`` (grporm.api), ``grporm.load_model(run_folder)`` (grporm.training.saved: a finished
 run's fine-tuned backbone and head, in eval mode). They load on first use, so ``import grporm`` imports
 neither torch nor pandas.
 """
@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 # name -> the module that holds it, imported on first access (PEP 562)
-LAZY = {"load_runs": "grporm.api", "run": "grporm.api", "verdict": "grporm.api", "load_model": "grporm.saved"}
+LAZY = {"load_runs": "grporm.api", "run": "grporm.api", "verdict": "grporm.api", "load_model": "grporm.training.saved"}
 __all__ = ["__version__", *LAZY]
 
 

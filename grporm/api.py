@@ -84,12 +84,12 @@ def run(experiment: str | Path, overrides: Iterable[str] | str | None = (), resu
 
 def _run(experiment: Path, overrides: list[str], results: Path | None, checkpoints: Path | None, only: str | None,
          force: bool, max_runs: int | None, echo: Callable[..., None]) -> RunSet:
-    from grporm.experiment import load_experiment
-    from grporm.inputs import check_environment, output_folder
-    from grporm.interrupts import STOP
-    from grporm.matrix import run_matrix, select_runs
-    from grporm.preflight import preflight
-    from grporm.run_options import RunOptions
+    from grporm.plan.experiment import load_experiment
+    from grporm.plan.matrix import run_matrix, select_runs
+    from grporm.plan.preflight import preflight
+    from grporm.plan.run_options import RunOptions
+    from grporm.process.interrupts import STOP
+    from grporm.records.inputs import check_environment, output_folder
 
     check_environment()
     options = RunOptions(experiment, tuple(overrides), max_runs, force, only=only, results=results, checkpoints=checkpoints)

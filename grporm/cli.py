@@ -12,7 +12,7 @@ from typer._click import exceptions as click_errors  # typer vendors click; its 
 from typer.core import TyperArgument, TyperGroup
 
 from grporm.errors import GrpormError
-from grporm.run_options import DEFAULT_STALE_LOCK_MINUTES
+from grporm.plan.run_options import DEFAULT_STALE_LOCK_MINUTES
 
 
 class PlainArgument(TyperArgument):
@@ -107,7 +107,7 @@ class OneLineErrors(TyperGroup):
     """A command-line usage error (unknown option, `--nproc abc`, a missing argument) is one line on
     stderr and exit code 2, like every other bad input, instead of click's usage box. Placeholders
     read like other command lines' (readable), and -h is --help. Also the root of every command's
-    output: warnings are one line each (grporm.notices), a closed stdout is not an error."""
+    output: warnings are one line each (grporm.tracking.notices), a closed stdout is not an error."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -117,8 +117,7 @@ class OneLineErrors(TyperGroup):
         return _flag_help(super().get_help_option)(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        from grporm import notices
-
+        from grporm.tracking import notices
         undo_warnings, stdout = notices.install(), sys.stdout
         sys.stdout = ClosedStdoutTolerant(stdout)
         try:
@@ -156,7 +155,6 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 def _version(value: bool) -> None:
     if value:
         from grporm import __version__
-
         typer.echo(f"grporm {__version__}")
         raise typer.Exit()
 
@@ -176,7 +174,7 @@ def results_option(text: str, default: Path | None = Path("results")) -> Path | 
 
 
 def max_runs_option() -> int | None:
-    # The limit itself is grporm.experiment.MAX_RUNS (not imported here: the CLI imports lazily).
+    # The limit itself is grporm.plan.experiment.MAX_RUNS (not imported here: the CLI imports lazily).
     return typer.Option(None, "--max-runs", metavar="N", min=1, envvar="GRPORM_MAX_RUNS", show_envvar=False,
                         help="refuse a matrix of more than N runs before building it (default 10,000; "
                              "also the environment variable GRPORM_MAX_RUNS)")
@@ -192,7 +190,7 @@ def _checked_environment(check) -> None:
 def _end_of_matrix(err: BaseException, dist, kept: str) -> None:
     """How `run` and `tune` end on an error: one line for bad input or a failed run, a resume hint
     for an interruption (printed once under DDP); anything else propagates."""
-    from grporm.interrupts import Interrupted
+    from grporm.process.interrupts import Interrupted
 
     if isinstance(err, GrpormError):
         _fail(err)
@@ -275,7 +273,7 @@ def run(
     before anything is written, warnings are one line each. W&B: the environment variable WANDB_MODE,
     when set, wins over tracking.mode (except disabled).
     """
-    from grporm.run_options import RunOptions
+    from grporm.plan.run_options import RunOptions
 
     options = RunOptions(experiment, tuple(override), max_runs, force, sensitivity, only, shard, nproc, stale_lock,
                          results, checkpoints)
@@ -287,21 +285,21 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
                 slurm: list[str] = (), until_decided: bool = False, batch_only: bool = False) -> None:
     """`grporm run` for a RunOptions: check, then print (--dry-run), submit (--launcher), relaunch
     (--nproc) or run the matrix here."""
-    from grporm.inputs import check_environment, output_folder
+    from grporm.records.inputs import check_environment, output_folder
 
     _checked_environment(check_environment)  # before torch is imported: its OpenMP reads OMP_NUM_THREADS
-    from grporm import distributed
-    from grporm.experiment import load_experiment
-    from grporm.interrupts import STOP
-    from grporm.matrix import is_finished, run_matrix, select_runs, sensitivity_runs
-    from grporm.preflight import preflight
+    from grporm.plan.experiment import load_experiment
+    from grporm.plan.matrix import is_finished, run_matrix, select_runs, sensitivity_runs
+    from grporm.plan.preflight import preflight
+    from grporm.process import distributed
+    from grporm.process.interrupts import STOP
 
     o = options
     results, checkpoints = o.results_folder, o.checkpoints_folder
     dist = distributed.SINGLE
     try:
-        if until_decided or batch_only:  # seeds in batches until decided: grporm/sequential_runner.py
-            from grporm.sequential_runner import run_until_decided, task_arguments
+        if until_decided or batch_only:  # seeds in batches until decided: grporm/plan/sequential_runner.py
+            from grporm.plan.sequential_runner import run_until_decided, task_arguments
 
             if not dry_run:
                 output_folder(results, "--results")
@@ -336,8 +334,7 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
         output_folder(results, "--results")
         output_folder(checkpoints, "--checkpoints")
         if launcher is not None or slurm:
-            from grporm import launch
-
+            from grporm.process import launch
             preflight(runs, o.nproc, warn=_warn)  # bad settings fail here, not after hours in the queue
             raise typer.Exit(launch.launch_cli(launcher, list(slurm), exp, runs, o.shard, o.nproc,
                                                o.argv(shard=False, nproc=True), typer.echo, results))
@@ -347,7 +344,7 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
         if relaunch:
             raise typer.Exit(distributed.launch(o.nproc, o.argv()))
         if dist.is_main:  # where to look, before the first line of the first run
-            from grporm.progress import shard_tag
+            from grporm.tracking.progress import shard_tag
 
             typer.echo(f"{shard_tag(o.shard)}{exp.name}: {len(runs)} run(s); records under {results / exp.name}, "
                        f"checkpoints under {checkpoints / exp.name}")
@@ -362,8 +359,8 @@ def run_command(options, *, dry_run: bool = False, verbose: bool = False, launch
 
 def _runner_up_experiment(exp, experiment: Path, override: list[str], max_runs: int | None):
     """`experiment` with tune.pick=runner_up (the ids gain -lr=runner_up); one line if it cannot have it."""
-    from grporm.experiment import load_experiment, parse_override
-    from grporm.tuning import needs_decision
+    from grporm.plan.experiment import load_experiment, parse_override
+    from grporm.tuning.decisions import needs_decision
 
     if any(parse_override(o)[0] == "tune.pick" for o in override):
         raise GrpormError("--sensitivity sets tune.pick=runner_up itself; drop -o tune.pick")
@@ -387,19 +384,19 @@ def tune(
 
     A decision is made once per setting and shared by seeds and experiments; printed are the grid,
     the validation scores, the winner, the margin and the flags."""
-    from grporm.inputs import check_environment, output_folder
-    from grporm.run_options import default_results
+    from grporm.plan.run_options import default_results
+    from grporm.records.inputs import check_environment, output_folder
 
     results = results if results is not None else default_results(experiment)
 
     _checked_environment(check_environment)
-    from grporm import distributed
     from grporm.analysis.tuning import decisions_markdown
-    from grporm.experiment import load_experiment
-    from grporm.interrupts import STOP
-    from grporm.matrix import parse_shard, settings_to_tune, tune_matrix
-    from grporm.preflight import preflight
-    from grporm.tuning import read_decision, record_path, tuning_key
+    from grporm.plan.experiment import load_experiment
+    from grporm.plan.matrix import parse_shard, settings_to_tune, tune_matrix
+    from grporm.plan.preflight import preflight
+    from grporm.process import distributed
+    from grporm.process.interrupts import STOP
+    from grporm.tuning.decisions import read_decision, record_path, tuning_key
 
     dist = distributed.SINGLE
     try:
@@ -415,7 +412,7 @@ def tune(
         output_folder(results, "--results")
         dist = distributed.init_from_env()
         preflight(mine, dist.world_size, warn=_warn if dist.is_main else None)
-        from grporm.progress import PROCESS, shard_tag, tagged
+        from grporm.tracking.progress import PROCESS, shard_tag, tagged
 
         PROCESS.tag = shard_tag(shard)  # two shards in one terminal: each line says whose it is
         try:
@@ -445,7 +442,7 @@ def report(
 
     Tables go under RESULTS/tables/, figures under RESULTS/figures/."""
     from grporm.analysis.report import REPORT_NAME, report_all
-    from grporm.progress import Stages
+    from grporm.tracking.progress import Stages
 
     try:
         written = report_all(results, from_wandb, refresh, say=Stages())
@@ -473,8 +470,8 @@ def compare(
     from grporm.analysis.records import dropped, merged
     from grporm.analysis.verdict import comparisons
     from grporm.analysis.verdict_render import NAME, verdict_files
-    from grporm.inputs import output_folder
-    from grporm.storage import write_text_atomic
+    from grporm.records.inputs import output_folder
+    from grporm.records.storage import write_text_atomic
 
     try:
         run_set = merged(list(results))
@@ -506,7 +503,7 @@ def verify(
 
     Per run and metric: the committed value, the rerun's, Δ, the tolerance and a verdict (exact /
     within / OUTSIDE). A committed run that is missing or was rerun with another config fails too."""
-    from grporm.verify import verify as compare_runs
+    from grporm.records.verify import verify as compare_runs
 
     try:
         report, text = compare_runs(rerun, against, experiment)
@@ -533,10 +530,10 @@ def eval_(
     SR, kNN, head accuracy and ECE (segmentation: mIoU), and the run's corruptions, transfer or
     imbalance evaluation when its config has them, on the fine-tuned weights the run kept; the same
     numbers as its record when nothing is overridden."""
-    from grporm.inputs import check_environment
+    from grporm.records.inputs import check_environment
 
     _checked_environment(check_environment)
-    from grporm.saved import evaluate_saved, locate
+    from grporm.training.saved import evaluate_saved, locate
 
     try:
         saved = locate(run_path, results, checkpoints)
@@ -548,7 +545,7 @@ def eval_(
         if isinstance(value, float):
             typer.echo(f"  {name:28s} {value:.4f}")
     if json_out is not None:
-        from grporm.storage import write_json
+        from grporm.records.storage import write_json
 
         write_json(json_out, {"run_id": saved.run_id, "weights": str(saved.weights), "record": str(saved.record),
                               "overrides": list(override), "metrics": metrics.to_json()})
@@ -560,7 +557,7 @@ def dashboard(project: str = typer.Argument(..., metavar="ENTITY/PROJECT", help=
     """Create a W&B report of a project's runs, grouped as in the tables.
 
     Needs network and the package wandb-workspaces."""
-    from grporm.wandb_tools import create_dashboard
+    from grporm.tracking.wandb_tools import create_dashboard
 
     try:
         typer.echo(f"created W&B report {create_dashboard(project)}")
@@ -573,8 +570,7 @@ def sync(results: Path = results_option("folder with run records")) -> None:
     """Upload the offline W&B runs with wandb sync.
 
     The runs under ./wandb (or $WANDB_DIR/wandb) and those the records under RESULTS name."""
-    from grporm import wandb_tools
-
+    from grporm.tracking import wandb_tools
     try:
         folders = wandb_tools.offline_runs(results)
         if not folders:
@@ -594,9 +590,9 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
     """List the data sets, packaged backbones, objectives, rewards, methods and shipped experiments."""
     from grporm.data import DATASETS
     from grporm.data.corruptions import CORRUPTIONS
-    from grporm.methods import METHODS, method_names
     from grporm.models import PACKAGED_WEIGHTS
     from grporm.objectives import OBJECTIVES, REWARDS
+    from grporm.training.methods import METHODS, method_names
 
     sections = {
         "datasets": DATASETS.describe(),
@@ -634,8 +630,8 @@ def list_(what: Optional[str] = typer.Argument(None, help="datasets | backbones 
 def _shipped_experiments() -> dict[str, str]:
     """The repository's experiment files (as paths from the current folder when inside it), each with
     its description."""
-    from grporm.experiment import load_yaml
-    from grporm.run_options import SHIPPED_EXPERIMENTS
+    from grporm.plan.experiment import load_yaml
+    from grporm.plan.run_options import SHIPPED_EXPERIMENTS
 
     found = {}
     for path in sorted(SHIPPED_EXPERIMENTS.rglob("*.yaml")):
@@ -653,7 +649,7 @@ def _shipped_experiments() -> dict[str, str]:
 
 def _first_comment_sentence(path: Path) -> str:
     """The first sentence of a file's opening comment (the studies say what they are there)."""
-    from grporm.inputs import read_text
+    from grporm.records.inputs import read_text
 
     lines = []
     try:
@@ -681,9 +677,9 @@ def data_check(
     offline: bool = typer.Option(False, "--offline", help="count what a run would download (weights: hub, data.download) as missing; also HF_HUB_OFFLINE=1"),
 ) -> None:
     """List the data sets and weight files needed and where they are; exit 1 if any is missing."""
-    from grporm.inputs import check_environment
-    from grporm.preflight import settings_checked
-    from grporm.requirements import env_offline, experiment_requirements, format_table, inventory
+    from grporm.plan.preflight import settings_checked
+    from grporm.plan.requirements import env_offline, experiment_requirements, format_table, inventory
+    from grporm.records.inputs import check_environment
 
     try:
         check_environment()
@@ -692,7 +688,7 @@ def data_check(
                 raise GrpormError("-o/--override needs an experiment file")
             items = inventory()
         else:
-            from grporm.experiment import load_experiment
+            from grporm.plan.experiment import load_experiment
 
             exp = load_experiment(experiment, override, max_runs)
             settings_checked(exp.runs)  # the settings alone, as `grporm run` checks them; loading is --dry-run's

@@ -3,7 +3,7 @@ experiment (`Experiment`, its runs).
 
 Models only: unknown keys, wrong types and out-of-range values are refused here; reading experiment
 files, `base:` chains, overrides, the matrix, run ids and every registry name (methods, data sets,
-rewards, corruptions) and tuning-grid check are grporm/experiment.py's, which imports the registries
+rewards, corruptions) and tuning-grid check are grporm/plan/experiment.py's, which imports the registries
 these models must not (their modules import this one).
 """
 from __future__ import annotations
@@ -155,11 +155,11 @@ class SegConfig(Strict):
 
 
 class TuneConfig(Strict):
-    """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning.py;
+    """The learning-rate decision of a setting, shared by its seeds and experiments (grporm/tuning/decisions.py;
     docs/method.md, 'Tuning rules'). An empty grid keeps train.lr."""
 
     grid: list[float] = Field(default_factory=list, description="learning rates tried; empty = no tuning (train.lr); "
-                              "checked by the grid rule when an experiment is loaded (grporm/tuning.py, check_grid)")
+                              "checked by the grid rule when an experiment is loaded (grporm/tuning/decisions.py, check_grid)")
     score: Literal["sr", "knn20", "head", "miou"] = Field("sr", description="validation metric the decision maximises")
     fraction: float = Field(1.0, ge=0.5, le=1.0, description="tuning length: ceil(fraction * train.epochs) epochs, same schedule shape")
     max_extensions: int = Field(2, ge=0, description="grid steps added past an edge the winner sits on")
@@ -206,17 +206,17 @@ class Claim(Strict):
     'The verdict's rules'). The headline counts the primary claims; secondary ones are reported beside."""
 
     name: str = Field(..., min_length=1, description="the row's name in tables, e.g. SR")
-    measure: str = Field(..., min_length=1, description="a measure of grporm/measures.py, e.g. sr, knn20, ood_sr")
+    measure: str = Field(..., min_length=1, description="a measure of grporm/plan/measures.py, e.g. sr, knn20, ood_sr")
     primary: bool = Field(True, description="counted in the headline (the family of primary claims); false = secondary")
 
 
 class VerdictConfig(Strict):
     """The comparison an experiment's verdict makes (analysis/verdict.py). Stored with each run's
     record (so a report from the records alone knows it); never part of the config hash or run id.
-    Measure names are checked when the experiment is loaded (grporm/measures.py)."""
+    Measure names are checked when the experiment is loaded (grporm/plan/measures.py)."""
 
     control: str | None = Field(None, min_length=1, description="the arm (or, without an arm axis, the method) every other one is "
-                                "compared with; null = the arm named ce, else the one arm whose method is ce (grporm/declaration.py)")
+                                "compared with; null = the arm named ce, else the one arm whose method is ce (grporm/plan/declaration.py)")
     aa: list[str] = Field(default_factory=list, description="A/A controls: compared with the control like the others, reported "
                           "as controls, never said to reproduce a claim, outside the multiplicity family")
     margin: float = Field(1.0, gt=0, description="points: δ, the smallest improvement that matters; a claim is contradicted "
@@ -299,7 +299,7 @@ class RunConfig(Strict):
         return hashlib.sha256(json.dumps(self.hash_payload(), sort_keys=True).encode()).hexdigest()[:12]
 
     def hash_payload(self) -> dict:
-        """What `config_hash` hashes; the tuning key (grporm/tuning.py) narrows it to a setting."""
+        """What `config_hash` hashes; the tuning key (grporm/tuning/decisions.py) narrows it to a setting."""
         # the verdict declaration says how runs are compared, not what a run computes
         payload = self.model_dump(mode="json", exclude={"tracking", "run_id", "axes", "verdict"})
         for how in ("threads", "channels_last", "compile"):  # how a run is computed, not what it computes

@@ -13,10 +13,10 @@
   it from unpaired runs; rliable itself is not a dependency: its `arch<8` pin does not import beside
   pandas 3), complete separation named rather than given a zero-width interval;
 - the A/A rate with its exact (Clopper-Pearson) upper bound;
-- the learning-rate decision's standard errors (grporm/tuning.py's close-call rule): binomial SE of a
+- the learning-rate decision's standard errors (grporm/tuning/decisions.py's close-call rule): binomial SE of a
   validation score, of a mean of scores, and the SE of paired differences.
 
-Formerly analysis/stats.py, analysis/inference.py and the SE helpers of grporm/tuning.py. It sits in
+Formerly analysis/stats.py, analysis/inference.py and the SE helpers of grporm/tuning/decisions.py. It sits in
 `grporm` (not `analysis/`) because the tuning rules below the analysis layer use it too.
 """
 from __future__ import annotations
@@ -294,7 +294,7 @@ def exclusion_rate(excludes_zero: Sequence[bool]) -> float:
     return float(np.mean(excludes_zero)) if len(excludes_zero) else math.nan
 
 
-# -- the learning-rate decision's standard errors (grporm/tuning.py) ----------------------------------
+# -- the learning-rate decision's standard errors (grporm/tuning/decisions.py) ----------------------------------
 def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
 

@@ -56,8 +56,7 @@ def test_verdict_returns_the_verdict_frame_of_the_records(tmp_path, write_run, m
 
 @pytest.mark.slow
 def test_run_trains_an_experiment_and_returns_its_records(tmp_path, monkeypatch):
-    from grporm import runner
-
+    from grporm.training import runner
     monkeypatch.setattr(runner, "_TRAINED_IN_PROCESS", False)  # as in a fresh process
     path = write_experiment(tmp_path, matrix={"seed": [0, 1]})
     said = []

@@ -17,9 +17,9 @@ import pytest
 import torch
 import yaml
 
-from grporm import experiment
 from grporm.errors import GrpormError
-from grporm.storage import run_dir
+from grporm.plan import experiment
+from grporm.records.storage import run_dir
 
 from tiny_runs import BASE, invoke, write_experiment
 
@@ -154,7 +154,7 @@ def test_experiment_name_cannot_escape(tmp_path):
 
 
 def test_a_checkpoint_carrying_code_is_never_executed(tmp_path):
-    from grporm.checkpoints import load_checkpoint
+    from grporm.training.checkpoints import load_checkpoint
 
     path = tmp_path / "last.pt"
     path.write_bytes(pickle.dumps({"model": Payload(tmp_path / "marker"), "epoch": 1}, protocol=2))
@@ -334,7 +334,7 @@ def test_bad_override(tmp_path, case):
 
 def test_a_list_override_of_a_list_setting_on_a_matrix_axis_is_one_value(tmp_path):
     """matrix eval.knn_k: [[...], [...]]; -o eval.knn_k=[10, 20] is one list of k, not two axis values."""
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     raw = {"matrix": {"eval.knn_k": [[5], [10]]}}
     runs = build_experiment(raw, "x.yaml", ["eval.knn_k=[10, 20]"]).runs
@@ -457,8 +457,8 @@ def test_data_root_that_is_a_file(tmp_path):
 
 def test_undamaged_data_root_is_accepted(tmp_path):
     """The damaged cases above fail for their damage: the same files intact pass --dry-run and preflight."""
-    from grporm.experiment import load_experiment
-    from grporm.preflight import preflight
+    from grporm.plan.experiment import load_experiment
+    from grporm.plan.preflight import preflight
 
     root = fashion_root(tmp_path, "none")
     path = write_experiment(tmp_path, data={"name": "fashion_mnist", "root": str(root), "train_per_class": 1,
@@ -531,7 +531,7 @@ READ_BACK = {  # content of a record.json -> fragment of the problem
 def test_damaged_record_is_refused_with_its_name_and_set_aside(tmp_path, case):
     import json
 
-    from grporm.storage import aside_name, read_record, read_record_or_rerun, set_aside
+    from grporm.records.storage import aside_name, read_record, read_record_or_rerun, set_aside
 
     content, fragment = READ_BACK[case]
     path = tmp_path / "record.json"
@@ -551,8 +551,8 @@ def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
     """A record that parses but is not a record (metrics a string) is not taken as finished."""
     import json
 
-    from grporm.experiment import load_experiment
-    from grporm.matrix import is_finished
+    from grporm.plan.experiment import load_experiment
+    from grporm.plan.matrix import is_finished
 
     path = write_experiment(tmp_path)
     run = load_experiment(path).runs[0]
@@ -565,7 +565,7 @@ def test_a_finished_record_with_a_damaged_schema_makes_the_run_redo(tmp_path):
 
 def test_the_shared_json_reader_for_other_records(tmp_path):
     """What a tuning record (results/tuning/*.json) reader uses: fields and an extra check."""
-    from grporm.inputs import read_json, read_text
+    from grporm.records.inputs import read_json, read_text
 
     path = tmp_path / "t.json"
     path.write_text('{"best": {"lr": 0.1}, "trials": []}')
@@ -608,7 +608,7 @@ def test_every_user_file_read_in_the_package_goes_through_grporm_inputs():
 
 
 def test_a_checkpoint_with_the_wrong_schema_falls_back_to_the_previous_one(tmp_path):
-    from grporm.checkpoints import load_checkpoint, save_checkpoint
+    from grporm.training.checkpoints import load_checkpoint, save_checkpoint
 
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {}, "epoch": 1, "history": []})
@@ -623,7 +623,7 @@ def test_a_checkpoint_with_the_wrong_schema_falls_back_to_the_previous_one(tmp_p
 # large to build; a huge value echoed in an error -------------------------------------------------------
 def test_yaml_merge_keys_work_and_a_key_given_twice_is_still_refused(tmp_path):
     from grporm.errors import ConfigError
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     text = ("train: &train {epochs: 2, lr: 0.01}\n"
             "matrix:\n"
@@ -642,7 +642,7 @@ def test_yaml_merge_keys_work_and_a_key_given_twice_is_still_refused(tmp_path):
 
 @pytest.mark.parametrize("written", ["5e-3", "5.0e-3", "0.005", "0.50e-2"])
 def test_one_configuration_has_one_run_id_however_its_numbers_are_written(written):
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     raw = {"seed": 2, "matrix": {"train.lr": [1.0e-3, 1.0e-2], "tune.grid": [[1.0e-3, 1.0e-2, 1.0e-1]],
                                  "grpo_rm.temperature": [0.5, 1.0]}}
@@ -669,7 +669,7 @@ def test_an_override_the_matrix_would_overwrite_is_refused_naming_both(tmp_path,
 
 
 def test_an_override_beside_the_matrix_axes_is_taken():
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     runs = build_experiment({"matrix": {"train.lr": [1.0e-3, 1.0e-2], "grpo_rm": [{"inner_steps": 1}]}}, "x.yaml",
                             ["train={epochs: 2}", "grpo_rm.clip_eps=0.3"]).runs
@@ -730,7 +730,7 @@ def test_a_ten_megabyte_value_gives_a_short_line(tmp_path):
 
 def test_a_name_or_run_id_too_long_for_a_folder_is_refused():
     from grporm.errors import ConfigError
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     with pytest.raises(ConfigError, match=r"^x.yaml: name: at most 100 characters"):
         build_experiment({"name": "n" * 300}, "x.yaml")

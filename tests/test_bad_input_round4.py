@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-import grporm.train
+import grporm.training.train
 from grporm.data.sources import decode_images, image_sizes
 from grporm.errors import DataMissingError, GrpormError
 
@@ -142,8 +142,8 @@ def test_whatever_a_hostile_image_makes_the_decoder_raise_is_one_line_naming_it(
 
 
 def test_a_warning_while_decoding_names_the_image(tmp_path, monkeypatch, capsys, shown):
-    from grporm import notices
     from grporm.data import sources
+    from grporm.tracking import notices
 
     Image.new("RGB", (4, 4)).save(tmp_path / "odd.png")
     original = sources.to_rgb
@@ -282,7 +282,7 @@ def test_the_model_pt_of_a_finished_run_is_a_valid_weights_file(tmp_path):
 # ---------------------------------------------------------------- one writer: atomic, never through a link, the umask's mode
 
 def test_the_writer_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_path):
-    from grporm.storage import write_text_atomic
+    from grporm.records.storage import write_text_atomic
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -296,9 +296,9 @@ def test_the_writer_replaces_a_planted_symlink_instead_of_writing_through_it(tmp
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_files_get_the_mode_of_the_umask_not_mkstemps_0600(tmp_path, umask, mode):
-    from grporm.checkpoints import save_checkpoint
-    from grporm.locks import RunLock
-    from grporm.storage import write_json
+    from grporm.process.locks import RunLock
+    from grporm.records.storage import write_json
+    from grporm.training.checkpoints import save_checkpoint
 
     old = os.umask(umask)
     lock = RunLock(tmp_path / ".lock", heartbeat=3600)
@@ -322,7 +322,7 @@ def test_every_file_the_suite_writes_goes_through_the_one_writer():
                 "savefig to a path": r"savefig\((?!handle)", "to_csv to a path": r"to_csv\((?!buffer)"}
     allowed = {("storage.py", "open for writing"),  # the writer: os.fdopen of its temporary file
                ("locks.py", "open for writing"),  # lock files: created exclusively, their own protocol
-               ("tracking.py", "savefig to a path")}  # into an in-memory buffer for W&B
+               ("tracker.py", "savefig to a path")}  # into an in-memory buffer for W&B
     found = set()
     for path in [*(REPO / "grporm").rglob("*.py"), *(REPO / "analysis").rglob("*.py")]:
         text = path.read_text()
@@ -406,8 +406,8 @@ def test_a_planted_manifest_cannot_make_a_report_delete_outside_the_results(tmp_
 # ---------------------------------------------------------------- resume
 
 def _prepared(tmp_path):
-    from grporm.experiment import load_experiment
-    from grporm.runner import _prepare_checkpoints
+    from grporm.plan.experiment import load_experiment
+    from grporm.training.runner import _prepare_checkpoints
 
     run = load_experiment(write_experiment(tmp_path)).runs[0]
     folder = tmp_path / "ckpt"
@@ -456,7 +456,7 @@ class Stop(Exception):
 
 
 def _stopped_in_epoch_3(folder: Path, monkeypatch) -> None:
-    original, calls = grporm.train.local_batch, [0]
+    original, calls = grporm.training.train.local_batch, [0]
 
     def local_batch(*args, **kwargs):
         calls[0] += 1
@@ -466,7 +466,7 @@ def _stopped_in_epoch_3(folder: Path, monkeypatch) -> None:
 
     write_experiment(folder)
     with monkeypatch.context() as patch:
-        patch.setattr(grporm.train, "local_batch", local_batch)
+        patch.setattr(grporm.training.train, "local_batch", local_batch)
         assert isinstance(invoke(folder).exception, Stop)
 
 
@@ -550,7 +550,7 @@ def test_api_experiment_none_and_load_runs_none(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- environment and output
 
 def test_wandb_gets_a_folder_under_the_results_when_home_is_unset(tmp_path, monkeypatch):
-    from grporm.tracking import service_environment
+    from grporm.tracking.tracker import service_environment
 
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -599,8 +599,7 @@ def test_a_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
 
 
 def test_a_warning_is_one_line_naming_the_file_it_is_about(tmp_path, capsys, shown):
-    from grporm import notices
-
+    from grporm.tracking import notices
     undo = notices.install()
     try:
         with notices.reading(tmp_path / "w.pt"):
@@ -633,7 +632,7 @@ def test_a_home_folder_python_cannot_tell_is_one_line_not_a_traceback(tmp_path, 
 
     from grporm.config import DataConfig
     from grporm.data.sources import data_root
-    from grporm.inputs import expand_home
+    from grporm.records.inputs import expand_home
 
     monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # what Python does then: ~ stays ~
     with pytest.raises(GrpormError, match="cannot tell the home folder '~' stands for .HOME is unset"):

@@ -69,7 +69,7 @@ def test_quick_run_writes_markdown_tables(quick):
         assert heading in md
     assert "| benchmark | goal | measured: median [min, max] | met |" in md
     assert "torch threads" in md and "make bench" in md and "QUICK" in md
-    for goal in ("<= 1.03", ">= 0.95", ">= 5", "abs(diff) <= 0.5"):
+    for goal in ("<= 1.03", ">= 0.95", "abs(diff) <= 0.5"):
         assert goal in md
     goals = md.split("## Goals", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in goals.splitlines() if line.startswith("|")]
@@ -94,7 +94,7 @@ def test_goals_are_judged_on_the_median():
                        "accuracy_diff_points": {"sr": -0.4, "knn": 0.6}},
     }
     met = {g["id"]: g["met"] for g in report.goals(b)}
-    assert met == {"step_ratio": True, "loop_ratio": False, "eval_speedup": True,
+    assert met == {"step_ratio": True, "loop_ratio": False, "eval_speedup": None,
                    "eval_accuracy_sr": True, "eval_accuracy_knn": False}
 
 
@@ -121,3 +121,15 @@ def test_sklearn_regularisation_matches_ours():
     ours = torch.softmax(x @ w + b, dim=1).numpy()
     theirs = sklearn_logreg(l2, len(y), 2000).set_params(tol=1e-10).fit(x.numpy(), y.numpy()).predict_proba(x.numpy())
     np.testing.assert_allclose(ours, theirs, atol=2e-3)
+
+
+def test_every_judged_goal_is_one_the_docs_state():
+    """`make bench` judges only the goals docs/times.md (linked from the README for the benchmarks) states;
+    a retired goal (SR + kNN 5x faster than scikit-learn) is reported as a figure, never as NOT met."""
+    section = (ROOT / "docs" / "times.md").read_text().split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    prose = " ".join(section.split())
+    b = {"step_ratio": {"ratio": summary([1.0])}, "loop": {"ratio": {"fit": summary([1.0])}},
+         "evaluation": {"speedup_sklearn_over_ours": {"total": summary([1.0])}, "accuracy_diff_points": {"sr": 0.0, "knn": 0.0}}}
+    judged = [g for g in report.goals(b) if g["met"] is not None]
+    assert judged and all(f"goal {g['goal']}" in prose or f"{g['goal']} points" in prose for g in judged), judged
+    assert not any(g["goal"] == ">= 5" for g in report.goals(b)) and "5x faster" not in prose

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import grporm
 from grporm.cli import app
-from grporm.run_options import RunOptions, default_results, is_shipped
+from grporm.plan.run_options import RunOptions, default_results, is_shipped
 
 from tiny_runs import RESULTS, invoke, write_experiment
 
@@ -92,8 +92,7 @@ def test_the_childs_command_line_keeps_every_option():
 def test_max_runs_reaches_the_torchrun_child(tmp_path, monkeypatch):
     """Issue 25: `run --nproc 2 --max-runs N` relaunched under torchrun without --max-runs, so the child
     refused the matrix its parent had accepted."""
-    from grporm import distributed
-
+    from grporm.process import distributed
     seen = []
     monkeypatch.setattr(distributed, "launch", lambda nproc, argv: seen.append((nproc, argv)) or 0)
     write_experiment(tmp_path, matrix={"seed": [0, 1, 2]})
@@ -105,8 +104,7 @@ def test_max_runs_reaches_the_torchrun_child(tmp_path, monkeypatch):
 
 
 def test_max_runs_reaches_the_launchers_tasks(tmp_path, monkeypatch):
-    from grporm import launch
-
+    from grporm.process import launch
     seen = []
     monkeypatch.setattr(launch, "launch_cli", lambda *args, **kwargs: seen.append(args[6]) or 0)
     write_experiment(tmp_path, matrix={"seed": [0, 1, 2]})
@@ -118,7 +116,7 @@ def test_max_runs_reaches_the_launchers_tasks(tmp_path, monkeypatch):
 
 def test_a_matrix_axis_is_overridden_or_added_from_the_command_line(tmp_path):
     from grporm.errors import ConfigError
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     path = write_experiment(tmp_path, matrix={"method": ["ce", "grpo_rm"]})
     ids = [r.run_id for r in load_experiment(path, ["matrix.seed=[0,1]"]).runs]
@@ -132,7 +130,7 @@ def test_a_matrix_axis_is_overridden_or_added_from_the_command_line(tmp_path):
 
 def test_a_misspelt_weights_keyword_is_no_path(tmp_path):
     from grporm.errors import ConfigError
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     path = write_experiment(tmp_path)
     with pytest.raises(ConfigError, match=r"'packged' is neither a keyword \(packaged, hub, none\) nor an existing file "
@@ -144,7 +142,7 @@ def test_a_misspelt_weights_keyword_is_no_path(tmp_path):
 
 def test_model_names_get_did_you_mean_and_never_nowhere(tmp_path):
     from grporm.models.backbones import unknown_backbone, without_weights_fix
-    from grporm.requirements import _packaged_requirement
+    from grporm.plan.requirements import _packaged_requirement
 
     assert "(did you mean 'mobilenetv2_100'?)" in unknown_backbone("mobilenetv2_10")
     assert "'resnet18'" in unknown_backbone("resnt18") and unknown_backbone("resnet18") is None
@@ -158,7 +156,7 @@ def test_model_names_get_did_you_mean_and_never_nowhere(tmp_path):
 
 
 def test_run_ids_name_the_data_set_as_its_records_do(tmp_path):
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     (tmp_path / "shapes").mkdir()
     path = write_experiment(tmp_path, data={"name": "imagefolder", "root": str(tmp_path / "shapes")})
@@ -170,7 +168,7 @@ def test_run_ids_name_the_data_set_as_its_records_do(tmp_path):
 @pytest.mark.parametrize("name", ["quick.yaml", "studies/readings.yaml", "studies/transfer.yaml", "studies/segmentation.yaml"])
 def test_the_shipped_run_ids_keep_the_registered_data_set_name(name):
     """The committed records are found by their run ids: a shipped experiment's ids start with data.name."""
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     runs = load_experiment(REPO / "experiments" / name).runs
     assert runs and all(r.run_id.startswith(f"{r.data.name}-{r.model.name}-{r.method}") for r in runs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grporm.experiment import load_experiment
+from grporm.plan.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted(p for p in (ROOT / "experiments" / "studies").glob("*.yaml") if p.name != "base.yaml")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from grporm.cli import app
 from grporm.config import ADDED_OPTIONS, RunConfig
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment, load_experiment
+from grporm.plan.experiment import build_experiment, load_experiment
 
 runner = CliRunner()
 

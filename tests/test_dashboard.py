@@ -12,8 +12,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from grporm import wandb_tools
 from grporm.cli import app
+from grporm.tracking import wandb_tools
 
 pytest.importorskip("wandb_workspaces")
 from wandb.apis.public import service_api  # noqa: E402

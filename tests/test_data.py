@@ -192,7 +192,7 @@ def test_make_splits_too_few_per_class(fake_root):
 
 def _study_runs(fake_root, **data) -> dict[tuple[str, int], object]:
     """Runs of a two-arm, two-seed experiment on the fake data, by (method, seed)."""
-    from grporm.experiment import build_experiment
+    from grporm.plan.experiment import build_experiment
 
     raw = {"name": "seeds", "matrix": {"method": ["ce", "grpo_rm"], "seed": [0, 1]},
            "data": {"root": str(fake_root), "val_per_class": 5, "train_per_class": 10, "test_per_class": 4, **data}}
@@ -200,8 +200,7 @@ def _study_runs(fake_root, **data) -> dict[tuple[str, int], object]:
 
 
 def _run_indices(run) -> dict[str, set[int]]:
-    from grporm import seeding
-
+    from grporm.process import seeding
     return _index_sets(run.data, seeding.split_seed(run))
 
 
@@ -230,9 +229,9 @@ def test_an_explicit_split_seed_pins_one_split_for_every_seed(fake_root):
 def test_the_pretrained_reference_of_two_seeds_differs():
     """The pretrained row has no training: before, its seeds shared one split and so one SR; now each
     seed scores the backbone on its own draw (data level: which images, and so which features)."""
-    from grporm.build import build
     from grporm.config import RunConfig
     from grporm.evaluate.features import extract
+    from grporm.training.build import build
 
     def built(seed, **data):
         cfg = RunConfig(method="pretrained", seed=seed, model={"name": "test_vit", "weights": "none"},
@@ -437,3 +436,16 @@ def test_image_folder_label_wins_and_is_not_hashed(tmp_path):
     assert (folder.data.display_name(), labelled.data.display_name()) == ("flowers", "Oxford flowers")
     assert folder.config_hash() == labelled.config_hash()
     assert DataConfig(name="digits", root=tmp_path).display_name() == "digits"  # only an image folder is named by its folder
+
+
+def test_an_input_spec_preprocesses_as_preprocess_batch_and_unpacks_as_a_tuple():
+    from grporm.data import InputSpec
+
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    spec = InputSpec(32, MEAN, STD)
+    aug = AugmentConfig(hflip=True, shift=0.1)
+    assert torch.equal(spec.preprocess(images), preprocess_batch(images, 32, MEAN, STD))
+    assert torch.equal(spec.preprocess(images, aug, torch.Generator().manual_seed(3)),
+                       preprocess_batch(images, 32, MEAN, STD, aug, torch.Generator().manual_seed(3)))
+    size, mean, std = spec
+    assert (size, mean, std) == (32, MEAN, STD)

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.declaration import ambiguous, default_control
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
+from grporm.plan.declaration import ambiguous, default_control
+from grporm.plan.experiment import build_experiment
 
 
 def _arms(*arms: tuple[str, str]) -> dict:
@@ -94,7 +94,7 @@ def test_dry_run_stops_on_an_ambiguous_control_before_listing_runs(tmp_path: Pat
 
 
 def test_every_shipped_experiment_declares_what_it_can_judge():
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     for path in sorted(Path("experiments").rglob("*.yaml")):
         assert load_experiment(path).runs, path

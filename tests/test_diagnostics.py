@@ -77,7 +77,8 @@ def test_full_group_pushes_every_image_alike_ce_mostly_the_wrong_ones():
 def test_fit_logs_the_diagnostics_on_logged_steps_only(tmp_path, monkeypatch, method):
     from test_end_to_end import tiny_setup
 
-    import grporm.train as train
+    import grporm.training.train as train
+    from grporm.data import InputSpec
     from grporm.objectives import build_objective
 
     calls = []
@@ -85,8 +86,8 @@ def test_fit_logs_the_diagnostics_on_logged_steps_only(tmp_path, monkeypatch, me
     monkeypatch.setattr(train, "training_diagnostics", lambda *a: calls.append(1) or original(*a))
     model, data, run = tiny_setup(tmp_path)  # 3 epochs of 3 steps
     run = run.model_copy(update={"method": method, "train": run.train.model_copy(update={"log_every": 4})})
-    result = train.fit(model, build_objective(run), data, run, 1e-2, run.train.epochs, (16, (0.5,) * 3, (0.5,) * 3),
-                       torch.device("cpu"))
+    result = train.Trainer(model, build_objective(run), data, run, InputSpec(16, (0.5,) * 3, (0.5,) * 3),
+                           torch.device("cpu")).fit(1e-2)
     assert [row["step"] for row in result.steps] == [0, 2, 4, 5, 8]  # every 4th and each epoch's last
     assert len(calls) == len(result.steps)
     for row in result.steps:

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import torch
 
-from grporm.data import ImageSet
-from grporm.distributed import Dist
-from grporm.experiment import build_experiment
-from grporm.train import epoch_generator, local_batch
+from grporm.data import ImageSet, InputSpec
+from grporm.plan.experiment import build_experiment
+from grporm.process.distributed import Dist
+from grporm.training.train import epoch_generator, local_batch
 
 from tiny_runs import BASE, checkpoint, env, invoke, record, run_folder, write_experiment
 
@@ -91,7 +91,7 @@ def test_rank_slices_of_an_augmented_global_batch_equal_the_one_process_batch(wo
     torch.manual_seed(0)
     data = ImageSet(torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8), torch.arange(40) % 4, list("abcd"))
     run = build_experiment({"train": {"augment": {"hflip": True, "shift": 0.25}}}, "x.yaml").runs[0]
-    spec = (16, (0.5,) * 3, (0.5,) * 3)
+    spec = InputSpec(16, (0.5,) * 3, (0.5,) * 3)
     index = torch.randperm(40, generator=torch.Generator().manual_seed(1))[:batch]
     whole, labels = local_batch(data, index, spec, run, epoch_generator(0, 1), Dist())
     parts = [local_batch(data, index, spec, run, epoch_generator(0, 1), Dist(rank, world)) for rank in range(world)]

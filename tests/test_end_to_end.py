@@ -8,11 +8,11 @@ import torch
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.data import ImageSet
-from grporm.experiment import build_experiment
+from grporm.data import ImageSet, InputSpec
 from grporm.models.classifier import Classifier
 from grporm.objectives import build_objective
-from grporm.train import fit
+from grporm.plan.experiment import build_experiment
+from grporm.training.train import Trainer
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
@@ -88,9 +88,9 @@ def tiny_setup(tmp_path):
 
 def train_tiny(tmp_path, ckpt, on_step=None):
     model, data, run = tiny_setup(tmp_path)
-    spec = (16, (0.5,) * 3, (0.5,) * 3)
-    fit(model, build_objective(run), data, run, 1e-2, run.train.epochs, spec, torch.device("cpu"),
-        checkpoint=ckpt, on_epoch=lambda epoch: {"probe": float(epoch)}, on_step=on_step)
+    spec = InputSpec(16, (0.5,) * 3, (0.5,) * 3)
+    Trainer(model, build_objective(run), data, run, spec, torch.device("cpu")).fit(
+        1e-2, checkpoint=ckpt, on_epoch=lambda epoch: {"probe": float(epoch)}, on_step=on_step)
     return model
 
 

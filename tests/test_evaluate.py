@@ -285,11 +285,11 @@ def test_sr_closed_form_gradient_matches_autograd(monkeypatch):
 
 
 def test_freed_memory_is_reused_without_page_faults():
-    """grporm.allocator: a forward pass's large blocks come back from the heap, not as fresh pages
+    """grporm.process.allocator: a forward pass's large blocks come back from the heap, not as fresh pages
     (glibc otherwise maps a 64 MB block anew, and faults in its 16,384 pages, at every allocation)."""
     import resource
 
-    from grporm.allocator import keep_freed_memory
+    from grporm.process.allocator import keep_freed_memory
 
     if not keep_freed_memory():
         pytest.skip("not glibc: the allocator keeps its own policy")

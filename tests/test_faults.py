@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-import grporm.runner
-import grporm.tracking
-import grporm.train
+import grporm.tracking.tracker
+import grporm.training.runner
+import grporm.training.train
 from grporm.errors import GrpormError
-from grporm.storage import read_record
+from grporm.records.storage import read_record
 
 from tiny_runs import (
     RESULTS,
@@ -93,7 +93,7 @@ def test_signal_checkpoints_mid_epoch_exits_cleanly_and_resume_is_exact(tmp_path
 
 
 def test_nan_loss_fails_the_run_keeps_last_good_checkpoint_and_exits_1_with_one_line(tmp_path, monkeypatch):
-    build = grporm.runner.build_objective
+    build = grporm.training.train.build_objective
 
     def poisoned(cfg):
         objective = build(cfg)
@@ -105,7 +105,7 @@ def test_nan_loss_fails_the_run_keeps_last_good_checkpoint_and_exits_1_with_one_
 
         return type(objective)(objective.name, fn, objective.inner_steps, objective.needs_reference)
 
-    monkeypatch.setattr(grporm.runner, "build_objective", poisoned)
+    monkeypatch.setattr(grporm.training.train, "build_objective", poisoned)  # what Trainer.of builds
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     assert result.exit_code == 1
@@ -124,7 +124,7 @@ class Stop(Exception):
 
 def stop_in_epoch(monkeypatch, epoch: int) -> None:
     """Make the loop raise when it asks for the first batch of `epoch` (after epoch-1's checkpoint)."""
-    original, calls = grporm.train.local_batch, [0]
+    original, calls = grporm.training.train.local_batch, [0]
 
     def local_batch(*args, **kwargs):
         calls[0] += 1
@@ -132,7 +132,7 @@ def stop_in_epoch(monkeypatch, epoch: int) -> None:
             raise Stop
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(grporm.train, "local_batch", local_batch)
+    monkeypatch.setattr(grporm.training.train, "local_batch", local_batch)
 
 
 @pytest.mark.slow
@@ -166,7 +166,7 @@ def test_no_readable_checkpoint_is_a_clear_error_naming_the_files_never_a_fresh_
 
 
 def test_checkpoint_missing_its_contents_is_not_resumed(tmp_path):
-    from grporm.checkpoints import load_checkpoint, save_checkpoint
+    from grporm.training.checkpoints import load_checkpoint, save_checkpoint
 
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {}, "epoch": 1})
@@ -217,7 +217,7 @@ def test_wandb_failing_at_start_or_mid_run_leaves_a_complete_local_record(tmp_pa
         return FakeWandbRun()
 
     monkeypatch.setattr(wandb, "init", init)
-    monkeypatch.setattr(grporm.tracking, "reachable", lambda url, timeout=None: True)  # no network probe here
+    monkeypatch.setattr(grporm.tracking.tracker, "reachable", lambda url, timeout=None: True)  # no network probe here
     write_experiment(tmp_path, tracking={"mode": "online"})
     with pytest.warns(UserWarning, match=f"W&B {what} failed .* the run goes on"):
         result = invoke(tmp_path)
@@ -252,7 +252,7 @@ def test_parallel_processes_on_one_results_folder_lose_nothing_and_never_run_a_r
 def test_a_signal_outside_training_stops_at_once_and_inside_waits_for_the_step():
     import signal as _signal
 
-    from grporm.interrupts import Interrupted, StopRequest
+    from grporm.process.interrupts import Interrupted, StopRequest
 
     stop = StopRequest()
     with pytest.raises(Interrupted) as info:
@@ -265,7 +265,7 @@ def test_a_signal_outside_training_stops_at_once_and_inside_waits_for_the_step()
 
 def test_divergence_fix_names_the_likely_cause():
     from grporm.config import RunConfig
-    from grporm.train import divergence_fix
+    from grporm.training.train import divergence_fix
 
     assert divergence_fix(RunConfig(method="ce")) == "lower train.lr"
     assert divergence_fix(RunConfig(method="ce", train={"grad_clip": None})) == "lower train.lr or set train.grad_clip"
@@ -276,12 +276,12 @@ def test_divergence_fix_names_the_likely_cause():
 
 def test_a_failure_to_save_the_final_weights_loses_no_result(tmp_path, monkeypatch):
     def disk_full(path, state):
-        if path.name == grporm.runner.FINAL_WEIGHTS:
+        if path.name == grporm.training.runner.FINAL_WEIGHTS:
             raise OSError(28, "No space left on device")
         return save(path, state)
 
-    save = grporm.runner.save_checkpoint
-    monkeypatch.setattr(grporm.runner, "save_checkpoint", disk_full)
+    save = grporm.training.runner.save_checkpoint
+    monkeypatch.setattr(grporm.training.runner, "save_checkpoint", disk_full)
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output

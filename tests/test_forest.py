@@ -184,7 +184,7 @@ def test_a_report_describes_its_folder_only(tmp_path, write_run):
     what it has no data for, and no tuning decision of another experiment's setting."""
     from grporm.analysis.report import report_all
     from grporm.config import RunConfig
-    from grporm.tuning import tuning_key
+    from grporm.tuning.decisions import tuning_key
     from tests.test_tuning import fake_record
 
     mine, theirs = RunConfig(method="ce", tune={"grid": [1e-3, 1e-2]}), RunConfig(method="grpo_rm", tune={"grid": [1e-3, 1e-2]})

@@ -8,7 +8,7 @@ from grporm.data import IGNORE_INDEX, ImageSet, balanced_subset
 from grporm.errors import first_line
 from grporm.evaluate import top1
 from grporm.evaluate.segmentation import confusion
-from grporm.storage import write_atomic
+from grporm.records.storage import write_atomic
 
 
 def test_first_line_cuts_the_message_and_names_the_type_of_an_empty_one():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from grporm import launch
 from grporm.errors import ConfigError
-from grporm.experiment import load_experiment
+from grporm.plan.experiment import load_experiment
+from grporm.process import launch
 
 from tiny_runs import RESULTS, env, invoke, write_experiment
 

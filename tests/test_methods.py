@@ -1,17 +1,17 @@
-"""grporm.methods: a method is one registry entry, and every place that asks what a method means reads it."""
+"""grporm.training.methods: a method is one registry entry, and every place that asks what a method means reads it."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from grporm.analysis.records import method_label, method_rank
-from grporm.build import build
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
-from grporm.methods import _ORDER, METHODS, Method, method, method_names, register
 from grporm.objectives import build_objective
-from grporm.train import divergence_fix
+from grporm.plan.experiment import build_experiment
+from grporm.training.build import build
+from grporm.training.methods import _ORDER, METHODS, Method, method, method_names, register
+from grporm.training.train import divergence_fix
 
 
 def test_the_shipped_methods_in_table_order():

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from grporm.config import GRPOConfig
 from grporm.objectives import OBJECTIVES, REWARDS, ce_loss, grpo_rm_loss
 from grporm.objectives.grpo_rm import advantages, clipped_surrogate, group_actions
 
@@ -97,7 +98,7 @@ def test_inner_steps_move_off_policy_and_clip_bounds_the_ratio():
     opt = torch.optim.SGD([logits], lr=50.0)
     fracs = []
     for _ in range(4):
-        loss, stats = grpo_rm_loss(logits, targets, old_logits=old, clip_eps=0.2)
+        loss, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(clip_eps=0.2), old_logits=old)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -130,7 +131,7 @@ def test_sampled_group_draws_from_the_old_policy():
     actions = group_actions(old, "sampled", 6, torch.Generator().manual_seed(0))
     assert actions.shape == (4, 6) and (actions == 1).all()
     loss, stats = grpo_rm_loss(torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0]),
-                               group="sampled", group_size=4, generator=torch.Generator().manual_seed(1))
+                               cfg=GRPOConfig(group="sampled", group_size=4), generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(loss)
 
 
@@ -138,19 +139,19 @@ def test_kl_term_only_with_beta_and_zero_at_the_reference():
     logits = torch.randn(4, 5)
     targets = torch.randint(0, 5, (4,))
     base, _ = grpo_rm_loss(logits, targets)
-    same, stats = grpo_rm_loss(logits, targets, beta=0.5, ref_logits=logits)
+    same, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(beta=0.5), ref_logits=logits)
     assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and same.item() == pytest.approx(base.item(), abs=1e-6)
-    moved, stats = grpo_rm_loss(logits, targets, beta=0.5, ref_logits=torch.zeros(4, 5))
+    moved, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(beta=0.5), ref_logits=torch.zeros(4, 5))
     assert stats["kl"] > 0 and moved.item() > base.item()
     with pytest.raises(ValueError):
-        grpo_rm_loss(logits, targets, beta=0.5)
+        grpo_rm_loss(logits, targets, cfg=GRPOConfig(beta=0.5))
 
 
 def test_temperature_sharpens_the_policy():
     logits = torch.randn(4, 5)
     targets = torch.randint(0, 5, (4,))
-    _, hot = grpo_rm_loss(logits, targets, temperature=5.0)
-    _, cold = grpo_rm_loss(logits, targets, temperature=0.2)
+    _, hot = grpo_rm_loss(logits, targets, cfg=GRPOConfig(temperature=5.0))
+    _, cold = grpo_rm_loss(logits, targets, cfg=GRPOConfig(temperature=0.2))
     assert hot["entropy"] > cold["entropy"]
 
 
@@ -208,24 +209,25 @@ def test_dual_clip_bounds_negative_advantages_and_keeps_the_gradient_finite():
 
 
 def test_dual_clip_must_sit_above_the_clip():
-    from grporm.config import GRPOConfig
-
     with pytest.raises(ValueError, match="dual_clip must be > 1 \\+ clip_eps"):
         GRPOConfig(dual_clip=1.1)
     assert GRPOConfig(dual_clip=3.0).dual_clip == 3.0
 
 
-def test_every_grpo_option_reaches_the_loss_by_name():
-    """Every config option is a named keyword of the loss (which takes no **kwargs)."""
+def test_every_grpo_option_reaches_the_loss_through_its_config():
+    """The loss reads every option of its config (inner_steps is the training loop's), and a run's
+    objective is the loss under the run's own grpo_rm section."""
     import inspect
 
-    from grporm.config import GRPOConfig, RunConfig
+    from grporm.config import RunConfig
     from grporm.objectives import build_objective
+    from grporm.objectives import grpo_rm as module
 
-    named = set(inspect.signature(grpo_rm_loss).parameters)
-    assert set(GRPOConfig.model_fields) - {"inner_steps"} <= named
-    objective = build_objective(RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0}))
-    assert objective.fn.keywords["dual_clip"] == 3.0 and objective.inner_steps == 2
+    source = inspect.getsource(module.grpo_rm_loss)
+    assert {f for f in GRPOConfig.model_fields if f"cfg.{f}" not in source} == {"inner_steps"}
+    run = RunConfig(method="grpo_rm", grpo_rm={"inner_steps": 2, "dual_clip": 3.0})
+    objective = build_objective(run)
+    assert objective.fn.keywords["cfg"] is run.grpo_rm and objective.inner_steps == 2
 
 
 # -- readings of the objective (docs/method.md, 'Readings of the objective') ---------------------
@@ -235,7 +237,7 @@ def on_policy_grad(b=6, c=5, seed=0, **options):
     torch.manual_seed(seed)
     logits = torch.randn(b, c, requires_grad=True)
     targets = torch.randint(0, c, (b,))
-    loss, stats = grpo_rm_loss(logits, targets, **options)
+    loss, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(**options))
     loss.backward()
     return logits.detach(), targets, logits.grad, stats
 
@@ -265,9 +267,9 @@ def test_expected_group_is_the_large_group_limit_of_the_sampled_group():
     logits, old = torch.randn(64, 6), torch.randn(64, 6)
     targets = torch.randint(0, 6, (64,))
     for scale in ("group", "none", "batch"):
-        expected, stats = grpo_rm_loss(logits, targets, old_logits=old, group="expected", advantage_scale=scale)
-        sampled, _ = grpo_rm_loss(logits, targets, old_logits=old, group="sampled", group_size=20_000,
-                                  advantage_scale=scale, generator=torch.Generator().manual_seed(0))
+        expected, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(group="expected", advantage_scale=scale), old_logits=old)
+        sampled, _ = grpo_rm_loss(logits, targets, cfg=GRPOConfig(group="sampled", group_size=20_000, advantage_scale=scale),
+                                  old_logits=old, generator=torch.Generator().manual_seed(0))
         assert expected.item() == pytest.approx(sampled.item(), abs=3e-3), scale
     assert 0 < stats["clip_frac"] < 1
     # a different reading: the equally weighted full group is not this limit
@@ -288,7 +290,7 @@ def test_solved_threshold_zeroes_solved_queries_and_leaves_the_others():
         grads = []
         for threshold in (None, tau):
             z = logits.clone().requires_grad_()
-            loss, stats = grpo_rm_loss(z, targets, group=group, solved_threshold=threshold,
+            loss, stats = grpo_rm_loss(z, targets, cfg=GRPOConfig(group=group, solved_threshold=threshold),
                                        generator=torch.Generator().manual_seed(0))
             loss.backward()
             grads.append(z.grad)
@@ -303,10 +305,10 @@ def test_solved_threshold_zeroes_solved_queries_and_leaves_the_others():
 
 def test_zero_adv_frac_counts_degenerate_sampled_groups():
     certain = torch.tensor([[20.0, -20.0, -20.0], [-20.0, 20.0, -20.0]])  # every draw is class 0, then 1
-    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), group="sampled", group_size=4,
-                            rewards={"accuracy": 1.0}, generator=torch.Generator().manual_seed(0))
+    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), cfg=GRPOConfig(group="sampled", group_size=4, rewards={"accuracy": 1.0}),
+                            generator=torch.Generator().manual_seed(0))
     assert stats["zero_adv_frac"] == 1.0
-    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), rewards={"accuracy": 1.0})
+    _, stats = grpo_rm_loss(certain, torch.tensor([0, 2]), cfg=GRPOConfig(rewards={"accuracy": 1.0}))
     assert stats["zero_adv_frac"] == 0.0  # the full group always holds the true class
 
 
@@ -337,12 +339,12 @@ def test_feature_uniformity_enters_the_loss_only_when_on_and_needs_features():
     torch.manual_seed(0)
     logits, targets, features = torch.randn(5, 4), torch.randint(0, 4, (5,)), torch.randn(5, 8, requires_grad=True)
     base, _ = grpo_rm_loss(logits, targets)
-    loss, stats = grpo_rm_loss(logits, targets, feature_uniformity=0.5, features=features)
+    loss, stats = grpo_rm_loss(logits, targets, cfg=GRPOConfig(feature_uniformity=0.5), features=features)
     assert loss.item() == pytest.approx(base.item() + 0.5 * stats["feature_uniformity"], abs=1e-6)
     loss.backward()
     assert features.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="features"):
-        grpo_rm_loss(logits, targets, feature_uniformity=0.5)
+        grpo_rm_loss(logits, targets, cfg=GRPOConfig(feature_uniformity=0.5))
 
 
 def test_misspelt_loss_options_are_refused():
@@ -351,12 +353,14 @@ def test_misspelt_loss_options_are_refused():
         grpo_rm_loss(logits, targets, bogus=1)
     with pytest.raises(TypeError, match="solved_treshold"):
         grpo_rm_loss(logits, targets, solved_treshold=0.9)
+    with pytest.raises(ValueError, match="solved_treshold"):  # pydantic's ValidationError is a ValueError
+        GRPOConfig(solved_treshold=0.9)
     with pytest.raises(TypeError, match="bogus"):
         ce_loss(logits, targets, bogus=1)
 
 
 def test_ce_accepts_exactly_what_the_training_loop_passes():
-    """The keywords `grporm.train._optimise` passes every objective (plus ignore_index); a new one
+    """The keywords `grporm.training.train._optimise` passes every objective (plus ignore_index); a new one
     there must be added here and to ce_loss on purpose."""
     import inspect
 
@@ -368,13 +372,13 @@ def test_ce_accepts_exactly_what_the_training_loop_passes():
 
 
 def test_expected_group_and_new_options_reach_the_loss_from_the_config():
-    from grporm.config import GRPOConfig, RunConfig
+    from grporm.config import RunConfig
     from grporm.objectives import build_objective
 
     objective = build_objective(RunConfig(method="grpo_rm", grpo_rm={
         "group": "expected", "solved_threshold": 0.9, "feature_uniformity": 0.1}))
-    assert objective.fn.keywords["group"] == "expected" and objective.needs_features
-    assert objective.fn.keywords["solved_threshold"] == 0.9
+    assert objective.fn.keywords["cfg"].group == "expected" and objective.needs_features
+    assert objective.fn.keywords["cfg"].solved_threshold == 0.9
     assert not build_objective(RunConfig(method="grpo_rm")).needs_features
     with pytest.raises(ValueError):
         GRPOConfig(solved_threshold=1.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grporm.config import ADDED_OPTIONS, RETIRED_OPTIONS, RunConfig
-from grporm.experiment import _REPLACED_BY, build_experiment
+from grporm.plan.experiment import _REPLACED_BY, build_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

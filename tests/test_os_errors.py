@@ -1,7 +1,7 @@
 """An operating-system error anywhere in `run`, `tune`, `report` or `verify` (a name too long, a
 full disk, a read-only or immutable folder, a file in the way) is one line naming the path and the
 fix, a non-zero exit, no traceback, and no half-written file: the CLI's root turns it into a line
-(grporm/cli.py, OneLineErrors), the writers are atomic (grporm/storage.py, write_atomic)."""
+(grporm/cli.py, OneLineErrors), the writers are atomic (grporm/records/storage.py, write_atomic)."""
 from __future__ import annotations
 
 import errno
@@ -10,9 +10,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-import grporm.matrix
-import grporm.storage
-import grporm.verify
+import grporm.plan.matrix
+import grporm.records.storage
+import grporm.records.verify
 from grporm.cli import app
 
 from tiny_runs import RESULTS, invoke, run_folder, write_experiment
@@ -40,7 +40,7 @@ def test_a_write_the_system_refuses_is_one_line_and_leaves_no_half_written_file(
     def refused(fd):
         raise OSError(code, os.strerror(code), "/the/disk")
 
-    monkeypatch.setattr(grporm.storage.os, "fsync", refused)  # the record's first write, after its bytes went out
+    monkeypatch.setattr(grporm.records.storage.os, "fsync", refused)  # the record's first write, after its bytes went out
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     one_line(result, problem, "/the/disk")
@@ -64,7 +64,7 @@ def test_a_name_too_long_anywhere_in_run_or_tune_is_one_line(tmp_path, monkeypat
     def too_long(*args, **kwargs):
         raise OSError(errno.ENAMETOOLONG, "File name too long", str(long))
 
-    monkeypatch.setattr(grporm.matrix, patched, too_long)
+    monkeypatch.setattr(grporm.plan.matrix, patched, too_long)
     write_experiment(tmp_path, tune={"grid": [1e-4, 1e-3, 1e-2]}, seed=2)
     one_line(invoke(tmp_path, command=command), str(long), "too long", "shorten the experiment name")
 
@@ -81,7 +81,7 @@ def test_verify_meeting_an_os_error_is_one_line(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", "/committed/record.json")
 
-    monkeypatch.setattr(grporm.verify, "verify", denied)
+    monkeypatch.setattr(grporm.records.verify, "verify", denied)
     result = CliRunner().invoke(app, ["verify", str(tmp_path)])
     one_line(result, "/committed/record.json", "permission denied", "chattr -i")
 
@@ -90,7 +90,7 @@ def test_the_guard_does_not_swallow_other_errors(tmp_path, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(grporm.matrix, "run_matrix", bug)
+    monkeypatch.setattr(grporm.plan.matrix, "run_matrix", bug)
     write_experiment(tmp_path)
     result = invoke(tmp_path)
     assert isinstance(result.exception, ZeroDivisionError)  # a bug stays a traceback

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.experiment import build_experiment
+from grporm.plan.experiment import build_experiment
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "experiments" / "templates" / "own_data.yaml"
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from grporm import requirements as check_mod
 from grporm.cli import app
 from grporm.config import DataConfig
 from grporm.data import DATASETS
 from grporm.data.cifar import CIFAR10_CLASSES
 from grporm.data.stl10 import STL10_CIFAR10_SHARED, stl10_as_cifar10
 from grporm.errors import DataMissingError, GrpormError
-from grporm.experiment import load_experiment
-from grporm.requirements import Requirement, preflight, requirements
+from grporm.plan import requirements as check_mod
+from grporm.plan.experiment import load_experiment
+from grporm.plan.requirements import Requirement, preflight, requirements
 
 from fakes import fake_cifar10, fake_cifar100, fake_stl10, fake_voc, png
 

@@ -1,4 +1,4 @@
-"""The one validator before any run (grporm/preflight.py), by class of problem, through the real
+"""The one validator before any run (grporm/plan/preflight.py), by class of problem, through the real
 commands: `grporm run` and `grporm run --dry-run` refuse the same settings (exit 2, one line on
 stderr naming the run, the setting, the value and the fix, nothing written); `grporm tune` and
 `grporm data check` refuse the settings too. What a run survives is one warning line, and it runs.
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grporm import preflight as pf
 from grporm.config import RunConfig
+from grporm.plan import preflight as pf
 
 from tiny_runs import RUN_ID, invoke, record, write_experiment
 
@@ -168,7 +168,7 @@ def test_few_steps_are_counted_like_training_does():
 def test_shipped_experiments_pass_the_settings_stage():
     from pathlib import Path
 
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     for path in sorted(Path("experiments").rglob("*.yaml")):
         runs = load_experiment(path).runs

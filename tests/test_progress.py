@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from grporm import progress
-from grporm.progress import Countdown, EpochClock, duration, epoch_line, time_left
+from grporm.tracking import progress
+from grporm.tracking.progress import Countdown, EpochClock, duration, epoch_line, time_left
 
 from tiny_runs import RUN_ID, invoke, record, write_experiment
 

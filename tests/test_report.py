@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from grporm import wandb_tools
 from grporm.analysis.manifest import MANIFEST_NAME
 from grporm.analysis.records import load_runs
 from grporm.analysis.render import cell_text, latex_escape, table_csv, table_latex, table_markdown
@@ -27,6 +26,7 @@ from grporm.analysis.sections import SECTIONS, build_table, build_tables
 from grporm.cli import app
 from grporm.errors import GrpormError
 from grporm.stats import paired_difference, summarize, t_interval
+from grporm.tracking import wandb_tools
 
 FM, CF, BB = "fashion_mnist", "cifar10", "tf_efficientnet_lite0"
 CORRUPTIONS = ("gaussian_noise", "contrast")
@@ -369,7 +369,7 @@ def test_report_without_records_is_one_line(tmp_path: Path):
 
 
 def test_report_excludes_a_deeply_nested_record_and_a_fifo_without_hanging(write_run, tmp_path: Path):
-    """`grporm report` reads records through grporm.inputs: a record nested too deeply for json and a record.json that is a FIFO (opening it would block for ever) are excluded runs."""
+    """`grporm report` reads records through grporm.records.inputs: a record nested too deeply for json and a record.json that is a FIFO (opening it would block for ever) are excluded runs."""
     import os
 
     write_run(tmp_path, "quick", "good", method="ce", seed=0, sr=0.5)

@@ -30,6 +30,7 @@ def test_load_model_gives_the_fine_tuned_backbone_and_head_in_eval_mode(finished
     assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
     size, mean, std = model.input_spec
     assert size == 16 and len(mean) == len(std) == 3
+    assert model.input_spec.image_size == size and model.input_spec.preprocess(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape == (2, 3, 16, 16)
     with torch.no_grad():
         assert model(torch.zeros(2, 3, size, size)).shape == (2, 10)
     assert torch.equal(grporm.load_model(checkpoint(finished, name="model.pt")).head.weight, model.head.weight)

@@ -1,4 +1,4 @@
-"""grporm.record_schema: the one definition of a run record; the writer, the W&B summary and read-back and the
+"""grporm.records.schema: the one definition of a run record; the writer, the W&B summary and read-back and the
 analysis tables all agree with it."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grporm.analysis.records import load_runs
-from grporm.record_schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
+from grporm.records.schema import Metrics, RunRecord, SchemaError, SegScores, Timing, knn_k, knn_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -90,7 +90,7 @@ def test_any_knn_k_the_config_asks_for_reaches_the_tables(tmp_path: Path):
 def test_the_tuning_section_is_typed_and_older_records_read(tmp_path: Path):
     """`tuning` reads as a TuningSummary: what a record lacks takes its default (pick: the winner), a
     damaged section excludes the run with its reason."""
-    from grporm.record_schema import TuningSummary
+    from grporm.records.schema import TuningSummary
 
     old = RunRecord.from_json({"run_id": "r", "experiment": "e", "status": "finished", "tuning": {"key": "k"}})
     assert old.tuning == TuningSummary(key="k") and old.pick == "winner" and old.tuning.close_call is None

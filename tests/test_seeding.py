@@ -1,4 +1,4 @@
-"""One home for every seed (grporm/seeding.py): legacy formulas keep their values, corruption seeds
+"""One home for every seed (grporm/process/seeding.py): legacy formulas keep their values, corruption seeds
 depend on the corruption's name alone, and no other module computes a seed."""
 import re
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from grporm import seeding
 from grporm.data import ImageSet
 from grporm.data.corruptions import CORRUPTIONS, corrupt
+from grporm.process import seeding
 
 PACKAGE = Path(__file__).resolve().parent.parent / "grporm"
 
@@ -60,7 +60,7 @@ def test_adding_a_corruption_leaves_the_others_data_alone(monkeypatch):
 
 
 def test_no_other_module_computes_a_seed():
-    """Every generator / global seed of the package is seeded through grporm.seeding."""
+    """Every generator / global seed of the package is seeded through grporm.process.seeding."""
     problems = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "seeding.py":
@@ -90,10 +90,10 @@ def test_only_seeding_reads_data_split_seed():
 @pytest.mark.parametrize("seed, split_seed, shared", [(0, None, True), (1, None, True), (2, None, False), (2, 0, True)])
 def test_a_run_lends_its_splits_to_tuning_only_when_tune_seed_draws_the_same(tmp_path, monkeypatch, seed, split_seed, shared):
     """Tuning decides on tune.seeds (0, 1): a seed-2 run's own data is none of the decision's data."""
-    from grporm import runner
-    from grporm.build import build
     from grporm.config import RunConfig
-    from grporm.tracking import Tracker
+    from grporm.tracking.tracker import Tracker
+    from grporm.training import runner
+    from grporm.training.build import build
 
     cfg = RunConfig(method="ce", seed=seed, run_id=f"r{seed}", model={"name": "test_vit", "weights": "none"},
                     tracking={"mode": "disabled"},

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from grporm.cli import app
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment, free_seeds, load_experiment
-from grporm.tuning import needs_decision
+from grporm.plan.experiment import build_experiment, free_seeds, load_experiment
+from grporm.tuning.decisions import needs_decision
 
 from tiny_runs import invoke, write_experiment
 

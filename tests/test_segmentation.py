@@ -65,3 +65,14 @@ def test_segmentation_splits_from_a_classification_source_are_deterministic():
     assert (len(a.train), len(a.val), len(a.test)) == (12, 4, 6)
     assert a.train.labels.shape == (12, 24, 24) and a.num_classes == 11
     assert torch.equal(a.test.labels, b.test.labels) and torch.equal(a.train.images, b.train.images)
+
+
+def test_every_task_a_config_names_is_registered_and_decides_splits_and_head():
+    from typing import get_args
+
+    from grporm.config import RunConfig
+    from grporm.training.tasks import TASKS, task_of
+
+    assert set(get_args(RunConfig.model_fields["task"].annotation)) == set(TASKS)
+    assert task_of(RunConfig()).name == "classification" and not task_of(RunConfig()).segmentation
+    assert task_of(RunConfig(task="segmentation", data={"name": "fashion_mnist"})).segmentation

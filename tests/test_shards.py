@@ -10,9 +10,9 @@ import time
 import pytest
 
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
-from grporm.locks import CLAIMED, DONE, Locked, RunLock, claim
-from grporm.matrix import select_runs
+from grporm.plan.experiment import build_experiment
+from grporm.plan.matrix import select_runs
+from grporm.process.locks import CLAIMED, DONE, Locked, RunLock, claim
 
 from tiny_runs import RESULTS, RUN_ID, invoke, record, run_folder, write_experiment
 
@@ -138,9 +138,9 @@ def test_racing_for_a_lock_or_a_stale_lock_has_exactly_one_winner(tmp_path, monk
     on it: the window in which an unguarded takeover deletes a lock another contender has just taken."""
     import threading
 
-    import grporm.locks
+    import grporm.process.locks
 
-    read = grporm.locks._read
+    read = grporm.process.locks._read
 
     def slow_read(path):
         holder = read(path)
@@ -148,7 +148,7 @@ def test_racing_for_a_lock_or_a_stale_lock_has_exactly_one_winner(tmp_path, monk
         time.sleep(0.02 * int(name) if name.isdigit() else 0)
         return holder
 
-    monkeypatch.setattr(grporm.locks, "_read", slow_read)
+    monkeypatch.setattr(grporm.process.locks, "_read", slow_read)
     path = tmp_path / ".lock"
     if stale:
         holder(path, dead_pid())

@@ -9,17 +9,17 @@ import time
 
 import pytest
 
-from grporm import tracking
 from grporm.config import RunConfig
+from grporm.tracking import tracker
 
 from tiny_runs import invoke, record, write_experiment
 
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch):
-    monkeypatch.setattr(tracking, "_said", set())
-    monkeypatch.setattr(tracking, "_unreachable", set())
-    monkeypatch.setattr(tracking, "PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(tracker, "_said", set())
+    monkeypatch.setattr(tracker, "_unreachable", set())
+    monkeypatch.setattr(tracker, "PROBE_SECONDS", 0.2)
     monkeypatch.delenv("WANDB_MODE", raising=False)
 
 
@@ -34,11 +34,11 @@ def fresh(monkeypatch):
 def test_the_environment_wins_over_the_file(monkeypatch, capsys, env, file, expected):
     if env is not None:
         monkeypatch.setenv("WANDB_MODE", env)
-    assert tracking.resolve_mode(file) == expected
+    assert tracker.resolve_mode(file) == expected
     said = capsys.readouterr().err
     if expected[1] == "WANDB_MODE" and expected[0] != file:
         assert said.count("\n") == 1 and f"WANDB_MODE={env}" in said and f"tracking.mode: {file}" in said
-        tracking.resolve_mode(file)
+        tracker.resolve_mode(file)
         assert capsys.readouterr().err == ""  # said once per process, not once per run
     else:
         assert said == ""
@@ -73,13 +73,13 @@ def test_online_without_a_reachable_server_falls_back_to_offline_quickly(monkeyp
 
     monkeypatch.setattr(socket, "create_connection", hangs)
     tic = time.perf_counter()
-    tracker = tracking.Tracker(RunConfig(run_id="r", tracking={"mode": "online"}))
+    run = tracker.Tracker(RunConfig(run_id="r", tracking={"mode": "online"}))
     assert time.perf_counter() - tic < 2
     assert [c["mode"] for c in calls] == ["offline"]
-    assert tracker.info["mode"] == "offline" and "wandb.invalid not reachable within 0.2 s" in tracker.info["fallback"]
+    assert run.info["mode"] == "offline" and "wandb.invalid not reachable within 0.2 s" in run.info["fallback"]
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1 and "runs log offline instead" in said[0]
-    tracking.Tracker(RunConfig(run_id="r2", tracking={"mode": "online"}))  # the next run: no second probe, no line
+    tracker.Tracker(RunConfig(run_id="r2", tracking={"mode": "online"}))  # the next run: no second probe, no line
     assert capsys.readouterr().err == "" and [c["mode"] for c in calls] == ["offline", "offline"]
 
 
@@ -87,9 +87,9 @@ def test_a_refused_connection_falls_back_too(monkeypatch):
     with socket.socket() as server:  # a port nobody listens on: bound, never listening
         server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
-        assert not tracking.reachable(f"http://127.0.0.1:{port}", timeout=0.2)
+        assert not tracker.reachable(f"http://127.0.0.1:{port}", timeout=0.2)
         server.listen()
-        assert tracking.reachable(f"http://127.0.0.1:{port}", timeout=0.2)
+        assert tracker.reachable(f"http://127.0.0.1:{port}", timeout=0.2)
 
 
 def test_online_that_fails_to_start_logs_offline_and_keeps_the_run(monkeypatch):
@@ -97,11 +97,11 @@ def test_online_that_fails_to_start_logs_offline_and_keeps_the_run(monkeypatch):
 
     calls = []
     monkeypatch.setattr(wandb, "init", fake_init(calls, fail_online=True))
-    monkeypatch.setattr(tracking, "reachable", lambda url, timeout=0: True)
-    tracker = tracking.Tracker(RunConfig(run_id="r", tracking={"mode": "online"}))
+    monkeypatch.setattr(tracker, "reachable", lambda url, timeout=0: True)
+    run = tracker.Tracker(RunConfig(run_id="r", tracking={"mode": "online"}))
     assert [c["mode"] for c in calls] == ["online", "offline"]
-    assert calls[0]["settings"].init_timeout == tracking.INIT_TIMEOUT  # bounded, not W&B's 90 s
-    assert tracker.wb is not None and tracker.info["mode"] == "offline" and "TimeoutError" in tracker.info["fallback"]
+    assert calls[0]["settings"].init_timeout == tracker.INIT_TIMEOUT  # bounded, not W&B's 90 s
+    assert run.wb is not None and run.info["mode"] == "offline" and "TimeoutError" in run.info["fallback"]
 
 
 def test_the_record_says_which_one_decided(tmp_path, monkeypatch):

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from grporm import learning_rate, runner
 from grporm.analysis.tuning import decisions_markdown
 from grporm.config import RunConfig
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
-from grporm.locks import RunLock
+from grporm.plan.experiment import build_experiment
+from grporm.process.locks import RunLock
 from grporm.stats import binomial_se, mean_binomial_se, paired_se
-from grporm.tuning import (
+from grporm.training.train import Trainer
+from grporm.tuning import trials
+from grporm.tuning.decisions import (
     check_grid,
     decide,
     load_records,
@@ -215,7 +216,7 @@ def test_grpo_settings_are_not_part_of_a_ce_key_and_default_tune_keeps_the_hash(
 
 
 def test_a_base_file_passes_its_tune_section_on(tmp_path):
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     (tmp_path / "base.yaml").write_text("tune: {grid: [1.0e-4, 1.0e-3, 1.0e-2], score: knn20}\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nmatrix: {seed: [2, 3]}\ntune: {fraction: 0.5}\n")
@@ -239,7 +240,7 @@ def fake_record(results: Path, run: RunConfig, winner: float, runner_up: float |
 
 
 def load_runs(folder: Path, *overrides: str) -> list[RunConfig]:
-    from grporm.experiment import load_experiment
+    from grporm.plan.experiment import load_experiment
 
     return load_experiment(folder / "exp.yaml", list(overrides)).runs
 
@@ -248,7 +249,7 @@ def test_a_run_reuses_the_decision_without_training_candidates(tmp_path, monkeyp
     write_experiment(tmp_path, tune=TUNE, seed=2)
     (run,) = load_runs(tmp_path)
     fake_record(tmp_path / RESULTS, run, winner=1e-2)
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     result = invoke(tmp_path)
     assert result.exit_code == 0, result.output
     rec = record(tmp_path, run_id="digits-test_vit-grpo_rm-s2")
@@ -265,11 +266,10 @@ def test_a_runner_up_run_trains_at_the_runner_up_beside_the_winner_run(tmp_path,
     assert tuning_key(other) == tuning_key(run) and other.config_hash() != run.config_hash()
     assert run.axes == {} and other.axes == {"tune.pick": "runner_up"}  # its own variant in every table
     fake_record(tmp_path / RESULTS, run, winner=1e-2, runner_up=1e-3)
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda *a: pytest.fail("a candidate was trained"))
     lrs = []
-    real_fit = runner.fit
-    monkeypatch.setattr(runner, "fit", lambda model, objective, data, cfg, lr, *a, **k: lrs.append(lr) or real_fit(
-        model, objective, data, cfg, lr, *a, **k))
+    real_fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, lr, **k: lrs.append(lr) or real_fit(self, lr, **k))
     assert invoke(tmp_path).exit_code == 0
     result = invoke(tmp_path, "-o", "tune.pick=runner_up")
     assert result.exit_code == 0, result.output
@@ -334,12 +334,11 @@ def tune_cli(folder: Path, *args: str):
 
 
 def test_tune_decides_once_per_setting_on_two_seeds_and_a_run_then_trains_at_the_winner(tmp_path, monkeypatch):
-    from grporm import seeding
-
+    from grporm.process import seeding
     write_experiment(tmp_path, tune={**TUNE, "max_extensions": 0}, matrix={"seed": [2, 3], "method": ["pretrained", "ce"]})
     scored = []
-    real = learning_rate.TuningTrial.score
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append(
+    real = trials.TuningTrial.score
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda self, lr: scored.append(
         (lr, self.cfg.seed, seeding.split_seed(self.cfg))) or real(self, lr))
     result = tune_cli(tmp_path)
     assert result.exit_code == 0, result.output
@@ -371,12 +370,12 @@ def test_an_interrupted_decision_resumes_the_pairs_it_scored(tmp_path, monkeypat
         scored.append((lr, self.cfg.seed))
         return table[lr, self.cfg.seed]
 
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", score)
+    monkeypatch.setattr(trials.TuningTrial, "score", score)
     with pytest.raises(KeyboardInterrupt):
-        learning_rate.decision_for(run, tmp_path / "results", echo=lambda *a: None)
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: scored.append((lr, self.cfg.seed))
+        trials.decision_for(run, tmp_path / "results", echo=lambda *a: None)
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda self, lr: scored.append((lr, self.cfg.seed))
                         or table[lr, self.cfg.seed])
-    rec, how = learning_rate.decision_for(run, tmp_path / "results", echo=lambda *a: None)
+    rec, how = trials.decision_for(run, tmp_path / "results", echo=lambda *a: None)
     assert how == "tuned" and sorted(scored) == sorted(table)  # each pair once, across the interruption
     assert (rec["winner"], rec["runner_up"]) == (1e-3, 1e-2)
     assert rec["margin"] == pytest.approx(0.55 - 0.425) and rec["seed_se"] == pytest.approx(abs(0.2 - 0.05) / 2)
@@ -385,7 +384,7 @@ def test_an_interrupted_decision_resumes_the_pairs_it_scored(tmp_path, monkeypat
 def test_a_key_locked_by_another_process_is_not_tuned_twice(tmp_path, monkeypatch):
     write_experiment(tmp_path, tune=TUNE, matrix={"method": ["ce", "grpo_rm"]}, seed=2)
     runs = build_experiment(__import__("yaml").safe_load((tmp_path / "exp.yaml").read_text()), "exp.yaml").runs
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
     results = tmp_path / RESULTS
     held = RunLock(lock_path(results, tuning_key(runs[0])))
     held.acquire()  # another shard is tuning the ce setting
@@ -427,8 +426,8 @@ def test_a_decision_missing_its_seeds_is_redone_not_trained_at(tmp_path, monkeyp
                                 "grid": GRID, "scores": [{"lr": lr, "score": 0.5, "n_val": 30} for lr in GRID],
                                 "winner": 1e-3, "margin": 0.0, "se": 0.09, "close_call": True, "seed": 0}))
     assert read_decision(path) is None
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
-    rec, how = learning_rate.decision_for(run, tmp_path / "results")
+    monkeypatch.setattr(trials.TuningTrial, "score", lambda self, lr: {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr])
+    rec, how = trials.decision_for(run, tmp_path / "results")
     assert how == "tuned" and rec["seeds"] == [0, 1] and rec["winner"] == 1e-3
 
 
@@ -454,9 +453,9 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
         time.sleep(0.1)
         return {1e-4: 0.2, 1e-3: 0.5, 1e-2: 0.3}[lr]
 
-    monkeypatch.setattr(learning_rate.TuningTrial, "score", slow)
+    monkeypatch.setattr(trials.TuningTrial, "score", slow)
     outcomes, messages = [], []
-    workers = [threading.Thread(target=lambda: outcomes.append(learning_rate.decision_for(
+    workers = [threading.Thread(target=lambda: outcomes.append(trials.decision_for(
         run, tmp_path / "results", poll_seconds=0.05, echo=messages.append))) for _ in range(2)]
     for w in workers:
         w.start()
@@ -470,8 +469,8 @@ def test_two_processes_needing_one_key_tune_it_once_and_the_second_waits(tmp_pat
 
 
 def test_labels_tell_the_readings_of_one_study_apart():
-    from grporm.experiment import load_experiment
-    from grporm.tuning import label, needs_decision
+    from grporm.plan.experiment import load_experiment
+    from grporm.tuning.decisions import label, needs_decision
 
     runs = [r for r in load_experiment("experiments/studies/readings.yaml").runs if needs_decision(r)]
     labels = {label(r) for r in runs}
@@ -485,8 +484,8 @@ def test_labels_tell_the_readings_of_one_study_apart():
 def test_every_embedded_experiment_labels_its_settings_apart(path):
     """Two settings with one label would read as one decision in the report (as CE and CE with twice
     the epochs once did)."""
-    from grporm.experiment import load_experiment
-    from grporm.tuning import label, needs_decision
+    from grporm.plan.experiment import load_experiment
+    from grporm.tuning.decisions import label, needs_decision
 
     runs = [r for r in load_experiment(path).runs if needs_decision(r)]
     assert len({label(r) for r in runs}) == len({tuning_key(r) for r in runs})
@@ -495,7 +494,7 @@ def test_every_embedded_experiment_labels_its_settings_apart(path):
 def test_a_decision_file_is_read_through_its_model(tmp_path, capsys):
     """DecisionRecord is what a decision file must hold: a mistyped field or a row without its lr is damage
     (the decision is redone), named in the warning; the committed decisions all fit it."""
-    from grporm.tuning import DecisionRecord
+    from grporm.tuning.decisions import DecisionRecord
 
     good = {"key": "k1", "label": "tiny", "score": "knn20", "grid": GRID, "seeds": [0, 1], "winner": 1e-3,
             "margin": 0.01, "runner_up": 1e-4, "close_call": False,

@@ -1,4 +1,4 @@
-"""`grporm run --until-decided` (grporm/sequential_runner.py): which runs each look adds, on a scripted
+"""`grporm run --until-decided` (grporm/plan/sequential_runner.py): which runs each look adds, on a scripted
 verdict (fast), and a tiny real experiment end to end (slow): a batch added, the stop at the cap,
 resuming without redoing a run, two shards meeting at the barrier."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from grporm.errors import ConfigError, GrpormError
-from grporm.experiment import build_experiment
-from grporm.matrix import RunsFailed
-from grporm.sequential_runner import (
+from grporm.plan.experiment import build_experiment
+from grporm.plan.matrix import RunsFailed
+from grporm.plan.sequential_runner import (
     State,
     _launch,
     design_of,
@@ -203,8 +203,8 @@ def test_next_batch_adds_nothing_past_the_cap(tmp_path):
 
 
 def test_a_look_through_a_launcher_submits_the_batch_as_shards_and_waits(tmp_path, monkeypatch):
-    from grporm import launch, requirements
-
+    from grporm.plan import requirements
+    from grporm.process import launch
     path, runs = experiment(tmp_path)
     design = design_of(runs, str(path))
     state = State(design, look=1, batch=runs[:4], pending=runs[1:4])

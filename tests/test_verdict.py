@@ -18,7 +18,7 @@ from grporm.analysis.verdict import FRAME_COLUMNS, comparisons, verdict_frame
 from grporm.analysis.verdict_render import verdict_section
 from grporm.cli import app
 from grporm.errors import ConfigError
-from grporm.experiment import build_experiment
+from grporm.plan.experiment import build_experiment
 from grporm.stats import paired_difference
 
 CE = (0.80, 0.82, 0.81, 0.83, 0.79)
@@ -433,7 +433,7 @@ def test_runs_shared_between_experiments_count_once_in_the_aa_line(write_run, tm
 def test_evidence_key_of_real_configs_ignores_the_experiment_and_evaluation_only():
     from grporm.analysis.verdict import evidence_key
     from grporm.config import RunConfig
-    from grporm.record_schema import RunRecord
+    from grporm.records.schema import RunRecord
 
     def record(**changes):
         config = RunConfig(**changes).model_dump(mode="json")

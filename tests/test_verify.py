@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grporm.cli import app
-from grporm.verify import (
+from grporm.records.verify import (
     CROSS_MACHINE,
     NOISE_EXPERIMENT,
     SEED_MULTIPLE,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grporm.tracking import CONFIG_EXTRAS, EPOCH_KEY, EPOCH_PREFIX, FIGURE_PREFIX, STEP_KEY, STEP_PREFIX
+from grporm.tracking.tracker import CONFIG_EXTRAS, EPOCH_KEY, EPOCH_PREFIX, FIGURE_PREFIX, STEP_KEY, STEP_PREFIX
 
 from tiny_runs import RUN_ID, invoke, record, run_folder, write_experiment
 
@@ -187,9 +187,9 @@ def test_every_section_goes_to_wandb_and_comes_back(tmp_path, monkeypatch):
 
     from grporm.analysis.records import load_runs
     from grporm.config import RunConfig
-    from grporm.record_schema import Metrics, RunRecord, SegScores
-    from grporm.tracking import Tracker
-    from grporm.wandb_tools import record_from_wandb
+    from grporm.records.schema import Metrics, RunRecord, SegScores
+    from grporm.tracking.tracker import Tracker
+    from grporm.tracking.wandb_tools import record_from_wandb
 
     classification = Metrics(
         head_top1=0.7, ece=0.05, sr_top1=0.8, knn_top1={5: 0.55, 20: 0.6},
@@ -235,7 +235,7 @@ def test_tuned_lr_and_key_in_config_model_artifact_and_wandb_dir(tmp_path, monke
     """The calls a tuned run makes, on a Tracker of its own: lr and decision key in the config, the final
     weights as a model artifact (tracking.log_model), files under $WANDB_DIR when it is set."""
     from grporm.config import RunConfig
-    from grporm.tracking import MODEL_ARTIFACT_TYPE, Tracker
+    from grporm.tracking.tracker import MODEL_ARTIFACT_TYPE, Tracker
 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
     run = RunConfig(method="ce", experiment="e", run_id="r0", data={"name": "imagefolder", "root": str(tmp_path / "flowers")},
@@ -260,7 +260,7 @@ def test_tuned_lr_and_key_in_config_model_artifact_and_wandb_dir(tmp_path, monke
 
 def test_no_model_artifact_by_default(tmp_path, monkeypatch):
     from grporm.config import RunConfig
-    from grporm.tracking import Tracker
+    from grporm.tracking.tracker import Tracker
 
     monkeypatch.delenv("WANDB_DIR", raising=False)
     run = RunConfig(experiment="e", run_id="r0", tracking={"mode": "offline", "project": "grporm-test"})
@@ -279,7 +279,7 @@ def test_a_run_read_back_from_wandb_keeps_hash_lr_and_data_set_name():
     from types import SimpleNamespace
 
     from grporm.config import RunConfig
-    from grporm.wandb_tools import record_from_wandb
+    from grporm.tracking.wandb_tools import record_from_wandb
 
     run = RunConfig(method="ce", experiment="e", run_id="r0", data={"name": "imagefolder", "root": "/data/flowers"})
     config = run.model_dump(mode="json") | {"config_hash": run.config_hash(), "lr": 0.003, "tuning_key": "abc123"}

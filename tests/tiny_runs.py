@@ -55,7 +55,7 @@ def invoke(folder: Path, *args: str, command: str = "run"):
 
 
 # Where `grporm run exp.yaml` writes by default: exp.yaml is no experiment of the repository's, so its
-# records go to grporm-results/ and its checkpoints to grporm-results/checkpoints/ (grporm/run_options.py).
+# records go to grporm-results/ and its checkpoints to grporm-results/checkpoints/ (grporm/plan/run_options.py).
 RESULTS = "grporm-results"
 
 
@@ -82,7 +82,7 @@ def env() -> dict:
 # batch: a real signal at a known step, mid-epoch, with nothing changed in the package.
 FAULT = """
 import os, signal, sys
-import grporm.train as train
+import grporm.training.train as train
 calls, at, signum = [0], int(sys.argv[1]), getattr(signal, sys.argv[2])
 original = train.local_batch
 def local_batch(*args, **kwargs):

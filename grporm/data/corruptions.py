@@ -15,8 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from grporm import seeding
 from grporm.data.sources import ImageSet
+from grporm.process import seeding
 from grporm.registry import Registry
 
 CORRUPTIONS: Registry = Registry("corruption")
@@ -109,7 +109,7 @@ def elastic(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch
 
 def corrupt(images: ImageSet, name: str, severity: int, seed: int = 0) -> ImageSet:
     """The same image set, corrupted; a given (name, severity, seed) always gives the same pixels,
-    whatever else is registered (grporm/seeding.py, "corruption")."""
+    whatever else is registered (grporm/process/seeding.py, "corruption")."""
     fn = CORRUPTIONS.get(name)
     generator = seeding.generator(seed, "corruption", name, severity)
     x = fn(images.images.float() / 255.0, severity, generator)

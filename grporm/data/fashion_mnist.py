@@ -10,7 +10,7 @@ import torch
 
 from grporm.data.sources import DATASETS, LOCATORS, ImageSet, Location, read_idx
 from grporm.errors import ConfigError, DataMissingError, first_line
-from grporm.inputs import expand_home
+from grporm.records.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig

@@ -12,7 +12,7 @@ import torch
 from grporm.data.sources import DATASETS, DIGIT_CLASSES, LOCATORS, ImageSet, Location
 from grporm.data.splits import carve_test
 from grporm.errors import DataMissingError, first_line
-from grporm.inputs import expand_home
+from grporm.records.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig

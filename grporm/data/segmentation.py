@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from grporm import seeding
 from grporm.data.sources import DATASETS, ImageSet
 from grporm.data.splits import Splits, make_splits
 from grporm.errors import ConfigError
+from grporm.process import seeding
 
 BACKGROUND = "background"
 
@@ -47,7 +47,7 @@ def _test_subset(test: ImageSet, count: int, generator: torch.Generator) -> Imag
 
 def segmentation_splits(data_cfg, seg_cfg, seed: int):
     """Train / val / test for the segmentation task, drawn with the run's split seed `seed`
-    (grporm.seeding.split_seed).
+    (grporm.process.seeding.split_seed).
 
     A data set that comes with masks (e.g. VOC) is split as it is: validation images are carved
     from its training split, and a test split larger than seg.test_images gives a random subset.

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from grporm.errors import DataMissingError, first_line
-from grporm.inputs import expand_home
-from grporm.labels import IGNORE_INDEX  # noqa: F401 - re-exported for the data sets
-from grporm.notices import reading
+from grporm.records.inputs import expand_home
 from grporm.registry import Registry
+from grporm.tracking.notices import reading
+from grporm.training.labels import IGNORE_INDEX  # noqa: F401 - re-exported for the data sets
 
 if TYPE_CHECKING:  # annotations only
     from grporm.config import DataConfig

@@ -1,5 +1,5 @@
 """Deterministic, class-balanced train / validation / test splits, drawn with a run's split seed
-(grporm.seeding.split_seed: by default the run's own seed; docs/method.md, 'Seeds and data draws').
+(grporm.process.seeding.split_seed: by default the run's own seed; docs/method.md, 'Seeds and data draws').
 
 The validation split is carved from the FULL official training split before the training subset is
 drawn, each from its own random stream, so (a) val never overlaps train and (b) changing
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from grporm import seeding
 from grporm.data.sources import DATASETS, ImageSet
 from grporm.errors import ConfigError
+from grporm.process import seeding
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig
@@ -37,7 +37,7 @@ class Splits:
 
 
 def _stream(seed: int, stream: str) -> torch.Generator:
-    # One random stream per purpose, all derived from the run's split seed (grporm/seeding.py, "split").
+    # One random stream per purpose, all derived from the run's split seed (grporm/process/seeding.py, "split").
     return seeding.generator(seed, "split", stream)
 
 
@@ -118,7 +118,7 @@ def _complement(n: int, index: torch.Tensor) -> torch.Tensor:
 def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor, cfg: "DataConfig", class_names: list[str],
                   seed: int, own_val: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Indices into the full train split ("train", "val") and the full test split ("test"), drawn
-    with the run's split seed `seed` (grporm.seeding.split_seed; `cfg.split_seed` is not read here).
+    with the run's split seed `seed` (grporm.process.seeding.split_seed; `cfg.split_seed` is not read here).
     `own_val` (ImageSet.own_val): the source's own validation images, all of them, instead of
     `data.val_per_class` carved per class."""
     if own_val is not None:

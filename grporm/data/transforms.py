@@ -6,7 +6,7 @@ Everything is vectorised over the batch and driven by an explicit `torch.Generat
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -68,3 +68,16 @@ def preprocess_batch(
     if augment_cfg is not None:
         x = flip_and_shift(x, augment_cfg.hflip, int(round(augment_cfg.shift * image_size)), generator)
     return _normalise(x, mean, std).contiguous()
+
+
+class InputSpec(NamedTuple):
+    """The input a backbone expects: square images of `image_size` pixels, pixels scaled to [0, 1] and then
+    normalised per channel with `mean` and `std` (a tuple, so `size, mean, std = model.input_spec` unpacks)."""
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def preprocess(self, images: torch.Tensor, augment_cfg: "AugmentConfig | None" = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """`preprocess_batch` of `images` for this input."""
+        return preprocess_batch(images, self.image_size, self.mean, self.std, augment_cfg, generator)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from grporm.data import ImageSet, preprocess_batch
+from grporm.data import ImageSet, InputSpec
 
 
 @torch.no_grad()
-def extract(model, images: ImageSet, input_spec, batch_size: int, device: torch.device,
+def extract(model, images: ImageSet, input_spec: InputSpec, batch_size: int, device: torch.device,
             desc: str = "features", autocast: bool = False,
             channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, D), logits (N, C)) in float32 on the CPU, in the set's order."""
@@ -17,7 +17,7 @@ def extract(model, images: ImageSet, input_spec, batch_size: int, device: torch.
     feats, logits = [], []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, leave=False, unit="batch", disable=None):
         batch = images.images[start:start + batch_size]
-        x = preprocess_batch(batch, *input_spec).to(device, non_blocking=True).contiguous(memory_format=layout)
+        x = input_spec.preprocess(batch).to(device, non_blocking=True).contiguous(memory_format=layout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             f, z = model.features_and_logits(x)
         feats.append(f.float().cpu())

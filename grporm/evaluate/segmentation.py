@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from grporm.labels import IGNORE_INDEX
+from grporm.training.labels import IGNORE_INDEX
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

@@ -12,17 +12,17 @@ from typing import Callable
 
 import torch
 
-from grporm import seeding
-from grporm.allocator import keep_freed_memory
-from grporm.data import ImageSet, balanced_indices
-from grporm.distributed import SINGLE, Dist
+from grporm.data import ImageSet, InputSpec, balanced_indices
 from grporm.evaluate.calibration import expected_calibration_error, per_class_accuracy, top1
 from grporm.evaluate.features import extract
 from grporm.evaluate.knn import knn_accuracy
 from grporm.evaluate.protocols import FrozenScorer, imbalance_metrics, ood_metrics, transfer_metrics
 from grporm.evaluate.segmentation import confusion, segmentation_scores
 from grporm.evaluate.softmax_regression import softmax_regression
-from grporm.record_schema import HEADLINE_K, HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD, Metrics, SegScores
+from grporm.process import seeding
+from grporm.process.allocator import keep_freed_memory
+from grporm.process.distributed import SINGLE, Dist
+from grporm.records.schema import HEADLINE_K, HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD, Metrics, SegScores
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Extractor:
     """Features and logits of image sets from `model`, preprocessed with `input_spec`."""
 
     model: torch.nn.Module
-    input_spec: tuple
+    input_spec: InputSpec
     batch_size: int
     device: torch.device
     autocast: bool = False
@@ -38,7 +38,7 @@ class Extractor:
     dist: Dist = SINGLE
 
     @classmethod
-    def for_run(cls, model, input_spec: tuple, cfg, device: torch.device, dist: Dist = SINGLE) -> Extractor:
+    def for_run(cls, model, input_spec: InputSpec, cfg, device: torch.device, dist: Dist = SINGLE) -> Extractor:
         keep_freed_memory()  # every forward pass reuses freed pages instead of faulting in new ones
         return cls(model, input_spec, cfg.eval.batch_size, device, cfg.train.precision == "bf16",
                    cfg.train.channels_last, dist)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from grporm.errors import ConfigError, GrpormError, WeightsError, first_line
-from grporm.inputs import expand_home
 from grporm.models.packaged import PACKAGED_WEIGHTS
-from grporm.notices import reading
+from grporm.records.inputs import expand_home
+from grporm.tracking.notices import reading
 
 WEIGHTS_FIX = ("give model.weights a checkpoint of model.name's architecture (a state dict saved with torch.save), "
                "or packaged / hub / none")

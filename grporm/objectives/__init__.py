@@ -43,10 +43,9 @@ def _build_ce(run) -> Objective:
 @OBJECTIVES.register("grpo_rm")
 def _build_grpo_rm(run) -> Objective:
     """GRPO-RM: group = output set, accuracy + uniformity reward, clipped surrogate, no KL by default."""
-    options = run.grpo_rm.model_dump(exclude={"inner_steps"})
     return Objective(
         "grpo_rm",
-        functools.partial(grpo_rm_loss, **options),
+        functools.partial(grpo_rm_loss, cfg=run.grpo_rm),
         inner_steps=run.grpo_rm.inner_steps,
         needs_reference=run.grpo_rm.beta > 0,
         needs_features=run.grpo_rm.feature_uniformity > 0,
@@ -54,8 +53,8 @@ def _build_grpo_rm(run) -> Objective:
 
 
 def build_objective(run) -> Objective:
-    """The loss the run's method trains with (its grporm.methods entry: linear probing trains its head with CE)."""
-    from grporm.methods import method  # lazily: the method registry is looked up per run
+    """The loss the run's method trains with (its grporm.training.methods entry: linear probing trains its head with CE)."""
+    from grporm.training.methods import method  # lazily: the method registry is looked up per run
 
     name = method(run.method).objective
     if name is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import flatten_queries, policy_stats
+from grporm.training.labels import IGNORE_INDEX
 
 
 def ce_loss(

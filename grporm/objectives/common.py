@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from grporm.labels import IGNORE_INDEX
+from grporm.training.labels import IGNORE_INDEX
 
 
 def flatten_queries(

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import flatten_queries
+from grporm.training.labels import IGNORE_INDEX
 
 
 @torch.no_grad()

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from grporm.config import GRPOConfig
-from grporm.labels import IGNORE_INDEX
 from grporm.objectives.common import feature_uniformity_loss, flatten_queries, policy_stats
 from grporm.objectives.rewards import total_reward
+from grporm.training.labels import IGNORE_INDEX
 
 GROUPS = ("full", "sampled", "expected")
 
@@ -120,78 +120,67 @@ def grpo_rm_loss(
     targets: torch.Tensor,
     old_logits: torch.Tensor | None = None,
     *,
-    rewards: dict[str, float] | None = None,
-    temperature: float = 1.0,
-    group: str = "full",
-    group_size: int = 16,
-    advantage_scale: str = "group",
-    clip_eps: float = 0.2,
-    clip_eps_high: float | None = None,
-    dual_clip: float | None = None,
-    beta: float = 0.0,
-    std_eps: float = 1e-4,
-    solved_threshold: float | None = None,
-    feature_uniformity: float = 0.0,
-    feature_uniformity_t: float = 2.0,
+    cfg: GRPOConfig | None = None,
     ref_logits: torch.Tensor | None = None,
     features: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     ignore_index: int = IGNORE_INDEX,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """GRPO-RM loss and its step statistics. `old_logits=None` means on-policy (ratio = 1).
+    """GRPO-RM loss and its step statistics under the run's `cfg` (the `grpo_rm:` section; None = its
+    defaults, so that a direct call and a default run agree). `old_logits=None` means on-policy (ratio = 1).
 
-    `features` (B, D): the batch's backbone features, needed only when feature_uniformity > 0.
-    An unknown keyword raises TypeError: a misspelt option must not be dropped silently."""
+    `features` (B, D): the batch's backbone features, needed only when cfg.feature_uniformity > 0.
+    An unknown keyword raises TypeError, an unknown option a validation error: a misspelt option must
+    not be dropped silently. (inner_steps, the steps per rollout, is the training loop's option.)"""
+    cfg = GRPOConfig() if cfg is None else cfg
     if old_logits is None:
         old_logits = logits.detach()
     logits, targets, old_logits, ref_logits = flatten_queries(
         logits, targets, old_logits.detach(), ref_logits, ignore_index=ignore_index
     )
-    log_policy = F.log_softmax(logits.float() / temperature, dim=1)
-    old_log_policy = F.log_softmax(old_logits.float() / temperature, dim=1)
+    log_policy = F.log_softmax(logits.float() / cfg.temperature, dim=1)
+    old_log_policy = F.log_softmax(old_logits.float() / cfg.temperature, dim=1)
     old_probs = old_log_policy.exp()
 
-    actions = group_actions(old_probs, group, group_size, generator)
-    if rewards is None:  # the config's default, so that a direct call and a default run agree
-        rewards = GRPOConfig.model_fields["rewards"].get_default(call_default_factory=True)
-    reward = total_reward(rewards, actions, targets, old_probs)
-    if group == "expected":
-        adv, reward_mean, reward_std = expected_advantages(reward, old_probs, advantage_scale, std_eps)
+    actions = group_actions(old_probs, cfg.group, cfg.group_size, generator)
+    reward = total_reward(cfg.rewards, actions, targets, old_probs)
+    if cfg.group == "expected":
+        adv, reward_mean, reward_std = expected_advantages(reward, old_probs, cfg.advantage_scale, cfg.std_eps)
         degenerate = reward_std.squeeze(1) == 0
     else:
-        adv = advantages(reward, advantage_scale, std_eps)
+        adv = advantages(reward, cfg.advantage_scale, cfg.std_eps)
         reward_mean, reward_std = reward, reward.std(dim=1, unbiased=False)
         degenerate = reward.amax(dim=1) == reward.amin(dim=1)
     zero_adv = degenerate
-    if solved_threshold is not None:
-        solved = solved_queries(old_probs, targets, solved_threshold)
+    if cfg.solved_threshold is not None:
+        solved = solved_queries(old_probs, targets, cfg.solved_threshold)
         adv = adv.masked_fill(solved[:, None], 0.0)
         zero_adv = zero_adv | solved
     objective, ratio, clip_active = clipped_surrogate(
         log_policy.gather(1, actions),
         old_log_policy.gather(1, actions),
         adv,
-        clip_eps,
-        clip_eps if clip_eps_high is None else clip_eps_high,
-        dual_clip,
+        cfg.clip_eps,
+        cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high,
+        cfg.dual_clip,
     )
-    if group == "expected":
+    if cfg.group == "expected":
         loss = -(old_probs * objective).sum(dim=1).mean()
         clip_frac = (old_probs * clip_active).sum(dim=1).mean()  # the sampled group's clip fraction, expected
     else:
         loss = -objective.mean(dim=1).mean()
         clip_frac = clip_active.float().mean()
     kl = uniformity = None
-    if beta > 0:
+    if cfg.beta > 0:
         if ref_logits is None:
             raise ValueError("beta > 0 needs ref_logits from the reference model")
-        kl = kl_to_reference(log_policy, F.log_softmax(ref_logits.float() / temperature, dim=1)).mean()
-        loss = loss + beta * kl
-    if feature_uniformity > 0:
+        kl = kl_to_reference(log_policy, F.log_softmax(ref_logits.float() / cfg.temperature, dim=1)).mean()
+        loss = loss + cfg.beta * kl
+    if cfg.feature_uniformity > 0:
         if features is None:
             raise ValueError("feature_uniformity > 0 needs the batch's backbone features (features=)")
-        uniformity = feature_uniformity_loss(features, feature_uniformity_t)
-        loss = loss + feature_uniformity * uniformity
+        uniformity = feature_uniformity_loss(features, cfg.feature_uniformity_t)
+        loss = loss + cfg.feature_uniformity * uniformity
 
     stats = {
         "loss": loss.item(),

@@ -20,15 +20,15 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 from grporm.errors import GrpormError, first_line
-from grporm.record_schema import HEAD, HEADLINE_KNN, SR, SUMMARY_PREFIX, VAL_HEAD, Metrics, RunRecord, Timing
-from grporm.storage import write_csv, write_json
-from grporm.tracking import CONFIG_EXTRAS, EPOCH_PREFIX, STEP_KEY, STEP_PREFIX
+from grporm.records.schema import HEAD, HEADLINE_KNN, SR, SUMMARY_PREFIX, VAL_HEAD, Metrics, RunRecord, Timing
+from grporm.records.storage import write_csv, write_json
+from grporm.tracking.tracker import CONFIG_EXTRAS, EPOCH_PREFIX, STEP_KEY, STEP_PREFIX
 
 CACHE_DIR = ".wandb_cache"
 CACHE_MARKER = "query.json"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 TIMEOUT_SECONDS = 10
-# what the dashboard plots: (title, W&B key), keys as grporm.tracking logs them
+# what the dashboard plots: (title, W&B key), keys as grporm.tracking.tracker logs them
 DASHBOARD_LINES = (("kNN@20 per epoch (val)", f"{EPOCH_PREFIX}{HEADLINE_KNN}"), ("SR per epoch (val)", f"{EPOCH_PREFIX}{SR}"),
                    ("val head top-1 per epoch", f"{EPOCH_PREFIX}{VAL_HEAD}"),
                    ("reward mean", f"{STEP_PREFIX}reward_mean"), ("clip fraction", f"{STEP_PREFIX}clip_frac"),
@@ -94,11 +94,11 @@ def _dataset_name(data: dict) -> str | None:
 
 
 def record_from_wandb(run, entity_project: str = "") -> dict:
-    """A record.json-shaped dict from a W&B public-API run (``config`` as grporm.tracking logs it, the
+    """A record.json-shaped dict from a W&B public-API run (``config`` as grporm.tracking.tracker logs it, the
     ``final/*`` summary as metrics). W&B holds no per-run timing except the runtime, no env beyond
     its own metadata: those fields stay empty rather than invented."""
     logged = dict(run.config or {})
-    config = {k: v for k, v in logged.items() if k not in CONFIG_EXTRAS}  # what grporm.tracking adds to the RunConfig
+    config = {k: v for k, v in logged.items() if k not in CONFIG_EXTRAS}  # what grporm.tracking.tracker adds to the RunConfig
     summary = dict(getattr(run.summary, "_json_dict", None) or run.summary or {})
     status, error = _status(str(run.state), summary)
     meta = dict(getattr(run, "metadata", None) or {})
@@ -224,7 +224,7 @@ def create_dashboard(entity_project: str) -> str:
 
 # -- sync ------------------------------------------------------------------------------------------
 def wandb_folder() -> Path:
-    """Where our offline runs are: grporm.tracking passes dir=$WANDB_DIR (default '.'), and W&B
+    """Where our offline runs are: grporm.tracking.tracker passes dir=$WANDB_DIR (default '.'), and W&B
     writes its runs into a ``wandb/`` folder there."""
     return Path(os.environ.get("WANDB_DIR") or ".") / "wandb"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from grporm.record_schema import MIOU, PROTOCOLS, VAL_HEAD
+from grporm.records.schema import MIOU, PROTOCOLS, VAL_HEAD
 from grporm.registry import Registry
 
 SEPARATOR = "/"

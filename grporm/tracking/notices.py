@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 _STATE = threading.local()
-_PACKAGE = Path(__file__).resolve().parent.parent  # grporm/ and analysis/: the suite's own warnings
+_PACKAGE = Path(__file__).resolve().parents[2]  # grporm/ and analysis/: the suite's own warnings
 
 
 @contextmanager

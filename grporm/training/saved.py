@@ -17,9 +17,9 @@ from pathlib import Path
 
 from grporm.config import RunConfig
 from grporm.errors import ConfigError, GrpormError
-from grporm.run_options import CHECKPOINTS, COMMITTED_RESULTS, USER_RESULTS
+from grporm.plan.run_options import CHECKPOINTS, COMMITTED_RESULTS, USER_RESULTS
 
-FINAL_WEIGHTS = "model.pt"  # what a finished run keeps of its training (grporm/runner.py)
+FINAL_WEIGHTS = "model.pt"  # what a finished run keeps of its training (grporm/training/runner.py)
 RECORD = "record.json"
 WHAT = ("give a run folder (<results>/<experiment>/runs/<run id>, holding record.json) or the model.pt of a "
         "finished run (<results>/checkpoints/<experiment>/runs/<run id>/model.pt)")
@@ -45,7 +45,7 @@ def _parts(run_folder: Path) -> tuple[str, str]:
 def locate(path: Path | str, results: Path | str | None = None, checkpoints: Path | str | None = None) -> SavedRun:
     """The record and weights of the run `path` names (see the module's docstring); one ConfigError
     line naming where it looked when either is missing."""
-    from grporm.storage import read_record
+    from grporm.records.storage import read_record
 
     path = Path(path).expanduser()
     if path.is_dir():
@@ -76,7 +76,7 @@ def locate(path: Path | str, results: Path | str | None = None, checkpoints: Pat
     except Exception as err:  # noqa: BLE001 - a record of another version, edited by hand, ...
         raise GrpormError(f"{record_path}: its config cannot be read ({str(err).splitlines()[0]})") from None
     if weights is None:
-        from grporm.methods import method
+        from grporm.training.methods import method
 
         why = (f"method {config.method} trains nothing, so the run saved no weights (its model is model.weights)"
                if not method(config.method).trains else
@@ -90,7 +90,7 @@ def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     """The run's config with `-o KEY=VALUE` applied (e.g. eval.knn_k=[5,20], data.root=elsewhere)."""
     from pydantic import ValidationError
 
-    from grporm.experiment import parse_override, set_dotted
+    from grporm.plan.experiment import parse_override, set_dotted
 
     tree = copy.deepcopy(config.model_dump(mode="json"))
     for item in overrides:
@@ -105,14 +105,14 @@ def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
 
 def build_model(config: RunConfig, state: dict):
     """The run's model (backbone + head, as the run built it) with `state` loaded, in eval mode, on the
-    CPU; `model.input_spec` = (image size, mean, std) of its preprocessing."""
+    CPU; `model.input_spec`: its preprocessing, an InputSpec (image size, mean, std)."""
     import torch
 
-    from grporm.methods import method
+    from grporm.data.transforms import InputSpec
     from grporm.models import create_backbone, with_pooling
-    from grporm.models.classifier import Classifier
     from grporm.models.packaged import PACKAGED_WEIGHTS
-    from grporm.models.segmentation import Segmenter
+    from grporm.training.methods import method
+    from grporm.training.tasks import task_of
 
     # Random initial weights: the saved state replaces every tensor, so neither a download nor the
     # original weight file is needed; the preprocessing is the one the run used.
@@ -125,22 +125,18 @@ def build_model(config: RunConfig, state: dict):
     head = state.get("head.weight")
     if not isinstance(head, torch.Tensor):
         raise GrpormError("the saved weights hold no head (head.weight); is it a grporm run's model.pt?")
-    frozen = method(config.method).frozen_backbone
-    if config.task == "segmentation":
-        model = Segmenter(backbone.module, head.shape[0], config.seg.feature_index, frozen)
-    else:
-        model = Classifier(backbone.module, backbone.feature_dim, head.shape[0], frozen)
+    model = task_of(config).model(backbone, head.shape[0], config, method(config.method).frozen_backbone)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise GrpormError(f"the saved weights do not fit {config.model.name} ({str(err).splitlines()[0]})") from None
     model.eval()
-    model.input_spec = (config.data.image_size, mean, std)
+    model.input_spec = InputSpec(config.data.image_size, mean, std)
     return model
 
 
 def read_weights(path: Path) -> dict:
-    from grporm.checkpoints import load_checkpoint
+    from grporm.training.checkpoints import load_checkpoint
 
     state = load_checkpoint(path, ("model",))
     if state is None or not isinstance(state.get("model"), dict):
@@ -151,7 +147,7 @@ def read_weights(path: Path) -> dict:
 def load_model(run: Path | str, *, checkpoints: Path | str | None = None, results: Path | str | None = None):
     """The fine-tuned model of a finished run (backbone + head) in eval mode on the CPU: `model(x)` gives
     the logits, `model.forward_features(x)` the features, `model.backbone` the backbone alone;
-    `model.input_spec` is (image size, mean, std) for preprocessing (pixels in [0, 1], then normalised)."""
+    `model.input_spec` is an InputSpec (image size, mean, std; it unpacks as a tuple) for preprocessing (pixels in [0, 1], then normalised)."""
     saved = locate(run, results, checkpoints)
     return build_model(saved.config, read_weights(saved.weights))
 
@@ -160,24 +156,22 @@ def evaluate_saved(saved: SavedRun, overrides: list[str] = ()) -> tuple[RunConfi
     """(config, metrics): the suite's final evaluation of the saved weights on the run's data."""
     import torch
 
-    from grporm import seeding
-    from grporm.build import set_threads
-    from grporm.data import make_splits
-    from grporm.data.segmentation import segmentation_splits
-    from grporm.distributed import SINGLE
     from grporm.evaluate.suite import Extractor, evaluate
-    from grporm.methods import method
+    from grporm.process import seeding
+    from grporm.process.distributed import SINGLE
+    from grporm.training.build import set_threads
+    from grporm.training.methods import method
+    from grporm.training.tasks import task_of
 
     config = with_overrides(saved.config, list(overrides))
     set_threads(config, SINGLE)
-    seed = seeding.split_seed(config)  # the run's own data draws
-    segmentation = config.task == "segmentation"
-    splits = segmentation_splits(config.data, config.seg, seed) if segmentation else make_splits(config.data, seed)
+    task = task_of(config)
+    splits = task.splits(config, seeding.split_seed(config))  # the run's own data draws
     device = SINGLE.device(config.train.device)
     model = build_model(config, read_weights(saved.weights)).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     extractor = Extractor.for_run(model, model.input_spec, config, device, SINGLE)
     with torch.no_grad():
-        metrics = evaluate(extractor, splits, config, method(config.method).has_head, segmentation)
+        metrics = evaluate(extractor, splits, config, method(config.method).has_head, task.segmentation)
     return config, metrics

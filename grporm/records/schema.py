@@ -1,5 +1,5 @@
 """The run record and its metrics, typed: the one definition the runner writes (record.json and the W&B
-summary), `grporm.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
+summary), `grporm.tracking.wandb_tools` reads back from W&B, and `analysis.records` reads into tables.
 
 `RunRecord` (and its `tuning`, `TuningSummary`) are pydantic models. `to_json` gives the record.json shape (the same field names and values as records written before this
 module existed); `from_json` reads any record, old ones included: a field it lacks takes its default.
@@ -209,8 +209,8 @@ class Timing:
 
 
 class TuningSummary(BaseModel):
-    """`tuning` of a run record: the learning-rate decision the run trained at (grporm/runner.py copies
-    it from the decision, grporm/tuning.py) and which of its rates the run used. Records written before
+    """`tuning` of a run record: the learning-rate decision the run trained at (grporm/training/runner.py copies
+    it from the decision, grporm/tuning/decisions.py) and which of its rates the run used. Records written before
     a field existed read with its default; a field added later is kept (extra allowed)."""
 
     model_config = ConfigDict(extra="allow")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from grporm.errors import DataMissingError, GrpormError, WeightsError, first_line
-from grporm.inputs import expand_home
+from grporm.records.inputs import expand_home
 
 if TYPE_CHECKING:
     from grporm.config import DataConfig, Experiment, ModelConfig, RunConfig

@@ -1,4 +1,4 @@
-"""From an experiment file to validated runs: reading the YAML (through grporm/inputs.py), the `base:`
+"""From an experiment file to validated runs: reading the YAML (through grporm/records/inputs.py), the `base:`
 chain, `-o KEY=VALUE` overrides, the matrix and its `arm` axis, run ids, and every check beyond the
 models' own (grporm/config.py): the names each run looks up in a registry (methods, data sets,
 rewards, corruptions) and the tuning-grid rule.
@@ -23,14 +23,14 @@ from pydantic import BaseModel, ValidationError
 from grporm.config import Experiment, RunConfig
 from grporm.data import DATASETS
 from grporm.data.corruptions import CORRUPTIONS
-from grporm.declaration import declaration_problem
 from grporm.errors import ConfigError
-from grporm.inputs import read_text
-from grporm.measures import verdict_problem
-from grporm.methods import METHODS, method_names
 from grporm.objectives.rewards import REWARDS
+from grporm.plan.declaration import declaration_problem
+from grporm.plan.measures import verdict_problem
+from grporm.records.inputs import read_text
 from grporm.registry import Registry
-from grporm.tuning import check_grid, needs_decision
+from grporm.training.methods import METHODS, method_names
+from grporm.tuning.decisions import check_grid, needs_decision
 
 RUN_KEYS = set(RunConfig.model_fields) - {"experiment", "run_id", "axes"}
 EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
@@ -59,7 +59,8 @@ def cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
-def _suggest(key: str, choices: set[str] | list[str]) -> str:
+def suggest(key: str, choices: set[str] | list[str]) -> str:
+    """` (did you mean ...?)` for a near miss of one of `choices`, else nothing."""
     if len(key) > SHOWN_CHARS:  # no typo of a name is that long; and matching it would be slow
         return ""
     close = difflib.get_close_matches(key, list(choices), n=1)
@@ -267,7 +268,7 @@ def _unknown_key(path: tuple[str, ...], choices: set[str]) -> str:
     dotted = ".".join(path)
     if dotted in _REPLACED_BY:
         return f"retired option, use {_REPLACED_BY[dotted]}"
-    return f"unknown key{_suggest(path[-1], choices)}"
+    return f"unknown key{suggest(path[-1], choices)}"
 
 
 def _model_at(path: tuple) -> type[BaseModel] | None:
@@ -324,7 +325,7 @@ def run_problem(run: RunConfig) -> tuple[str, str] | None:
     for key, registry, names, choices in looked_up(run):
         for name in names:
             if name not in registry:
-                return key, f"unknown {registry.kind} {shown(name)}{_suggest(name, choices)}; choose one of: {', '.join(choices)}"
+                return key, f"unknown {registry.kind} {shown(name)}{suggest(name, choices)}; choose one of: {', '.join(choices)}"
     weights = weights_problem(str(run.model.weights))
     if weights is not None:
         return "model.weights", weights
@@ -353,7 +354,7 @@ def weights_problem(weights: str) -> str | None:
     except (OSError, ValueError):  # a name no file system takes: the folder-name checks say so
         return None
     return (f"{shown(weights)} is neither a keyword ({', '.join(WEIGHT_KEYWORDS)}) nor an existing file"
-            f"{_suggest(weights, WEIGHT_KEYWORDS)}; give a keyword or a checkpoint's path")
+            f"{suggest(weights, WEIGHT_KEYWORDS)}; give a keyword or a checkpoint's path")
 
 
 # A problem reported at the first key may come from a setting of the others (named as the override that set it).
@@ -452,7 +453,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     raw = copy.deepcopy(raw)
     for key in raw:
         if key not in EXPERIMENT_KEYS:
-            raise ConfigError(f"{where}: {cut(str(key))}: unknown key{_suggest(key, EXPERIMENT_KEYS)}")
+            raise ConfigError(f"{where}: {cut(str(key))}: unknown key{suggest(key, EXPERIMENT_KEYS)}")
     name = raw.pop("name", Path(where).stem if where.endswith((".yaml", ".yml")) else "default")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"{where}: name: must be letters, digits, '_', '.' or '-' (got {shown(name)})")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 # The repository's own experiment files (absent when grporm is installed from a wheel: then every
 # experiment is the user's).
-SHIPPED_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SHIPPED_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 TEMPLATES = SHIPPED_EXPERIMENTS / "templates"  # copied and edited by users: their runs are theirs
 COMMITTED_RESULTS = Path("results")
 USER_RESULTS = Path("grporm-results")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from grporm.errors import GrpormError
-from grporm.inputs import InputError, read_json
+from grporm.records.inputs import InputError, read_json
 
 
 def now() -> str:

@@ -8,7 +8,7 @@ Three stages, each only when the one before found no error:
    evaluation needs (eval.knn_k, eval.sr_l2_grid, eval.ood.severities), a device this machine
    does not have, a training method with train.epochs 0 (`grporm data check` stops after this
    stage, with the backbone names, and lists the files);
-2. the files (grporm.requirements): data sets and weight files missing, all listed at once;
+2. the files (grporm.plan.requirements): data sets and weight files missing, all listed at once;
 3. a real load of each backbone and data set (each once, whatever the number of runs): an unknown
    timm name, a damaged file, more images per class than the data set has, a segmentation
    seg.feature_index the backbone does not have, a data.image_size it cannot take (one image is
@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from grporm import seeding
 from grporm.config import RunConfig
 from grporm.data import DATASETS
 from grporm.data.splits import split_indices
-from grporm.distributed import check_world
 from grporm.errors import ConfigError, DataMissingError, GrpormError, WeightsError, first_line
-from grporm.methods import method
 from grporm.models import create_backbone
+from grporm.process import seeding
+from grporm.process.distributed import check_world
+from grporm.training.methods import method
 
 SPLIT_ONLY = {"train_per_class", "val_per_class", "test_per_class", "split_seed", "imbalance_factor"}
 NAME_MAX = 255  # bytes of one file or folder name on the usual file systems (ext4, xfs, btrfs, APFS)
@@ -89,7 +89,7 @@ def stderr_warning(line: str) -> None:
 
 def _name_problems(run: RunConfig) -> list[Problem]:
     """Paths with a name no file system takes (the experiment's name and the run ids, which become
-    folder names, are refused when the experiment is loaded: grporm/experiment.py)."""
+    folder names, are refused when the experiment is loaded: grporm/plan/experiment.py)."""
     out = []
     paths = [("data.root", run.data.root)]
     if str(run.model.weights) not in ("packaged", "hub", "none"):
@@ -238,7 +238,7 @@ def preflight(runs: list[RunConfig], world_size: int = 1, *,
 
     Each backbone is built once and each data set read once, whatever the number of runs."""
     from grporm.config import Experiment
-    from grporm.requirements import preflight as check_requirements
+    from grporm.plan.requirements import preflight as check_requirements
 
     problems = [p for r in runs for p in setting_problems(r)]
     _raise_fatal(problems)

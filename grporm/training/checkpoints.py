@@ -14,10 +14,10 @@ from typing import Callable
 import torch
 
 from grporm.errors import GrpormError, first_line
-from grporm.inputs import check_fields
-from grporm.storage import write_atomic
+from grporm.records.inputs import check_fields
+from grporm.records.storage import write_atomic
 
-# The types of the keys a training checkpoint must hold (grporm.train.REQUIRED_KEYS).
+# The types of the keys a training checkpoint must hold (grporm.training.train.REQUIRED_KEYS).
 KEY_TYPES = {"model": dict, "optimizer": dict, "scheduler": dict, "epoch": int, "step_in_epoch": int,
              "history": list, "steps": list}
 

@@ -20,21 +20,24 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from grporm import seeding
-from grporm.checkpoints import load_checkpoint, save_checkpoint
 from grporm.config import RunConfig
-from grporm.data import ImageSet, preprocess_batch
-from grporm.distributed import SINGLE, Dist
+from grporm.data import ImageSet, InputSpec
 from grporm.errors import GrpormError, TrainingDiverged, first_line
-from grporm.interrupts import STOP, Interrupted
-from grporm.methods import method
-from grporm.objectives import Objective
+from grporm.objectives import Objective, build_objective
 from grporm.objectives.diagnostics import training_diagnostics
-from grporm.progress import PROCESS, EpochClock, write
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.interrupts import STOP, Interrupted
+from grporm.tracking.progress import PROCESS, EpochClock, write
+from grporm.training.checkpoints import load_checkpoint, save_checkpoint
+from grporm.training.methods import method
+
+if TYPE_CHECKING:
+    from grporm.training.build import Built
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
@@ -84,16 +87,16 @@ def training_view(model: torch.nn.Module, run: RunConfig, dist: Dist, device: to
     return view
 
 
-def local_batch(data: ImageSet, index: torch.Tensor, input_spec: tuple, run: RunConfig,
+def local_batch(data: ImageSet, index: torch.Tensor, input_spec: InputSpec, run: RunConfig,
                 generator: torch.Generator, dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's share of one global batch, augmented exactly as one process would augment it."""
     mine = index[dist.part(len(index))]
     augment = run.train.augment
     if dist.active and (augment.hflip or augment.shift > 0):
         # The random draws span the whole global batch: make them all, keep this rank's rows.
-        x = preprocess_batch(data.images[index], *input_spec, augment, generator)[dist.part(len(index))]
+        x = input_spec.preprocess(data.images[index], augment, generator)[dist.part(len(index))]
     else:
-        x = preprocess_batch(data.images[mine], *input_spec, augment, generator)
+        x = input_spec.preprocess(data.images[mine], augment, generator)
     if run.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, data.labels[mine]
@@ -203,123 +206,143 @@ def _optimise(train_model, model, reference, objective: Objective, optimizer, x:
     return stats
 
 
-def fit(
-    model: torch.nn.Module,
-    objective: Objective,
-    data: ImageSet,
-    run: RunConfig,
-    lr: float,
-    epochs: int,
-    input_spec: tuple,
-    device: torch.device,
-    checkpoint: Path | None = None,
-    on_epoch: Callable[[int], dict] | None = None,
-    on_step: Callable[[int, dict], None] | None = None,
-    desc: str = "train",
-    dist: Dist = SINGLE,
-    result: FitResult | None = None,
-) -> FitResult:
-    """Train `model` in place. Pass `result` to keep what was done (e.g. the logged steps) when
-    fit raises: it is filled as training goes."""
-    batch_size = min(run.train.batch_size, len(data))
-    steps_per_epoch = len(data) // batch_size  # drop the ragged last batch: batch norm needs > 1
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], run, lr)
-    scheduler = warmup_cosine(optimizer, steps_per_epoch * epochs, run.train.warmup_fraction)
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if objective.needs_reference else None
-    result = result if result is not None else FitResult()
-    start_epoch = skip_steps = 0
-    partial: dict = {}
-    # Dropout draws from the global stream: seed it so a fit depends on nothing run before it in this
-    # process (e.g. whether the lr search ran or was read back), and give each rank its own masks.
-    torch.manual_seed(seeding.derive(run.seed, "dropout", dist.rank))
+@dataclass
+class Trainer:
+    """How one model trains, set up once: the model, its objective, the training split, the run's
+    settings, the input and the device. `fit(lr)` trains it in place; a run fits once, a tuning trial
+    once per candidate learning rate (each from the same initial weights, `Built.reset`)."""
 
-    fits = lambda state: _fits(state, model, optimizer, reference)  # noqa: E731
-    state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS, fits)) if checkpoint is not None else None
-    if state is not None:
-        start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist, checkpoint)
-        where = f"epoch {start_epoch}/{epochs}" + (f", step {skip_steps}/{steps_per_epoch}" if skip_steps else "")
-        if dist.is_main:
-            write(f"resumed {desc} from {checkpoint} at {where}")
-    elif on_epoch is not None:
-        result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
-    train_model = training_view(model, run, dist, device)
-    clock = EpochClock(desc, epochs, start_epoch, enabled=dist.is_main)
-    PROCESS.start_fit(desc, epochs * steps_per_epoch * batch_size, (start_epoch * steps_per_epoch + skip_steps) * batch_size,
-                      enabled=dist.is_main)
+    model: torch.nn.Module
+    objective: Objective
+    data: ImageSet
+    run: RunConfig
+    input_spec: InputSpec
+    device: torch.device
+    dist: Dist = SINGLE
+    desc: str = "train"
 
-    config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.runner)
+    @classmethod
+    def of(cls, built: Built, run: RunConfig, device: torch.device, dist: Dist = SINGLE, desc: str = "train") -> Trainer:
+        """The trainer of a built run: its model on its training split, with the objective of its method."""
+        return cls(built.model, build_objective(run), built.splits.train, run, built.input_spec, device, dist, desc)
 
-    def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
-        rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save
-        if checkpoint is None or not dist.is_main:
-            return
-        save_checkpoint(checkpoint, {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "reference": reference.state_dict() if reference is not None else None,
-            "rng_cpu": rng,
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "partial": {"generator": generator.get_state(), "sums": sums} if step_in_epoch else {},
-            "history": result.history,
-            "steps": result.steps,
-            "train_seconds": result.train_seconds,
-            "images_seen": result.images_seen,
-            "config_hash": config_hash,
-        })
+    def fit(
+        self,
+        lr: float,
+        *,
+        epochs: int | None = None,
+        checkpoint: Path | None = None,
+        on_epoch: Callable[[int], dict] | None = None,
+        on_step: Callable[[int, dict], None] | None = None,
+        result: FitResult | None = None,
+        desc: str | None = None,
+    ) -> FitResult:
+        """Train the model in place at `lr` for `epochs` (the run's train.epochs unless given), resuming
+        from and saving to `checkpoint` if given; `desc` (default: the trainer's) names it in progress lines. Pass `result` to keep what was done (e.g. the logged
+        steps) when fit raises: it is filled as training goes."""
+        model, objective, data, run, input_spec, device, dist = (
+            self.model, self.objective, self.data, self.run, self.input_spec, self.device, self.dist)
+        desc = self.desc if desc is None else desc
+        epochs = run.train.epochs if epochs is None else epochs
+        batch_size = min(run.train.batch_size, len(data))
+        steps_per_epoch = len(data) // batch_size  # drop the ragged last batch: batch norm needs > 1
+        optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], run, lr)
+        scheduler = warmup_cosine(optimizer, steps_per_epoch * epochs, run.train.warmup_fraction)
+        reference = copy.deepcopy(model).eval().requires_grad_(False) if objective.needs_reference else None
+        result = result if result is not None else FitResult()
+        start_epoch = skip_steps = 0
+        partial: dict = {}
+        # Dropout draws from the global stream: seed it so a fit depends on nothing run before it in this
+        # process (e.g. whether the lr search ran or was read back), and give each rank its own masks.
+        torch.manual_seed(seeding.derive(run.seed, "dropout", dist.rank))
 
-    for epoch in range(start_epoch, epochs):
-        train_model.train()
-        generator = epoch_generator(run.seed, epoch)
-        order = torch.randperm(len(data), generator=generator)
-        first = skip_steps if epoch == start_epoch else 0
-        sums = [0.0, 0.0, 0.0]  # loss * images, accuracy * images, images: weighted over ranks
-        if first:
-            generator.set_state(partial["generator"])
-            sums = list(partial["sums"])
-        tic = time.perf_counter()
-        for step_in_epoch in STOP.deferring_over(range(first, steps_per_epoch)):
-            if dist.agree(STOP.requested):
-                result.train_seconds += time.perf_counter() - tic
-                save(epoch, step_in_epoch, generator, sums)
-                dist.barrier()  # nobody exits while rank 0 writes: torchrun would kill it mid-write
-                raise _interrupted(epoch, step_in_epoch, steps_per_epoch, checkpoint)
-            index = order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
-            x, targets = local_batch(data, index, input_spec, run, generator, dist)
-            x, targets = x.to(device), targets.to(device)
-            step = epoch * steps_per_epoch + step_in_epoch
-            logged = step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1
-            stats = _optimise(train_model, model, reference, objective, optimizer, x, targets, run, step, dist,
-                              share=len(targets) * dist.world_size / len(index), where=f"epoch {epoch + 1}, step {step}",
-                              diagnose=logged)
-            scheduler.step()
-            n = len(targets)
-            sums = [sums[0] + stats["loss"] * n, sums[1] + stats["acc"] * n, sums[2] + n]
-            result.images_seen += len(index)
-            if logged:
-                row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **stats}
-                result.steps.append({"step": step, **row})
-                if on_step is not None:
-                    on_step(step, row)
-            PROCESS.advance(len(index))
-        result.train_seconds += time.perf_counter() - tic
+        fits = lambda state: _fits(state, model, optimizer, reference)  # noqa: E731
+        state = dist.from_main(lambda: load_checkpoint(checkpoint, REQUIRED_KEYS, fits)) if checkpoint is not None else None
+        if state is not None:
+            start_epoch, skip_steps, partial = _restore(state, model, optimizer, scheduler, reference, result, dist, checkpoint)
+            where = f"epoch {start_epoch}/{epochs}" + (f", step {skip_steps}/{steps_per_epoch}" if skip_steps else "")
+            if dist.is_main:
+                write(f"resumed {desc} from {checkpoint} at {where}")
+        elif on_epoch is not None:
+            result.history.append({"epoch": 0, "train_seconds": 0.0, **on_epoch(0)})
+        train_model = training_view(model, run, dist, device)
+        clock = EpochClock(desc, epochs, start_epoch, enabled=dist.is_main)
+        PROCESS.start_fit(desc, epochs * steps_per_epoch * batch_size, (start_epoch * steps_per_epoch + skip_steps) * batch_size,
+                          enabled=dist.is_main)
 
-        loss_sum, acc_sum, images = dist.sum(sums)
-        row = {
-            "epoch": epoch + 1,
-            "train_seconds": result.train_seconds,
-            "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum / max(1.0, images),
-            "train_acc": acc_sum / max(1.0, images),
-        }
-        if on_epoch is not None:
-            row.update(on_epoch(epoch + 1))
-        result.history.append(row)
-        save(epoch + 1, 0, None, [])
-        clock.epoch_done(row, [s for s in result.steps if s.get("epoch") == epoch + 1])
-    PROCESS.close()
-    return result
+        config_hash = run.config_hash()  # saved with the checkpoint: resuming can tell whose it is (grporm.training.runner)
+
+        def save(epoch: int, step_in_epoch: int, generator: torch.Generator | None, sums: list[float]) -> None:
+            rng = dist.gather_objects(torch.get_rng_state())  # collective: every rank calls save
+            if checkpoint is None or not dist.is_main:
+                return
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "reference": reference.state_dict() if reference is not None else None,
+                "rng_cpu": rng,
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "partial": {"generator": generator.get_state(), "sums": sums} if step_in_epoch else {},
+                "history": result.history,
+                "steps": result.steps,
+                "train_seconds": result.train_seconds,
+                "images_seen": result.images_seen,
+                "config_hash": config_hash,
+            })
+
+        for epoch in range(start_epoch, epochs):
+            train_model.train()
+            generator = epoch_generator(run.seed, epoch)
+            order = torch.randperm(len(data), generator=generator)
+            first = skip_steps if epoch == start_epoch else 0
+            sums = [0.0, 0.0, 0.0]  # loss * images, accuracy * images, images: weighted over ranks
+            if first:
+                generator.set_state(partial["generator"])
+                sums = list(partial["sums"])
+            tic = time.perf_counter()
+            for step_in_epoch in STOP.deferring_over(range(first, steps_per_epoch)):
+                if dist.agree(STOP.requested):
+                    result.train_seconds += time.perf_counter() - tic
+                    save(epoch, step_in_epoch, generator, sums)
+                    dist.barrier()  # nobody exits while rank 0 writes: torchrun would kill it mid-write
+                    raise _interrupted(epoch, step_in_epoch, steps_per_epoch, checkpoint)
+                index = order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
+                x, targets = local_batch(data, index, input_spec, run, generator, dist)
+                x, targets = x.to(device), targets.to(device)
+                step = epoch * steps_per_epoch + step_in_epoch
+                logged = step % run.train.log_every == 0 or step_in_epoch == steps_per_epoch - 1
+                stats = _optimise(train_model, model, reference, objective, optimizer, x, targets, run, step, dist,
+                                  share=len(targets) * dist.world_size / len(index), where=f"epoch {epoch + 1}, step {step}",
+                                  diagnose=logged)
+                scheduler.step()
+                n = len(targets)
+                sums = [sums[0] + stats["loss"] * n, sums[1] + stats["acc"] * n, sums[2] + n]
+                result.images_seen += len(index)
+                if logged:
+                    row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **stats}
+                    result.steps.append({"step": step, **row})
+                    if on_step is not None:
+                        on_step(step, row)
+                PROCESS.advance(len(index))
+            result.train_seconds += time.perf_counter() - tic
+
+            loss_sum, acc_sum, images = dist.sum(sums)
+            row = {
+                "epoch": epoch + 1,
+                "train_seconds": result.train_seconds,
+                "lr": scheduler.get_last_lr()[0],
+                "train_loss": loss_sum / max(1.0, images),
+                "train_acc": acc_sum / max(1.0, images),
+            }
+            if on_epoch is not None:
+                row.update(on_epoch(epoch + 1))
+            result.history.append(row)
+            save(epoch + 1, 0, None, [])
+            clock.epoch_done(row, [s for s in result.steps if s.get("epoch") == epoch + 1])
+        PROCESS.close()
+        return result
 
 
 def _interrupted(epoch: int, step_in_epoch: int, steps_per_epoch: int, checkpoint: Path | None) -> Interrupted:

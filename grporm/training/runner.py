@@ -1,9 +1,9 @@
 """One run from config to record; `Run.execute` reads as the stages in order:
 build -> learning rate (tuning decision or search) -> train -> evaluate -> record.
 
-The stages live elsewhere (grporm.build, grporm.learning_rate, grporm.train, grporm.evaluate.suite,
-grporm.record_schema); a Run holds what they share and writes the record. The matrix around runs (shards,
-locks, preflight) is grporm.matrix.
+The stages live elsewhere (grporm.training.build, grporm.tuning.trials, grporm.training.train, grporm.evaluate.suite,
+grporm.records.schema); a Run holds what they share and writes the record. The matrix around runs (shards,
+locks, preflight) is grporm.plan.matrix.
 """
 from __future__ import annotations
 
@@ -18,21 +18,15 @@ from pathlib import Path
 
 import torch
 
-from grporm import seeding
-from grporm.build import build, set_threads
-from grporm.checkpoints import recorded_config_hash, save_checkpoint
 from grporm.config import RunConfig
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import ConfigError, GrpormError
-from grporm.evaluate.suite import EpochProbe, Extractor, evaluate
-from grporm.inputs import read_text
-from grporm.interrupts import Interrupted
-from grporm.learning_rate import decision_for, lends_splits
-from grporm.methods import method
-from grporm.objectives import build_objective
-from grporm.record_schema import RunRecord, Timing, TuningSummary
-from grporm.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
-from grporm.storage import (
+from grporm.evaluate.suite import EpochProbe, evaluate
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.interrupts import Interrupted
+from grporm.records.inputs import read_text
+from grporm.records.schema import RunRecord, Timing, TuningSummary
+from grporm.records.storage import (
     environment,
     now,
     peak_memory_mib,
@@ -42,9 +36,14 @@ from grporm.storage import (
     write_json,
     write_text_atomic,
 )
-from grporm.tracking import Tracker, artifact_name
-from grporm.train import FitResult, fit
-from grporm.tuning import needs_decision
+from grporm.tracking.tracker import Tracker, artifact_name
+from grporm.training.build import set_up
+from grporm.training.checkpoints import recorded_config_hash, save_checkpoint
+from grporm.training.methods import method
+from grporm.training.saved import FINAL_WEIGHTS  # what a finished run keeps under <checkpoints>/<experiment>/runs/<run id>/
+from grporm.training.train import FitResult
+from grporm.tuning.decisions import needs_decision
+from grporm.tuning.trials import decision_for, lends_splits
 
 # The decision's summary a run record keeps in its `tuning` block, with the `pick` and the `lr` it trained at.
 PICKED_FIELDS = ("key", "winner", "runner_up", "margin", "se", "seed_se", "close_call", "edge")
@@ -96,11 +95,10 @@ class Run:
 
     def execute(self) -> RunRecord:
         cfg, record = self.cfg, self.record
-        set_threads(cfg, self.dist)
-        record.env = environment()
         tic = time.perf_counter()
-        self.built = build(cfg, self.device)
-        self.extractor = Extractor.for_run(self.built.model, self.built.input_spec, cfg, self.device, self.dist)
+        ready = set_up(cfg, self.device, self.dist, desc=cfg.run_id)
+        self.built, self.extractor, self.trainer = ready.built, ready.extractor, ready.trainer
+        record.env = environment()  # after set_up's threads
         self.tracker = Tracker(cfg, enabled=self.dist.is_main, folder=self.paths.out)
         record.wandb = self.tracker.info
         if self.dist.is_main:
@@ -159,9 +157,8 @@ class Run:
         probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
                            log=self.tracker.log_epoch)
         self.tracker.note_lr(lr, self.record.tuning.key if self.record.tuning is not None else None)
-        fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
-            self.device, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
-            desc=cfg.run_id, dist=self.dist, result=self.progress)
+        self.trainer.fit(lr, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
+                         result=self.progress)
         self._write_csv("history.csv", self.progress.history)
         self.tracker.log_convergence(self.progress.history)
 

@@ -6,7 +6,7 @@ mistake, an `IsADirectoryError`, a symlink loop...). The checks are by kind of i
 case: a new caller gets all of them by calling the reader.
 
 Override parsing (`-o KEY=VALUE`) lives with the rest of experiment loading:
-`grporm.experiment.parse_override`.
+`grporm.plan.experiment.parse_override`.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def read_json(path: Path | str, what: str, fix: str, fields: Fields | None = Non
     beyond that (or None). Any problem -- unreadable, not UTF-8, not JSON, not an object, a
     missing or mistyped field -- is one ConfigError naming the file and the fix. Callers that
     redo the work instead of stopping (a corrupted run record: see
-    `grporm.storage.read_record_or_rerun`) catch it."""
+    `grporm.records.storage.read_record_or_rerun`) catch it."""
     text = read_text(path, what, fix)
     try:
         data = json.loads(text)

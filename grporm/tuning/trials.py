@@ -1,4 +1,4 @@
-"""The learning rate of a run: the decision of its setting's tuning (grporm/tuning.py rules;
+"""The learning rate of a run: the decision of its setting's tuning (grporm/tuning/decisions.py rules;
 docs/method.md, 'Tuning rules'), made once per setting and kept."""
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
-from grporm import seeding
-from grporm.build import build, set_threads
 from grporm.config import RunConfig
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import GrpormError, TrainingDiverged
-from grporm.evaluate.suite import Extractor, val_score
-from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
-from grporm.objectives import build_objective
-from grporm.progress import Countdown, write
-from grporm.storage import environment, now, write_json
-from grporm.train import fit
-from grporm.tuning import (
+from grporm.evaluate.suite import val_score
+from grporm.process import seeding
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
+from grporm.records.storage import environment, now, write_json
+from grporm.tracking.progress import Countdown, write
+from grporm.training.build import set_up
+from grporm.tuning.decisions import (
     decide,
     decision_record,
     decision_summary,
@@ -43,17 +41,15 @@ class TuningTrial:
     def __init__(self, run: RunConfig, seed: int, dist: Dist = SINGLE, splits=None):
         self.cfg, self.dist = tuning_config(run, seed), dist
         self.device = dist.device(run.train.device)
-        set_threads(run, dist)
-        self.built = build(self.cfg, self.device, splits)
-        self.extractor = Extractor.for_run(self.built.model, self.built.input_spec, self.cfg, self.device, dist)
+        ready = set_up(self.cfg, self.device, dist, splits=splits, desc=f"tune s{seed}")
+        self.built, self.extractor, self.trainer = ready.built, ready.extractor, ready.trainer
 
     def score(self, lr: float) -> float | None:
         """The validation score after training at `lr`; None if training diverged."""
         cfg, built = self.cfg, self.built
         built.reset()
         try:
-            fit(built.model, build_objective(cfg), built.splits.train, cfg, lr, cfg.train.epochs, built.input_spec,
-                self.device, desc=f"tune {lr:g} s{cfg.seed}", dist=self.dist)
+            self.trainer.fit(lr, desc=f"tune {lr:g} s{cfg.seed}")
         except TrainingDiverged:
             return None
         return val_score(self.extractor, built.splits, cfg.eval, cfg.tune.score, built.segmentation)

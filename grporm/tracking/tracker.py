@@ -21,7 +21,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from grporm.config import RunConfig
-from grporm.record_schema import HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD
+from grporm.records.schema import HEADLINE_KNN, MIOU, PIXEL_ACC, SR, VAL_HEAD
 
 PROBE_SECONDS = 5.0  # a reachable server answers a TCP connection well within this
 INIT_TIMEOUT = 15.0  # seconds W&B may take to start a run online (its default is 90)
@@ -115,10 +115,10 @@ def service_environment(folder: str) -> Iterator[None]:
         os.environ.pop("XDG_CACHE_HOME", None)
 
 
-STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"  # W&B history keys; grporm.wandb_tools reads them back
+STEP_PREFIX, EPOCH_PREFIX = "train/", "epoch/"  # W&B history keys; grporm.tracking.wandb_tools reads them back
 STEP_KEY, EPOCH_KEY = f"{STEP_PREFIX}step", "epoch"  # the x axes: train/* against the optimiser step, epoch/* the epoch
 FIGURE_PREFIX = "figures/"  # the run's figures, as W&B media
-# What the run's W&B config holds beyond its RunConfig (grporm.wandb_tools strips them to validate it):
+# What the run's W&B config holds beyond its RunConfig (grporm.tracking.wandb_tools strips them to validate it):
 # the config hash (the record's), the lr the run trained at and the key of the tuning decision it came from.
 CONFIG_EXTRAS = ("config_hash", "lr", "tuning_key")
 MODEL_ARTIFACT_TYPE = "model"
@@ -262,7 +262,7 @@ class Tracker:
             self._fail("table", err)
 
     def finish(self, summary: dict, exit_code: int = 0) -> None:
-        """`summary`: grporm.record_schema's RunRecord.summary() (final/* metrics and the status)."""
+        """`summary`: grporm.records.schema's RunRecord.summary() (final/* metrics and the status)."""
         if self.wb is None:
             return
         try:

@@ -8,8 +8,8 @@ cannot be judged is one ConfigError line naming the names that exist, not hours 
 """
 from __future__ import annotations
 
-from grporm.measures import measure_problem, unrecorded_problem
-from grporm.methods import METHODS
+from grporm.plan.measures import measure_problem, unrecorded_problem
+from grporm.training.methods import METHODS
 
 ARM, METHOD = "arm", "method"
 CONTROL_NAME = CONTROL_METHOD = "ce"

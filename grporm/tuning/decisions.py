@@ -9,8 +9,8 @@ the winner, or the runner-up for the sensitivity runs of a close call) is not pa
 
 Here: the decision as a pure function of a score callback, the key of a setting and the record's
 file layout (``<results>/tuning/<key>.json``). Training and scoring the candidates is
-`grporm.learning_rate.decision_for`. The grid rule (`check_grid`) is checked when an experiment is
-loaded (grporm/experiment.py) and again by `decide`.
+`grporm.tuning.trials.decision_for`. The grid rule (`check_grid`) is checked when an experiment is
+loaded (grporm/plan/experiment.py) and again by `decide`.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
 from grporm.errors import GrpormError
-from grporm.methods import method
+from grporm.records.storage import read_record, read_record_or_rerun
 from grporm.stats import mean_binomial_se, paired_se
-from grporm.storage import read_record, read_record_or_rerun
+from grporm.training.methods import method
 
 TUNING_DIR = "tuning"
 # How a run is computed or logged, or the lr it is told to use: not part of the setting a decision is for
@@ -266,7 +266,8 @@ def decision_record(run: RunConfig, key: str, decision: Decision, rows: dict[tup
     }
 
 
-def _points(value: float | None) -> str:
+def as_points(value: float | None) -> str:
+    """A fraction in percentage points, one decimal (a dash for none); also the tuning table's (analysis/tuning.py)."""
     return "—" if value is None else f"{100 * value:.1f}"
 
 
@@ -285,8 +286,8 @@ def decision_summary(record: dict) -> str:
     """One line: 'lr 0.001 (runner-up 0.0003, margin 1.2 points, SE 0.9, seed SE 1.5, close call)'."""
     runner_up = record.get("runner_up")
     parts = [f"runner-up {runner_up:g}" if runner_up is not None else "no runner-up",
-             f"margin {_points(record.get('margin'))} points", f"SE {_points(record.get('se'))}",
-             f"seed SE {_points(record.get('seed_se'))}"]
+             f"margin {as_points(record.get('margin'))} points", f"SE {as_points(record.get('se'))}",
+             f"seed SE {as_points(record.get('seed_se'))}"]
     return f"lr {record['winner']:g} (" + ", ".join(parts + [f for f in flags(record).split(", ") if f]) + ")"
 
 
@@ -359,7 +360,7 @@ def load_records(results: Path) -> list[dict]:
             records.append(read_record(path, {}, "tuning record", _valid(DecisionRecord, path)))
         except GrpormError as err:
             print(f"warning: {err}; left out of the report", file=sys.stderr)
-    return sorted(records, key=lambda r: (_label_of(r), r["key"]))
+    return sorted(records, key=lambda r: (setting_label(r), r["key"]))
 
 
 # -- sensitivity: the runs of a close call, again at the runner-up ------------------------------------
@@ -370,8 +371,8 @@ def is_close_call(run: RunConfig, decisions: Mapping[str, dict]) -> bool:
     return needs_decision(run) and bool(decisions[tuning_key(run)].get("close_call"))
 
 
-def _label_of(record: dict) -> str:
-    """From the record's setting where it has a readable one (decisions made before `describe` carry
+def setting_label(record: dict) -> str:
+    """A decision record's setting in words, from its setting where it has a readable one (decisions made before `describe` carry
     a shorter label), else its stored label."""
     try:
         return describe(record["setting"])

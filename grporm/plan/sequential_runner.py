@@ -13,7 +13,7 @@ all finished the verdict on exactly them says what look 1 adds, and so on, so ev
 the same next batch, a stopped search resumes where it was, and no finished run is redone. Each batch
 is a matrix like any other: `--shard I/N` runs every N-th run of it, then waits until the whole batch
 is finished (a barrier on the records: a run nobody holds, e.g. of a shard that died, is taken over
-under its lock, grporm/locks.py) before looking; `--launcher` submits each batch as an array of
+under its lock, grporm/process/locks.py) before looking; `--launcher` submits each batch as an array of
 shards (`--batch-only` tasks) and waits for it. `<results>/<experiment>/looks.json` logs every look:
 its seeds per arm and row, the decided cells, the claim words and the CPU-minutes so far.
 """
@@ -28,11 +28,11 @@ from typing import Callable, Iterable
 
 from grporm.config import RunConfig
 from grporm.errors import ConfigError, GrpormError
-from grporm.experiment import ARM_AXIS, build_experiment, free_seeds, load_experiment, load_with_base, parse_override
-from grporm.locks import is_held
-from grporm.matrix import RunsFailed, is_finished, select_runs
-from grporm.methods import METHODS
-from grporm.storage import read_record_or_rerun, run_dir, write_json
+from grporm.plan.experiment import ARM_AXIS, build_experiment, free_seeds, load_experiment, load_with_base, parse_override
+from grporm.plan.matrix import RunsFailed, is_finished, select_runs
+from grporm.process.locks import is_held
+from grporm.records.storage import read_record_or_rerun, run_dir, write_json
+from grporm.training.methods import METHODS
 
 LOOKS_FILE = "looks.json"
 POLL_SECONDS = 10.0  # how often a shard at the barrier reads the records again
@@ -338,7 +338,7 @@ def _barrier(batch: list[RunConfig], results: Path, checkpoints: Path, run: Call
              echo: Callable[[str], None], look: int, stale_seconds: float, poll_seconds: float) -> None:
     """Return once every run of `batch` is finished. Runs another process holds are waited for; a run
     nobody holds (its shard died, or it failed) is run here, under its lock."""
-    from grporm.runner import RunPaths
+    from grporm.training.runner import RunPaths
 
     said = False
     while True:
@@ -374,8 +374,8 @@ def run_until_decided(path: Path, overrides: list[str], *, results: Path, checkp
     """The search (module docstring); returns its last state. `task_argv`: the `grporm run ...` line of
     a launcher's task, without --shard; `refused`: {option: given?} of `grporm run` options the search
     cannot keep."""
-    from grporm.matrix import run_matrix
-    from grporm.preflight import preflight
+    from grporm.plan.matrix import run_matrix
+    from grporm.plan.preflight import preflight
 
     refuse_options({**(refused or {}), "shard": bool(shard and (launcher or slurm)),
                     "nproc": bool((refused or {}).get("nproc")) or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1})
@@ -434,10 +434,10 @@ def _print_plan(state: State, results: Path, echo: Callable[[str], None]) -> Non
 
 def _launch(launcher: str | None, slurm: list[str], state: State, task_argv: list[str], results: Path,
             echo: Callable[[str], None]) -> None:
-    """One look's runs as an array of `--batch-only` shard tasks (grporm/launch.py), waited for."""
-    from grporm import launch
+    """One look's runs as an array of `--batch-only` shard tasks (grporm/process/launch.py), waited for."""
     from grporm.config import Experiment
-    from grporm.requirements import preflight as check_files
+    from grporm.plan.requirements import preflight as check_files
+    from grporm.process import launch
 
     if launcher is None:
         raise ConfigError("--slurm needs --launcher slurm (or local)")

@@ -2,7 +2,7 @@
 
 Runs are paired by experiment + run id; a pair whose config hashes differ computed something else
 and is reported as not comparable. Records are read through the run record schema
-(`grporm.record_schema`), and every value of `Metrics.values()` is compared under its flat name
+(`grporm.records.schema`), and every value of `Metrics.values()` is compared under its flat name
 (e.g. `sr_top1`, `ood/contrast/3/sr_top1`), in points (x100), except NOT_COMPARED (named in the
 output). Each value gets a verdict:
 
@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from grporm.errors import ConfigError, GrpormError
-from grporm.inputs import input_folder, read_text
-from grporm.record_schema import SR_L2, RunRecord, SchemaError
-from grporm.storage import read_record
+from grporm.records.inputs import input_folder, read_text
+from grporm.records.schema import SR_L2, RunRecord, SchemaError
+from grporm.records.storage import read_record
 
-CROSS_MACHINE = Path(__file__).resolve().parent.parent / "results" / "quick" / "cross_machine.csv"
+CROSS_MACHINE = Path(__file__).resolve().parents[2] / "results" / "quick" / "cross_machine.csv"
 SEED_MULTIPLE = 3 * math.sqrt(2)
 NOISE_EXPERIMENT = "noise"  # experiments/noise.yaml: its records under the committed folder give the noise floor
 FAMILY_ALPHA = 0.05  # family-wise false-alarm rate of the noise tolerance over all compared values

@@ -21,7 +21,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from grporm.record_schema import HEADLINE_KNN, MIOU
+from grporm.records.schema import HEADLINE_KNN, MIOU
 
 Say = Callable[[str], None]
 

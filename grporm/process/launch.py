@@ -56,7 +56,7 @@ class SlurmOptions(BaseModel):
 
 def parse_options(items: list[str]) -> SlurmOptions:
     """`KEY=VALUE` strings (values read as YAML, `extra.KEY` into extra) -> SlurmOptions, or a one-line ConfigError."""
-    from grporm.experiment import _suggest, parse_value
+    from grporm.plan.experiment import parse_value, suggest
 
     raw: dict[str, Any] = {}
     for item in items:
@@ -67,7 +67,7 @@ def parse_options(items: list[str]) -> SlurmOptions:
         if key.startswith("extra."):
             raw.setdefault("extra", {})[key[len("extra."):]] = parse_value(text)
         elif key not in SlurmOptions.model_fields:
-            raise ConfigError(f"--slurm {key}: unknown option{_suggest(key, set(SlurmOptions.model_fields))}; "
+            raise ConfigError(f"--slurm {key}: unknown option{suggest(key, set(SlurmOptions.model_fields))}; "
                               f"known: {', '.join(SlurmOptions.model_fields)} (any other sbatch option: extra.KEY=VALUE)")
         else:
             raw[key] = parse_value(text)
@@ -205,9 +205,9 @@ def wait(jobs: list, echo: Callable[[str], None] = print) -> int:
 def launch_cli(launcher: str | None, slurm: list[str], exp, runs: list, shard: str | None, nproc: int, argv: list[str],
                echo: Callable[[str], None] = print, results: Path = Path("results")) -> int:
     """`grporm run --launcher`: check, submit, and with the local executor wait; the exit code. `argv`:
-    each task's command line without --shard (grporm.run_options.RunOptions.argv, --nproc included)."""
+    each task's command line without --shard (grporm.plan.run_options.RunOptions.argv, --nproc included)."""
     from grporm.config import Experiment
-    from grporm.requirements import preflight as check_files
+    from grporm.plan.requirements import preflight as check_files
 
     if launcher is None:
         raise ConfigError("--slurm needs --launcher slurm (or local)")

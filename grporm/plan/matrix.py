@@ -1,6 +1,6 @@
 """What surrounds runs: picking a shard of the matrix, walking the runs with a lock each (`run_matrix`),
 the runs of close calls again at the runner-up (`sensitivity_runs`), and deciding the learning rate of
-every tuning setting of a matrix (`tune_matrix`); the checks before any run are grporm/preflight.py."""
+every tuning setting of a matrix (`tune_matrix`); the checks before any run are grporm/plan/preflight.py."""
 from __future__ import annotations
 
 import re
@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Callable
 
 from grporm.config import RunConfig
-from grporm.distributed import SINGLE, Dist
 from grporm.errors import ConfigError, GrpormError
-from grporm.interrupts import STOP, Interrupted
-from grporm.learning_rate import decision_for
-from grporm.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
-from grporm.progress import PROCESS, Countdown, tagged
-from grporm.record_schema import RunRecord
-from grporm.runner import RunPaths, execute_run
-from grporm.storage import read_record_or_rerun, run_dir
-from grporm.tuning import is_close_call, label, needs_decision, read_decision, record_path, tuning_key
+from grporm.process.distributed import SINGLE, Dist
+from grporm.process.interrupts import STOP, Interrupted
+from grporm.process.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
+from grporm.records.schema import RunRecord
+from grporm.records.storage import read_record_or_rerun, run_dir
+from grporm.tracking.progress import PROCESS, Countdown, tagged
+from grporm.training.runner import RunPaths, execute_run
+from grporm.tuning.decisions import is_close_call, label, needs_decision, read_decision, record_path, tuning_key
+from grporm.tuning.trials import decision_for
 
 
 class RunsFailed(GrpormError):
@@ -119,7 +119,7 @@ def _headline(record: RunRecord) -> str:
 
 def sensitivity_runs(runs: list[RunConfig], results: Path) -> list[RunConfig]:
     """The runs (loaded with tune.pick runner_up) whose own decision is a close call
-    (grporm.tuning.is_close_call); every decision must be made first."""
+    (grporm.tuning.decisions.is_close_call); every decision must be made first."""
     keys = {tuning_key(r) for r in runs if needs_decision(r)}
     decisions = {k: read_decision(record_path(results, k)) for k in sorted(keys)}
     missing = [k for k, d in decisions.items() if d is None]
