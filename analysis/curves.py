@@ -27,7 +27,7 @@ import grporm.stats as inf
 from grporm.analysis.records import RunSet
 from grporm.analysis.verdict import RUNNER_UP, SCALE, Comparison, _by_seed, _Values
 from grporm.plan.declaration import trains
-from grporm.stats import paired_difference, t_interval
+from grporm.stats import paired_difference, summarize, t_interval
 
 SHRINKS, HOLDS, GROWS, UNCLEAR = "shrinks", "holds", "grows", "unclear"
 # Where a trend is read beyond the measured range (labelled an extrapolation): axis -> (value, what it is)
@@ -111,12 +111,9 @@ def _seed_values(run_set: RunSet, comparison: Comparison, measure: str, dataset:
 def _control_levels(key: dict, by_value: dict[float, dict[int, float]]) -> list[dict]:
     out = []
     for at in sorted(by_value):
-        seen = [SCALE * v for v in by_value[at].values()]
-        n = len(seen)
-        mean = float(np.mean(seen)) if n else math.nan
-        std = float(np.std(seen, ddof=1)) if n >= 2 else math.nan
-        low, high = t_interval(mean, std, n) if n >= 2 else (math.nan, math.nan)
-        out.append({**key, "value": at, "n": n, "mean": mean, "low": low, "high": high})
+        seen = summarize(SCALE * v for v in by_value[at].values())
+        low, high = t_interval(seen.mean, seen.std, seen.n)
+        out.append({**key, "value": at, "n": seen.n, "mean": seen.mean, "low": low, "high": high})
     return out
 
 
