@@ -2,6 +2,12 @@
 import errno
 
 
+def first_error(err) -> tuple[str, dict]:
+    """The first problem of a pydantic ValidationError: its dotted location and the error itself."""
+    first = err.errors()[0]
+    return ".".join(str(part) for part in first["loc"]), first
+
+
 class GrpormError(Exception):
     """A problem the user can fix (bad config, missing data or weights); never a bug."""
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from grporm.errors import ConfigError, GrpormError
+from grporm.errors import ConfigError, GrpormError, first_error
 
 LAUNCHERS = ("slurm", "local")
 
@@ -74,8 +74,7 @@ def parse_options(items: list[str]) -> SlurmOptions:
     try:
         return SlurmOptions.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, first = first_error(err)
         raise ConfigError(f"--slurm {where}: {first['msg']} (got {first.get('input')!r})") from None
 
 

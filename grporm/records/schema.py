@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 
+from grporm.errors import first_error
+
 HEADLINE_K = 20  # kNN@20: the paper's headline kNN (docs/method.md, 'kNN (DINO protocol)')
 SUMMARY_PREFIX = "final/"  # W&B summary keys of the final metrics
 _KNN_NAME = re.compile(r"knn(\d+)_top1")
@@ -296,8 +298,7 @@ class RunRecord(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
+            where, first = first_error(err)
             raise SchemaError(f"{where} is {first.get('input')!r}: {first['msg']}") from None
 
     def summary(self) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grporm.config import RunConfig
-from grporm.errors import ConfigError, GrpormError
+from grporm.errors import ConfigError, GrpormError, first_error
 from grporm.plan.run_options import CHECKPOINTS, COMMITTED_RESULTS, USER_RESULTS
 
 FINAL_WEIGHTS = "model.pt"  # what a finished run keeps of its training (grporm/training/runner.py)
@@ -99,8 +99,8 @@ def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        where, first = first_error(err)
+        raise ConfigError(f"{where}: {first['msg']}") from None
 
 
 def build_model(config: RunConfig, state: dict):

@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from grporm.config import MIN_TUNING_SEEDS, GRPOConfig, RunConfig
-from grporm.errors import GrpormError
+from grporm.errors import GrpormError, first_error
 from grporm.records.storage import read_record, read_record_or_rerun
 from grporm.stats import mean_binomial_se, paired_se
 from grporm.training.methods import method
@@ -330,8 +330,7 @@ def _valid(model: type[BaseModel], path: Path):
         try:
             model.model_validate(record)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
+            where, first = first_error(err)
             return f"lacks the key {where!r}" if first["type"] == "missing" else f"{where}: {first['msg']}"
         if not path.name.lstrip(".").startswith(record["key"]):
             return f"holds the decision of key {record['key']!r}, not of its file name"
