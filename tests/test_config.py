@@ -93,6 +93,36 @@ def test_arms_bundle_settings_so_ce_runs_once():
     assert again.runs[0].config_hash() == exp.runs[0].config_hash()
 
 
+def test_matrix_exclude_leaves_out_matching_combinations_and_keeps_the_others_ids():
+    arms = [{"name": "ce", "method": "ce"}, {"name": "default", "method": "grpo_rm"}]
+    raw = {"matrix": {"arm": arms, "train.epochs": [4, 32], "seed": [2, 3]}}
+    full = {r.run_id: r.config_hash() for r in build_experiment(raw, "x.yaml").runs}
+    raw["matrix"]["exclude"] = [{"train.epochs": 32, "arm": "default"}]
+    cut = build_experiment(raw, "x.yaml").runs
+    assert len(full) == 8 and len(cut) == 6
+    assert not any(r.axes["arm"] == "default" and r.train.epochs == 32 for r in cut)
+    assert all(full[r.run_id] == r.config_hash() for r in cut)  # the kept runs are the same runs
+    # the same through an override, e.g. to cut an arm for one session
+    again = build_experiment({"matrix": {"arm": arms, "train.epochs": [4, 32], "seed": [2, 3]}}, "x.yaml",
+                             ["matrix.exclude=[{arm: ce, seed: 3}]"])
+    assert len(again.runs) == 6 and not any(r.axes["arm"] == "ce" and r.seed == 3 for r in again.runs)
+
+
+@pytest.mark.parametrize("exclude, says", [
+    ([{"train.epoch": 32}], "'train.epoch' is not an axis of this matrix; the axes are arm, train.epochs"),
+    ([{"train.epochs": 64}], "train.epochs: 64 is not one of the axis's values [4, 32]"),
+    ([{"arm": "dflt"}], "arm: 'dflt' is not one of the axis's values"),
+    ([{}], "must be a mapping of matrix axes to values"),
+    ("epochs", "must be a non-empty list of mappings"),
+    ([{"arm": "ce"}, {"arm": "default"}], "leaves no run; exclude fewer combinations"),
+])
+def test_matrix_exclude_refuses_what_would_exclude_nothing_or_everything(exclude, says):
+    arms = [{"name": "ce", "method": "ce"}, {"name": "default", "method": "grpo_rm"}]
+    with pytest.raises(ConfigError, match="matrix.exclude") as err:
+        build_experiment({"matrix": {"arm": arms, "train.epochs": [4, 32], "exclude": exclude}}, "x.yaml")
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
 def test_overrides_set_values_and_narrow_matrix_axes():
     raw = {"matrix": {"method": ["ce", "grpo_rm"]}, "train": {"lr": 0.1}}
     exp = build_experiment(raw, "x.yaml", ["train.lr=3e-4", "method=ce", "grpo_rm.rewards={accuracy: 1}"])

@@ -52,6 +52,12 @@ def results(write_run, tmp_path_factory) -> Path:
     # data size: `widening` loses 1 more point per doubling
     _study(write_run, root, "size", "data.train_per_class", (100, 200, 400, 800),
            lambda n: 0.7 + 0.02 * math.log2(n / 100), {"widening": lambda n: -0.01 * math.log2(n / 100)})
+    # a treatment cut at the longest budget (matrix.exclude): CE alone at 32 epochs, 0.1 above 16
+    _study(write_run, root, "budget_cut", "train.epochs", (4, 8, 16), lambda e: {4: 0.75, 8: 0.80, 16: 0.81}[e],
+           {"cut": lambda e: -0.03})
+    for seed in SEEDS:
+        _run(write_run, root, "budget_cut", "ce", "ce", "train.epochs", 32, seed,
+             0.811 + SEED_EFFECT[seed] + 0.002 * math.sin(seed * 7 + 32))
     return root
 
 
@@ -92,6 +98,16 @@ def test_control_plateau(found):
     assert steps["level"].iloc[0] == pytest.approx(inf.ALPHA / 2)
     levels = found.levels[found.levels["experiment"] == "budget"].sort_values("value")
     assert levels["mean"].iloc[0] == pytest.approx(75.0 + 100 * np.mean(list(SEED_EFFECT.values())), abs=0.3)
+
+
+def test_a_value_only_the_control_ran_is_a_step_not_a_point(found):
+    mine = {name: frame[frame["experiment"] == "budget_cut"] for name, frame in
+            (("points", found.points), ("steps", found.steps), ("trends", found.trends))}
+    assert sorted(mine["points"]["value"]) == [4, 8, 16]  # no verdict cell without the treatment
+    steps = mine["steps"].sort_values("value")
+    assert list(steps["next"]) == [8, 16, 32] and steps["level"].iloc[0] == pytest.approx(inf.ALPHA / 3)
+    assert list(steps["levelled"]) == [False, False, True] and plateau(steps) == 16
+    assert mine["trends"]["n"].iloc[0] == len(SEEDS) and mine["trends"]["slope"].iloc[0] == pytest.approx(0, abs=0.2)
 
 
 def test_trend_words(found):

@@ -37,6 +37,8 @@ EXPERIMENT_KEYS = RUN_KEYS | {"name", "description", "matrix", "base"}
 # The axes every run id names, in this order; any other matrix axis is added as key=value.
 ID_AXES = ("data.name", "model.name", "method")
 ARM_AXIS = "arm"  # matrix axis of named setting bundles (see _arms)
+# matrix.exclude: combinations left out of the product (see _excluded), e.g. an arm cut at the longest budget
+EXCLUDE = "exclude"
 MATRIX_PREFIX = "matrix."  # `-o matrix.<axis>=[...]` sets the values of a matrix axis
 PICK_AXIS = "tune.pick"  # named in a run id as lr=runner_up only (run_id_for)
 EXPERIMENT_FIX = "give an experiment YAML file; `grporm list experiments` shows the shipped ones"
@@ -172,7 +174,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"{where}: the value after '=' is empty; write null for none, '' for empty text")
     axis = matrix_axis(key)
     if axis is not None:  # -o matrix.seed=[0,1]: the values of a matrix axis (one the file has or a new one)
-        if axis != ARM_AXIS:
+        if axis not in (ARM_AXIS, EXCLUDE):
             _check_key_path(axis, where)
         return key, parse_value(text, where)
     _check_key_path(key, where)
@@ -432,6 +434,27 @@ def _check_override_against_axes(item: str, key: str, value: Any, axes: list[tup
                                       f"{fix}, or drop the axis from the matrix")
 
 
+def _excluded(entries: Any, axes: list[tuple[str, list]], where: str) -> list[dict]:
+    """`matrix.exclude`: a list of partial combinations {axis: value, ...} (an arm by its name); a run
+    matching every key of one entry is left out. Each key must be an axis and each value one of its values,
+    so a typo cannot silently exclude nothing."""
+    values_of = dict(axes)
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{where}: must be a non-empty list of mappings like {{train.epochs: 32, arm: default}}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(f"{where}[{i}]: must be a mapping of matrix axes to values, "
+                              f"like {{train.epochs: 32, arm: default}} (got {shown(entry)})")
+        for key, value in entry.items():
+            if key not in values_of:
+                raise ConfigError(f"{where}[{i}]: {shown(key)} is not an axis of this matrix; "
+                                  f"the axes are {', '.join(values_of)}")
+            if value not in values_of[key]:
+                raise ConfigError(f"{where}[{i}]: {key}: {shown(value)} is not one of the axis's values "
+                                  f"{shown(values_of[key])}")
+    return entries
+
+
 def _count_runs(axes: list[tuple[str, list]], where: str, max_runs: int) -> int:
     count = math.prod(len(values) for _, values in axes)
     if count > max_runs:
@@ -472,11 +495,12 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     parsed = [(item, *parse_override(item)) for item in overrides]
     for _, key, value in parsed:
         if (axis := matrix_axis(key)) is not None:
-            matrix[axis] = value if axis == ARM_AXIS else matrix_values(axis, value)
+            matrix[axis] = value if axis in (ARM_AXIS, EXCLUDE) else matrix_values(axis, value)
         elif key in matrix:
             matrix[key] = matrix_values(key, value)
     by_axis = [(item, matrix_axis(key) or key, value) for item, key, value in parsed]
     parsed = [(item, key, value) for item, key, value in parsed if matrix_axis(key) is None]
+    exclude = matrix.pop(EXCLUDE, None)
     axes: list[tuple[str, list]] = []
     arms: dict[str, dict] = {}
     for key, values in matrix.items():
@@ -492,6 +516,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
         axes.append((key, values))
     _count_runs(axes, where, MAX_RUNS if max_runs is None else max_runs)
+    excluded = _excluded(exclude, axes, f"{where}: matrix.{EXCLUDE}") if exclude is not None else []
     for item, key, value in parsed:
         if key not in matrix:
             _check_override_against_axes(item, key, value, axes, arms)
@@ -516,6 +541,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             sources = [source_of(tuple(k.split('.')), overrides, where) for k in (key, *SET_TOGETHER.get(key, ()))]
             raise ConfigError(f"{next((s for s in sources if s != where), where)}: {key}: {message}")
         axis_values = dict(zip((k for k, _ in axes), combo))
+        if any(all(axis_values[k] == v for k, v in entry.items()) for entry in excluded):
+            continue
         run.run_id = run_id_for(run, axis_values)
         # A runner-up run names its pick among its axes, so no table averages it into the winner's cell.
         run.axes = {k: v for k, v in axis_values.items() if k != PICK_AXIS} | (
@@ -527,6 +554,8 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{where}: matrix gives two runs the id {run.run_id!r}; remove the repeated value")
         seen.add(run.run_id)
         runs.append(run)
+    if not runs:
+        raise ConfigError(f"{where}: matrix.{EXCLUDE} leaves no run; exclude fewer combinations")
     problem = declaration_problem(runs)  # against the whole matrix: a control or claim it lacks
     if problem is not None:
         key, message = problem
