@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats as _stats
 
-ALPHA = 0.05
+from grporm.stats import ALPHA, seeds_needed
 
 
 # -- alpha-spending functions: f(t) for t in [0, 1], f(0) = 0, f(1) = 1, increasing ------------------
@@ -146,22 +146,6 @@ def simulate(deltas: Sequence[float], sigma: float = 2.0, margin: float = 1.0, n
             "runs": float((control + seeds.sum(axis=1)).mean())}
 
 
-def fixed_power(delta: float, sigma: float, n: int, level: float) -> float:
-    """Power of a one-sided paired t test at `level` with n pairs at true mean delta (noncentral t)."""
-    if n < 2:
-        return 0.0
-    return float(_stats.nct.sf(_stats.t.isf(level, n - 1), n - 1, delta * math.sqrt(n) / sigma))
-
-
-def fixed_seeds(delta: float, sigma: float, m: int, target_power: float, alpha: float = ALPHA, most: int = 500) -> int | None:
-    """Fewest seeds of a fixed design (one look, alpha / m per side) whose power to find a treatment
-    ahead at true delta reaches target_power; None above `most`."""
-    for n in range(2, most + 1):
-        if fixed_power(delta, sigma, n, alpha / m) >= target_power:
-            return n
-    return None
-
-
 # (name, the treatments' true differences in units of the margin): at Δ = 0 *reproduced* is the error,
 # at Δ = δ *contradicted* is; elsewhere the rates are power
 SCENARIOS = (("no effect (Δ = 0)", (0.0, 0.0, 0.0)),
@@ -183,7 +167,8 @@ def simulation_rows(reps: int = 2000, sigma: float = 2.0, margin: float = 1.0, n
             out = simulate(deltas, sigma, margin, n0, batch, max_seeds, alpha, reps, seed + i, procedure)
             fixed = "—"
             if max(deltas) > margin and out["reproduced"] > 0:
-                n = fixed_seeds(max(deltas), sigma, len(deltas), out["reproduced"], alpha)
+                # one look at α/m per side, the power the sequential procedure reached
+                n = seeds_needed(sigma, max(deltas), alpha / len(deltas), out["reproduced"], sides=1)
                 fixed = "—" if n is None else f"{n} seeds, {n * (len(deltas) + 1)} runs"
             rows.append([name, procedure or "naive (full α at every look)", f"{out['reproduced']:.3f}",
                          f"{out['contradicted']:.3f}", f"{out['inconclusive']:.3f}", f"{out['seeds']:.1f}",

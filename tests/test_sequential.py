@@ -6,8 +6,8 @@ import math
 import pytest
 
 from grporm.analysis import sequential as seq
+from grporm.stats import ALPHA, power, seeds_needed
 
-ALPHA = 0.05
 REPS = 400
 SLACK = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)  # α plus three binomial standard errors
 
@@ -58,8 +58,12 @@ def test_a_fixed_design_has_its_nominal_error():
 
 
 def test_fixed_design_seeds_reach_the_power():
-    n = seq.fixed_seeds(2.0, 2.0, 3, 0.8)
-    assert seq.fixed_power(2.0, 2.0, n, ALPHA / 3) >= 0.8 > seq.fixed_power(2.0, 2.0, n - 1, ALPHA / 3)
+    n = seeds_needed(2.0, 2.0, ALPHA / 3, 0.8, sides=1)  # the simulation table's fixed design
+    assert power(2.0, 2.0, n, ALPHA / 3, sides=1) >= 0.8 > power(2.0, 2.0, n - 1, ALPHA / 3, sides=1)
+    # the one-sided power is the noncentral t's tail beyond the critical value
+    from scipy import stats
+    assert power(2.0, 2.0, n, ALPHA / 3, sides=1) == pytest.approx(
+        stats.nct.sf(stats.t.isf(ALPHA / 3, n - 1), n - 1, math.sqrt(n)), rel=1e-6)
 
 
 def test_the_table_has_every_scenario_and_procedure():
