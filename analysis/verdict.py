@@ -64,6 +64,23 @@ class Comparison:
     frame: pd.DataFrame
     aggregate: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    setting: str = ""  # where the words hold: the control's epochs, images per class and image size
+
+
+# The settings a verdict's words are conditional on (README, 'The answer'): (config path, how it is named)
+SETTING_KEYS = ((("train", "epochs"), "{} epochs"), (("data", "train_per_class"), "{}/class"),
+                (("data", "image_size"), "{} px"))
+
+
+def setting_text(run_set: RunSet, paths) -> str:
+    """'4 epochs, 200/class, 32 px' of the runs at `paths`; an axis they vary lists its values ('4/8/16 epochs')."""
+    parts = []
+    for (section, key), shown in SETTING_KEYS:
+        found = {(run_set.records[p].config.get(section) or {}).get(key) for p in paths}
+        found.discard(None)
+        if found:
+            parts.append(shown.format("/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sorted(found))))
+    return ", ".join(parts)
 
 
 # -- reading the records -----------------------------------------------------------------------------
@@ -237,7 +254,8 @@ def compare_experiment(run_set: RunSet, experiment: str, values: _Values, first_
         notes.append(f"`{experiment}`: no finished treatment shares a seed (and its other axes) with the control "
                      f"`{declared.control}`; no verdict.")
     frame = with_claim_words(frame)
-    comparison = Comparison(experiment, declared, is_declared, axis, frame, notes=notes)
+    comparison = Comparison(experiment, declared, is_declared, axis, frame, notes=notes,
+                            setting=setting_text(run_set, control_runs["path"]))
     comparison.aggregate = _aggregate(runs, frame, values, claims, keys, declared)
     return comparison
 

@@ -193,7 +193,8 @@ def verdict_markdown(found: list[Comparison]) -> str:
 
 SUMMARY_LEGEND = (
     "One line per claim of each experiment, from the full verdict tables (`verdict.md`, bounds and p values "
-    "there): primary or secondary, the claim word; the treatments *ahead* of and *behind* the control (bounds at "
+    "there): the setting its words hold at (the control's training epochs, images per class and image size); "
+    "primary or secondary, the claim word; the treatments *ahead* of and *behind* the control (bounds at "
     "α / m per side, m the row's treatments), with the rows (backbone, and axes where an experiment has more) "
     "where they are; the largest upper bound of any treatment over the claim's rows (contradicted: below δ on "
     "every row); for an inconclusive claim the seeds a fixed design would need to decide it (planning only); the "
@@ -261,7 +262,7 @@ def summary_markdown(found: list[Comparison]) -> str:
             word = lines["claim_word"].iloc[0]
             rows = lines.drop_duplicates(ROW)
             needed = [float(v) for v in rows["seeds_needed"] if not math.isnan(float(v))]
-            claims.append([f"`{c.experiment}`", claim, "primary" if lines["primary"].iloc[0] else "secondary",
+            claims.append([f"`{c.experiment}`", claim, c.setting or "—", "primary" if lines["primary"].iloc[0] else "secondary",
                            f"**{word}**", _named(treated, stats.AHEAD), _named(treated, stats.BEHIND),
                            _signed(rows["row_upper"].max()) if rows["row_upper"].map(math.isfinite).any() else "—",
                            _range(lines["n"], "{:.0f}"),
@@ -275,11 +276,11 @@ def summary_markdown(found: list[Comparison]) -> str:
                 f"`{a['treatment']}`{ROLE_MARK.get(a['role'], '')} {_improvement(a)}" for a in ranked)])
     if not claims:
         return ""
-    header = ["Experiment", "Claim", "Kind", "Word", "Ahead of the control", "Behind the control",
+    header = ["Experiment", "Claim", "Setting", "Kind", "Word", "Ahead of the control", "Behind the control",
               "Largest upper bound (points)", "Seeds", "Seeds to decide (planning)", "A/A cells excluding 0",
               "Word at the runner-up lr"]
     parts = [SUMMARY_LEGEND, "", *[f"{line}\n" for line in headline(found)],
-             markdown_grid(header, claims, "l" * 6 + "rrrrl").rstrip("\n"), ""]
+             markdown_grid(header, claims, "l" * 7 + "rrrrl").rstrip("\n"), ""]
     if improvements:
         parts += [markdown_grid(["Experiment", "P(improvement) over the control [95%], best first"], improvements,
                                 "ll").rstrip("\n"), ""]

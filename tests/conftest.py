@@ -25,7 +25,9 @@ def hand_made_run(root: Path, experiment: str, run_id: str, *, method: str, seed
         "method": method, "dataset": dataset, "backbone": BB, "seed": seed,
         "axes": {"model.name": BB, "method": method, "seed": seed, **(axes or {})},
         "config_hash": hashlib.sha256(run_id.encode()).hexdigest()[:12],
-        "config": {"method": method, "data": {"name": dataset, "imbalance_factor": imbalance_factor},
+        "config": {"method": method, "train": {"epochs": 4},
+                   "data": {"name": dataset, "imbalance_factor": imbalance_factor, "train_per_class": 200,
+                            "image_size": 32},
                    "eval": {"shot_thresholds": [20, 100]}},
         "metrics": {"head_top1": head, "ece": None, "sr_top1": sr, "knn_top1": {"20": knn20}, **(extra or {})},
         "timing": {"train_seconds": 0.0 if method == "pretrained" else train_seconds, "total_seconds": 30.0 + seed,
@@ -35,6 +37,10 @@ def hand_made_run(root: Path, experiment: str, run_id: str, *, method: str, seed
                 "git_commit": "abc1234"},
         "started_at": "2025-01-01T00:00:00+00:00", "finished_at": "2025-01-01T01:00:00+00:00",
     }
+    for key, value in (axes or {}).items():  # a matrix axis is a setting of the run's config too
+        if key.count(".") == 1 and key.split(".")[0] in ("train", "data"):
+            section, name = key.split(".")
+            record["config"][section][name] = value
     (run_dir / "record.json").write_text(json.dumps(record))
     if history is not None:
         lines = ["epoch,train_seconds,knn20_top1,sr_top1"] + [f"{e},{e * 4.0 + seed},{v},{v + 0.01}"

@@ -100,13 +100,15 @@ def test_control_plateau(found):
     assert levels["mean"].iloc[0] == pytest.approx(75.0 + 100 * np.mean(list(SEED_EFFECT.values())), abs=0.3)
 
 
-def test_a_value_only_the_control_ran_is_a_step_not_a_point(found):
+def test_a_value_only_the_control_ran_is_a_step_not_a_point(results, found):
     mine = {name: frame[frame["experiment"] == "budget_cut"] for name, frame in
             (("points", found.points), ("steps", found.steps), ("trends", found.trends))}
     assert sorted(mine["points"]["value"]) == [4, 8, 16]  # no verdict cell without the treatment
     steps = mine["steps"].sort_values("value")
     assert list(steps["next"]) == [8, 16, 32] and steps["level"].iloc[0] == pytest.approx(inf.ALPHA / 3)
     assert list(steps["levelled"]) == [False, False, True] and plateau(steps) == 16
+    [cut] = [c for c in comparisons(load_runs(results)) if c.experiment == "budget_cut"]
+    assert cut.setting == "4/8/16/32 epochs, 200/class, 32 px"  # the summary's 'Setting': every budget the control ran
     assert mine["trends"]["n"].iloc[0] == len(SEEDS) and mine["trends"]["slope"].iloc[0] == pytest.approx(0, abs=0.2)
 
 

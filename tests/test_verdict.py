@@ -159,7 +159,8 @@ def test_the_summary_has_one_line_per_claim_with_who_is_ahead_behind_and_what_tu
     _, files = verdict_section(found)
     [line] = [row for row in files["_summary.md"].splitlines() if row.startswith("| `mine` | SR |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2:4] == ["primary", "**reproduced**"] and cells[9] == "0 of 1" and "no difference → ahead" in cells[10]
+    assert cells[2] == "4 epochs, 200/class, 32 px"  # where the words hold, from the control's configs
+    assert cells[3:5] == ["primary", "**reproduced**"] and cells[10] == "0 of 1" and "no difference → ahead" in cells[11]
     assert "| `mine` | `better` 1.00 (every seed improves" in files["_summary.md"]  # P(improvement), best first
     assert "**1 primary claim**, each at α = 0.05 one-sided over its rows' treatments" in files["_summary.md"]
     assert "1 reproduced, 0 contradicted, 0 inconclusive" in files["_summary.md"]
