@@ -319,6 +319,20 @@ def test_sensitivity_selects_exactly_the_runs_of_close_call_decisions(tmp_path, 
     assert f"{len(listed)} run(s)" in result.output
 
 
+def test_sensitivity_skips_an_arm_alone_in_its_cell(tmp_path):
+    """CE alone at the longest budget (matrix.exclude) has no verdict line: its close call reruns nothing there."""
+    matrix = {**SENSITIVITY, "model.name": ["test_vit"], "train.epochs": [1, 2],
+              "exclude": [{"train.epochs": 2, "arm": "default"}, {"train.epochs": 2, "arm": "clip"}]}
+    write_experiment(tmp_path, tune=TUNE, matrix=matrix)
+    runs = load_runs(tmp_path)
+    for r in runs:
+        fake_record(tmp_path / RESULTS, r, winner=1e-2, runner_up=1e-3, close_call=r.axes["arm"] == "ce")
+    result = invoke(tmp_path, "--sensitivity", "--dry-run")
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[0] for line in result.output.splitlines()[1:] if line.startswith("  ")]
+    assert len(listed) == 2 and all("-ce-" in i and "epochs=1" in i for i in listed), listed
+
+
 def test_sensitivity_needs_the_decisions_and_a_tuned_experiment(tmp_path):
     write_experiment(tmp_path, tune=TUNE, matrix=SENSITIVITY)
     result = invoke(tmp_path, "--sensitivity", "--dry-run")

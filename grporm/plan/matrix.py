@@ -10,6 +10,8 @@ from typing import Callable
 
 from grporm.config import RunConfig
 from grporm.errors import ConfigError, GrpormError
+from grporm.plan.declaration import trains
+from grporm.plan.experiment import PICK_AXIS
 from grporm.process.distributed import SINGLE, Dist
 from grporm.process.interrupts import STOP, Interrupted
 from grporm.process.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
@@ -127,7 +129,19 @@ def sensitivity_runs(runs: list[RunConfig], results: Path) -> list[RunConfig]:
         raise ConfigError(f"--sensitivity: {len(missing)} of {len(keys)} setting(s) have no decision under "
                           f"{Path(results) / 'tuning'} yet (e.g. key {missing[0]}); make them first: "
                           "`grporm tune EXPERIMENT` (or `make tune`)")
-    return [r for r in runs if is_close_call(r, decisions)]
+    return [r for r in runs if is_close_call(r, decisions) and _compared(r, runs)]
+
+
+def _cell(run: RunConfig) -> str:
+    return repr(sorted((k, repr(v)) for k, v in run.axes.items() if k not in ("arm", "method", "seed", PICK_AXIS)))
+
+
+def _compared(run: RunConfig, runs: list[RunConfig]) -> bool:
+    """Whether another arm trains in the run's cell (its axes but the arm, method, seed and pick): a rerun at
+    the runner-up of an arm alone in its cell (a control that `matrix.exclude` left by itself) feeds no
+    verdict line, so it is not made."""
+    who = lambda r: r.axes.get("arm", r.method)  # noqa: E731
+    return any(trains(r.method) and who(r) != who(run) and _cell(r) == _cell(run) for r in runs)
 
 
 def settings_to_tune(runs: list[RunConfig]) -> list[RunConfig]:
