@@ -434,11 +434,11 @@ def _check_override_against_axes(item: str, key: str, value: Any, axes: list[tup
                                       f"{fix}, or drop the axis from the matrix")
 
 
-def _excluded(entries: Any, axes: list[tuple[str, list]], where: str) -> list[dict]:
+def _excluded(entries: Any, axes: list[tuple[str, list]], declared: dict[str, list], where: str) -> list[dict]:
     """`matrix.exclude`: a list of partial combinations {axis: value, ...} (an arm by its name); a run
-    matching every key of one entry is left out. Each key must be an axis and each value one of its values,
-    so a typo cannot silently exclude nothing."""
-    values_of = dict(axes)
+    matching every key of one entry is left out. Each key must be an axis and each value one of its values
+    (as the file declares them, or as an override sets them), so a typo cannot silently exclude nothing."""
+    values_of = {key: values + [v for v in declared.get(key, []) if v not in values] for key, values in axes}
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: must be a non-empty list of mappings like {{train.epochs: 32, arm: default}}")
     for i, entry in enumerate(entries):
@@ -493,6 +493,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
         raise ConfigError(f"{where}: matrix: must map dotted keys to lists of values")
 
     parsed = [(item, *parse_override(item)) for item in overrides]
+    # an exclude entry may name a value an override then drops from its axis (e.g. -o matrix.arm=[...])
+    declared = {k: [a.get("name") if isinstance(a, dict) else a for a in v] if k == ARM_AXIS else v
+                for k, v in matrix.items() if k != EXCLUDE and isinstance(v, list)}
     for _, key, value in parsed:
         if (axis := matrix_axis(key)) is not None:
             matrix[axis] = value if axis in (ARM_AXIS, EXCLUDE) else matrix_values(axis, value)
@@ -516,7 +519,7 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             raise ConfigError(f"{source}: matrix.{key}: must be a non-empty list of values")
         axes.append((key, values))
     _count_runs(axes, where, MAX_RUNS if max_runs is None else max_runs)
-    excluded = _excluded(exclude, axes, f"{where}: matrix.{EXCLUDE}") if exclude is not None else []
+    excluded = _excluded(exclude, axes, declared, f"{where}: matrix.{EXCLUDE}") if exclude is not None else []
     for item, key, value in parsed:
         if key not in matrix:
             _check_override_against_axes(item, key, value, axes, arms)
