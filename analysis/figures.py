@@ -152,6 +152,12 @@ def _label(label: str, method: str) -> str:
     return method_label(method) + label[len(method):]
 
 
+def _legend(ax, **kwargs) -> None:
+    """A legend only where something is labelled (an empty panel draws none, and matplotlib stays quiet)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _draw_curves(ax, lines: dict[str, pd.DataFrame], x: str, scale: float) -> None:
     seen: dict[str, int] = {}
     for label, curve in lines.items():
@@ -165,7 +171,7 @@ def _draw_curves(ax, lines: dict[str, pd.DataFrame], x: str, scale: float) -> No
             ax.fill_between(xs, scale * curve["low"], scale * curve["high"], color=style["color"], alpha=0.18,
                             linewidth=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
 
 
 @styled
@@ -303,7 +309,7 @@ def _bars(ax, categories: list[str], series: list[tuple[str, str, list]], scale:
                   if max(map(len, categories), default=0) > 8 else "center")
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.15)  # room for the legend above the bars
-    ax.legend(loc="upper right")
+    _legend(ax, loc="upper right")
 
 
 def _key_parts(table, key: tuple) -> list[str]:
@@ -343,7 +349,7 @@ def severity_plot(table) -> Figure | None:
             ax.set_ylabel("top-1 (%), mean over corruptions")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend()
+            _legend(ax)
     fig.suptitle(f"Accuracy against corruption severity\nmean over seeds, {BAND}")
     return fig
 
