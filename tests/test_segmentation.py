@@ -74,5 +74,11 @@ def test_every_task_a_config_names_is_registered_and_decides_splits_and_head():
     from grporm.training.tasks import TASKS, task_of
 
     assert set(get_args(RunConfig.model_fields["task"].annotation)) == set(TASKS)
-    assert task_of(RunConfig()).name == "classification" and not task_of(RunConfig()).segmentation
-    assert task_of(RunConfig(task="segmentation", data={"name": "fashion_mnist"})).segmentation
+    from grporm.evaluate import suite
+    classification, segmentation = task_of(RunConfig()), task_of(RunConfig(task="segmentation", data={"name": "fashion_mnist"}))
+    assert classification.name == "classification" and segmentation.name == "segmentation"
+    # each task is scored by its own functions: no flag reaches the evaluation
+    assert (classification.val_score, classification.probe, classification.evaluate) == (
+        suite.val_score, suite.EpochProbe, suite.evaluate)
+    assert (segmentation.val_score, segmentation.probe, segmentation.evaluate) == (
+        suite.seg_val_score, suite.SegProbe, suite.evaluate_segmentation)

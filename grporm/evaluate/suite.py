@@ -1,9 +1,10 @@
 """Every evaluation of a run, from a feature extractor and the splits (docs/method.md, 'Evaluation protocols').
 
-`evaluate` gives the final test metrics (SR, kNN, head, ECE, per class, and the shifted-data protocols
-the config asks for; mIoU for segmentation), `EpochProbe` the cheap per-epoch probe `fit` calls,
-`val_score` the validation score that picks a learning rate. None of them know about the run that
-calls them: they see the model only through an `Extractor`.
+Per task (grporm.training.tasks holds which a run uses): `evaluate` gives the final test metrics of a
+classification run (SR, kNN, head, ECE, per class, and the shifted-data protocols the config asks for),
+`evaluate_segmentation` a segmentation run's (mIoU, pixel accuracy); `EpochProbe` / `SegProbe` the cheap
+per-epoch probe `fit` calls; `val_score` / `seg_val_score` the validation score that picks a learning
+rate. None of them know about the run that calls them: they see the model only through an `Extractor`.
 """
 from __future__ import annotations
 
@@ -70,11 +71,14 @@ def seg_scores(extractor: Extractor, images: ImageSet, num_classes: int, desc: s
     return segmentation_scores(conf)
 
 
-def val_score(extractor: Extractor, splits, eval_cfg, score: str = "head", segmentation: bool = False) -> float:
-    """Validation score: head accuracy, mIoU, or SR / kNN@20 of frozen features with the training
-    split as reference (SR picks its L2 on validation, as the final evaluation does)."""
-    if segmentation:
-        return seg_scores(extractor, splits.val, splits.num_classes, "val")[MIOU]
+def seg_val_score(extractor: Extractor, splits, eval_cfg, score: str = "head") -> float:
+    """Validation mIoU, whatever `score` names (a segmentation run's only score)."""
+    return seg_scores(extractor, splits.val, splits.num_classes, "val")[MIOU]
+
+
+def val_score(extractor: Extractor, splits, eval_cfg, score: str = "head") -> float:
+    """Validation score: head accuracy, or SR / kNN@20 of frozen features with the training split as
+    reference (SR picks its L2 on validation, as the final evaluation does)."""
     val, train, dist = splits.val, splits.train, extractor.dist
     val_f, logits = extractor(val, "val")
     if score == "head":
@@ -95,17 +99,18 @@ def val_score(extractor: Extractor, splits, eval_cfg, score: str = "head", segme
 class EpochProbe:
     """The per-epoch probe `fit` calls (docs/method.md, 'Convergence probe'): validation head accuracy,
     and kNN@20 and SR from a fixed training subset (SR with the strongest L2 of eval.sr_l2_grid: the
-    subset is small, and validation cannot both pick the strength and score it); validation mIoU and
-    pixel accuracy for segmentation. `log` (e.g. the W&B tracker) gets each epoch's values."""
+    subset is small, and validation cannot both pick the strength and score it). `log` (e.g. the W&B
+    tracker) gets each epoch's values."""
 
-    def __init__(self, extractor: Extractor, splits, eval_cfg, subset_seed: int, segmentation: bool = False,
+    def __init__(self, extractor: Extractor, splits, eval_cfg, subset_seed: int,
                  log: Callable[[int, dict], None] | None = None):
-        self.extractor, self.splits, self.eval_cfg, self.segmentation, self.log = extractor, splits, eval_cfg, segmentation, log
-        self.subset = None
-        if not segmentation:
-            train = splits.train
-            per_class = min(eval_cfg.convergence_per_class, int(torch.bincount(train.labels).min()))
-            self.subset = train.subset(balanced_indices(train.labels, per_class, seeding.generator(subset_seed, "subset")))
+        self.extractor, self.splits, self.eval_cfg, self.log = extractor, splits, eval_cfg, log
+        self.subset = self._subset(subset_seed)
+
+    def _subset(self, seed: int):
+        train = self.splits.train
+        per_class = min(self.eval_cfg.convergence_per_class, int(torch.bincount(train.labels).min()))
+        return train.subset(balanced_indices(train.labels, per_class, seeding.generator(seed, "subset")))
 
     def __call__(self, epoch: int) -> dict:
         metrics = self._measure()
@@ -115,9 +120,6 @@ class EpochProbe:
 
     def _measure(self) -> dict:
         splits, cfg, is_main = self.splits, self.eval_cfg, self.extractor.dist.is_main
-        if self.segmentation:
-            scores = seg_scores(self.extractor, splits.val, splits.num_classes, "probe val")
-            return {f"val_{MIOU}": scores[MIOU], f"val_{PIXEL_ACC}": scores[PIXEL_ACC]} if is_main else {}
         train_feats, _ = self.extractor(self.subset, "probe")
         val_feats, val_logits = self.extractor(splits.val, "probe val")
         if not is_main:
@@ -129,13 +131,27 @@ class EpochProbe:
         return {VAL_HEAD: _head_top1(val_logits, splits.val.labels), HEADLINE_KNN: knn[HEADLINE_K], SR: sr["top1"]}
 
 
-def evaluate(extractor: Extractor, splits, cfg, has_head: bool, segmentation: bool = False) -> Metrics | None:
-    """The final test metrics; features are extracted once per split. None on DDP ranks other than 0
-    (the features are everywhere, the metrics are needed once)."""
+class SegProbe(EpochProbe):
+    """The segmentation run's per-epoch probe: validation mIoU and pixel accuracy (no training subset)."""
+
+    def _subset(self, seed: int):
+        return None
+
+    def _measure(self) -> dict:
+        scores = seg_scores(self.extractor, self.splits.val, self.splits.num_classes, "probe val")
+        return {f"val_{MIOU}": scores[MIOU], f"val_{PIXEL_ACC}": scores[PIXEL_ACC]} if self.extractor.dist.is_main else {}
+
+
+def evaluate_segmentation(extractor: Extractor, splits, cfg, has_head: bool) -> Metrics:
+    """A segmentation run's test metrics: mIoU, pixel accuracy and the IoU per class."""
+    scores = seg_scores(extractor, splits.test, splits.num_classes, "test")
+    return Metrics(seg=SegScores(scores[MIOU], scores[PIXEL_ACC]), per_class={"iou": scores["iou"]})
+
+
+def evaluate(extractor: Extractor, splits, cfg, has_head: bool) -> Metrics | None:
+    """A classification run's test metrics; features are extracted once per split. None on DDP ranks
+    other than 0 (the features are everywhere, the metrics are needed once)."""
     num_classes = splits.num_classes
-    if segmentation:
-        scores = seg_scores(extractor, splits.test, num_classes, "test")
-        return Metrics(seg=SegScores(scores[MIOU], scores[PIXEL_ACC]), per_class={"iou": scores["iou"]})
     train_f, _ = extractor(splits.train, "features train")
     val_f, val_z = extractor(splits.val, "features val")
     test_f, test_z = extractor(splits.test, "features test")

@@ -13,7 +13,7 @@ from grporm.models import create_backbone, with_pooling
 from grporm.process import seeding
 from grporm.process.distributed import Dist
 from grporm.training.methods import method
-from grporm.training.tasks import task_of
+from grporm.training.tasks import Task, task_of
 from grporm.training.train import Trainer
 
 
@@ -23,7 +23,7 @@ class Built:
     model: torch.nn.Module
     input_spec: InputSpec  # the backbone's preprocessing
     initial_state: dict  # the weights every learning rate starts from
-    segmentation: bool
+    task: Task  # how the run is scored (classification or segmentation)
 
     def reset(self) -> None:
         self.model.load_state_dict(self.initial_state)
@@ -40,7 +40,7 @@ def build(cfg: RunConfig, device: torch.device, splits=None) -> Built:
     if cfg.train.channels_last:  # also for runs that only evaluate
         model = model.to(memory_format=torch.channels_last)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, task.segmentation)
+    return Built(splits, model, InputSpec(cfg.data.image_size, backbone.mean, backbone.std), initial_state, task)
 
 
 @dataclass

@@ -20,7 +20,6 @@ import torch
 
 from grporm.config import RunConfig
 from grporm.errors import ConfigError, GrpormError
-from grporm.evaluate.suite import EpochProbe, evaluate
 from grporm.process import seeding
 from grporm.process.distributed import SINGLE, Dist
 from grporm.process.interrupts import Interrupted
@@ -154,8 +153,8 @@ class Run:
 
     def _train(self, lr: float) -> None:
         cfg, built = self.cfg, self.built
-        probe = EpochProbe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg), built.segmentation,
-                           log=self.tracker.log_epoch)
+        probe = built.task.probe(self.extractor, built.splits, cfg.eval, seeding.split_seed(cfg),
+                                 log=self.tracker.log_epoch)
         self.tracker.note_lr(lr, self.record.tuning.key if self.record.tuning is not None else None)
         self.trainer.fit(lr, checkpoint=self.paths.ckpt / "last.pt", on_epoch=probe, on_step=self.tracker.log_step,
                          result=self.progress)
@@ -163,8 +162,8 @@ class Run:
         self.tracker.log_convergence(self.progress.history)
 
     def _evaluate(self):
-        metrics = evaluate(self.extractor, self.built.splits, self.cfg, self.method.has_head, self.built.segmentation)
-        if metrics is not None and not self.built.segmentation:
+        metrics = self.built.task.evaluate(self.extractor, self.built.splits, self.cfg, self.method.has_head)
+        if metrics is not None and metrics.seg is None:  # classification: accuracy per named class
             self.tracker.per_class_table(metrics.per_class, self.built.splits.classes)
         return metrics
 

@@ -156,7 +156,7 @@ def evaluate_saved(saved: SavedRun, overrides: list[str] = ()) -> tuple[RunConfi
     """(config, metrics): the suite's final evaluation of the saved weights on the run's data."""
     import torch
 
-    from grporm.evaluate.suite import Extractor, evaluate
+    from grporm.evaluate.suite import Extractor
     from grporm.process import seeding
     from grporm.process.distributed import SINGLE
     from grporm.training.build import set_threads
@@ -173,5 +173,5 @@ def evaluate_saved(saved: SavedRun, overrides: list[str] = ()) -> tuple[RunConfi
         model = model.to(memory_format=torch.channels_last)
     extractor = Extractor.for_run(model, model.input_spec, config, device, SINGLE)
     with torch.no_grad():
-        metrics = evaluate(extractor, splits, config, method(config.method).has_head, task.segmentation)
+        metrics = task.evaluate(extractor, splits, config, method(config.method).has_head)
     return config, metrics

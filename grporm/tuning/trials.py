@@ -10,7 +10,6 @@ from typing import Callable
 
 from grporm.config import RunConfig
 from grporm.errors import GrpormError, TrainingDiverged
-from grporm.evaluate.suite import val_score
 from grporm.process import seeding
 from grporm.process.distributed import SINGLE, Dist
 from grporm.process.locks import CLAIMED, DEFAULT_STALE_SECONDS, DONE, RunLock, claim
@@ -52,7 +51,7 @@ class TuningTrial:
             self.trainer.fit(lr, desc=f"tune {lr:g} s{cfg.seed}")
         except TrainingDiverged:
             return None
-        return val_score(self.extractor, built.splits, cfg.eval, cfg.tune.score, built.segmentation)
+        return built.task.val_score(self.extractor, built.splits, cfg.eval, cfg.tune.score)
 
 
 def lends_splits(run: RunConfig) -> bool:
