@@ -54,3 +54,24 @@ def test_each_seed_draws_its_own_data_so_the_pretrained_sr_differs_between_seeds
 
 def test_the_quick_verdict_has_at_least_3_seeds():
     assert len({run.seed for run in load_experiment(ROOT / "experiments" / "quick.yaml").runs}) >= 3
+
+
+def test_base_states_the_budget_the_budget_study_found():
+    """base.yaml's budget comment says what results/tables/curves_steps.csv says (the rule's plateau, or
+    that there is none up to the longest budget measured), so the comment cannot drift from the records."""
+    import re
+
+    import pandas as pd
+
+    from grporm.analysis.curves import plateau
+
+    steps = pd.read_csv(ROOT / "results" / "tables" / "curves_steps.csv")
+    steps = steps[(steps["experiment"] == "study_budget") & (steps["claim"] == "Budget: SR")]
+    text = " ".join((ROOT / "experiments" / "studies" / "base.yaml").read_text().replace("#", " ").split())
+    stop = plateau(steps)
+    if stop is None:
+        said = re.search(r"found no plateau up to (\d+) epochs", text)
+        assert said and int(said.group(1)) == int(steps["next"].max()), said
+    else:
+        said = re.search(r"the budget study's plateau: (\d+) epochs", text)
+        assert said and int(said.group(1)) == int(stop), said
