@@ -106,6 +106,10 @@ def test_matrix_exclude_leaves_out_matching_combinations_and_keeps_the_others_id
     again = build_experiment({"matrix": {"arm": arms, "train.epochs": [4, 32], "seed": [2, 3]}}, "x.yaml",
                              ["matrix.exclude=[{arm: ce, seed: 3}]"])
     assert len(again.runs) == 6 and not any(r.axes["arm"] == "ce" and r.seed == 3 for r in again.runs)
+    # an excluded combination is left out before it is validated
+    assert len(build_experiment({"matrix": {"train.epochs": [4, -1], "exclude": [{"train.epochs": -1}]}}, "x.yaml").runs) == 1
+    with pytest.raises(ConfigError, match="epochs"):
+        build_experiment({"matrix": {"train.epochs": [4, -1]}}, "x.yaml")
     # an override that drops the excluded arm leaves the file's entry matching nothing, not an error
     narrowed = build_experiment(raw, "x.yaml", ["matrix.arm=[{name: ce, method: ce}]", "matrix.train.epochs=[32]"])
     assert [r.run_id for r in narrowed.runs] == [full_id for full_id in full if "-ce-" in full_id and "epochs=32" in full_id]

@@ -528,6 +528,9 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
     runs: list[RunConfig] = []
     seen: set[str] = set()
     for combo in itertools.product(*(values for _, values in axes)) if axes else [()]:
+        axis_values = dict(zip((k for k, _ in axes), combo))
+        if any(all(axis_values[k] == v for k, v in entry.items()) for entry in excluded):
+            continue  # left out before it is built, so an excluded combination need not be valid
         tree = copy.deepcopy(raw)
         for (key, _), value in zip(axes, combo):
             for dotted, setting in (arms[value].items() if key == ARM_AXIS else [(key, value)]):
@@ -543,9 +546,6 @@ def build_experiment(raw: dict, where: str, overrides: list[str] = (), max_runs:
             key, message = problem
             sources = [source_of(tuple(k.split('.')), overrides, where) for k in (key, *SET_TOGETHER.get(key, ()))]
             raise ConfigError(f"{next((s for s in sources if s != where), where)}: {key}: {message}")
-        axis_values = dict(zip((k for k, _ in axes), combo))
-        if any(all(axis_values[k] == v for k, v in entry.items()) for entry in excluded):
-            continue
         run.run_id = run_id_for(run, axis_values)
         # A runner-up run names its pick among its axes, so no table averages it into the winner's cell.
         run.axes = {k: v for k, v in axis_values.items() if k != PICK_AXIS} | (
