@@ -162,7 +162,7 @@ reproduce-ablations: install data
 	$(call run_sharded,experiments/studies/ablations.yaml)
 
 # The budget study: CE and the default at 4, 8 and 16 epochs, CE alone at 32 (MobileNetV2, 5 seeds); its
-# plateau is the studies' budget (experiments/studies/base.yaml). Its time: docs/times.md.
+# plateau would set the studies' budget (none up to 32 epochs: experiments/studies/base.yaml). Its time: docs/times.md.
 reproduce-budget: install data
 	$(call run_sharded,experiments/studies/budget.yaml)
 
